@@ -1,1 +1,224 @@
+//! Bisection inside a patch series. Prefix 0 is the base (known good), prefix `n` the tip
+//! (known bad). Every step tests one prefix for all the checks still being bisected, so one
+//! build and boot serves them all; results are cached per prefix. A step whose verdict is
+//! `Unknown` (the VM did not boot, the agent did not report) is rerun; the first bad prefix
+//! is confirmed by testing it again, like 0-day counts a result only when it reproduces.
 
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Good,
+    Bad,
+    /// No verdict: infrastructure trouble or a result that did not reproduce.
+    Unknown,
+}
+
+/// Runs the checks on the series applied up to `prefix` patches.
+pub trait Tester {
+    fn test(&mut self, prefix: usize, checks: &[String]) -> BTreeMap<String, Verdict>;
+}
+
+impl<F: FnMut(usize, &[String]) -> BTreeMap<String, Verdict>> Tester for F {
+    fn test(&mut self, prefix: usize, checks: &[String]) -> BTreeMap<String, Verdict> {
+        self(prefix, checks)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub prefix: usize,
+    pub verdicts: BTreeMap<String, Verdict>,
+    /// Why this step ran: "bisect", "retry" or "confirm".
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "lowercase")]
+pub enum Found {
+    /// The first prefix where the check is bad: patch number `first_bad` broke it.
+    FirstBad { first_bad: usize },
+    /// The culprit lies in (good, bad] but could not be pinned down.
+    Inconclusive { good: usize, bad: usize, why: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bisection {
+    pub found: BTreeMap<String, Found>,
+    pub steps: Vec<Step>,
+}
+
+pub struct Options {
+    /// How often a step with an `Unknown` verdict is rerun.
+    pub retries: u32,
+    /// Test the first bad prefix once more before naming it.
+    pub confirm: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { retries: 1, confirm: true }
+    }
+}
+
+struct Runner<'a, T: Tester> {
+    tester: &'a mut T,
+    checks: Vec<String>,
+    known: BTreeMap<usize, BTreeMap<String, Verdict>>,
+    steps: Vec<Step>,
+    retries: u32,
+}
+
+impl<T: Tester> Runner<'_, T> {
+    fn run(&mut self, prefix: usize, reason: &'static str) -> BTreeMap<String, Verdict> {
+        let v = self.tester.test(prefix, &self.checks);
+        self.steps.push(Step { prefix, verdicts: v.clone(), reason });
+        v
+    }
+
+    /// The verdict of `check` at `prefix`, testing (and retrying) when not known yet.
+    fn verdict(&mut self, prefix: usize, check: &str) -> Verdict {
+        if let Some(v) = self.known.get(&prefix).and_then(|m| m.get(check)) {
+            return *v;
+        }
+        let mut v = self.run(prefix, "bisect");
+        let mut tries = 0;
+        while v.get(check).is_none_or(|x| *x == Verdict::Unknown) && tries < self.retries {
+            tries += 1;
+            v = self.run(prefix, "retry");
+        }
+        let entry = self.known.entry(prefix).or_default();
+        for (k, x) in v {
+            if x != Verdict::Unknown {
+                entry.insert(k, x);
+            }
+        }
+        *entry.get(check).unwrap_or(&Verdict::Unknown)
+    }
+}
+
+/// Bisects each of `checks` over prefixes 0..=n (0 good, n bad for every check).
+pub fn bisect<T: Tester>(n: usize, checks: &[String], tester: &mut T, opts: &Options) -> Bisection {
+    let mut r = Runner { tester, checks: checks.to_vec(), known: BTreeMap::new(), steps: Vec::new(), retries: opts.retries };
+    let mut found = BTreeMap::new();
+    for check in checks {
+        let (mut lo, mut hi) = (0usize, n);
+        let mut stuck = None;
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            match r.verdict(mid, check) {
+                Verdict::Good => lo = mid,
+                Verdict::Bad => hi = mid,
+                Verdict::Unknown => {
+                    stuck = Some(format!("no verdict for patch prefix {mid} after {} tries", opts.retries + 1));
+                    break;
+                }
+            }
+        }
+        let f = match stuck {
+            Some(why) => Found::Inconclusive { good: lo, bad: hi, why },
+            None if opts.confirm && hi < n => {
+                let again = r.run(hi, "confirm");
+                match again.get(check) {
+                    Some(Verdict::Bad) => Found::FirstBad { first_bad: hi },
+                    other => Found::Inconclusive {
+                        good: lo,
+                        bad: n,
+                        why: format!("patch {hi} was bad once, then {:?} on the rerun: flaky", other.copied().unwrap_or(Verdict::Unknown)),
+                    },
+                }
+            }
+            None => Found::FirstBad { first_bad: hi },
+        };
+        found.insert(check.clone(), f);
+    }
+    Bisection { found, steps: r.steps }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("c{i}")).collect()
+    }
+
+    #[test]
+    fn single_check_three_patches() {
+        let mut calls = Vec::new();
+        let mut t = |p: usize, cs: &[String]| {
+            calls.push(p);
+            cs.iter().map(|c| (c.clone(), if p >= 2 { Verdict::Bad } else { Verdict::Good })).collect()
+        };
+        let b = bisect(3, &names(1), &mut t, &Options::default());
+        assert_eq!(b.found["c0"], Found::FirstBad { first_bad: 2 });
+        // prefix 1 (good), then 2 (bad), then 2 again to confirm.
+        assert_eq!(calls, [1, 2, 2]);
+    }
+
+    #[test]
+    fn last_patch_needs_no_confirmation() {
+        let mut t = |p: usize, cs: &[String]| cs.iter().map(|c| (c.clone(), if p >= 4 { Verdict::Bad } else { Verdict::Good })).collect();
+        let b = bisect(4, &names(1), &mut t, &Options::default());
+        assert_eq!(b.found["c0"], Found::FirstBad { first_bad: 4 });
+        assert!(b.steps.iter().all(|s| s.reason == "bisect"));
+    }
+
+    #[test]
+    fn unknown_is_retried_then_inconclusive() {
+        let mut t = |_p: usize, cs: &[String]| cs.iter().map(|c| (c.clone(), Verdict::Unknown)).collect();
+        let b = bisect(4, &names(1), &mut t, &Options { retries: 2, confirm: true });
+        assert!(matches!(b.found["c0"], Found::Inconclusive { good: 0, bad: 4, .. }));
+        assert_eq!(b.steps.len(), 3);
+    }
+
+    #[test]
+    fn flaky_first_bad_is_not_named() {
+        let mut seen = 0;
+        let mut t = |p: usize, cs: &[String]| {
+            let v = if p == 2 {
+                seen += 1;
+                if seen == 1 { Verdict::Bad } else { Verdict::Good }
+            } else if p > 2 {
+                Verdict::Bad
+            } else {
+                Verdict::Good
+            };
+            cs.iter().map(|c| (c.clone(), v)).collect()
+        };
+        let b = bisect(4, &names(1), &mut t, &Options::default());
+        assert!(matches!(b.found["c0"], Found::Inconclusive { .. }), "{:?}", b.found);
+    }
+
+    proptest! {
+        /// Monotone checks with arbitrary first-bad points, some steps failing once to give a
+        /// verdict: every check is pinned exactly, and no prefix is bisected twice.
+        #[test]
+        fn finds_every_first_bad(n in 1usize..40, firsts in proptest::collection::vec(1usize..40, 1..4), flaky in proptest::collection::vec(any::<bool>(), 40)) {
+            let firsts: Vec<usize> = firsts.into_iter().map(|f| f.min(n)).collect();
+            let checks = names(firsts.len());
+            let mut tried = std::collections::BTreeMap::<usize, usize>::new();
+            let mut t = |p: usize, cs: &[String]| {
+                let k = tried.entry(p).or_default();
+                *k += 1;
+                cs.iter().map(|c| {
+                    let i: usize = c[1..].parse().unwrap();
+                    let v = if flaky[p] && *k == 1 { Verdict::Unknown } else if p >= firsts[i] { Verdict::Bad } else { Verdict::Good };
+                    (c.clone(), v)
+                }).collect()
+            };
+            let b = bisect(n, &checks, &mut t, &Options::default());
+            for (i, f) in firsts.iter().enumerate() {
+                prop_assert_eq!(&b.found[&checks[i]], &Found::FirstBad { first_bad: *f });
+            }
+            let bisect_steps: Vec<usize> = b.steps.iter().filter(|s| s.reason == "bisect").map(|s| s.prefix).collect();
+            let mut dedup = bisect_steps.clone();
+            dedup.sort_unstable();
+            dedup.dedup();
+            prop_assert_eq!(dedup.len(), bisect_steps.len());
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The test kernel's configuration: tinyconfig plus kbot's fragment, regenerated only when
+//! the fragment changes (so incremental builds stay incremental), and checked afterwards.
+
+use crate::build::make_cmd;
+use crate::proc::{run_logged, Exit};
+use crate::{fnv64, Arch};
+use std::path::Path;
+use std::time::Duration;
+
+/// Options of the fragment that did not end up in `.config` (a missing dependency, or an
+/// option the tree does not know).
+pub fn unmet(fragment: &str, config: &str) -> Vec<String> {
+    let have: std::collections::HashSet<&str> = config.lines().map(str::trim).collect();
+    fragment
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("CONFIG_"))
+        .filter(|l| !have.contains(l))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Key of the configuration: the fragment and the arch.
+pub fn config_key(arch: Arch) -> String {
+    format!("{:016x}", fnv64(format!("{}\n{}", arch.name(), arch.fragment()).as_bytes()))
+}
+
+/// Makes sure `out/.config` is kbot's configuration for `arch`. Returns whether it was
+/// (re)generated.
+pub fn ensure(src: &Path, out: &Path, arch: Arch, log: &Path) -> Result<bool, String> {
+    let key = config_key(arch);
+    let stamp = out.join(".kbot-config-key");
+    if out.join(".config").exists() && std::fs::read_to_string(&stamp).is_ok_and(|k| k.trim() == key) {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let fragment = arch.fragment();
+    let frag_path = out.join("kbot.fragment");
+    std::fs::write(&frag_path, &fragment).map_err(|e| e.to_string())?;
+    let steps: [(&str, Vec<String>); 3] = [
+        ("tinyconfig", vec!["tinyconfig".into()]),
+        ("merge", vec![]),
+        ("olddefconfig", vec!["olddefconfig".into()]),
+    ];
+    for (name, args) in steps {
+        let mut cmd = if name == "merge" {
+            let mut c = std::process::Command::new(src.join("scripts/kconfig/merge_config.sh"));
+            c.current_dir(src).arg("-m").arg("-O").arg(out).arg(out.join(".config")).arg(&frag_path);
+            c.env("ARCH", arch.make_arch());
+            c
+        } else {
+            make_cmd(src, out, arch, 1, false)
+        };
+        cmd.args(&args);
+        let step_log = log.with_extension(format!("{name}.log"));
+        match run_logged(&mut cmd, &step_log, Duration::from_secs(300), 1 << 20) {
+            Ok(e) if e.success() => {}
+            Ok(Exit::TimedOut) => return Err(format!("kconfig step {name} timed out; see {}", step_log.display())),
+            Ok(_) => return Err(format!("kconfig step {name} failed; see {}", step_log.display())),
+            Err(e) => return Err(format!("cannot run kconfig step {name}: {e}")),
+        }
+    }
+    let config = std::fs::read_to_string(out.join(".config")).map_err(|e| e.to_string())?;
+    let missing = unmet(&fragment, &config);
+    if !missing.is_empty() {
+        return Err(format!("the kernel config lacks {} from kbot's fragment (a dependency is missing or the tree does not know it)", missing.join(", ")));
+    }
+    std::fs::write(&stamp, &key).map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unmet_lists_what_did_not_stick() {
+        let frag = "# c\nCONFIG_A=y\nCONFIG_B=y\nCONFIG_N=20\n";
+        let cfg = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_N=20\n";
+        assert_eq!(unmet(frag, cfg), ["CONFIG_B=y"]);
+    }
+
+    #[test]
+    fn fragments_name_the_subsystem_under_test() {
+        for a in Arch::ALL {
+            let f = a.fragment();
+            assert!(f.contains("CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y"));
+            assert_ne!(config_key(a), "");
+        }
+        assert_ne!(config_key(Arch::X86_64), config_key(Arch::Arm64));
+    }
+}

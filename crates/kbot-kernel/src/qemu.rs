@@ -1,0 +1,159 @@
+//! Booting a test kernel in QEMU with the console captured live, under a hard timeout.
+
+use crate::proc::{kill_group, own_group};
+use crate::Arch;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
+    }
+}
+
+pub struct VmSpec<'a> {
+    pub arch: Arch,
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    /// Extra kernel command line (e.g. `kbot.only=...`).
+    pub append: String,
+    pub timeout: Duration,
+    pub accel: Accel,
+    pub mem_mb: u32,
+    pub smp: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct VmRun {
+    pub console: String,
+    pub timed_out: bool,
+    /// The console grew past its limit and was cut (the VM was stopped).
+    pub cut: bool,
+    pub seconds: f64,
+    /// What QEMU itself said on stderr (start-up errors).
+    pub qemu_stderr: String,
+}
+
+/// The marker the agent prints last; after it the VM only has to reboot.
+pub const AGENT_DONE: &str = "# kbot-agent done";
+
+pub fn command(spec: &VmSpec) -> Command {
+    let mut c = Command::new(spec.arch.qemu());
+    match spec.accel {
+        Accel::Tcg => {
+            c.args(["-accel", "tcg"]).args(spec.arch.qemu_machine());
+        }
+        Accel::Kvm => {
+            let m = if spec.arch == Arch::X86_64 { "pc" } else { "virt" };
+            c.args(["-accel", "kvm", "-M", m, "-cpu", "host"]);
+        }
+    }
+    c.args(["-m", &spec.mem_mb.to_string(), "-smp", &spec.smp.to_string()]);
+    c.args(["-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio"]);
+    c.arg("-kernel").arg(spec.kernel).arg("-initrd").arg(spec.initrd);
+    let append = format!("console={} panic=-1 loglevel=7 {}", spec.arch.console(), spec.append);
+    c.args(["-append", append.trim()]);
+    c
+}
+
+/// Boots the VM; every console line goes to `log` and to `on_line` as it arrives.
+pub fn run(spec: &VmSpec, log: &Path, max_console: usize, mut on_line: impl FnMut(&str)) -> io::Result<VmRun> {
+    let t = Instant::now();
+    let mut cmd = command(spec);
+    own_group(&mut cmd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn()?;
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        while let Ok(n) = r.read_until(b'\n', &mut buf) {
+            if n == 0 {
+                break;
+            }
+            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+            buf.clear();
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stderr = child.stderr.take().expect("piped");
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut out = File::create(log)?;
+    let mut console = String::new();
+    let mut deadline = t + spec.timeout;
+    let (mut timed_out, mut cut) = (false, false);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.max(Duration::from_millis(1))) {
+            Ok(line) => {
+                writeln!(out, "{line}")?;
+                if console.len() + line.len() > max_console {
+                    cut = true;
+                    writeln!(out, "[kbot: console cut at {max_console} bytes; VM stopped]")?;
+                    kill_group(child.id());
+                    break;
+                }
+                console.push_str(&line);
+                console.push('\n');
+                if line.starts_with(AGENT_DONE) {
+                    // Only the reboot is left; do not wait the full timeout for it.
+                    deadline = deadline.min(Instant::now() + Duration::from_secs(10));
+                }
+                on_line(&line);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if Instant::now() >= deadline {
+                    timed_out = !console.contains(AGENT_DONE);
+                    kill_group(child.id());
+                    break;
+                }
+            }
+        }
+    }
+    let _ = child.wait();
+    let _ = reader.join();
+    let qemu_stderr = err_reader.join().unwrap_or_default();
+    if timed_out {
+        writeln!(out, "[kbot: VM killed after {} s]", spec.timeout.as_secs())?;
+    }
+    Ok(VmRun { console, timed_out, cut, seconds: t.elapsed().as_secs_f64(), qemu_stderr })
+}
+
+/// Whether KVM really works for `arch` here: boots the kernel with no tests under KVM and
+/// waits briefly for the agent. Nested KVM can exist and still fail or spin.
+pub fn kvm_works(arch: Arch, kernel: &Path, initrd: &Path, log: &Path) -> bool {
+    if !arch.kvm_possible() || std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+        return false;
+    }
+    let spec = VmSpec {
+        arch,
+        kernel,
+        initrd,
+        append: "kbot.only=none".into(),
+        timeout: Duration::from_secs(15),
+        accel: Accel::Kvm,
+        mem_mb: 256,
+        smp: 1,
+    };
+    run(&spec, log, 1 << 20, |_| {}).is_ok_and(|r| r.console.contains(AGENT_DONE))
+}

@@ -146,9 +146,15 @@ fn strip_timestamp(l: &str) -> &str {
     }
 }
 
-/// Function names of the stack frames in `lines`, in order.
+/// Function names of the stack frames in `lines`, in order. Frames the unwinder marks
+/// unreliable (`? name`) are left out when there are reliable ones.
 pub fn frames<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    lines.into_iter().filter_map(|l| FRAME.captures(l).map(|c| c[1].to_string())).collect()
+    let all: Vec<(bool, String)> = lines
+        .into_iter()
+        .filter_map(|l| FRAME.captures(l).map(|c| (l.trim_start().starts_with("? "), c[1].to_string())))
+        .collect();
+    let any_reliable = all.iter().any(|(unreliable, _)| !unreliable);
+    all.into_iter().filter(|(u, _)| !any_reliable || !u).map(|(_, f)| f).collect()
 }
 
 /// The first frame that is not scheduler or wait plumbing.

@@ -1,1 +1,238 @@
-fn main() {}
+//! kbot: catches Linux kernel regressions in patch series before they are merged.
+
+mod agent;
+mod check;
+mod compare;
+mod home;
+mod progress;
+mod setup;
+
+use clap::{Parser, Subcommand};
+use home::{write_atomic, Home};
+use kbot_kernel::Arch;
+use progress::Progress;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// An error that ends kbot: a one-line message and the exit status (2: usage/environment).
+#[derive(Debug)]
+pub struct Fail {
+    pub code: i32,
+    pub msg: String,
+}
+
+impl Fail {
+    pub fn usage(msg: impl Into<String>) -> Fail {
+        Fail { code: 2, msg: msg.into() }
+    }
+    pub fn env(msg: impl Into<String>) -> Fail {
+        Fail { code: 2, msg: msg.into() }
+    }
+}
+
+#[derive(Parser)]
+#[command(name = "kbot", version, about = "Catches Linux kernel regressions in patch series: apply, build, boot in QEMU, fanotify hang tests, bisect, report")]
+struct Cli {
+    /// No progress lines on stderr.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what kbot needs (Debian packages as root, rustup targets, guest agents) and
+    /// import the default kernel tree. Idempotent. Prints the default tree's path last.
+    Setup {
+        /// Do not install Debian packages.
+        #[arg(long)]
+        no_packages: bool,
+        /// Do not import the default tree.
+        #[arg(long)]
+        no_tree: bool,
+    },
+    /// Test one patch series: apply, build, boot, run the fanotify hang tests on base and tip,
+    /// bisect regressions to the first bad patch. Exit 0 clean, 1 findings, 2 error.
+    Check(CheckCli),
+}
+
+#[derive(clap::Args)]
+struct CheckCli {
+    /// The series as an mbox (git format-patch, b4 am, a lore t.mbox).
+    #[arg(long, value_name = "FILE", group = "input")]
+    mbox: Option<PathBuf>,
+    /// The series by lore message id (not implemented yet: use `b4 mbox ID` and --mbox).
+    #[arg(long, value_name = "ID", group = "input")]
+    msgid: Option<String>,
+    /// Lore base URL for --msgid.
+    #[arg(long, value_name = "URL", requires = "msgid")]
+    lore: Option<String>,
+    /// Commits BASE..TIP of the tree as the series.
+    #[arg(long, value_name = "BASE..TIP", group = "input")]
+    range: Option<String>,
+    /// Kernel tree (a git repository). Default: the tree `kbot setup` prepared.
+    #[arg(long, value_name = "DIR", env = "KBOT_TREE")]
+    tree: Option<PathBuf>,
+    /// Apply the series to this revision (default: its base-commit: when the tree has it,
+    /// else the tree's HEAD).
+    #[arg(long, value_name = "REV")]
+    base: Option<String>,
+    /// Architectures, comma separated.
+    #[arg(long, value_name = "LIST", default_value = "x86_64,arm64")]
+    arch: String,
+    /// Write the kbot.result/v1 JSON here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write the Markdown report here.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// make -j per arch (default: the cores shared among the arches).
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// How long an operation that must be prompt may block in the guest, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    watchdog_ms: u64,
+    /// Hard limit for one VM run, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 180)]
+    vm_timeout: u64,
+    /// Hard limit for one kernel build, in minutes.
+    #[arg(long, value_name = "MIN", default_value_t = 60)]
+    build_timeout: u64,
+    /// Who reports: used in the Reported-by: trailer.
+    #[arg(long, value_name = "NAME <ADDR>", env = "KBOT_REPORTER", default_value = "kbot <kbot@localhost>")]
+    reporter: String,
+}
+
+fn parse_arches(s: &str) -> Result<Vec<Arch>, Fail> {
+    let mut v = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let a = Arch::parse(part).ok_or_else(|| Fail::usage(format!("--arch: unknown architecture {part:?}; use x86_64 and/or arm64")))?;
+        if !v.contains(&a) {
+            v.push(a);
+        }
+    }
+    if v.is_empty() {
+        return Err(Fail::usage("--arch: name at least one of x86_64, arm64"));
+    }
+    Ok(v)
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
+    let input = match (c.mbox, c.msgid, c.range) {
+        (Some(m), _, _) => check::Input::Mbox(m),
+        (_, _, Some(r)) => check::Input::Range(r),
+        (_, Some(id), _) => {
+            let _ = c.lore;
+            return Err(Fail::usage(format!("--msgid {id}: fetching from lore is not implemented yet; download the thread with `b4 mbox {id}` and pass it with --mbox")));
+        }
+        _ => return Err(Fail::usage("name the series: --mbox FILE, --msgid ID or --range BASE..TIP")),
+    };
+    let arches = parse_arches(&c.arch)?;
+    // Check the output paths before hours of work, not after.
+    for p in [&c.json, &c.report].into_iter().flatten() {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            return Err(Fail::usage(format!("{}: directory {} does not exist", p.display(), dir.display())));
+        }
+    }
+    let home = Home::locate().map_err(|e| Fail::env(e.to_string()))?;
+    set_ccache_dir(&home);
+    let jobs = c.jobs.unwrap_or_else(|| (cpus() / arches.len()).max(1));
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let args = check::CheckArgs {
+        input,
+        tree: c.tree,
+        base: c.base,
+        arches,
+        jobs,
+        watchdog_ms: c.watchdog_ms,
+        vm_timeout: Duration::from_secs(c.vm_timeout),
+        build_timeout: Duration::from_secs(c.build_timeout * 60),
+        reporter: c.reporter,
+        command,
+    };
+    let progress = Progress::new(quiet);
+    let result = check::run(&home, &args, &progress)?;
+    if let Some(p) = &c.json {
+        write_atomic(p, result.to_json().as_bytes()).map_err(|e| Fail::env(format!("cannot write {}: {e}", p.display())))?;
+    }
+    if let Some(p) = &c.report {
+        let md = kbot_report::markdown(&result).map_err(|e| Fail::env(format!("report template: {e}")))?;
+        write_atomic(p, md.as_bytes()).map_err(|e| Fail::env(format!("cannot write {}: {e}", p.display())))?;
+    }
+    print_summary(&result, &c.json, &c.report);
+    Ok(result.status.exit_code())
+}
+
+fn set_ccache_dir(home: &Home) {
+    if std::env::var_os("CCACHE_DIR").is_none() {
+        std::env::set_var("CCACHE_DIR", home.ccache_dir());
+    }
+}
+
+fn print_summary(r: &kbot_report::CheckResult, json: &Option<PathBuf>, report: &Option<PathBuf>) {
+    let status = serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(str::to_uppercase)).unwrap_or_default();
+    println!("kbot: {status}: {:?} (v{}, {} patches) on {}", r.series.subject, r.series.version, r.series.total, &r.series.base[..12.min(r.series.base.len())]);
+    if let Some(e) = &r.error {
+        println!("  error: {e}");
+    }
+    if !r.series.missing.is_empty() {
+        println!("  missing patches: {:?}", r.series.missing);
+    }
+    if let Some(p) = r.apply.failed_patch {
+        println!("  patch {p} does not apply:");
+        for l in r.apply.detail.lines().take(6) {
+            println!("    {l}");
+        }
+    }
+    for a in &r.arches {
+        let count = |run: &kbot_report::Run| format!("{}/{} pass", run.tests.iter().filter(|t| t.result == "pass").count(), run.tests.len());
+        println!("  {}: base build {} tests {}; tip build {} tests {}", a.arch, a.base.build, count(&a.base), a.tip.build, count(&a.tip));
+        for g in &a.regressions {
+            let fb = g.first_bad.as_ref().map_or_else(|| g.bisect.clone(), |f| format!("first bad patch {}/{}: {}", f.index, r.series.total, f.subject));
+            println!("    REGRESSION {} ({}): {fb}", g.test, g.kind);
+        }
+        if !a.flaky.is_empty() {
+            println!("    flaky (not reported): {}", a.flaky.join(", "));
+        }
+        if let Some(e) = &a.error {
+            println!("    error: {e}");
+        }
+    }
+    println!("  time: {:.1}s", r.timings.total_s);
+    if let Some(j) = json {
+        println!("  json: {}", j.display());
+    }
+    if let Some(m) = report {
+        println!("  report: {}", m.display());
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.cmd {
+        Cmd::Setup { no_packages, no_tree } => {
+            let progress = Progress::new(cli.quiet);
+            Home::locate().map_err(|e| Fail::env(e.to_string())).and_then(|home| {
+                set_ccache_dir(&home);
+                setup::run(&home, &setup::SetupOpts { packages: !no_packages, tree: !no_tree }, &progress).map(|tree| {
+                    println!("{}", tree.display());
+                    0
+                })
+            })
+        }
+        Cmd::Check(c) => check_cmd(c, cli.quiet),
+    };
+    match code {
+        Ok(c) => std::process::exit(c),
+        Err(f) => {
+            eprintln!("kbot: error: {}", f.msg);
+            std::process::exit(f.code);
+        }
+    }
+}

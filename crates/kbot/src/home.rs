@@ -1,0 +1,99 @@
+//! kbot's data directory: the default tree, worktrees and build directories per tree and
+//! arch (stable paths keep builds incremental and ccache warm), the kernel cache, run logs.
+
+use kbot_kernel::{fnv64, Arch};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Home {
+    pub root: PathBuf,
+}
+
+impl Home {
+    /// `$KBOT_HOME`, else `$XDG_DATA_HOME/kbot`, else `~/.local/share/kbot`.
+    pub fn locate() -> anyhow::Result<Home> {
+        let root = if let Some(h) = std::env::var_os("KBOT_HOME").filter(|v| !v.is_empty()) {
+            PathBuf::from(h)
+        } else if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            PathBuf::from(x).join("kbot")
+        } else if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            PathBuf::from(h).join(".local/share/kbot")
+        } else {
+            anyhow::bail!("cannot find a data directory: set KBOT_HOME");
+        };
+        Ok(Home { root })
+    }
+
+    pub fn default_tree(&self) -> PathBuf {
+        self.root.join("trees/default")
+    }
+
+    /// Per tree: a name from its path plus a hash, so two trees never share work dirs.
+    fn tree_key(tree: &Path) -> String {
+        let name = tree.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "tree".into());
+        let name: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        format!("{name}-{:08x}", fnv64(tree.to_string_lossy().as_bytes()) as u32)
+    }
+
+    pub fn worktree(&self, tree: &Path, arch: Arch) -> PathBuf {
+        self.root.join("work").join(Self::tree_key(tree)).join(arch.name()).join("src")
+    }
+
+    pub fn build_dir(&self, tree: &Path, arch: Arch) -> PathBuf {
+        self.root.join("work").join(Self::tree_key(tree)).join(arch.name()).join("out")
+    }
+
+    pub fn lock_file(&self, tree: &Path) -> PathBuf {
+        self.root.join("locks").join(format!("{}.lock", Self::tree_key(tree)))
+    }
+
+    /// Cached kernel images by arch, commit and configuration.
+    pub fn kernel_cache(&self, arch: Arch, commit: &str, config_key: &str) -> PathBuf {
+        self.root.join("cache/kernels").join(arch.name()).join(format!("{commit}-{config_key}"))
+    }
+
+    pub fn ccache_dir(&self) -> PathBuf {
+        self.root.join("ccache")
+    }
+
+    pub fn new_run_dir(&self) -> std::io::Result<PathBuf> {
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let p = self.root.join("runs").join(format!("{secs}-{}", std::process::id()));
+        std::fs::create_dir_all(&p)?;
+        Ok(p)
+    }
+}
+
+/// An exclusive lock on a file, held until drop (flock: released by the kernel if we die).
+pub struct Lock {
+    _file: std::fs::File,
+}
+
+impl Lock {
+    /// Takes the lock, calling `waiting` once if another kbot holds it.
+    pub fn take(path: &Path, waiting: impl FnOnce()) -> std::io::Result<Lock> {
+        use std::os::fd::AsRawFd;
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p)?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            waiting();
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(Lock { _file: file })
+    }
+}
+
+/// Writes a file atomically: a reader sees the old content or the new, never half of it.
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.kbot-tmp-{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id()));
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}

@@ -67,6 +67,7 @@ struct Runner<'a, T: Tester> {
     tester: &'a mut T,
     checks: Vec<String>,
     known: BTreeMap<usize, BTreeMap<String, Verdict>>,
+    confirmed: BTreeMap<usize, BTreeMap<String, Verdict>>,
     steps: Vec<Step>,
     retries: u32,
 }
@@ -101,7 +102,7 @@ impl<T: Tester> Runner<'_, T> {
 
 /// Bisects each of `checks` over prefixes 0..=n (0 good, n bad for every check).
 pub fn bisect<T: Tester>(n: usize, checks: &[String], tester: &mut T, opts: &Options) -> Bisection {
-    let mut r = Runner { tester, checks: checks.to_vec(), known: BTreeMap::new(), steps: Vec::new(), retries: opts.retries };
+    let mut r = Runner { tester, checks: checks.to_vec(), known: BTreeMap::new(), confirmed: BTreeMap::new(), steps: Vec::new(), retries: opts.retries };
     let mut found = BTreeMap::new();
     for check in checks {
         let (mut lo, mut hi) = (0usize, n);
@@ -120,7 +121,15 @@ pub fn bisect<T: Tester>(n: usize, checks: &[String], tester: &mut T, opts: &Opt
         let f = match stuck {
             Some(why) => Found::Inconclusive { good: lo, bad: hi, why },
             None if opts.confirm && hi < n => {
-                let again = r.run(hi, "confirm");
+                // One confirmation run per prefix serves every check that blames it.
+                let again = match r.confirmed.get(&hi) {
+                    Some(v) => v.clone(),
+                    None => {
+                        let v = r.run(hi, "confirm");
+                        r.confirmed.insert(hi, v.clone());
+                        v
+                    }
+                };
                 match again.get(check) {
                     Some(Verdict::Bad) => Found::FirstBad { first_bad: hi },
                     other => Found::Inconclusive {
@@ -165,6 +174,19 @@ mod tests {
         let b = bisect(4, &names(1), &mut t, &Options::default());
         assert_eq!(b.found["c0"], Found::FirstBad { first_bad: 4 });
         assert!(b.steps.iter().all(|s| s.reason == "bisect"));
+    }
+
+    #[test]
+    fn checks_with_the_same_culprit_share_one_confirmation() {
+        let mut calls = Vec::new();
+        let mut t = |p: usize, cs: &[String]| {
+            calls.push(p);
+            cs.iter().map(|c| (c.clone(), if p >= 2 { Verdict::Bad } else { Verdict::Good })).collect()
+        };
+        let b = bisect(3, &names(2), &mut t, &Options::default());
+        assert_eq!(b.found["c0"], Found::FirstBad { first_bad: 2 });
+        assert_eq!(b.found["c1"], Found::FirstBad { first_bad: 2 });
+        assert_eq!(calls, [1, 2, 2]);
     }
 
     #[test]

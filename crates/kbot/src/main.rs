@@ -143,7 +143,12 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
     let home = Home::locate().map_err(|e| Fail::env(e.to_string()))?;
     set_ccache_dir(&home);
     let jobs = c.jobs.unwrap_or_else(|| (cpus() / arches.len()).max(1));
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    // The reproduce line names the input and the arches, not local output paths.
+    let what = match &input {
+        check::Input::Mbox(m) => format!("--mbox {}", m.display()),
+        check::Input::Range(r) => format!("--range {r}"),
+    };
+    let command = format!("kbot check {what} --arch {}", arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(","));
     let args = check::CheckArgs {
         input,
         tree: c.tree,

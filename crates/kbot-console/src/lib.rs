@@ -79,7 +79,10 @@ static RESULT: LazyLock<Regex> = LazyLock::new(|| {
 });
 static PLAN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^1\.\.(\d+)$").unwrap());
 static FRAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*(?:\[<[0-9a-f]+>\]\s*)?(?:\? )?([A-Za-z_][A-Za-z0-9_.]*)\+0x[0-9a-f]+/0x[0-9a-f]+").unwrap()
+    Regex::new(
+        r"^\s*(?:\[<[0-9a-f]+>\]\s*)?(?:\? )?([A-Za-z_][A-Za-z0-9_.]*)\+0x[0-9a-f]+/0x[0-9a-f]+",
+    )
+    .unwrap()
 });
 static TASK: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^task:(\S+)\s+state:\S+.*\bpid:\s*(\d+)").unwrap());
@@ -103,25 +106,81 @@ struct Rule {
 
 /// The splat table: first match wins, so specific formats come before general ones.
 static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
-    let r = |kind, pat: &str, title| Rule { kind, re: Regex::new(pat).unwrap(), title };
+    let r = |kind, pat: &str, title| Rule {
+        kind,
+        re: Regex::new(pat).unwrap(),
+        title,
+    };
     vec![
-        r("hung-task", r"^INFO: task \S+:\d+ blocked for more than \d+ seconds", Title::InStack("INFO: task hung")),
-        r("rcu-stall", r"^rcu: INFO: \S+ (self-)?detected stalls? on CPUs?/tasks", Title::InStack("INFO: rcu detected stall")),
-        r("rcu-stall", r"^INFO: rcu_\S+ (self-)?detected stalls?", Title::InStack("INFO: rcu detected stall")),
-        r("soft-lockup", r"^watchdog: BUG: soft lockup - CPU#\d+ stuck for", Title::InStack("BUG: soft lockup")),
-        r("lockdep", r"^WARNING: possible (circular|recursive) locking dependency detected", Title::InStack("possible deadlock")),
-        r("lockdep", r"^WARNING: inconsistent lock state", Title::InStack("inconsistent lock state")),
-        r("lockdep", r"^BUG: sleeping function called from invalid context", Title::InStack("BUG: sleeping function called from invalid context")),
+        r(
+            "hung-task",
+            r"^INFO: task \S+:\d+ blocked for more than \d+ seconds",
+            Title::InStack("INFO: task hung"),
+        ),
+        r(
+            "rcu-stall",
+            r"^rcu: INFO: \S+ (self-)?detected stalls? on CPUs?/tasks",
+            Title::InStack("INFO: rcu detected stall"),
+        ),
+        r(
+            "rcu-stall",
+            r"^INFO: rcu_\S+ (self-)?detected stalls?",
+            Title::InStack("INFO: rcu detected stall"),
+        ),
+        r(
+            "soft-lockup",
+            r"^watchdog: BUG: soft lockup - CPU#\d+ stuck for",
+            Title::InStack("BUG: soft lockup"),
+        ),
+        r(
+            "lockdep",
+            r"^WARNING: possible (circular|recursive) locking dependency detected",
+            Title::InStack("possible deadlock"),
+        ),
+        r(
+            "lockdep",
+            r"^WARNING: inconsistent lock state",
+            Title::InStack("inconsistent lock state"),
+        ),
+        r(
+            "lockdep",
+            r"^BUG: sleeping function called from invalid context",
+            Title::InStack("BUG: sleeping function called from invalid context"),
+        ),
         r("kasan", r"^BUG: KASAN: ", Title::Line),
         r("ubsan", r"^UBSAN: ", Title::Line),
         r("bug", r"^kernel BUG at (\S+)!", Title::Line),
-        r("oops", r"^BUG: kernel NULL pointer dereference", Title::InStack("BUG: kernel NULL pointer dereference")),
-        r("oops", r"^BUG: unable to handle page fault", Title::InStack("BUG: unable to handle page fault")),
-        r("oops", r"^Unable to handle kernel NULL pointer dereference", Title::InStack("Unable to handle kernel NULL pointer dereference")),
-        r("oops", r"^Unable to handle kernel paging request", Title::InStack("Unable to handle kernel paging request")),
-        r("oops", r"^(Oops|general protection fault)", Title::InStack("general protection fault")),
+        r(
+            "oops",
+            r"^BUG: kernel NULL pointer dereference",
+            Title::InStack("BUG: kernel NULL pointer dereference"),
+        ),
+        r(
+            "oops",
+            r"^BUG: unable to handle page fault",
+            Title::InStack("BUG: unable to handle page fault"),
+        ),
+        r(
+            "oops",
+            r"^Unable to handle kernel NULL pointer dereference",
+            Title::InStack("Unable to handle kernel NULL pointer dereference"),
+        ),
+        r(
+            "oops",
+            r"^Unable to handle kernel paging request",
+            Title::InStack("Unable to handle kernel paging request"),
+        ),
+        r(
+            "oops",
+            r"^(Oops|general protection fault)",
+            Title::InStack("general protection fault"),
+        ),
         r("bug", r"^BUG: ", Title::Line),
-        r("warning", r"^WARNING: CPU: \d+ PID: \d+ at \S+ ([A-Za-z0-9_.]+)\+", Title::InCapture("WARNING")),
+        r(
+            "warning",
+            r"^WARNING: CPU: \d+ PID: \d+ at \S+ ([A-Za-z0-9_.]+)\+",
+            Title::InCapture("WARNING"),
+        ),
         r("warning", r"^WARNING: ", Title::Line),
         r("panic", r"^Kernel panic - not syncing: ", Title::Line),
     ]
@@ -129,14 +188,41 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
 
 /// Frames that say how a task waits, not where: skipped when naming a stall.
 const WAIT_FRAMES: &[&str] = &[
-    "__schedule", "schedule", "schedule_timeout", "schedule_preempt_disabled", "io_schedule",
-    "__switch_to", "__wait_for_common", "wait_for_common", "wait_for_completion",
-    "wait_for_completion_killable", "wait_for_completion_state", "do_wait_for_common",
-    "__flush_work", "flush_work", "ret_from_fork", "ret_from_fork_asm", "kthread",
-    "worker_thread", "process_one_work", "dump_stack", "dump_stack_lvl", "show_stack",
-    "__warn", "report_bug", "handle_bug", "exc_invalid_op", "asm_exc_invalid_op",
-    "entry_SYSCALL_64_after_hwframe", "do_syscall_64", "el0t_64_sync", "el0t_64_sync_handler",
-    "el0_svc", "do_el0_svc", "invoke_syscall", "el0_svc_common",
+    "__schedule",
+    "schedule",
+    "schedule_timeout",
+    "schedule_preempt_disabled",
+    "io_schedule",
+    "__switch_to",
+    "__wait_for_common",
+    "wait_for_common",
+    "wait_for_completion",
+    "wait_for_completion_killable",
+    "wait_for_completion_state",
+    "do_wait_for_common",
+    "__flush_work",
+    "flush_work",
+    "ret_from_fork",
+    "ret_from_fork_asm",
+    "kthread",
+    "worker_thread",
+    "process_one_work",
+    "dump_stack",
+    "dump_stack_lvl",
+    "show_stack",
+    "__warn",
+    "report_bug",
+    "handle_bug",
+    "exc_invalid_op",
+    "asm_exc_invalid_op",
+    "entry_SYSCALL_64_after_hwframe",
+    "do_syscall_64",
+    "el0t_64_sync",
+    "el0t_64_sync_handler",
+    "el0_svc",
+    "do_el0_svc",
+    "invoke_syscall",
+    "el0_svc_common",
 ];
 
 fn strip_timestamp(l: &str) -> &str {
@@ -151,15 +237,25 @@ fn strip_timestamp(l: &str) -> &str {
 pub fn frames<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let all: Vec<(bool, String)> = lines
         .into_iter()
-        .filter_map(|l| FRAME.captures(l).map(|c| (l.trim_start().starts_with("? "), c[1].to_string())))
+        .filter_map(|l| {
+            FRAME
+                .captures(l)
+                .map(|c| (l.trim_start().starts_with("? "), c[1].to_string()))
+        })
         .collect();
     let any_reliable = all.iter().any(|(unreliable, _)| !unreliable);
-    all.into_iter().filter(|(u, _)| !any_reliable || !u).map(|(_, f)| f).collect()
+    all.into_iter()
+        .filter(|(u, _)| !any_reliable || !u)
+        .map(|(_, f)| f)
+        .collect()
 }
 
 /// The first frame that is not scheduler or wait plumbing.
 pub fn interesting_frame(frames: &[String]) -> Option<&str> {
-    frames.iter().map(String::as_str).find(|f| !WAIT_FRAMES.contains(f))
+    frames
+        .iter()
+        .map(String::as_str)
+        .find(|f| !WAIT_FRAMES.contains(f))
 }
 
 /// Where a splat ends: the kernel's end marker, a blank line, another splat, or the agent.
@@ -170,7 +266,11 @@ fn splat_end(lines: &[&str], start: usize) -> usize {
         if l.starts_with("---[ end") {
             return i + 1;
         }
-        if l.trim().is_empty() || RULES.iter().any(|r| r.re.is_match(l)) || l.starts_with("KTAP") || RESULT.is_match(l) {
+        if l.trim().is_empty()
+            || RULES.iter().any(|r| r.re.is_match(l))
+            || l.starts_with("KTAP")
+            || RESULT.is_match(l)
+        {
             return i;
         }
         i += 1;
@@ -179,7 +279,10 @@ fn splat_end(lines: &[&str], start: usize) -> usize {
 }
 
 pub fn parse(log: &str) -> Console {
-    let lines: Vec<&str> = log.lines().map(|l| strip_timestamp(l.trim_end_matches('\r'))).collect();
+    let lines: Vec<&str> = log
+        .lines()
+        .map(|l| strip_timestamp(l.trim_end_matches('\r')))
+        .collect();
     let mut c = Console::default();
     let mut pending_detail: Option<(String, String)> = None;
     let mut i = 0;
@@ -207,7 +310,12 @@ pub fn parse(log: &str) -> Console {
                 Some((n, d)) if n == name => d,
                 _ => m.get(5).map(|d| d.as_str().to_string()).unwrap_or_default(),
             };
-            c.tests.push(TestLine { number: m[2].parse().unwrap_or(0), name, outcome, detail });
+            c.tests.push(TestLine {
+                number: m[2].parse().unwrap_or(0),
+                name,
+                outcome,
+                detail,
+            });
         } else if let Some(d) = l.strip_prefix("# ") {
             if let Some((name, detail)) = d.split_once(": ") {
                 if !name.contains(' ') {
@@ -235,7 +343,11 @@ pub fn parse(log: &str) -> Console {
             let title = match rule.title {
                 Title::Line => l.trim().to_string(),
                 Title::InCapture(p) => {
-                    let f = rule.re.captures(l).and_then(|m| m.get(1)).map(|m| m.as_str().to_string());
+                    let f = rule
+                        .re
+                        .captures(l)
+                        .and_then(|m| m.get(1))
+                        .map(|m| m.as_str().to_string());
                     f.map_or_else(|| l.to_string(), |f| format!("{p} in {f}"))
                 }
                 Title::InStack(p) => {
@@ -243,7 +355,12 @@ pub fn parse(log: &str) -> Console {
                     interesting_frame(&fr).map_or_else(|| p.to_string(), |f| format!("{p} in {f}"))
                 }
             };
-            c.splats.push(Splat { kind: rule.kind, title, line: i + 1, excerpt });
+            c.splats.push(Splat {
+                kind: rule.kind,
+                title,
+                line: i + 1,
+                excerpt,
+            });
             i = end.max(i + 1);
             continue;
         }
@@ -258,15 +375,29 @@ impl Console {
     }
 
     /// Blocked tasks whose stack passes through one of `funcs`.
-    pub fn blocked_in<'a>(&'a self, funcs: &'a [&str]) -> impl Iterator<Item = &'a BlockedTask> + 'a {
-        self.blocked.iter().filter(move |b| b.frames.iter().any(|f| funcs.contains(&f.as_str())))
+    pub fn blocked_in<'a>(
+        &'a self,
+        funcs: &'a [&str],
+    ) -> impl Iterator<Item = &'a BlockedTask> + 'a {
+        self.blocked
+            .iter()
+            .filter(move |b| b.frames.iter().any(|f| funcs.contains(&f.as_str())))
     }
 
     /// A stable plain-text account, used by the table tests in `testdata/`.
     pub fn describe(&self) -> String {
-        let mut s = format!("started: {}\nplan: {:?}\ndone: {}\n", self.started, self.plan, self.done);
+        let mut s = format!(
+            "started: {}\nplan: {:?}\ndone: {}\n",
+            self.started, self.plan, self.done
+        );
         for t in &self.tests {
-            s += &format!("test {} {}: {} | {}\n", t.number, t.name, t.outcome.as_str(), t.detail);
+            s += &format!(
+                "test {} {}: {} | {}\n",
+                t.number,
+                t.name,
+                t.outcome.as_str(),
+                t.detail
+            );
         }
         for p in &self.splats {
             s += &format!("splat {} at line {}: {}\n", p.kind, p.line, p.title);
@@ -287,8 +418,20 @@ mod tests {
         let c = parse("KTAP version 1\n1..3\n# a: fine (time_ms=1)\nok 1 a\nnot ok 2 b\nnot ok 3 c # TIMEOUT blocked > 3000 ms\nok 4 d # SKIP no fanotify\n# kbot-agent done in 5 ms\n");
         assert!(c.started && c.done);
         assert_eq!(c.plan, Some(3));
-        let got: Vec<_> = c.tests.iter().map(|t| (t.name.as_str(), t.outcome)).collect();
-        assert_eq!(got, [("a", Outcome::Pass), ("b", Outcome::Fail), ("c", Outcome::Hang), ("d", Outcome::Skip)]);
+        let got: Vec<_> = c
+            .tests
+            .iter()
+            .map(|t| (t.name.as_str(), t.outcome))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", Outcome::Pass),
+                ("b", Outcome::Fail),
+                ("c", Outcome::Hang),
+                ("d", Outcome::Skip)
+            ]
+        );
         assert_eq!(c.tests[0].detail, "fine (time_ms=1)");
         assert_eq!(c.tests[2].detail, "blocked > 3000 ms");
     }
@@ -317,7 +460,8 @@ mod tests {
             if std::env::var_os("KBOT_BLESS").is_some() {
                 std::fs::write(&want_path, &got).unwrap();
             }
-            let want = std::fs::read_to_string(&want_path).unwrap_or_else(|_| panic!("missing {}", want_path.display()));
+            let want = std::fs::read_to_string(&want_path)
+                .unwrap_or_else(|_| panic!("missing {}", want_path.display()));
             assert_eq!(got, want, "{}", path.display());
         }
         assert!(n >= 4, "testdata cases missing");

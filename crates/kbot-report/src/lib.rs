@@ -224,10 +224,17 @@ pub const MARKDOWN_TEMPLATE: &str = include_str!("../../../templates/report.md.j
 /// Renders the Markdown report.
 pub fn markdown(r: &CheckResult) -> Result<String, minijinja::Error> {
     let mut env = minijinja::Environment::new();
-    env.set_syntax(minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).keep_trailing_newline(true).build()?);
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(true)
+            .build()?,
+    );
     env.add_filter("short", |s: String| s.chars().take(12).collect::<String>());
     env.add_template("report.md", MARKDOWN_TEMPLATE)?;
-    env.get_template("report.md")?.render(minijinja::context! { r => minijinja::Value::from(minijinja::value::Serde(r)) })
+    env.get_template("report.md")?
+        .render(minijinja::context! { r => minijinja::Value::from(minijinja::value::Serde(r)) })
 }
 
 #[cfg(test)]
@@ -242,8 +249,20 @@ mod tests {
             message_id: "c@x".into(),
             base: "cb0fbf0941b05b9cbdc3bce17f27e4caf29ab28b".into(),
             patches: vec![
-                PatchInfo { index: 1, subject: "one".into(), message_id: "p1@x".into(), author: "A <a@x>".into(), commit: None },
-                PatchInfo { index: 2, subject: "two".into(), message_id: "p2@x".into(), author: "A <a@x>".into(), commit: None },
+                PatchInfo {
+                    index: 1,
+                    subject: "one".into(),
+                    message_id: "p1@x".into(),
+                    author: "A <a@x>".into(),
+                    commit: None,
+                },
+                PatchInfo {
+                    index: 2,
+                    subject: "two".into(),
+                    message_id: "p2@x".into(),
+                    author: "A <a@x>".into(),
+                    commit: None,
+                },
             ],
             ..Default::default()
         });
@@ -252,12 +271,33 @@ mod tests {
         r.reported_by = "Reported-by: kbot <kbot@localhost>".into();
         r.arches.push(ArchResult {
             arch: "x86_64".into(),
-            base: Run { build: "pass".into(), tests: vec![TestResult { name: "t".into(), result: "pass".into(), detail: "7 ms".into() }], ..Default::default() },
-            tip: Run { build: "pass".into(), tests: vec![TestResult { name: "t".into(), result: "hang".into(), detail: "blocked".into() }], ..Default::default() },
+            base: Run {
+                build: "pass".into(),
+                tests: vec![TestResult {
+                    name: "t".into(),
+                    result: "pass".into(),
+                    detail: "7 ms".into(),
+                }],
+                ..Default::default()
+            },
+            tip: Run {
+                build: "pass".into(),
+                tests: vec![TestResult {
+                    name: "t".into(),
+                    result: "hang".into(),
+                    detail: "blocked".into(),
+                }],
+                ..Default::default()
+            },
             regressions: vec![Regression {
                 test: "t".into(),
                 kind: "hang".into(),
-                first_bad: Some(FirstBad { index: 2, subject: "two".into(), message_id: "p2@x".into(), commit: "abc".into() }),
+                first_bad: Some(FirstBad {
+                    index: 2,
+                    subject: "two".into(),
+                    message_id: "p2@x".into(),
+                    commit: "abc".into(),
+                }),
                 evidence: "close() blocked".into(),
                 bisect: "bisected".into(),
             }],
@@ -276,9 +316,20 @@ mod tests {
         assert_eq!(v["arches"][0]["tip"]["tests"][0]["result"], "hang");
         assert_eq!(v["arches"][0]["regressions"][0]["first_bad"]["index"], 2);
         assert!(v["timings"]["total_s"].is_number());
-        for s in [Status::ApplyFailed, Status::Incomplete, Status::Error, Status::Clean] {
+        for s in [
+            Status::ApplyFailed,
+            Status::Incomplete,
+            Status::Error,
+            Status::Clean,
+        ] {
             let j = serde_json::to_string(&s).unwrap();
-            assert!(["\"apply-failed\"", "\"incomplete\"", "\"error\"", "\"clean\""].contains(&j.as_str()));
+            assert!([
+                "\"apply-failed\"",
+                "\"incomplete\"",
+                "\"error\"",
+                "\"clean\""
+            ]
+            .contains(&j.as_str()));
         }
     }
 

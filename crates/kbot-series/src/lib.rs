@@ -268,9 +268,19 @@ impl Series {
 mod tests {
     use super::*;
 
+    /// subject, is a patch, version, index/total, other tags, title
+    type Case<'a> = (
+        &'a str,
+        bool,
+        u32,
+        Option<(u32, u32)>,
+        &'a [&'a str],
+        &'a str,
+    );
+
     #[test]
     fn subject_tags() {
-        let cases: &[(&str, bool, u32, Option<(u32, u32)>, &[&str], &str)] = &[
+        let cases: &[Case] = &[
             (
                 "[PATCH v3 2/7] fanotify: x",
                 true,

@@ -51,14 +51,18 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn stage(&self, name: String, secs: f64) {
-        self.stages.lock().unwrap_or_else(|e| e.into_inner()).push((name, secs));
+        self.stages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((name, secs));
     }
 }
 
 fn read_input(args: &CheckArgs, tree: Option<&Tree>) -> Result<(Vec<u8>, String), Fail> {
     match &args.input {
         Input::Mbox(p) => {
-            let data = std::fs::read(p).map_err(|e| Fail::usage(format!("cannot read {}: {e}", p.display())))?;
+            let data = std::fs::read(p)
+                .map_err(|e| Fail::usage(format!("cannot read {}: {e}", p.display())))?;
             Ok((data, p.display().to_string()))
         }
         Input::Range(r) => {
@@ -66,8 +70,11 @@ fn read_input(args: &CheckArgs, tree: Option<&Tree>) -> Result<(Vec<u8>, String)
             if !r.contains("..") {
                 return Err(Fail::usage(format!("--range {r}: expected BASE..TIP")));
             }
-            let out = kbot_kernel::git::git(&tree.path, &["format-patch", "--stdout", "--no-signature", r])
-                .map_err(|e| Fail::usage(format!("--range {r}: {e}")))?;
+            let out = kbot_kernel::git::git(
+                &tree.path,
+                &["format-patch", "--stdout", "--no-signature", r],
+            )
+            .map_err(|e| Fail::usage(format!("--range {r}: {e}")))?;
             if out.trim().is_empty() {
                 return Err(Fail::usage(format!("--range {r} has no commits")));
             }
@@ -78,13 +85,21 @@ fn read_input(args: &CheckArgs, tree: Option<&Tree>) -> Result<(Vec<u8>, String)
 
 fn open_tree(home: &Home, args: &CheckArgs) -> Result<Tree, Fail> {
     match &args.tree {
-        Some(t) => Tree::open(t).map_err(|e| Fail::usage(format!("--tree: {e}; give a git repository with a kernel tree"))),
+        Some(t) => Tree::open(t).map_err(|e| {
+            Fail::usage(format!(
+                "--tree: {e}; give a git repository with a kernel tree"
+            ))
+        }),
         None => {
             let d = home.default_tree();
             if !d.join(".git").exists() {
-                return Err(Fail::env(format!("the default tree {} is not set up; run `kbot setup` first (or pass --tree)", d.display())));
+                return Err(Fail::env(format!(
+                    "the default tree {} is not set up; run `kbot setup` first (or pass --tree)",
+                    d.display()
+                )));
             }
-            Tree::open(&d).map_err(|e| Fail::env(format!("default tree: {e}; run `kbot setup` again")))
+            Tree::open(&d)
+                .map_err(|e| Fail::env(format!("default tree: {e}; run `kbot setup` again")))
         }
     }
 }
@@ -92,11 +107,17 @@ fn open_tree(home: &Home, args: &CheckArgs) -> Result<Tree, Fail> {
 fn check_environment(arches: &[Arch]) -> Result<(), Fail> {
     for a in arches {
         if !kbot_kernel::proc::have(a.qemu()) {
-            return Err(Fail::env(format!("{} not found; run `kbot setup` (as root) to install QEMU", a.qemu())));
+            return Err(Fail::env(format!(
+                "{} not found; run `kbot setup` (as root) to install QEMU",
+                a.qemu()
+            )));
         }
         let missing = build::missing_tools(*a);
         if !missing.is_empty() {
-            return Err(Fail::env(format!("{a} build tools missing: {}; run `kbot setup` (as root)", missing.join(", "))));
+            return Err(Fail::env(format!(
+                "{a} build tools missing: {}; run `kbot setup` (as root)",
+                missing.join(", ")
+            )));
         }
     }
     Ok(())
@@ -107,7 +128,12 @@ fn first_line_of(cmd: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| format!("{cmd}: not found"))
 }
 
@@ -115,12 +141,36 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
     let t0 = Instant::now();
     let mut stages: Vec<(String, f64)> = Vec::new();
     // Bad input is reported before anything slow happens.
-    let tree_first = if matches!(args.input, Input::Range(_)) { Some(open_tree(home, args)?) } else { None };
+    let tree_first = if matches!(args.input, Input::Range(_)) {
+        Some(open_tree(home, args)?)
+    } else {
+        None
+    };
     let (data, source) = read_input(args, tree_first.as_ref())?;
-    let mails = kbot_mbox::parse_mbox(&data).map_err(|e| Fail::usage(format!("{source}: {e}; give an mbox of patch mails (git format-patch, b4 am, a lore t.mbox)")))?;
-    let series = kbot_series::assemble(&mails, None).map_err(|e| Fail::usage(format!("{source}: {e}")))?;
+    let mails = kbot_mbox::parse_mbox(&data).map_err(|e| {
+        Fail::usage(format!(
+            "{source}: {e}; give an mbox of patch mails (git format-patch, b4 am, a lore t.mbox)"
+        ))
+    })?;
+    let series =
+        kbot_series::assemble(&mails, None).map_err(|e| Fail::usage(format!("{source}: {e}")))?;
     stages.push(("parse".into(), t0.elapsed().as_secs_f64()));
-    progress.say("series", "parse", &format!("{:?}: v{}, {} of {} patches{}", series.subject, series.version, series.patches.len(), series.total, if series.cover.is_some() { ", cover letter" } else { "" }));
+    progress.say(
+        "series",
+        "parse",
+        &format!(
+            "{:?}: v{}, {} of {} patches{}",
+            series.subject,
+            series.version,
+            series.patches.len(),
+            series.total,
+            if series.cover.is_some() {
+                ", cover letter"
+            } else {
+                ""
+            }
+        ),
+    );
 
     let tree = match tree_first {
         Some(t) => t,
@@ -128,39 +178,62 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
     };
     let mut notes = Vec::new();
     if !series.duplicates.is_empty() {
-        notes.push(format!("patches sent more than once: {:?}; the first copy of each was used", series.duplicates));
+        notes.push(format!(
+            "patches sent more than once: {:?}; the first copy of each was used",
+            series.duplicates
+        ));
     }
     if !series.without_diff.is_empty() {
         notes.push(format!("patches without a diff: {:?}", series.without_diff));
     }
     if !series.other_versions.is_empty() {
-        notes.push(format!("the input also holds version(s) {:?}; tested v{}", series.other_versions, series.version));
+        notes.push(format!(
+            "the input also holds version(s) {:?}; tested v{}",
+            series.other_versions, series.version
+        ));
     }
     let range_base = match &args.input {
         Input::Range(r) => r.split("..").next().map(str::to_string),
         _ => None,
     };
     let (base, base_source) = if let Some(b) = &args.base {
-        let c = tree.resolve(b).ok_or_else(|| Fail::usage(format!("--base {b}: the tree {} has no such commit", tree.path.display())))?;
+        let c = tree.resolve(b).ok_or_else(|| {
+            Fail::usage(format!(
+                "--base {b}: the tree {} has no such commit",
+                tree.path.display()
+            ))
+        })?;
         (c, "--base".to_string())
     } else if let Some(b) = range_base {
-        let c = tree.resolve(&b).ok_or_else(|| Fail::usage(format!("--range: the tree has no commit {b}")))?;
+        let c = tree
+            .resolve(&b)
+            .ok_or_else(|| Fail::usage(format!("--range: the tree has no commit {b}")))?;
         (c, "--range".to_string())
     } else if let Some(c) = series.base_commit.as_deref().and_then(|b| tree.resolve(b)) {
         (c, "base-commit".to_string())
     } else {
         if let Some(b) = &series.base_commit {
-            notes.push(format!("base-commit {b} is not in the tree; applied to the tree's HEAD instead"));
+            notes.push(format!(
+                "base-commit {b} is not in the tree; applied to the tree's HEAD instead"
+            ));
         } else {
             notes.push("the series names no base-commit; applied to the tree's HEAD".into());
         }
-        let c = tree.resolve("HEAD").ok_or_else(|| Fail::usage(format!("the tree {} has no commits", tree.path.display())))?;
+        let c = tree.resolve("HEAD").ok_or_else(|| {
+            Fail::usage(format!("the tree {} has no commits", tree.path.display()))
+        })?;
         (c, "tree HEAD".to_string())
     };
     let patches: Vec<PatchInfo> = series
         .patches
         .iter()
-        .map(|p| PatchInfo { index: p.index, subject: p.subject.clone(), message_id: p.message_id.clone(), author: p.author.clone(), commit: None })
+        .map(|p| PatchInfo {
+            index: p.index,
+            subject: p.subject.clone(),
+            message_id: p.message_id.clone(),
+            author: p.author.clone(),
+            commit: None,
+        })
         .collect();
     let mut result = CheckResult::new(SeriesInfo {
         subject: series.subject.clone(),
@@ -177,37 +250,66 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
     result.reported_by = format!("Reported-by: {}", args.reporter);
     result.environment = Environment {
         kbot: format!("kbot {}", env!("CARGO_PKG_VERSION")),
-        tree: format!("{} ({})", tree.path.display(), tree.subject(&base).unwrap_or_default()),
+        tree: format!(
+            "{} ({})",
+            tree.path.display(),
+            tree.subject(&base).unwrap_or_default()
+        ),
         compiler: first_line_of("gcc", &["--version"]),
-        qemu: first_line_of(args.arches.first().map_or("qemu-system-x86_64", |a| a.qemu()), &["--version"]),
-        config: format!("tinyconfig + images/kconfig/common.config + images/kconfig/<arch>.config ({})", args.arches.iter().map(|a| format!("{a}:{}", kconfig::config_key(*a))).collect::<Vec<_>>().join(", ")),
+        qemu: first_line_of(
+            args.arches
+                .first()
+                .map_or("qemu-system-x86_64", |a| a.qemu()),
+            &["--version"],
+        ),
+        config: format!(
+            "tinyconfig + images/kconfig/common.config + images/kconfig/<arch>.config ({})",
+            args.arches
+                .iter()
+                .map(|a| format!("{a}:{}", kconfig::config_key(*a)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     result.reproduce = vec![
         "kbot setup".into(),
         format!("{} --base {}", args.command, &base[..12.min(base.len())]),
     ];
     let finish = |mut r: CheckResult, stages: Vec<(String, f64)>| {
-        r.timings = Timings { total_s: t0.elapsed().as_secs_f64(), stages };
+        r.timings = Timings {
+            total_s: t0.elapsed().as_secs_f64(),
+            stages,
+        };
         r
     };
     if !series.is_complete() {
         result.status = Status::Incomplete;
-        progress.say("series", "missing", &format!("patches {:?} of {} are missing: nothing built", series.missing, series.total));
+        progress.say(
+            "series",
+            "missing",
+            &format!(
+                "patches {:?} of {} are missing: nothing built",
+                series.missing, series.total
+            ),
+        );
         return Ok(finish(result, stages));
     }
 
-    check_environment(&args.arches)?;
-    let agents: Vec<(Arch, PathBuf)> = args
-        .arches
-        .iter()
-        .map(|a| {
-            progress.say(a.name(), "agent", "building the guest agent");
-            agent::build(*a).map(|p| (*a, p))
-        })
-        .collect::<Result<_, _>>()?;
-    let _lock = Lock::take(&home.lock_file(&tree.path), || progress.say("tree", "lock", "another kbot is using this tree; waiting"))
-        .map_err(|e| Fail::env(format!("cannot lock {}: {e}", home.lock_file(&tree.path).display())))?;
-    let run_dir = home.new_run_dir().map_err(|e| Fail::env(format!("cannot create a run directory under {}: {e}", home.root.display())))?;
+    let _lock = Lock::take(&home.lock_file(&tree.path), || {
+        progress.say("tree", "lock", "another kbot is using this tree; waiting")
+    })
+    .map_err(|e| {
+        Fail::env(format!(
+            "cannot lock {}: {e}",
+            home.lock_file(&tree.path).display()
+        ))
+    })?;
+    let run_dir = home.new_run_dir().map_err(|e| {
+        Fail::env(format!(
+            "cannot create a run directory under {}: {e}",
+            home.root.display()
+        ))
+    })?;
 
     // Worktrees are created one after the other: git locks its worktree list.
     let t = Instant::now();
@@ -215,9 +317,15 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
     for a in &args.arches {
         let p = home.worktree(&tree.path, *a);
         if !p.join(".git").exists() {
-            progress.say(a.name(), "worktree", &format!("creating {} (first run on this tree only)", p.display()));
+            progress.say(
+                a.name(),
+                "worktree",
+                &format!("creating {} (first run on this tree only)", p.display()),
+            );
         }
-        let wt = tree.worktree(&p, &base).map_err(|e| Fail::env(format!("cannot create the worktree {}: {e}", p.display())))?;
+        let wt = tree
+            .worktree(&p, &base)
+            .map_err(|e| Fail::env(format!("cannot create the worktree {}: {e}", p.display())))?;
         worktrees.insert(*a, wt);
     }
     stages.push(("worktrees".into(), t.elapsed().as_secs_f64()));
@@ -225,12 +333,17 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
     // Apply once, in the first arch's worktree; the commits are shared by all worktrees.
     let t = Instant::now();
     let wt0 = &worktrees[&args.arches[0]];
-    wt0.checkout(&base).map_err(|e| Fail::env(format!("cannot check out the base: {e}")))?;
+    wt0.checkout(&base)
+        .map_err(|e| Fail::env(format!("cannot check out the base: {e}")))?;
     let patch_dir = run_dir.join("patches");
     std::fs::create_dir_all(&patch_dir).map_err(|e| Fail::env(e.to_string()))?;
     let mut commits = vec![base.clone()];
     for (i, p) in series.patches.iter().enumerate() {
-        progress.say("series", "apply", &format!("[{}/{}] {}", p.index, series.total, p.subject));
+        progress.say(
+            "series",
+            "apply",
+            &format!("[{}/{}] {}", p.index, series.total, p.subject),
+        );
         let f = patch_dir.join(format!("{:04}.mbox", p.index));
         std::fs::write(&f, p.mail.to_mbox()).map_err(|e| Fail::env(e.to_string()))?;
         match wt0.am(&f).map_err(|e| Fail::env(format!("git am: {e}")))? {
@@ -240,16 +353,38 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
             }
             Err(fail) => {
                 result.status = Status::ApplyFailed;
-                result.apply = Apply { ok: false, failed_patch: Some(p.index), detail: fail.detail };
+                result.apply = Apply {
+                    ok: false,
+                    failed_patch: Some(p.index),
+                    detail: fail.detail,
+                };
                 stages.push(("apply".into(), t.elapsed().as_secs_f64()));
-                progress.say("series", "apply", &format!("patch {} does not apply to {}", p.index, &base[..12]));
+                progress.say(
+                    "series",
+                    "apply",
+                    &format!("patch {} does not apply to {}", p.index, &base[..12]),
+                );
                 return Ok(finish(result, stages));
             }
         }
     }
-    result.apply = Apply { ok: true, failed_patch: None, detail: format!("{} patches applied with git am -3", series.patches.len()) };
+    result.apply = Apply {
+        ok: true,
+        failed_patch: None,
+        detail: format!("{} patches applied with git am -3", series.patches.len()),
+    };
     stages.push(("apply".into(), t.elapsed().as_secs_f64()));
 
+    // Only now the build and boot tools matter: apply failures need none of them.
+    check_environment(&args.arches)?;
+    let agents: Vec<(Arch, PathBuf)> = args
+        .arches
+        .iter()
+        .map(|a| {
+            progress.say(a.name(), "agent", "building the guest agent");
+            agent::build(*a).map(|p| (*a, p))
+        })
+        .collect::<Result<_, _>>()?;
     let ctx = Ctx {
         home,
         tree: &tree,
@@ -269,14 +404,21 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
                 s.spawn(move || check_arch(ctx, *a, wt, agent))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("arch thread panicked")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("arch thread panicked"))
+            .collect()
     });
     stages.extend(ctx.stages.into_inner().unwrap_or_else(|e| e.into_inner()));
     result.arches = arches;
     result.status = if result.arches.iter().any(|a| !a.regressions.is_empty()) {
         Status::Regression
     } else if let Some(a) = result.arches.iter().find(|a| a.error.is_some()) {
-        result.error = Some(format!("{}: {}", a.arch, a.error.clone().unwrap_or_default()));
+        result.error = Some(format!(
+            "{}: {}",
+            a.arch,
+            a.error.clone().unwrap_or_default()
+        ));
         Status::Error
     } else {
         Status::Clean
@@ -332,47 +474,124 @@ impl ArchRunner<'_> {
         let key = kconfig::config_key(self.arch);
         let cache = self.ctx.home.kernel_cache(self.arch, commit, &key);
         let image = cache.join(self.arch.image_target());
-        let log = self.ctx.run_dir.join(self.arch.name()).join(format!("build-{prefix}-{}.log", &commit[..12]));
+        let log = self
+            .ctx
+            .run_dir
+            .join(self.arch.name())
+            .join(format!("build-{prefix}-{}.log", &commit[..12]));
         if image.is_file() {
-            self.say("build", &format!("{}: cached kernel {}", self.label(prefix), &commit[..12]));
-            return Ok(Kernel { image: Some(image), errors: vec![], log, seconds: 0.0, cached: true, timed_out: false });
+            self.say(
+                "build",
+                &format!("{}: cached kernel {}", self.label(prefix), &commit[..12]),
+            );
+            return Ok(Kernel {
+                image: Some(image),
+                errors: vec![],
+                log,
+                seconds: 0.0,
+                cached: true,
+                timed_out: false,
+            });
         }
-        self.wt.checkout(commit).map_err(|e| format!("checkout {commit}: {e}"))?;
+        self.wt
+            .checkout(commit)
+            .map_err(|e| format!("checkout {commit}: {e}"))?;
         let t = Instant::now();
-        let fresh = kconfig::ensure(&self.wt.path, &self.out, self.arch, &log).map_err(|e| format!("kconfig: {e}"))?;
+        let fresh = kconfig::ensure(&self.wt.path, &self.out, self.arch, &log)
+            .map_err(|e| format!("kconfig: {e}"))?;
         if fresh {
-            self.say("config", &format!("tinyconfig + kbot fragment in {:.1}s", t.elapsed().as_secs_f64()));
+            self.say(
+                "config",
+                &format!(
+                    "tinyconfig + kbot fragment in {:.1}s",
+                    t.elapsed().as_secs_f64()
+                ),
+            );
         }
-        self.say("build", &format!("{} ({}), make -j{}", self.label(prefix), &commit[..12], self.ctx.args.jobs));
-        let b = build::build(&self.wt.path, &self.out, self.arch, self.ctx.args.jobs, &log, self.ctx.args.build_timeout).map_err(|e| format!("cannot run make: {e}"))?;
-        self.ctx.stage(format!("{}.build.{}", self.arch, prefix), b.seconds);
-        self.say("build", &format!("{}: {} in {:.1}s", self.label(prefix), if b.ok { "ok" } else { "FAILED" }, b.seconds));
+        self.say(
+            "build",
+            &format!(
+                "{} ({}), make -j{}",
+                self.label(prefix),
+                &commit[..12],
+                self.ctx.args.jobs
+            ),
+        );
+        let b = build::build(
+            &self.wt.path,
+            &self.out,
+            self.arch,
+            self.ctx.args.jobs,
+            &log,
+            self.ctx.args.build_timeout,
+        )
+        .map_err(|e| format!("cannot run make: {e}"))?;
+        self.ctx
+            .stage(format!("{}.build.{}", self.arch, prefix), b.seconds);
+        self.say(
+            "build",
+            &format!(
+                "{}: {} in {:.1}s",
+                self.label(prefix),
+                if b.ok { "ok" } else { "FAILED" },
+                b.seconds
+            ),
+        );
         let image = match b.image {
             Some(img) => {
                 // Publish to the cache atomically: copy, then rename the directory.
                 let tmp = cache.with_extension(format!("tmp-{}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&tmp);
-                let copied = std::fs::create_dir_all(&tmp).and_then(|_| std::fs::copy(&img, tmp.join(self.arch.image_target()))).and_then(|_| {
-                    let _ = std::fs::remove_dir_all(&cache);
-                    std::fs::rename(&tmp, &cache)
-                });
-                if copied.is_ok() { Some(image) } else { Some(img) }
+                let copied = std::fs::create_dir_all(&tmp)
+                    .and_then(|_| std::fs::copy(&img, tmp.join(self.arch.image_target())))
+                    .and_then(|_| {
+                        let _ = std::fs::remove_dir_all(&cache);
+                        std::fs::rename(&tmp, &cache)
+                    });
+                if copied.is_ok() {
+                    Some(image)
+                } else {
+                    Some(img)
+                }
             }
             None => None,
         };
-        Ok(Kernel { image, errors: b.errors, log, seconds: b.seconds, cached: false, timed_out: b.timed_out })
+        Ok(Kernel {
+            image,
+            errors: b.errors,
+            log,
+            seconds: b.seconds,
+            cached: false,
+            timed_out: b.timed_out,
+        })
     }
 
-    fn boot(&mut self, prefix: usize, image: &Path, only: Option<&[String]>) -> Result<Boot, String> {
+    fn boot(
+        &mut self,
+        prefix: usize,
+        image: &Path,
+        only: Option<&[String]>,
+    ) -> Result<Boot, String> {
         if self.accel.is_none() {
-            let probe_log = self.ctx.run_dir.join(self.arch.name()).join("kvm-probe.log");
+            let probe_log = self
+                .ctx
+                .run_dir
+                .join(self.arch.name())
+                .join("kvm-probe.log");
             let kvm = match std::env::var("KBOT_ACCEL").as_deref() {
                 Ok("tcg") => false,
                 Ok("kvm") => true,
                 _ => {
                     let ok = qemu::kvm_works(self.arch, image, &self.initrd, &probe_log);
                     if self.arch.kvm_possible() {
-                        self.say("boot", if ok { "KVM works: using it" } else { "KVM probe failed: using TCG" });
+                        self.say(
+                            "boot",
+                            if ok {
+                                "KVM works: using it"
+                            } else {
+                                "KVM probe failed: using TCG"
+                            },
+                        );
                     }
                     ok
                 }
@@ -381,7 +600,11 @@ impl ArchRunner<'_> {
         }
         self.boots += 1;
         let commit = &self.ctx.commits[prefix];
-        let log = self.ctx.run_dir.join(self.arch.name()).join(format!("console-{prefix}-{}-{}.log", &commit[..12], self.boots));
+        let log = self.ctx.run_dir.join(self.arch.name()).join(format!(
+            "console-{prefix}-{}-{}.log",
+            &commit[..12],
+            self.boots
+        ));
         let mut append = format!("kbot.watchdog_ms={}", self.ctx.args.watchdog_ms);
         if let Some(o) = only {
             append += &format!(" kbot.only={}", o.join(","));
@@ -396,7 +619,10 @@ impl ArchRunner<'_> {
             mem_mb: 512,
             smp: 2,
         };
-        self.say("boot", &format!("{} ({})", self.label(prefix), spec.accel.name()));
+        self.say(
+            "boot",
+            &format!("{} ({})", self.label(prefix), spec.accel.name()),
+        );
         let arch = self.arch.name();
         let progress = self.ctx.progress;
         let vm = qemu::run(&spec, &log, 16 << 20, |line| {
@@ -405,17 +631,29 @@ impl ArchRunner<'_> {
             }
         })
         .map_err(|e| format!("cannot start {}: {e}", self.arch.qemu()))?;
-        self.ctx.stage(format!("{}.boot.{}", self.arch, prefix), vm.seconds);
+        self.ctx
+            .stage(format!("{}.boot.{}", self.arch, prefix), vm.seconds);
         let console = kbot_console::parse(&vm.console);
         if !console.started && !vm.qemu_stderr.trim().is_empty() {
-            return Err(format!("{} failed: {}", self.arch.qemu(), vm.qemu_stderr.lines().next().unwrap_or("")));
+            return Err(format!(
+                "{} failed: {}",
+                self.arch.qemu(),
+                vm.qemu_stderr.lines().next().unwrap_or("")
+            ));
         }
         let expected: Vec<String> = match only {
             Some(o) => o.to_vec(),
             None => console.tests.iter().map(|t| t.name.clone()).collect(),
         };
         let tests = compare::tests_of(&console, &expected, vm.timed_out);
-        Ok(Boot { finished: console.done, timed_out: vm.timed_out, console, tests, log, seconds: vm.seconds })
+        Ok(Boot {
+            finished: console.done,
+            timed_out: vm.timed_out,
+            console,
+            tests,
+            log,
+            seconds: vm.seconds,
+        })
     }
 }
 
@@ -432,27 +670,54 @@ fn run_of(k: &Kernel, b: Option<&Boot>, commit: &str) -> Run {
         }
         .into(),
         splats: b
-            .map(|b| b.console.splats.iter().map(|s| SplatInfo { kind: s.kind.into(), title: s.title.clone(), excerpt: s.excerpt.clone() }).collect())
+            .map(|b| {
+                b.console
+                    .splats
+                    .iter()
+                    .map(|s| SplatInfo {
+                        kind: s.kind.into(),
+                        title: s.title.clone(),
+                        excerpt: s.excerpt.clone(),
+                    })
+                    .collect()
+            })
             .unwrap_or_default(),
         build_errors: k.errors.clone(),
         build_s: k.seconds,
         boot_s: b.map_or(0.0, |b| b.seconds),
         cached: k.cached,
         console_log: b.map(|b| b.log.display().to_string()).unwrap_or_default(),
-        build_log: if k.cached { String::new() } else { k.log.display().to_string() },
+        build_log: if k.cached {
+            String::new()
+        } else {
+            k.log.display().to_string()
+        },
     }
 }
 
 fn check_arch(ctx: &Ctx, arch: Arch, wt: &Worktree, agent: &Path) -> ArchResult {
-    let mut r = ArchResult { arch: arch.name().into(), ..Default::default() };
+    let mut r = ArchResult {
+        arch: arch.name().into(),
+        ..Default::default()
+    };
     let dir = ctx.run_dir.join(arch.name());
     let initrd = dir.join("initramfs.cpio");
-    let made = std::fs::create_dir_all(&dir).and_then(|_| std::fs::read(agent)).and_then(|a| std::fs::write(&initrd, cpio::initramfs(&a)));
+    let made = std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::read(agent))
+        .and_then(|a| std::fs::write(&initrd, cpio::initramfs(&a)));
     if let Err(e) = made {
         r.error = Some(format!("cannot write the initramfs: {e}"));
         return r;
     }
-    let mut ar = ArchRunner { ctx, arch, wt, out: ctx.home.build_dir(&ctx.tree.path, arch), initrd, accel: None, boots: 0 };
+    let mut ar = ArchRunner {
+        ctx,
+        arch,
+        wt,
+        out: ctx.home.build_dir(&ctx.tree.path, arch),
+        initrd,
+        accel: None,
+        boots: 0,
+    };
     if let Err(e) = check_arch_inner(&mut ar, &mut r) {
         ar.say("error", &e);
         r.error = Some(e);
@@ -468,12 +733,25 @@ fn check_arch_inner(ar: &mut ArchRunner, r: &mut ArchResult) -> Result<(), Strin
     let kb = ar.kernel(0)?;
     let Some(base_img) = kb.image.clone() else {
         r.base = run_of(&kb, None, &ctx.commits[0]);
-        return Err(format!("the base {} does not build{}; see {}", &ctx.commits[0][..12], if kb.timed_out { " (timed out)" } else { "" }, kb.log.display()));
+        return Err(format!(
+            "the base {} does not build{}; see {}",
+            &ctx.commits[0][..12],
+            if kb.timed_out { " (timed out)" } else { "" },
+            kb.log.display()
+        ));
     };
     let bb = ar.boot(0, &base_img, None)?;
     r.base = run_of(&kb, Some(&bb), &ctx.commits[0]);
     if !bb.finished {
-        return Err(format!("the base kernel did not run the tests to the end ({}); see {}", if bb.timed_out { "VM timed out" } else { "VM stopped early" }, bb.log.display()));
+        return Err(format!(
+            "the base kernel did not run the tests to the end ({}); see {}",
+            if bb.timed_out {
+                "VM timed out"
+            } else {
+                "VM stopped early"
+            },
+            bb.log.display()
+        ));
     }
     // Tip.
     let kt = ar.kernel(n)?;
@@ -495,9 +773,16 @@ fn check_arch_inner(ar: &mut ArchRunner, r: &mut ArchResult) -> Result<(), Strin
         return Ok(());
     }
     // A result counts only when it reproduces: rerun the tip for the regressed tests.
-    let names: Vec<String> = regressed.iter().map(|(n, _)| n.clone()).filter(|n| n != "boot").collect();
+    let names: Vec<String> = regressed
+        .iter()
+        .map(|(n, _)| n.clone())
+        .filter(|n| n != "boot")
+        .collect();
     if !names.is_empty() {
-        ar.say("confirm", &format!("rerunning the tip for {}", names.join(", ")));
+        ar.say(
+            "confirm",
+            &format!("rerunning the tip for {}", names.join(", ")),
+        );
         let again = ar.boot(n, &tip_img, Some(&names))?;
         for name in &names {
             if compare::verdict(&again.tests, name) == Verdict::Good {
@@ -514,15 +799,31 @@ fn check_arch_inner(ar: &mut ArchRunner, r: &mut ArchResult) -> Result<(), Strin
 }
 
 /// Bisects the regressed checks over the series' prefixes and writes the regressions.
-fn bisect_and_report(ar: &mut ArchRunner, r: &mut ArchResult, checks: &[String], base: &Boot, tip: Option<&Boot>) {
+fn bisect_and_report(
+    ar: &mut ArchRunner,
+    r: &mut ArchResult,
+    checks: &[String],
+    base: &Boot,
+    tip: Option<&Boot>,
+) {
     let n = ar.ctx.commits.len() - 1;
     let mut last_boot: BTreeMap<usize, Boot> = BTreeMap::new();
     let mut last_build: BTreeMap<usize, Kernel> = BTreeMap::new();
     let mut times: Vec<f64> = Vec::new();
     let found = if n == 1 {
-        checks.iter().map(|c| (c.clone(), Found::FirstBad { first_bad: 1 })).collect()
+        checks
+            .iter()
+            .map(|c| (c.clone(), Found::FirstBad { first_bad: 1 }))
+            .collect()
     } else {
-        ar.say("bisect", &format!("{} over {n} patches: {}", if n > 2 { "binary search" } else { "one step" }, checks.join(", ")));
+        ar.say(
+            "bisect",
+            &format!(
+                "{} over {n} patches: {}",
+                if n > 2 { "binary search" } else { "one step" },
+                checks.join(", ")
+            ),
+        );
         let mut tester = |prefix: usize, cs: &[String]| -> BTreeMap<String, Verdict> {
             let t = Instant::now();
             let mut v = BTreeMap::new();
@@ -537,17 +838,34 @@ fn bisect_and_report(ar: &mut ArchRunner, r: &mut ArchResult, checks: &[String],
                         None => {
                             for c in cs {
                                 // A prefix that does not build says nothing about the tests.
-                                v.insert(c.clone(), if c == "build" { Verdict::Bad } else { Verdict::Unknown });
+                                v.insert(
+                                    c.clone(),
+                                    if c == "build" {
+                                        Verdict::Bad
+                                    } else {
+                                        Verdict::Unknown
+                                    },
+                                );
                             }
                         }
                         Some(img) => {
-                            let tests: Vec<String> = cs.iter().filter(|c| *c != "build" && *c != "boot").cloned().collect();
+                            let tests: Vec<String> = cs
+                                .iter()
+                                .filter(|c| *c != "build" && *c != "boot")
+                                .cloned()
+                                .collect();
                             match ar.boot(prefix, &img, Some(&tests)) {
                                 Ok(b) => {
                                     for c in cs {
                                         let verdict = match c.as_str() {
                                             "build" => Verdict::Good,
-                                            "boot" => if b.console.started { Verdict::Good } else { Verdict::Bad },
+                                            "boot" => {
+                                                if b.console.started {
+                                                    Verdict::Good
+                                                } else {
+                                                    Verdict::Bad
+                                                }
+                                            }
                                             _ => compare::verdict(&b.tests, c),
                                         };
                                         v.insert(c.clone(), verdict);
@@ -560,8 +878,14 @@ fn bisect_and_report(ar: &mut ArchRunner, r: &mut ArchResult, checks: &[String],
                     }
                 }
             }
-            let summary: Vec<String> = v.iter().map(|(k, x)| format!("{k}={}", format!("{x:?}").to_lowercase())).collect();
-            ar.say("bisect", &format!("{}: {}", ar.label(prefix), summary.join(" ")));
+            let summary: Vec<String> = v
+                .iter()
+                .map(|(k, x)| format!("{k}={}", format!("{x:?}").to_lowercase()))
+                .collect();
+            ar.say(
+                "bisect",
+                &format!("{}: {}", ar.label(prefix), summary.join(" ")),
+            );
             times.push(t.elapsed().as_secs_f64());
             v
         };
@@ -573,7 +897,11 @@ fn bisect_and_report(ar: &mut ArchRunner, r: &mut ArchResult, checks: &[String],
             .map(|(s, secs)| BisectStep {
                 prefix: s.prefix as u32,
                 reason: s.reason.into(),
-                verdicts: s.verdicts.iter().map(|(k, v)| (k.clone(), format!("{v:?}").to_lowercase())).collect(),
+                verdicts: s
+                    .verdicts
+                    .iter()
+                    .map(|(k, v)| (k.clone(), format!("{v:?}").to_lowercase()))
+                    .collect(),
                 seconds: *secs,
             })
             .collect();
@@ -581,28 +909,66 @@ fn bisect_and_report(ar: &mut ArchRunner, r: &mut ArchResult, checks: &[String],
     };
     for check in checks {
         let (first_bad, how) = match found.get(check) {
-            Some(Found::FirstBad { first_bad }) => (Some(*first_bad), if n == 1 { "the only patch".to_string() } else { format!("bisected in {} steps", r.bisect_steps.len()) }),
-            Some(Found::Inconclusive { good, bad, why }) => (None, format!("inconclusive: between patch {} and {bad}: {why}", good + 1)),
+            Some(Found::FirstBad { first_bad }) => (
+                Some(*first_bad),
+                if n == 1 {
+                    "the only patch".to_string()
+                } else {
+                    format!("bisected in {} steps", r.bisect_steps.len())
+                },
+            ),
+            Some(Found::Inconclusive { good, bad, why }) => (
+                None,
+                format!("inconclusive: between patch {} and {bad}: {why}", good + 1),
+            ),
             None => (None, "not bisected".into()),
         };
         let kind = match check.as_str() {
             "build" => "build".to_string(),
             "boot" => "fail".to_string(),
-            name => tip.and_then(|t| t.tests.iter().find(|x| x.name == name)).map_or("fail".into(), |t| t.result.clone()),
+            name => tip
+                .and_then(|t| t.tests.iter().find(|x| x.name == name))
+                .map_or("fail".into(), |t| t.result.clone()),
         };
         let evidence = match check.as_str() {
             "build" => {
-                let errs = first_bad.and_then(|f| last_build.get(&f)).map(|k| k.errors.clone()).filter(|e| !e.is_empty()).unwrap_or_else(|| r.tip.build_errors.clone());
-                format!("build of {} failed:\n{}", ar.arch, errs.iter().map(|e| format!(">> {e}")).collect::<Vec<_>>().join("\n"))
+                let errs = first_bad
+                    .and_then(|f| last_build.get(&f))
+                    .map(|k| k.errors.clone())
+                    .filter(|e| !e.is_empty())
+                    .unwrap_or_else(|| r.tip.build_errors.clone());
+                format!(
+                    "build of {} failed:\n{}",
+                    ar.arch,
+                    errs.iter()
+                        .map(|e| format!(">> {e}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
             }
             name => {
-                let boot = first_bad.and_then(|f| last_boot.get(&f)).filter(|b| b.tests.iter().any(|t| t.name == name && t.result != "pass")).or(tip);
+                let boot = first_bad
+                    .and_then(|f| last_boot.get(&f))
+                    .filter(|b| b.tests.iter().any(|t| t.name == name && t.result != "pass"))
+                    .or(tip);
                 match boot {
                     Some(b) => {
-                        let t = b.tests.iter().find(|t| t.name == name).cloned().unwrap_or(TestResult { name: name.into(), result: kind.clone(), detail: "the kernel did not reach the agent".into() });
+                        let t = b.tests.iter().find(|t| t.name == name).cloned().unwrap_or(
+                            TestResult {
+                                name: name.into(),
+                                result: kind.clone(),
+                                detail: "the kernel did not reach the agent".into(),
+                            },
+                        );
                         let mut e = compare::evidence(&t, &b.console, &base.console);
                         if name == "boot" {
-                            let tail: Vec<&str> = b.console.splats.iter().flat_map(|s| s.excerpt.iter().map(String::as_str)).take(20).collect();
+                            let tail: Vec<&str> = b
+                                .console
+                                .splats
+                                .iter()
+                                .flat_map(|s| s.excerpt.iter().map(String::as_str))
+                                .take(20)
+                                .collect();
                             e += &format!("\n{}", tail.join("\n"));
                         }
                         e
@@ -613,9 +979,29 @@ fn bisect_and_report(ar: &mut ArchRunner, r: &mut ArchResult, checks: &[String],
         };
         let fb = first_bad.map(|i| {
             let p = &ar.ctx.patches[i - 1];
-            FirstBad { index: p.index, subject: p.subject.clone(), message_id: p.message_id.clone(), commit: ar.ctx.commits[i].clone() }
+            FirstBad {
+                index: p.index,
+                subject: p.subject.clone(),
+                message_id: p.message_id.clone(),
+                commit: ar.ctx.commits[i].clone(),
+            }
         });
-        ar.say("result", &format!("{check}: {kind}; first bad patch {}", fb.as_ref().map_or("unknown".into(), |f| format!("{}/{n} {:?}", f.index, f.subject))));
-        r.regressions.push(Regression { test: check.clone(), kind, first_bad: fb, evidence, bisect: how });
+        ar.say(
+            "result",
+            &format!(
+                "{check}: {kind}; first bad patch {}",
+                fb.as_ref().map_or("unknown".into(), |f| format!(
+                    "{}/{n} {:?}",
+                    f.index, f.subject
+                ))
+            ),
+        );
+        r.regressions.push(Regression {
+            test: check.clone(),
+            kind,
+            first_bad: fb,
+            evidence,
+            bisect: how,
+        });
     }
 }

@@ -23,15 +23,25 @@ pub struct Fail {
 
 impl Fail {
     pub fn usage(msg: impl Into<String>) -> Fail {
-        Fail { code: 2, msg: msg.into() }
+        Fail {
+            code: 2,
+            msg: msg.into(),
+        }
     }
     pub fn env(msg: impl Into<String>) -> Fail {
-        Fail { code: 2, msg: msg.into() }
+        Fail {
+            code: 2,
+            msg: msg.into(),
+        }
     }
 }
 
 #[derive(Parser)]
-#[command(name = "kbot", version, about = "Catches Linux kernel regressions in patch series: apply, build, boot in QEMU, fanotify hang tests, bisect, report")]
+#[command(
+    name = "kbot",
+    version,
+    about = "Catches Linux kernel regressions in patch series: apply, build, boot in QEMU, fanotify hang tests, bisect, report"
+)]
 struct Cli {
     /// No progress lines on stderr.
     #[arg(long, short, global = true)]
@@ -54,7 +64,7 @@ enum Cmd {
     },
     /// Test one patch series: apply, build, boot, run the fanotify hang tests on base and tip,
     /// bisect regressions to the first bad patch. Exit 0 clean, 1 findings, 2 error.
-    Check(CheckCli),
+    Check(Box<CheckCli>),
 }
 
 #[derive(clap::Args)]
@@ -100,14 +110,23 @@ struct CheckCli {
     #[arg(long, value_name = "MIN", default_value_t = 60)]
     build_timeout: u64,
     /// Who reports: used in the Reported-by: trailer.
-    #[arg(long, value_name = "NAME <ADDR>", env = "KBOT_REPORTER", default_value = "kbot <kbot@localhost>")]
+    #[arg(
+        long,
+        value_name = "NAME <ADDR>",
+        env = "KBOT_REPORTER",
+        default_value = "kbot <kbot@localhost>"
+    )]
     reporter: String,
 }
 
 fn parse_arches(s: &str) -> Result<Vec<Arch>, Fail> {
     let mut v = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let a = Arch::parse(part).ok_or_else(|| Fail::usage(format!("--arch: unknown architecture {part:?}; use x86_64 and/or arm64")))?;
+        let a = Arch::parse(part).ok_or_else(|| {
+            Fail::usage(format!(
+                "--arch: unknown architecture {part:?}; use x86_64 and/or arm64"
+            ))
+        })?;
         if !v.contains(&a) {
             v.push(a);
         }
@@ -119,7 +138,9 @@ fn parse_arches(s: &str) -> Result<Vec<Arch>, Fail> {
 }
 
 fn cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
@@ -130,14 +151,25 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
             let _ = c.lore;
             return Err(Fail::usage(format!("--msgid {id}: fetching from lore is not implemented yet; download the thread with `b4 mbox {id}` and pass it with --mbox")));
         }
-        _ => return Err(Fail::usage("name the series: --mbox FILE, --msgid ID or --range BASE..TIP")),
+        _ => {
+            return Err(Fail::usage(
+                "name the series: --mbox FILE, --msgid ID or --range BASE..TIP",
+            ))
+        }
     };
     let arches = parse_arches(&c.arch)?;
     // Check the output paths before hours of work, not after.
     for p in [&c.json, &c.report].into_iter().flatten() {
-        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let dir = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
         if !dir.is_dir() {
-            return Err(Fail::usage(format!("{}: directory {} does not exist", p.display(), dir.display())));
+            return Err(Fail::usage(format!(
+                "{}: directory {} does not exist",
+                p.display(),
+                dir.display()
+            )));
         }
     }
     let home = Home::locate().map_err(|e| Fail::env(e.to_string()))?;
@@ -148,7 +180,14 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
         check::Input::Mbox(m) => format!("--mbox {}", m.display()),
         check::Input::Range(r) => format!("--range {r}"),
     };
-    let command = format!("kbot check {what} --arch {}", arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(","));
+    let command = format!(
+        "kbot check {what} --arch {}",
+        arches
+            .iter()
+            .map(|a| a.name())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     let args = check::CheckArgs {
         input,
         tree: c.tree,
@@ -164,11 +203,14 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
     let progress = Progress::new(quiet);
     let result = check::run(&home, &args, &progress)?;
     if let Some(p) = &c.json {
-        write_atomic(p, result.to_json().as_bytes()).map_err(|e| Fail::env(format!("cannot write {}: {e}", p.display())))?;
+        write_atomic(p, result.to_json().as_bytes())
+            .map_err(|e| Fail::env(format!("cannot write {}: {e}", p.display())))?;
     }
     if let Some(p) = &c.report {
-        let md = kbot_report::markdown(&result).map_err(|e| Fail::env(format!("report template: {e}")))?;
-        write_atomic(p, md.as_bytes()).map_err(|e| Fail::env(format!("cannot write {}: {e}", p.display())))?;
+        let md = kbot_report::markdown(&result)
+            .map_err(|e| Fail::env(format!("report template: {e}")))?;
+        write_atomic(p, md.as_bytes())
+            .map_err(|e| Fail::env(format!("cannot write {}: {e}", p.display())))?;
     }
     print_summary(&result, &c.json, &c.report);
     Ok(result.status.exit_code())
@@ -181,8 +223,17 @@ fn set_ccache_dir(home: &Home) {
 }
 
 fn print_summary(r: &kbot_report::CheckResult, json: &Option<PathBuf>, report: &Option<PathBuf>) {
-    let status = serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(str::to_uppercase)).unwrap_or_default();
-    println!("kbot: {status}: {:?} (v{}, {} patches) on {}", r.series.subject, r.series.version, r.series.total, &r.series.base[..12.min(r.series.base.len())]);
+    let status = serde_json::to_value(r.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_uppercase))
+        .unwrap_or_default();
+    println!(
+        "kbot: {status}: {:?} (v{}, {} patches) on {}",
+        r.series.subject,
+        r.series.version,
+        r.series.total,
+        &r.series.base[..12.min(r.series.base.len())]
+    );
     if let Some(e) = &r.error {
         println!("  error: {e}");
     }
@@ -196,10 +247,31 @@ fn print_summary(r: &kbot_report::CheckResult, json: &Option<PathBuf>, report: &
         }
     }
     for a in &r.arches {
-        let count = |run: &kbot_report::Run| format!("{}/{} pass", run.tests.iter().filter(|t| t.result == "pass").count(), run.tests.len());
-        println!("  {}: base build {} tests {}; tip build {} tests {}", a.arch, a.base.build, count(&a.base), a.tip.build, count(&a.tip));
+        let count = |run: &kbot_report::Run| {
+            format!(
+                "{}/{} pass",
+                run.tests.iter().filter(|t| t.result == "pass").count(),
+                run.tests.len()
+            )
+        };
+        println!(
+            "  {}: base build {} tests {}; tip build {} tests {}",
+            a.arch,
+            a.base.build,
+            count(&a.base),
+            a.tip.build,
+            count(&a.tip)
+        );
         for g in &a.regressions {
-            let fb = g.first_bad.as_ref().map_or_else(|| g.bisect.clone(), |f| format!("first bad patch {}/{}: {}", f.index, r.series.total, f.subject));
+            let fb = g.first_bad.as_ref().map_or_else(
+                || g.bisect.clone(),
+                |f| {
+                    format!(
+                        "first bad patch {}/{}: {}",
+                        f.index, r.series.total, f.subject
+                    )
+                },
+            );
             println!("    REGRESSION {} ({}): {fb}", g.test, g.kind);
         }
         if !a.flaky.is_empty() {
@@ -221,17 +293,30 @@ fn print_summary(r: &kbot_report::CheckResult, json: &Option<PathBuf>, report: &
 fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
-        Cmd::Setup { no_packages, no_tree } => {
+        Cmd::Setup {
+            no_packages,
+            no_tree,
+        } => {
             let progress = Progress::new(cli.quiet);
-            Home::locate().map_err(|e| Fail::env(e.to_string())).and_then(|home| {
-                set_ccache_dir(&home);
-                setup::run(&home, &setup::SetupOpts { packages: !no_packages, tree: !no_tree }, &progress).map(|tree| {
-                    println!("{}", tree.display());
-                    0
+            Home::locate()
+                .map_err(|e| Fail::env(e.to_string()))
+                .and_then(|home| {
+                    set_ccache_dir(&home);
+                    setup::run(
+                        &home,
+                        &setup::SetupOpts {
+                            packages: !no_packages,
+                            tree: !no_tree,
+                        },
+                        &progress,
+                    )
+                    .map(|tree| {
+                        println!("{}", tree.display());
+                        0
+                    })
                 })
-            })
         }
-        Cmd::Check(c) => check_cmd(c, cli.quiet),
+        Cmd::Check(c) => check_cmd(*c, cli.quiet),
     };
     match code {
         Ok(c) => std::process::exit(c),

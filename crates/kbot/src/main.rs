@@ -97,7 +97,7 @@ struct CheckCli {
     /// Write the Markdown report here.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
-    /// make -j per arch (default: the cores shared among the arches).
+    /// make -j per arch (default: the number of cores, for each arch).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
     /// How long an operation that must be prompt may block in the guest, in ms.
@@ -174,7 +174,9 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
     }
     let home = Home::locate().map_err(|e| Fail::env(e.to_string()))?;
     set_ccache_dir(&home);
-    let jobs = c.jobs.unwrap_or_else(|| (cpus() / arches.len()).max(1));
+    // Every arch gets all cores: while both build they share them, and when one arch is
+    // done (or only needs a bisect step) the other is not left at half speed.
+    let jobs = c.jobs.unwrap_or_else(cpus);
     // The reproduce line names the input and the arches, not local output paths.
     let what = match &input {
         check::Input::Mbox(m) => format!("--mbox {}", m.display()),

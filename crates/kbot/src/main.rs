@@ -1,6 +1,7 @@
 //! kbot: catches Linux kernel regressions in patch series before they are merged.
 
 mod agent;
+mod bench;
 mod check;
 mod compare;
 mod home;
@@ -65,6 +66,18 @@ enum Cmd {
     /// Test one patch series: apply, build, boot, run the fanotify hang tests on base and tip,
     /// bisect regressions to the first bad patch. Exit 0 clean, 1 findings, 2 error.
     Check(Box<CheckCli>),
+    /// Print the stage times of a cold and a warm check of a series (default: the shipped
+    /// 4-patch series with a regression), for the README. Wipes kbot's kernel cache and the
+    /// build directories of the tree first.
+    Bench {
+        /// The series (default: examples/bench-4-patches.mbox).
+        #[arg(long, value_name = "FILE")]
+        mbox: Option<PathBuf>,
+        #[arg(long, value_name = "LIST", default_value = "x86_64,arm64")]
+        arch: String,
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -218,6 +231,33 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
     Ok(result.status.exit_code())
 }
 
+fn bench_cmd(
+    mbox: Option<PathBuf>,
+    arch: &str,
+    jobs: Option<usize>,
+    quiet: bool,
+) -> Result<i32, Fail> {
+    let arches = parse_arches(arch)?;
+    let mbox = mbox.unwrap_or_else(|| agent::workspace().join("examples/bench-4-patches.mbox"));
+    let home = Home::locate().map_err(|e| Fail::env(e.to_string()))?;
+    set_ccache_dir(&home);
+    let args = check::CheckArgs {
+        command: format!("kbot check --mbox {} --arch {arch}", mbox.display()),
+        input: check::Input::Mbox(mbox),
+        tree: None,
+        base: None,
+        arches,
+        jobs: jobs.unwrap_or_else(cpus),
+        watchdog_ms: 3000,
+        vm_timeout: Duration::from_secs(180),
+        build_timeout: Duration::from_secs(3600),
+        reporter: "kbot <kbot@localhost>".into(),
+    };
+    let table = bench::run(&home, args, &Progress::new(quiet))?;
+    println!("{table}");
+    Ok(0)
+}
+
 fn set_ccache_dir(home: &Home) {
     if std::env::var_os("CCACHE_DIR").is_none() {
         std::env::set_var("CCACHE_DIR", home.ccache_dir());
@@ -319,6 +359,7 @@ fn main() {
                 })
         }
         Cmd::Check(c) => check_cmd(*c, cli.quiet),
+        Cmd::Bench { mbox, arch, jobs } => bench_cmd(mbox, &arch, jobs, cli.quiet),
     };
     match code {
         Ok(c) => std::process::exit(c),

@@ -112,3 +112,57 @@ fn clean_series_passes() {
     }
     assert!(md.contains("no test regressed"));
 }
+
+/// A series whose patch 2 uses an x86-only header: arm64 must report a build regression
+/// bisected to patch 2 with the compiler's error line, and x86_64 must still run its tests.
+#[test]
+#[ignore = "needs `kbot setup`, builds and boots real kernels on both arches"]
+fn arm64_only_build_break_is_bisected() {
+    let d = tempfile::tempdir().unwrap();
+    let json = d.path().join("r.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_kbot"))
+        .args(["check", "--mbox"])
+        .arg(examples().join("arm64-build-break.mbox"))
+        .args(["--arch", "x86_64,arm64", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["status"], "regression");
+    assert_eq!(v["series"]["version"], 2);
+    let arch = |name: &str| {
+        v["arches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["arch"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let x86 = arch("x86_64");
+    assert_eq!(x86["regressions"], serde_json::json!([]), "{x86}");
+    assert_eq!(x86["tip"]["build"], "pass");
+    assert!(x86["tip"]["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["result"] == "pass"));
+    let arm = arch("arm64");
+    assert_eq!(arm["base"]["build"], "pass");
+    assert_eq!(arm["tip"]["build"], "fail");
+    let regs = arm["regressions"].as_array().unwrap();
+    assert_eq!(regs.len(), 1, "{arm}");
+    assert_eq!(regs[0]["kind"], "build");
+    assert_eq!(regs[0]["first_bad"]["index"], 2);
+    let ev = regs[0]["evidence"].as_str().unwrap();
+    assert!(
+        ev.contains("fs/notify/fanotify/fanotify.c:") && ev.contains("asm/tsc.h"),
+        "{ev}"
+    );
+}

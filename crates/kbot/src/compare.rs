@@ -90,7 +90,7 @@ pub fn evidence(test: &TestResult, tip: &Console, base: &Console) -> String {
         let frames: Vec<String> = b
             .frames
             .iter()
-            .filter(|f| !f.starts_with("__schedule") && *f != "schedule")
+            .filter(|f| !["__switch_to", "__schedule", "schedule"].contains(&f.as_str()))
             .take(10)
             .cloned()
             .collect();

@@ -848,6 +848,10 @@ fn bisect_and_report(
                                 );
                             }
                         }
+                        Some(_) if cs.iter().all(|c| c == "build") => {
+                            // Only the build is in question: no need to boot.
+                            v.insert("build".to_string(), Verdict::Good);
+                        }
                         Some(img) => {
                             let tests: Vec<String> = cs
                                 .iter()

@@ -237,6 +237,35 @@ struct Group {
     queue: List<Queued, MAX_QUEUE>,
 }
 
+impl Group {
+    /// Queues a notification (non-permission) event, merged the way the kernel merges:
+    /// inotify drops an event identical to the last one queued; fanotify folds it into an
+    /// unread event of the same object and task.
+    fn notify(&mut self, ev: Ev) -> Result<(), Invalid> {
+        let n = self.queue.len;
+        if self.class == Class::Inotify {
+            if n > 0 && self.queue.items[n - 1].ev == ev && !self.queue.items[n - 1].reported {
+                return Ok(());
+            }
+        } else if let Some(q) = self.queue.items[..n]
+            .iter_mut()
+            .find(|q| !q.perm && !q.reported && q.ev.inode == ev.inode && q.ev.task == ev.task)
+        {
+            q.ev.mask |= ev.mask;
+            return Ok(());
+        }
+        if self.queue.push(Queued {
+            ev,
+            perm: false,
+            reported: false,
+        }) {
+            Ok(())
+        } else {
+            Err(Invalid::Capacity)
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Mark {
     group: u8,
@@ -498,18 +527,11 @@ impl Model {
         let mark = self.marks[m].take().expect("live mark");
         if let Some(g) = self.group_mut(mark.group) {
             if g.class == Class::Inotify {
-                let ev = Ev {
+                g.notify(Ev {
                     mask: mask::IGNORED,
                     inode: mark.inode,
                     task: 0,
-                };
-                if !g.queue.push(Queued {
-                    ev,
-                    perm: false,
-                    reported: false,
-                }) {
-                    return Err(Invalid::Capacity);
-                }
+                })?;
             }
         }
         Ok(())
@@ -595,18 +617,12 @@ impl Model {
         for mk in self.marks.iter().flatten().copied().collect_marks() {
             if mk.inode == inode && mk.mask & mask::OPEN != 0 {
                 if let Some(g) = self.group_mut(mk.group) {
-                    let ev = Ev {
+                    let task = if g.class == Class::Inotify { 0 } else { task };
+                    g.notify(Ev {
                         mask: mask::OPEN,
                         inode,
                         task,
-                    };
-                    if !g.queue.push(Queued {
-                        ev,
-                        perm: false,
-                        reported: false,
-                    }) {
-                        return Err(Invalid::Capacity);
-                    }
+                    })?;
                 }
             }
         }
@@ -796,7 +812,6 @@ impl<I: Iterator<Item = Mark>> CollectMarks for I {
         l
     }
 }
-
 
 impl<T: Copy + Default, const N: usize> IntoIterator for List<T, N> {
     type Item = T;

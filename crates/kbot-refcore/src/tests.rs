@@ -346,6 +346,60 @@ fn mark_removal_and_unlink_while_pending_then_answer() {
 }
 
 #[test]
+fn notifications_merge_like_the_kernel() {
+    let mut m = Model::new(Semantics::Current);
+    run(&mut m, 0, Op::CreateGroup(Class::FanNotif));
+    run(&mut m, 0, Op::CreateGroup(Class::Inotify));
+    run(
+        &mut m,
+        0,
+        Op::AddMark {
+            group: 0,
+            inode: 0,
+            mask: mask::OPEN,
+        },
+    );
+    run(
+        &mut m,
+        0,
+        Op::AddMark {
+            group: 1,
+            inode: 0,
+            mask: mask::OPEN,
+        },
+    );
+    for t in [1, 1, 2] {
+        assert_eq!(run(&mut m, t, Op::Open { inode: 0 }).ret, Some(Ret::Ok(0)));
+    }
+    // fanotify: one event per (object, task); inotify: identical events collapse.
+    let fan = run(&mut m, 0, Op::ReadEvents { group: 0 });
+    assert_eq!(
+        fan.events.as_slice(),
+        &[
+            Ev {
+                mask: mask::OPEN,
+                inode: 0,
+                task: 1
+            },
+            Ev {
+                mask: mask::OPEN,
+                inode: 0,
+                task: 2
+            }
+        ]
+    );
+    let ino = run(&mut m, 0, Op::ReadEvents { group: 1 });
+    assert_eq!(
+        ino.events.as_slice(),
+        &[Ev {
+            mask: mask::OPEN,
+            inode: 0,
+            task: 0
+        }]
+    );
+}
+
+#[test]
 fn bad_requests() {
     let mut m = Model::new(Semantics::Current);
     run(&mut m, 0, Op::CreateGroup(Class::FanNotif));

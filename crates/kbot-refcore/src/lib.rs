@@ -109,14 +109,14 @@ pub struct Step {
     pub op: Op,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Ret {
     Ok(i32),
     Err(i32),
 }
 
 /// An event as a listener reads it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Default)]
 pub struct Ev {
     pub mask: u32,
     pub inode: u8,

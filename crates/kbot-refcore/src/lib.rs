@@ -466,7 +466,7 @@ impl Model {
                     Some(Ret::Err(ENOENT))
                 } else {
                     self.inodes[i].unlinked = true;
-                    if self.waiters_on(inode) == 0 {
+                    if self.pins(inode) == 0 {
                         self.evict(inode)?;
                     } else {
                         self.inodes[i].evict_pending = true;
@@ -479,6 +479,13 @@ impl Model {
                 self.close(s.task, group, &mut out)?
             }
         };
+        // Reading, answering and closing drop events that may have pinned an unlinked file.
+        if matches!(
+            s.op,
+            Op::ReadEvents { .. } | Op::Answer { .. } | Op::Close { .. }
+        ) {
+            self.maybe_evict_all()?;
+        }
         out.ret = ret;
         Ok(out)
     }
@@ -514,6 +521,10 @@ impl Model {
             return Ok(Ret::Err(EBADF));
         };
         let inotify = g.class == Class::Inotify;
+        // fanotify names the object by path, which is gone once unlinked; inotify by wd.
+        if !inotify && self.inodes[inode as usize].unlinked {
+            return Ok(Ret::Err(ENOENT));
+        }
         let Some(m) = self.mark_of(group, inode) else {
             return Ok(Ret::Err(if inotify { EINVAL } else { ENOENT }));
         };
@@ -547,11 +558,43 @@ impl Model {
         Ok(())
     }
 
-    fn waiters_on(&self, inode: u8) -> usize {
-        self.tasks
+    /// What keeps an unlinked file's dentry alive: tasks in open() on it and fanotify events
+    /// queued or awaiting an answer (they hold its path; inotify events do not). Its marks go
+    /// (inotify: IN_IGNORED) when the last one ends.
+    fn pins(&self, inode: u8) -> usize {
+        let waiters = self
+            .tasks
             .iter()
             .filter(|t| matches!(t.state, State::PermWait { inode: i, .. } if i == inode))
-            .count()
+            .count();
+        let events: usize = self
+            .groups
+            .iter()
+            .flatten()
+            .filter(|g| g.alive && g.class != Class::Inotify)
+            .map(|g| {
+                g.queue
+                    .as_slice()
+                    .iter()
+                    .filter(|q| q.ev.inode == inode)
+                    .count()
+            })
+            .sum();
+        waiters + events
+    }
+
+    fn maybe_evict(&mut self, inode: u8) -> Result<(), Invalid> {
+        if self.inodes[inode as usize].evict_pending && self.pins(inode) == 0 {
+            self.evict(inode)?;
+        }
+        Ok(())
+    }
+
+    fn maybe_evict_all(&mut self) -> Result<(), Invalid> {
+        for i in 0..MAX_INODES as u8 {
+            self.maybe_evict(i)?;
+        }
+        Ok(())
     }
 
     /// The next group interested in a permission event on `inode`, after `after`
@@ -612,8 +655,8 @@ impl Model {
             t.in_srcu = self.semantics == Semantics::Pre412;
             return Ok(None);
         }
-        // Allowed by everyone: the open succeeds and notification events follow.
-        self.finish_task(task, out)?;
+        // Allowed by everyone: the open succeeds and notification events follow; then the
+        // file is closed, which may let an unlinked file go (inotify: IN_IGNORED after IN_OPEN).
         for mk in self.marks.iter().flatten().copied().collect_marks() {
             if mk.inode == inode && mk.mask & mask::OPEN != 0 {
                 if let Some(g) = self.group_mut(mk.group) {
@@ -626,6 +669,7 @@ impl Model {
                 }
             }
         }
+        self.finish_task(task, out)?;
         Ok(Some(Ret::Ok(0)))
     }
 
@@ -643,9 +687,7 @@ impl Model {
             self.reader_left(task, out);
         }
         if let Some(i) = inode {
-            if self.inodes[i as usize].evict_pending && self.waiters_on(i) == 0 {
-                self.evict(i)?;
-            }
+            self.maybe_evict(i)?;
         }
         Ok(())
     }

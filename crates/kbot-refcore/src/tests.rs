@@ -400,6 +400,61 @@ fn notifications_merge_like_the_kernel() {
 }
 
 #[test]
+fn queued_fanotify_events_keep_an_unlinked_file_alive() {
+    let mut m = Model::new(Semantics::Current);
+    run(&mut m, 0, Op::CreateGroup(Class::FanNotif));
+    run(&mut m, 0, Op::CreateGroup(Class::Inotify));
+    run(
+        &mut m,
+        0,
+        Op::AddMark {
+            group: 0,
+            inode: 2,
+            mask: mask::OPEN,
+        },
+    );
+    run(
+        &mut m,
+        0,
+        Op::AddMark {
+            group: 1,
+            inode: 2,
+            mask: mask::OPEN,
+        },
+    );
+    run(&mut m, 1, Op::Open { inode: 2 });
+    assert_eq!(
+        run(&mut m, 1, Op::Unlink { inode: 2 }).ret,
+        Some(Ret::Ok(0))
+    );
+    // The unread FAN_OPEN holds the path: no IN_IGNORED yet, only IN_OPEN.
+    let r = run(&mut m, 0, Op::ReadEvents { group: 1 });
+    assert_eq!(
+        r.events.as_slice(),
+        &[Ev {
+            mask: mask::OPEN,
+            inode: 2,
+            task: 0
+        }]
+    );
+    // fanotify removes marks by path: gone with the name.
+    assert_eq!(
+        run(&mut m, 0, Op::RemoveMark { group: 0, inode: 2 }).ret,
+        Some(Ret::Err(ENOENT))
+    );
+    run(&mut m, 0, Op::ReadEvents { group: 0 });
+    let r = run(&mut m, 0, Op::ReadEvents { group: 1 });
+    assert_eq!(
+        r.events.as_slice(),
+        &[Ev {
+            mask: mask::IGNORED,
+            inode: 2,
+            task: 0
+        }]
+    );
+}
+
+#[test]
 fn bad_requests() {
     let mut m = Model::new(Semantics::Current);
     run(&mut m, 0, Op::CreateGroup(Class::FanNotif));

@@ -295,7 +295,7 @@ pub fn parse(log: &str) -> Console {
         } else if let Some(rest) = l.strip_prefix("# kbot-agent ") {
             if rest.starts_with("done") {
                 c.done = true;
-            } else {
+            } else if c.agent.is_none() {
                 c.agent = Some(rest.to_string());
             }
         } else if let Some(m) = RESULT.captures(l) {

@@ -3,6 +3,7 @@
 //! with -no-reboot, so that ends the VM). Run as an ordinary process it runs the same tests in
 //! a temporary directory, which is handy on a development host.
 
+mod scenario;
 mod sys;
 mod tests;
 
@@ -22,16 +23,21 @@ fn emit(line: &str) {
     unsafe { libc::write(1, buf.as_ptr().cast(), buf.len()) };
 }
 
-/// `kbot.only=a,b` and `kbot.watchdog_ms=N` on the kernel command line.
+/// `kbot.only=a,b`, `kbot.watchdog_ms=N`, `kbot.seed=N` and `kbot.random=N` on the kernel
+/// command line.
 struct Params {
     only: Option<Vec<String>>,
     watchdog_ms: u64,
+    seed: u64,
+    random: u32,
 }
 
 fn params(cmdline: &str) -> Params {
     let mut p = Params {
         only: None,
         watchdog_ms: 3000,
+        seed: 1,
+        random: 8,
     };
     for word in cmdline.split_whitespace() {
         if let Some(v) = word.strip_prefix("kbot.only=") {
@@ -43,9 +49,39 @@ fn params(cmdline: &str) -> Params {
             );
         } else if let Some(v) = word.strip_prefix("kbot.watchdog_ms=") {
             p.watchdog_ms = v.parse().unwrap_or(p.watchdog_ms);
+        } else if let Some(v) = word.strip_prefix("kbot.seed=") {
+            p.seed = v.parse().unwrap_or(p.seed);
+        } else if let Some(v) = word.strip_prefix("kbot.random=") {
+            p.random = v.parse().unwrap_or(p.random);
         }
     }
     p
+}
+
+/// The scenarios of this boot: the corpus, `random` scenarios from `seed`, scenarios from
+/// `/scenarios.txt` (`name: steps` per line, for replays), and any named in `only`.
+fn scenarios(p: &Params) -> Vec<kbot_scenario::Scenario> {
+    let mut v = kbot_scenario::corpus();
+    v.extend((0..p.random).map(|i| kbot_scenario::random(p.seed, i)));
+    if let Ok(text) = std::fs::read_to_string("/scenarios.txt") {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let (name, steps) = line.split_once(':').unwrap_or(("scenario/file", line));
+            match kbot_scenario::parse(steps) {
+                Ok(steps) => v.push(kbot_scenario::Scenario {
+                    name: name.trim().to_string(),
+                    steps,
+                }),
+                Err(e) => emit(&format!("# bad scenario in /scenarios.txt: {e}")),
+            }
+        }
+    }
+    // A random scenario named in `only` runs even when its index is past `random`.
+    for name in p.only.iter().flatten() {
+        if !v.iter().any(|s| &s.name == name) {
+            v.extend(kbot_scenario::from_name(name));
+        }
+    }
+    v
 }
 
 fn main() {
@@ -62,17 +98,24 @@ fn main() {
         format!("/tmp/kbot-agent-{}", std::process::id())
     };
     let _ = std::fs::create_dir_all(&dir);
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let p = params(if pid1 { &cmdline } else { "" });
+    // On a host, the same words can come from the environment (KBOT_AGENT_ARGS).
+    let cmdline = if pid1 {
+        std::fs::read_to_string("/proc/cmdline").unwrap_or_default()
+    } else {
+        std::env::var("KBOT_AGENT_ARGS").unwrap_or_default()
+    };
+    let p = params(&cmdline);
     let ctx: &'static Ctx = Box::leak(Box::new(Ctx {
         dir: dir.clone(),
         watchdog: Duration::from_millis(p.watchdog_ms),
         release: Duration::from_millis(p.watchdog_ms * 2),
         sysrq: pid1,
     }));
-    let selected: Vec<_> = TESTS
-        .iter()
-        .filter(|(name, _)| p.only.as_ref().is_none_or(|o| o.iter().any(|n| n == name)))
+    let wanted = |name: &str| p.only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
+    let selected: Vec<_> = TESTS.iter().filter(|(name, _)| wanted(name)).collect();
+    let scens: Vec<_> = scenarios(&p)
+        .into_iter()
+        .filter(|s| wanted(&s.name))
         .collect();
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     emit("KTAP version 1");
@@ -83,7 +126,11 @@ fn main() {
         release.trim(),
         p.watchdog_ms
     ));
-    emit(&format!("1..{}", selected.len()));
+    emit(&format!(
+        "# kbot-agent scenarios seed={} random={}",
+        p.seed, p.random
+    ));
+    emit(&format!("1..{}", selected.len() + scens.len()));
     let limit = ctx.watchdog * 4 + ctx.release * 2;
     for (i, (name, f)) in selected.iter().enumerate() {
         let (o, took) = tests::run_guarded(ctx, *f, limit);
@@ -100,6 +147,30 @@ fn main() {
             Verdict::Hang => format!("not ok {n} {name} # TIMEOUT {}", o.detail),
         };
         emit(&line);
+    }
+    // Differential checks against refcore: a divergence is a failed test of its own.
+    let timing = scenario::Timing {
+        prompt: Duration::from_millis(1500),
+        settle: Duration::from_millis(200),
+        dump: pid1,
+    };
+    for (j, sc) in scens.iter().enumerate() {
+        let n = selected.len() + j + 1;
+        let t = Instant::now();
+        let (ok, detail) = match scenario::check(sc, &format!("{dir}/sc"), &timing, 40) {
+            Ok(d) => (true, d),
+            Err(d) => (false, d),
+        };
+        emit(&format!(
+            "# {}: {detail} (time_ms={})",
+            sc.name,
+            t.elapsed().as_millis()
+        ));
+        emit(&format!(
+            "{}ok {n} {}",
+            if ok { "" } else { "not " },
+            sc.name
+        ));
     }
     emit(&format!(
         "# kbot-agent done in {} ms",

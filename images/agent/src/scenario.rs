@@ -1,0 +1,505 @@
+//! Runs refcore scenarios against the real kernel: one thread per task, each step sent to
+//! its task and watched; the kernel's results (return value or errno, events read, which
+//! blocked tasks a step released) are mapped back to the model's terms and compared step by
+//! step with refcore's prediction. A divergence is shrunk to a minimal scenario on the same
+//! kernel and replayed once to confirm it.
+
+use crate::sys;
+use kbot_scenario::kbot_refcore::{
+    mask, Class, Ev, Op, Ret, Semantics, Step, MAX_INODES, MAX_TASKS,
+};
+use kbot_scenario::{compare_step, format, predict, shrink, Scenario, StepObs};
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const FAN_CLASS_PRE_CONTENT: u32 = 0x08;
+const FAN_NONBLOCK: u32 = 0x02;
+const FAN_REPORT_TID: u32 = 0x100;
+const FAN_OPEN: u64 = 0x20;
+const IN_OPEN: u32 = 0x20;
+const IN_IGNORED: u32 = 0x8000;
+
+pub struct Timing {
+    /// How long a step the model says completes may take before it counts as blocked.
+    pub prompt: Duration,
+    /// How long a step the model says blocks is watched for completing anyway.
+    pub settle: Duration,
+    /// Dump blocked tasks (sysrq-w) when a step blocks that should not.
+    pub dump: bool,
+}
+
+/// What the tasks share: the kernel objects behind the model's ids.
+#[derive(Default)]
+struct Kernel {
+    dir: String,
+    /// Group id -> (fd, class); `None` once closed.
+    groups: Vec<Option<(RawFd, Class)>>,
+    /// inotify (group, inode) -> wd, and back.
+    wds: HashMap<(u8, u8), i32>,
+    wd_inode: HashMap<(u8, i32), u8>,
+    /// Permission events read and not answered: (group, waiter) -> event fd.
+    perm: HashMap<(u8, u8), RawFd>,
+    tid_task: HashMap<i32, u8>,
+    ino_inode: HashMap<u64, u8>,
+}
+
+impl Kernel {
+    fn path(&self, inode: u8) -> String {
+        format!("{}/i{inode}", self.dir)
+    }
+
+    fn group_fd(&self, g: u8) -> (RawFd, Option<Class>) {
+        match self.groups.get(g as usize) {
+            Some(Some((fd, c))) => (*fd, Some(*c)),
+            _ => (-1, None),
+        }
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn ret_of(r: libc::c_long) -> Ret {
+    if r < 0 {
+        Ret::Err(errno())
+    } else {
+        Ret::Ok(0)
+    }
+}
+
+fn cstr(s: &str) -> std::ffi::CString {
+    std::ffi::CString::new(s).expect("no NUL in test paths")
+}
+
+fn gettid() -> i32 {
+    // SAFETY: no arguments.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// Performs one step in the calling thread. Blocking syscalls run without the lock held.
+fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
+    let lock = || k.lock().unwrap_or_else(|e| e.into_inner());
+    match step.op {
+        Op::CreateGroup(class) => {
+            // SAFETY: plain syscalls with integer arguments.
+            let fd = unsafe {
+                match class {
+                    Class::Inotify => {
+                        libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) as libc::c_long
+                    }
+                    _ => {
+                        let c = match class {
+                            Class::FanNotif => sys::FAN_CLASS_NOTIF,
+                            Class::FanContent => sys::FAN_CLASS_CONTENT,
+                            _ => FAN_CLASS_PRE_CONTENT,
+                        };
+                        let flags = c | sys::FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID;
+                        let ev = (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32;
+                        libc::syscall(libc::SYS_fanotify_init, flags, ev)
+                    }
+                }
+            };
+            if fd < 0 {
+                return (Ret::Err(errno()), vec![]);
+            }
+            let mut k = lock();
+            k.groups.push(Some((fd as RawFd, class)));
+            (Ret::Ok(k.groups.len() as i32 - 1), vec![])
+        }
+        Op::AddMark {
+            group,
+            inode,
+            mask: m,
+        } => {
+            let mut k = lock();
+            let (fd, class) = k.group_fd(group);
+            let path = cstr(&k.path(inode));
+            if class == Some(Class::Inotify) {
+                if m & mask::PERM != 0 {
+                    // Not expressible with inotify; the model's answer stands.
+                    return (Ret::Err(libc::EINVAL), vec![]);
+                }
+                // SAFETY: valid fd or -1, valid path.
+                let wd = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), IN_OPEN) };
+                if wd < 0 {
+                    return (Ret::Err(errno()), vec![]);
+                }
+                k.wds.insert((group, inode), wd);
+                k.wd_inode.insert((group, wd), inode);
+                return (Ret::Ok(0), vec![]);
+            }
+            let km = if m & mask::OPEN != 0 { FAN_OPEN } else { 0 }
+                | if m & mask::OPEN_PERM != 0 {
+                    sys::FAN_OPEN_PERM
+                } else {
+                    0
+                };
+            // SAFETY: as above; on 64-bit arches the mask is one register.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_fanotify_mark,
+                    fd,
+                    sys::FAN_MARK_ADD,
+                    km,
+                    libc::AT_FDCWD,
+                    path.as_ptr(),
+                )
+            };
+            (ret_of(r), vec![])
+        }
+        Op::RemoveMark { group, inode } => {
+            let k = lock();
+            let (fd, class) = k.group_fd(group);
+            if class == Some(Class::Inotify) {
+                let wd = k.wds.get(&(group, inode)).copied().unwrap_or(-1);
+                // SAFETY: plain syscall.
+                let r = unsafe { libc::inotify_rm_watch(fd, wd) };
+                return (ret_of(r as libc::c_long), vec![]);
+            }
+            let path = cstr(&k.path(inode));
+            // Remove every bit the group's class may hold (a permission bit in the mask of a
+            // notification group is EINVAL even for removal).
+            let all = FAN_OPEN
+                | if class.is_some_and(Class::can_perm) {
+                    sys::FAN_OPEN_PERM
+                } else {
+                    0
+                };
+            // SAFETY: as above.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_fanotify_mark,
+                    fd,
+                    sys::FAN_MARK_REMOVE,
+                    all,
+                    libc::AT_FDCWD,
+                    path.as_ptr(),
+                )
+            };
+            (ret_of(r), vec![])
+        }
+        Op::Open { inode } => {
+            let path = cstr(&lock().path(inode));
+            // SAFETY: valid path; may block in the kernel, no lock held.
+            let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return (Ret::Err(errno()), vec![]);
+            }
+            sys::close(fd);
+            (Ret::Ok(0), vec![])
+        }
+        Op::ReadEvents { group } => read_events(&mut lock(), group),
+        Op::Answer {
+            group,
+            waiter,
+            allow,
+        } => {
+            let mut k = lock();
+            let (fd, _) = k.group_fd(group);
+            // No such pending event: answer with an fd that is not one, and let the kernel say so.
+            let ev = k.perm.remove(&(group, waiter));
+            let resp = [
+                ev.unwrap_or(fd.max(0)),
+                if allow {
+                    sys::FAN_ALLOW as i32
+                } else {
+                    sys::FAN_DENY as i32
+                },
+            ];
+            drop(k);
+            // SAFETY: an 8-byte fanotify_response.
+            let r = unsafe { libc::write(fd, resp.as_ptr().cast(), 8) };
+            if let Some(e) = ev {
+                sys::close(e);
+            }
+            (ret_of(r as libc::c_long), vec![])
+        }
+        Op::Unlink { inode } => {
+            let path = cstr(&lock().path(inode));
+            // SAFETY: valid path.
+            (
+                ret_of(unsafe { libc::unlink(path.as_ptr()) } as libc::c_long),
+                vec![],
+            )
+        }
+        Op::Close { group } => {
+            let (fd, stale) = {
+                let mut k = lock();
+                let fd = k.group_fd(group).0;
+                if let Some(slot) = k.groups.get_mut(group as usize) {
+                    *slot = None;
+                }
+                let keys: Vec<(u8, u8)> = k
+                    .perm
+                    .keys()
+                    .filter(|(g, _)| *g == group)
+                    .copied()
+                    .collect();
+                let stale: Vec<RawFd> = keys.iter().filter_map(|key| k.perm.remove(key)).collect();
+                (fd, stale)
+            };
+            // SAFETY: closing our fd (or -1: EBADF); may block in the kernel, no lock held.
+            let r = unsafe { libc::close(fd) };
+            let ret = ret_of(r as libc::c_long);
+            for e in stale {
+                sys::close(e);
+            }
+            (ret, vec![])
+        }
+    }
+}
+
+fn read_events(k: &mut Kernel, group: u8) -> (Ret, Vec<Ev>) {
+    let (fd, class) = k.group_fd(group);
+    let mut buf = vec![0u8; 8192];
+    // SAFETY: valid buffer.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return (Ret::Err(errno()), vec![]);
+    }
+    let n = n as usize;
+    let mut evs = Vec::new();
+    let mut off = 0;
+    if class == Some(Class::Inotify) {
+        while off + 16 <= n {
+            let word = |i: usize| u32::from_ne_bytes(buf[off + i..off + i + 4].try_into().unwrap());
+            let (wd, m, len) = (word(0) as i32, word(4), word(12) as usize);
+            let inode = k.wd_inode.get(&(group, wd)).copied().unwrap_or(u8::MAX);
+            let mut mm = 0;
+            if m & IN_OPEN != 0 {
+                mm |= mask::OPEN;
+            }
+            if m & IN_IGNORED != 0 {
+                mm |= mask::IGNORED;
+            }
+            evs.push(Ev {
+                mask: mm,
+                inode,
+                task: 0,
+            });
+            off += 16 + len;
+        }
+    } else {
+        while off + 24 <= n {
+            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+            let m = u64::from_ne_bytes(buf[off + 8..off + 16].try_into().unwrap());
+            let efd = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().unwrap());
+            let tid = i32::from_ne_bytes(buf[off + 20..off + 24].try_into().unwrap());
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: fstat into a zeroed struct.
+            let inode = if efd >= 0 && unsafe { libc::fstat(efd, &mut st) } == 0 {
+                k.ino_inode
+                    .get(&(st.st_ino as u64))
+                    .copied()
+                    .unwrap_or(u8::MAX)
+            } else {
+                u8::MAX
+            };
+            let task = k.tid_task.get(&tid).copied().unwrap_or(u8::MAX);
+            let mut mm = 0;
+            if m & FAN_OPEN != 0 {
+                mm |= mask::OPEN;
+            }
+            if m & sys::FAN_OPEN_PERM != 0 {
+                mm |= mask::OPEN_PERM;
+                if let Some(old) = k.perm.insert((group, task), efd) {
+                    sys::close(old);
+                }
+            } else {
+                sys::close(efd);
+            }
+            evs.push(Ev {
+                mask: mm,
+                inode,
+                task,
+            });
+            if len < 24 {
+                break;
+            }
+            off += len;
+        }
+    }
+    (Ret::Ok(evs.len() as i32), evs)
+}
+
+struct Actor {
+    tx: Sender<Step>,
+    rx: Receiver<(Ret, Vec<Ev>)>,
+}
+
+fn spawn_actor(k: Arc<Mutex<Kernel>>, task: u8) -> Actor {
+    let (tx, cmd) = mpsc::channel::<Step>();
+    let (done, rx) = mpsc::channel();
+    let (ready_tx, ready) = mpsc::channel();
+    thread::spawn(move || {
+        k.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .tid_task
+            .insert(gettid(), task);
+        let _ = ready_tx.send(());
+        while let Ok(step) = cmd.recv() {
+            if done.send(perform(&k, &step)).is_err() {
+                break;
+            }
+        }
+    });
+    let _ = ready.recv();
+    Actor { tx, rx }
+}
+
+/// Runs `steps` once on the kernel; `Err` describes the first divergence from refcore.
+pub fn run_once(steps: &[Step], dir: &str, t: &Timing) -> Result<(), String> {
+    let pred = predict(steps, Semantics::Current)?;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
+    let mut kern = Kernel {
+        dir: dir.to_string(),
+        ..Default::default()
+    };
+    for i in 0..MAX_INODES as u8 {
+        let p = kern.path(i);
+        std::fs::write(&p, "kbot\n").map_err(|e| format!("create {p}: {e}"))?;
+        let ino = std::fs::metadata(&p)
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .unwrap_or(0);
+        kern.ino_inode.insert(ino, i);
+    }
+    let k = Arc::new(Mutex::new(kern));
+    let mut actors: Vec<Option<Actor>> = (0..MAX_TASKS).map(|_| None).collect();
+    let mut busy = [false; MAX_TASKS];
+    let mut result = Ok(());
+    for (i, step) in steps.iter().enumerate() {
+        let task = step.task as usize;
+        if busy[task] {
+            result = Err(format!(
+                "step {}: t{task} is still blocked in the kernel; the model says it finished",
+                i + 1
+            ));
+            break;
+        }
+        let actor = actors[task].get_or_insert_with(|| spawn_actor(k.clone(), step.task));
+        if actor.tx.send(*step).is_err() {
+            result = Err(format!("step {}: task t{task} died", i + 1));
+            break;
+        }
+        let want = &pred[i];
+        let mut got = StepObs::default();
+        match actor.rx.recv_timeout(if want.ret.is_some() {
+            t.prompt
+        } else {
+            t.settle
+        }) {
+            Ok((ret, evs)) => {
+                got.ret = Some(ret);
+                got.events = evs;
+            }
+            Err(_) => busy[task] = true,
+        }
+        // Releases the model predicts get the full prompt time; others a short look.
+        for (w, _) in &want.released {
+            let w = *w as usize;
+            if busy[w] {
+                if let Some(Ok((ret, _))) = actors[w].as_ref().map(|a| a.rx.recv_timeout(t.prompt))
+                {
+                    busy[w] = false;
+                    got.released.push((w as u8, ret));
+                }
+            }
+        }
+        if busy.iter().any(|b| *b) {
+            thread::sleep(Duration::from_millis(20));
+        }
+        for w in 0..MAX_TASKS {
+            if busy[w] {
+                if let Some(Ok((ret, _))) = actors[w].as_ref().map(|a| a.rx.try_recv()) {
+                    busy[w] = false;
+                    got.released.push((w as u8, ret));
+                }
+            }
+        }
+        got.released.sort();
+        if let Some(d) = compare_step(step, want, &got) {
+            if t.dump && want.ret.is_some() && got.ret.is_none() {
+                // Where the kernel is stuck, while it still is.
+                let _ = std::fs::write("/proc/sysrq-trigger", "w");
+            }
+            result = Err(format!("step {}: {d}", i + 1));
+            break;
+        }
+    }
+    cleanup(&k, &actors, &mut busy);
+    result
+}
+
+/// Closes every group (which allows pending permission events) and waits a little for
+/// blocked tasks; a task the kernel never releases is left behind.
+fn cleanup(k: &Arc<Mutex<Kernel>>, actors: &[Option<Actor>], busy: &mut [bool; MAX_TASKS]) {
+    let fds: Vec<RawFd> = {
+        let mut k = k.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<RawFd> = k.perm.drain().map(|(_, fd)| fd).collect();
+        v.extend(
+            k.groups
+                .iter_mut()
+                .filter_map(|g| g.take().map(|(fd, _)| fd)),
+        );
+        v
+    };
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for fd in fds {
+            sys::close(fd);
+        }
+        let _ = tx.send(());
+    });
+    let _ = rx.recv_timeout(Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    for (w, a) in actors.iter().enumerate() {
+        if busy[w] {
+            if let Some(a) = a {
+                if a.rx
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    .is_ok()
+                {
+                    busy[w] = false;
+                }
+            }
+        }
+    }
+}
+
+/// Runs a scenario; on a divergence shrinks it and replays the minimum to confirm.
+/// Returns `Ok(detail)` when the kernel matched the model (or the divergence did not
+/// reproduce), `Err(detail)` for a confirmed divergence.
+pub fn check(sc: &Scenario, dir: &str, t: &Timing, shrink_budget: usize) -> Result<String, String> {
+    let started = Instant::now();
+    let first = match run_once(&sc.steps, dir, t) {
+        Ok(()) => return Ok(format!("{} steps as predicted", sc.steps.len())),
+        Err(d) => d,
+    };
+    let mut tries = 0;
+    let min = shrink(
+        &sc.steps,
+        |cand| {
+            tries += 1;
+            run_once(cand, dir, t).is_err()
+        },
+        shrink_budget,
+    );
+    match run_once(&min, dir, t) {
+        Err(d) => Err(format!(
+            "divergence: {first}; minimal scenario ({} steps, {tries} shrink runs, {} ms): {}; it diverges at {d}",
+            min.len(),
+            started.elapsed().as_millis(),
+            format(&min)
+        )),
+        Ok(()) => match run_once(&sc.steps, dir, t) {
+            Err(d) => Err(format!("divergence: {d} (did not shrink reproducibly)")),
+            Ok(()) => Ok(format!("flaky: diverged once ({first}) but not on replay")),
+        },
+    }
+}

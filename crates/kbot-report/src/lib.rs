@@ -196,6 +196,17 @@ pub struct CheckResult {
     /// Commands that reproduce this result.
     #[serde(default)]
     pub reproduce: Vec<String>,
+    /// The differential scenarios run in every boot.
+    #[serde(default)]
+    pub scenarios: ScenarioInfo,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScenarioInfo {
+    /// Seed of the random scenarios: `scenario/random-<seed>-<i>` replays anywhere.
+    pub seed: u64,
+    pub random: u32,
+    pub corpus: u32,
 }
 
 impl CheckResult {
@@ -211,6 +222,7 @@ impl CheckResult {
             environment: Environment::default(),
             reported_by: String::new(),
             reproduce: Vec::new(),
+            scenarios: ScenarioInfo::default(),
         }
     }
 
@@ -222,6 +234,41 @@ impl CheckResult {
 pub const MARKDOWN_TEMPLATE: &str = include_str!("../../../templates/report.md.j2");
 
 /// Renders the Markdown report.
+/// One row of the results table: a test and its result per arch on base and tip.
+#[derive(Serialize)]
+struct Row {
+    test: String,
+    cells: Vec<String>,
+}
+
+fn result_rows(r: &CheckResult) -> Vec<Row> {
+    let mut names: Vec<String> = Vec::new();
+    for a in &r.arches {
+        for t in a.base.tests.iter().chain(&a.tip.tests) {
+            if !names.contains(&t.name) {
+                names.push(t.name.clone());
+            }
+        }
+    }
+    let cell = |run: &Run, name: &str| {
+        run.tests
+            .iter()
+            .find(|t| t.name == name)
+            .map_or("-".to_string(), |t| t.result.clone())
+    };
+    names
+        .into_iter()
+        .map(|n| Row {
+            cells: r
+                .arches
+                .iter()
+                .flat_map(|a| [cell(&a.base, &n), cell(&a.tip, &n)])
+                .collect(),
+            test: n,
+        })
+        .collect()
+}
+
 pub fn markdown(r: &CheckResult) -> Result<String, minijinja::Error> {
     let mut env = minijinja::Environment::new();
     env.set_syntax(
@@ -233,8 +280,10 @@ pub fn markdown(r: &CheckResult) -> Result<String, minijinja::Error> {
     );
     env.add_filter("short", |s: String| s.chars().take(12).collect::<String>());
     env.add_template("report.md", MARKDOWN_TEMPLATE)?;
-    env.get_template("report.md")?
-        .render(minijinja::context! { r => minijinja::Value::from(minijinja::value::Serde(r)) })
+    env.get_template("report.md")?.render(minijinja::context! {
+        r => minijinja::Value::from(minijinja::value::Serde(r)),
+        rows => minijinja::Value::from(minijinja::value::Serde(result_rows(r))),
+    })
 }
 
 #[cfg(test)]

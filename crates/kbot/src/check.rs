@@ -34,6 +34,9 @@ pub struct CheckArgs {
     pub reporter: String,
     /// The command line as given, for the report's reproduce section.
     pub command: String,
+    /// Seed and number of the random differential scenarios (same for base and tip).
+    pub seed: u64,
+    pub random: u32,
 }
 
 /// Everything an arch's check needs, shared by the arch threads.
@@ -248,6 +251,11 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
         notes,
     });
     result.reported_by = format!("Reported-by: {}", args.reporter);
+    result.scenarios = ScenarioInfo {
+        seed: args.seed,
+        random: args.random,
+        corpus: kbot_scenario::corpus().len() as u32,
+    };
     result.environment = Environment {
         kbot: format!("kbot {}", env!("CARGO_PKG_VERSION")),
         tree: format!(
@@ -273,7 +281,13 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
     };
     result.reproduce = vec![
         "kbot setup".into(),
-        format!("{} --base {}", args.command, &base[..12.min(base.len())]),
+        format!(
+            "{} --base {} --seed {} --scenarios {}",
+            args.command,
+            &base[..12.min(base.len())],
+            args.seed,
+            args.random
+        ),
     ];
     let finish = |mut r: CheckResult, stages: Vec<(String, f64)>| {
         r.timings = Timings {
@@ -605,7 +619,10 @@ impl ArchRunner<'_> {
             &commit[..12],
             self.boots
         ));
-        let mut append = format!("kbot.watchdog_ms={}", self.ctx.args.watchdog_ms);
+        let mut append = format!(
+            "kbot.watchdog_ms={} kbot.seed={} kbot.random={}",
+            self.ctx.args.watchdog_ms, self.ctx.args.seed, self.ctx.args.random
+        );
         if let Some(o) = only {
             append += &format!(" kbot.only={}", o.join(","));
         }
@@ -918,7 +935,11 @@ fn bisect_and_report(
                 if n == 1 {
                     "the only patch".to_string()
                 } else {
-                    format!("bisected in {} steps", r.bisect_steps.len())
+                    format!(
+                        "bisected in {} step{}",
+                        r.bisect_steps.len(),
+                        if r.bisect_steps.len() == 1 { "" } else { "s" }
+                    )
                 },
             ),
             Some(Found::Inconclusive { good, bad, why }) => (
@@ -932,7 +953,7 @@ fn bisect_and_report(
             "boot" => "fail".to_string(),
             name => tip
                 .and_then(|t| t.tests.iter().find(|x| x.name == name))
-                .map_or("fail".into(), |t| t.result.clone()),
+                .map_or("fail".into(), |t| compare::kind_of(name, &t.result)),
         };
         let evidence = match check.as_str() {
             "build" => {

@@ -59,12 +59,22 @@ fn is_bad(result: &str) -> bool {
     result == "fail" || result == "hang"
 }
 
-/// Tests that pass on the base and fail or hang on the tip, with the tip's result as kind.
+/// The kind of finding a bad result of test `name` is: a failed differential scenario is a
+/// divergence from refcore; other tests hang or fail.
+pub fn kind_of(name: &str, result: &str) -> String {
+    if name.starts_with("scenario/") {
+        "divergence".into()
+    } else {
+        result.into()
+    }
+}
+
+/// Tests that pass on the base and fail or hang on the tip, with their kind.
 pub fn regressions(base: &[TestResult], tip: &[TestResult]) -> Vec<(String, String)> {
     tip.iter()
         .filter(|t| is_bad(&t.result))
         .filter(|t| base.iter().any(|b| b.name == t.name && b.result == "pass"))
-        .map(|t| (t.name.clone(), t.result.clone()))
+        .map(|t| (t.name.clone(), kind_of(&t.name, &t.result)))
         .collect()
 }
 
@@ -163,6 +173,28 @@ mod tests {
         assert!(tests_of(&none, &want, false)[0]
             .detail
             .contains("never started"));
+    }
+
+    #[test]
+    fn scenario_failures_are_divergences() {
+        let base = [
+            t("scenario/priority-order", "pass"),
+            t("perm_allow_deny", "pass"),
+        ];
+        let tip = [
+            t("scenario/priority-order", "fail"),
+            t("perm_allow_deny", "fail"),
+        ];
+        assert_eq!(
+            regressions(&base, &tip),
+            [
+                (
+                    "scenario/priority-order".to_string(),
+                    "divergence".to_string()
+                ),
+                ("perm_allow_deny".into(), "fail".into())
+            ]
+        );
     }
 
     #[test]

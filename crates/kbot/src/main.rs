@@ -122,6 +122,13 @@ struct CheckCli {
     /// Hard limit for one kernel build, in minutes.
     #[arg(long, value_name = "MIN", default_value_t = 60)]
     build_timeout: u64,
+    /// Seed of the random differential scenarios (default: a new one per run, printed in the
+    /// report; base and tip always share it).
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Number of random differential scenarios per boot (besides the fixed corpus).
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    scenarios: u32,
     /// Who reports: used in the Reported-by: trailer.
     #[arg(
         long,
@@ -214,6 +221,8 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
         build_timeout: Duration::from_secs(c.build_timeout * 60),
         reporter: c.reporter,
         command,
+        seed: c.seed.unwrap_or_else(new_seed),
+        random: c.scenarios,
     };
     let progress = Progress::new(quiet);
     let result = check::run(&home, &args, &progress)?;
@@ -252,10 +261,21 @@ fn bench_cmd(
         vm_timeout: Duration::from_secs(180),
         build_timeout: Duration::from_secs(3600),
         reporter: "kbot <kbot@localhost>".into(),
+        seed: 1,
+        random: 8,
     };
     let table = bench::run(&home, args, &Progress::new(quiet))?;
     println!("{table}");
     Ok(0)
+}
+
+/// A fresh seed for the random scenarios, small enough to type.
+fn new_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    (t as u64 ^ u64::from(std::process::id()).rotate_left(32)) % 1_000_000
 }
 
 fn set_ccache_dir(home: &Home) {
@@ -323,6 +343,10 @@ fn print_summary(r: &kbot_report::CheckResult, json: &Option<PathBuf>, report: &
             println!("    error: {e}");
         }
     }
+    println!(
+        "  scenarios: {} corpus + {} random from seed {}",
+        r.scenarios.corpus, r.scenarios.random, r.scenarios.seed
+    );
     println!("  time: {:.1}s", r.timings.total_s);
     if let Some(j) = json {
         println!("  json: {}", j.display());

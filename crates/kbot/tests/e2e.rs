@@ -3,6 +3,7 @@
 //! ignored by default; run them with `cargo test --release -- --include-ignored`.
 //! KBOT_E2E_ARCH picks the arches (default x86_64).
 
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,13 +15,15 @@ fn arches() -> String {
     std::env::var("KBOT_E2E_ARCH").unwrap_or_else(|_| "x86_64".into())
 }
 
-fn check(mbox: &str, dir: &Path) -> (i32, serde_json::Value, String) {
+/// Runs `kbot check` on an example with a fixed scenario seed; returns exit code, JSON and
+/// Markdown report.
+fn check(mbox: &str, dir: &Path, seed: u64) -> (i32, Value, String) {
     let json = dir.join("r.json");
     let md = dir.join("r.md");
     let o = Command::new(env!("CARGO_BIN_EXE_kbot"))
         .args(["check", "--mbox"])
         .arg(examples().join(mbox))
-        .args(["--arch", &arches(), "--json"])
+        .args(["--seed", &seed.to_string(), "--arch", &arches(), "--json"])
         .arg(&json)
         .arg("--report")
         .arg(&md)
@@ -28,7 +31,7 @@ fn check(mbox: &str, dir: &Path) -> (i32, serde_json::Value, String) {
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(json.exists(), "no JSON written; kbot said:\n{stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     eprintln!("{}", String::from_utf8_lossy(&o.stdout));
     (
         o.status.code().unwrap_or(-1),
@@ -37,13 +40,26 @@ fn check(mbox: &str, dir: &Path) -> (i32, serde_json::Value, String) {
     )
 }
 
-const ALL_TESTS: usize = 8;
+/// 8 hang tests, 10 corpus scenarios, 8 random scenarios.
+const ALL_TESTS: usize = 26;
+
+fn names(regs: &[Value]) -> Vec<&str> {
+    regs.iter().map(|r| r["test"].as_str().unwrap()).collect()
+}
+
+fn all_pass(run: &Value) -> bool {
+    run["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["result"] == "pass")
+}
 
 #[test]
 #[ignore = "needs `kbot setup`, builds and boots real kernels"]
 fn srcu_stall_series_is_bisected_to_patch_2() {
     let d = tempfile::tempdir().unwrap();
-    let (code, v, md) = check("srcu-stall-regression.mbox", d.path());
+    let (code, v, md) = check("srcu-stall-regression.mbox", d.path(), 1);
     assert_eq!(code, 1);
     assert_eq!(v["schema"], "kbot.result/v1");
     assert_eq!(v["status"], "regression");
@@ -52,32 +68,39 @@ fn srcu_stall_series_is_bisected_to_patch_2() {
     let results = v["arches"].as_array().unwrap();
     assert_eq!(results.len(), arches().split(',').count());
     for a in results {
-        let base = a["base"]["tests"].as_array().unwrap();
-        assert_eq!(base.len(), ALL_TESTS, "{a}");
-        assert!(
-            base.iter().all(|t| t["result"] == "pass"),
-            "base must pass: {a}"
+        assert_eq!(
+            a["base"]["tests"].as_array().unwrap().len(),
+            ALL_TESTS,
+            "{a}"
         );
+        assert!(all_pass(&a["base"]), "base must pass: {a}");
         let regs = a["regressions"].as_array().unwrap();
-        let names: Vec<&str> = regs.iter().map(|r| r["test"].as_str().unwrap()).collect();
+        let found = names(regs);
         assert!(
-            names.contains(&"inotify_close_with_pending_perm"),
-            "{names:?}"
+            found.contains(&"inotify_close_with_pending_perm"),
+            "{found:?}"
         );
+        // The differential scenario of the seed's stall sees it too.
+        assert!(found.contains(&"scenario/seed-stall-inotify"), "{found:?}");
         for r in regs {
-            assert_eq!(r["kind"], "hang");
             assert_eq!(r["first_bad"]["index"], 2, "{r}");
             assert!(r["first_bad"]["subject"]
                 .as_str()
                 .unwrap()
                 .contains("avoid SRCU round trip"));
             let ev = r["evidence"].as_str().unwrap();
-            assert!(
-                ev.contains("synchronize_srcu"),
-                "the evidence must show the SRCU wait: {ev}"
-            );
+            if r["test"].as_str().unwrap().starts_with("scenario/") {
+                assert_eq!(r["kind"], "divergence");
+                assert!(ev.contains("model: returns 0; kernel: blocks"), "{ev}");
+            } else {
+                assert_eq!(r["kind"], "hang");
+                assert!(
+                    ev.contains("synchronize_srcu"),
+                    "the evidence must show the SRCU wait: {ev}"
+                );
+            }
         }
-        // Only the seed's class regresses; the other tests still pass on the tip.
+        // Everything else still passes on the tip.
         let tip_pass = a["tip"]["tests"]
             .as_array()
             .unwrap()
@@ -93,24 +116,64 @@ fn srcu_stall_series_is_bisected_to_patch_2() {
     assert!(md.contains("Reported-by:"));
 }
 
+/// A harmless series: no regression, and no false divergence whatever the random seed.
 #[test]
 #[ignore = "needs `kbot setup`, builds and boots real kernels"]
-fn clean_series_passes() {
-    let d = tempfile::tempdir().unwrap();
-    let (code, v, md) = check("clean-series.mbox", d.path());
-    assert_eq!(code, 0, "{v}");
-    assert_eq!(v["status"], "clean");
-    for a in v["arches"].as_array().unwrap() {
-        for run in ["base", "tip"] {
-            assert_eq!(a[run]["build"], "pass");
-            assert_eq!(a[run]["boot"], "pass");
-            let tests = a[run]["tests"].as_array().unwrap();
-            assert_eq!(tests.len(), ALL_TESTS);
-            assert!(tests.iter().all(|t| t["result"] == "pass"), "{a}");
+fn clean_series_passes_with_several_seeds() {
+    for seed in [2, 3] {
+        let d = tempfile::tempdir().unwrap();
+        let (code, v, md) = check("clean-series.mbox", d.path(), seed);
+        assert_eq!(code, 0, "seed {seed}: {v}");
+        assert_eq!(v["status"], "clean");
+        for a in v["arches"].as_array().unwrap() {
+            for run in ["base", "tip"] {
+                assert_eq!(a[run]["build"], "pass");
+                assert_eq!(a[run]["boot"], "pass");
+                assert_eq!(a[run]["tests"].as_array().unwrap().len(), ALL_TESTS);
+                assert!(all_pass(&a[run]), "seed {seed}: {a}");
+            }
+            assert_eq!(a["regressions"], serde_json::json!([]));
         }
-        assert_eq!(a["regressions"], serde_json::json!([]));
+        assert!(md.contains("no test regressed"));
     }
-    assert!(md.contains("no test regressed"));
+}
+
+/// A series that inverts the order in which groups get events: only the differential
+/// scenarios can see it (every hang test uses one group). It must be reported as
+/// divergences at patch 2 with a minimal scenario, and the base must show none.
+#[test]
+#[ignore = "needs `kbot setup`, builds and boots real kernels"]
+fn priority_inversion_is_a_divergence_at_patch_2() {
+    let d = tempfile::tempdir().unwrap();
+    let (code, v, md) = check("priority-divergence.mbox", d.path(), 5);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["status"], "regression");
+    assert_eq!(v["scenarios"]["seed"], 5);
+    for a in v["arches"].as_array().unwrap() {
+        assert!(all_pass(&a["base"]), "false positive on the base: {a}");
+        let regs = a["regressions"].as_array().unwrap();
+        let found = names(regs);
+        assert!(
+            found.contains(&"scenario/priority-order")
+                && found.contains(&"scenario/deny-stops-delivery"),
+            "{found:?}"
+        );
+        // No hang test sees this bug: only scenarios report it.
+        assert!(
+            found.iter().all(|n| n.starts_with("scenario/")),
+            "{found:?}"
+        );
+        for r in regs {
+            assert_eq!(r["kind"], "divergence", "{r}");
+            assert_eq!(r["first_bad"]["index"], 2, "{r}");
+            let ev = r["evidence"].as_str().unwrap();
+            assert!(
+                ev.contains("model:") && ev.contains("kernel:") && ev.contains("minimal scenario"),
+                "{ev}"
+            );
+        }
+    }
+    assert!(md.contains("— divergence"), "{md}");
 }
 
 /// A series whose patch 2 uses an x86-only header: arm64 must report a build regression
@@ -123,7 +186,7 @@ fn arm64_only_build_break_is_bisected() {
     let o = Command::new(env!("CARGO_BIN_EXE_kbot"))
         .args(["check", "--mbox"])
         .arg(examples().join("arm64-build-break.mbox"))
-        .args(["--arch", "x86_64,arm64", "--json"])
+        .args(["--seed", "4", "--arch", "x86_64,arm64", "--json"])
         .arg(&json)
         .output()
         .unwrap();
@@ -133,7 +196,7 @@ fn arm64_only_build_break_is_bisected() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(v["status"], "regression");
     assert_eq!(v["series"]["version"], 2);
     let arch = |name: &str| {
@@ -148,11 +211,7 @@ fn arm64_only_build_break_is_bisected() {
     let x86 = arch("x86_64");
     assert_eq!(x86["regressions"], serde_json::json!([]), "{x86}");
     assert_eq!(x86["tip"]["build"], "pass");
-    assert!(x86["tip"]["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|t| t["result"] == "pass"));
+    assert!(all_pass(&x86["tip"]));
     let arm = arch("arm64");
     assert_eq!(arm["base"]["build"], "pass");
     assert_eq!(arm["tip"]["build"], "fail");

@@ -69,7 +69,12 @@ pub fn archive(entries: &[Entry]) -> Vec<u8> {
 
 /// The test VM's initramfs around the agent binary.
 pub fn initramfs(agent: &[u8]) -> Vec<u8> {
-    archive(&[
+    initramfs_with(agent, &[])
+}
+
+/// The initramfs plus extra files at the top level (e.g. `scenarios.txt` for a replay).
+pub fn initramfs_with(agent: &[u8], extra: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut entries = vec![
         Entry::Dir("dev"),
         Entry::CharDev {
             name: "dev/console",
@@ -84,7 +89,13 @@ pub fn initramfs(agent: &[u8]) -> Vec<u8> {
             mode: 0o755,
             data: agent,
         },
-    ])
+    ];
+    entries.extend(extra.iter().map(|(name, data)| Entry::File {
+        name,
+        mode: 0o644,
+        data,
+    }));
+    archive(&entries)
 }
 
 #[cfg(test)]

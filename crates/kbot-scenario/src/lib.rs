@@ -26,7 +26,7 @@ fn class_name(c: Class) -> &'static str {
     }
 }
 
-fn mask_name(m: u32) -> String {
+pub fn mask_name(m: u32) -> String {
     let mut v = Vec::new();
     if m & mask::OPEN != 0 {
         v.push("open");

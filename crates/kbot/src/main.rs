@@ -6,6 +6,7 @@ mod check;
 mod compare;
 mod home;
 mod progress;
+mod scenario_cmd;
 mod setup;
 
 use clap::{Parser, Subcommand};
@@ -66,6 +67,9 @@ enum Cmd {
     /// Test one patch series: apply, build, boot, run the fanotify hang tests on base and tip,
     /// bisect regressions to the first bad patch. Exit 0 clean, 1 findings, 2 error.
     Check(Box<CheckCli>),
+    /// Differential scenarios: show one with refcore's prediction, or replay it on a kernel.
+    #[command(subcommand)]
+    Scenario(ScenarioCmd),
     /// Print the stage times of a cold and a warm check of a series (default: the shipped
     /// 4-patch series with a regression), for the README. Wipes kbot's kernel cache and the
     /// build directories of the tree first.
@@ -77,6 +81,45 @@ enum Cmd {
         arch: String,
         #[arg(long, value_name = "N")]
         jobs: Option<usize>,
+    },
+}
+
+/// Which scenario: a corpus or random name, a seed and index, or a file.
+#[derive(clap::Args)]
+struct Which {
+    /// A name from a report, e.g. scenario/priority-order or scenario/random-7-3.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// The seed of a random scenario.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// The index of a random scenario of that seed.
+    #[arg(long, value_name = "I", default_value_t = 0)]
+    index: u32,
+    /// A scenario in text form (steps separated by ';' or lines).
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ScenarioCmd {
+    /// Print the scenario and what refcore predicts for every step.
+    Show(Which),
+    /// Boot a kernel with only this scenario and say whether it behaves as refcore predicts.
+    /// Exit 0 as predicted, 1 divergence, 2 error.
+    Replay {
+        #[command(flatten)]
+        which: Which,
+        /// The kernel image (bzImage / Image).
+        #[arg(long, value_name = "IMAGE")]
+        kernel: Option<PathBuf>,
+        /// Or a commit whose kernel kbot check built before (from kbot's cache).
+        #[arg(long, value_name = "REV")]
+        commit: Option<String>,
+        #[arg(long, value_name = "ARCH", default_value = "x86_64")]
+        arch: String,
+        #[arg(long, value_name = "DIR", env = "KBOT_TREE")]
+        tree: Option<PathBuf>,
     },
 }
 
@@ -240,6 +283,43 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
     Ok(result.status.exit_code())
 }
 
+fn scenario(cmd: ScenarioCmd, quiet: bool) -> Result<i32, Fail> {
+    let pick =
+        |w: &Which| scenario_cmd::select(w.name.as_deref(), w.seed, w.index, w.file.as_deref());
+    match cmd {
+        ScenarioCmd::Show(w) => {
+            print!("{}", scenario_cmd::show(&pick(&w)?)?);
+            Ok(0)
+        }
+        ScenarioCmd::Replay {
+            which,
+            kernel,
+            commit,
+            arch,
+            tree,
+        } => {
+            let sc = pick(&which)?;
+            let arch = Arch::parse(&arch)
+                .ok_or_else(|| Fail::usage(format!("--arch {arch}: use x86_64 or arm64")))?;
+            let home = Home::locate().map_err(|e| Fail::env(e.to_string()))?;
+            let r = scenario_cmd::Replay {
+                arch,
+                kernel: kernel.as_deref(),
+                commit: commit.as_deref(),
+                tree: tree.unwrap_or_else(|| home.default_tree()),
+                vm_timeout: Duration::from_secs(180),
+            };
+            let (ok, detail) = scenario_cmd::replay(&home, &sc, &r, &Progress::new(quiet))?;
+            println!(
+                "{}: {} on {arch}: {detail}",
+                sc.name,
+                if ok { "as predicted" } else { "DIVERGENCE" }
+            );
+            Ok(if ok { 0 } else { 1 })
+        }
+    }
+}
+
 fn bench_cmd(
     mbox: Option<PathBuf>,
     arch: &str,
@@ -383,6 +463,7 @@ fn main() {
                 })
         }
         Cmd::Check(c) => check_cmd(*c, cli.quiet),
+        Cmd::Scenario(s) => scenario(s, cli.quiet),
         Cmd::Bench { mbox, arch, jobs } => bench_cmd(mbox, &arch, jobs, cli.quiet),
     };
     match code {

@@ -153,6 +153,7 @@ fn main() {
         prompt: Duration::from_millis(1500),
         settle: Duration::from_millis(200),
         dump: pid1,
+        shrink_time: Duration::from_secs(15),
     };
     for (j, sc) in scens.iter().enumerate() {
         let n = selected.len() + j + 1;

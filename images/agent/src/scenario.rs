@@ -30,6 +30,8 @@ pub struct Timing {
     pub settle: Duration,
     /// Dump blocked tasks (sysrq-w) when a step blocks that should not.
     pub dump: bool,
+    /// Time allowed for shrinking one divergent scenario.
+    pub shrink_time: Duration,
 }
 
 /// What the tasks share: the kernel objects behind the model's ids.
@@ -482,9 +484,14 @@ pub fn check(sc: &Scenario, dir: &str, t: &Timing, shrink_budget: usize) -> Resu
         Err(d) => d,
     };
     let mut tries = 0;
+    // Shrinking is bounded in tries and in time: a kernel that hangs makes every try slow.
+    let deadline = started + t.shrink_time;
     let min = shrink(
         &sc.steps,
         |cand| {
+            if Instant::now() >= deadline {
+                return false;
+            }
             tries += 1;
             run_once(cand, dir, t).is_err()
         },

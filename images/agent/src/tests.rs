@@ -157,6 +157,29 @@ impl Drop for Listener {
 
 type OpenResult = (io::Result<()>, Duration);
 
+/// The first permission event of `l`, or the failed test when none comes in time.
+fn first_event(ctx: &Ctx, l: &Listener) -> Result<Vec<Event>, Outcome> {
+    match l.wait_events(1, ctx.watchdog) {
+        Ok(e) if !e.is_empty() => Ok(e),
+        Ok(_) => Err(Outcome::fail(format!(
+            "no permission event within {} ms of open()",
+            ms(ctx.watchdog)
+        ))),
+        Err(e) => Err(("reading permission events", e).into()),
+    }
+}
+
+/// A listener on `path` and an open() of it blocked on its (read, unanswered) event.
+fn one_pending(
+    ctx: &Ctx,
+    path: &str,
+) -> Result<(Listener, Receiver<OpenResult>, Vec<Event>), Outcome> {
+    let l = Listener::new(path).map_err(|e| Outcome::from(("fanotify permission listener", e)))?;
+    let opener = spawn_open(path);
+    let evs = first_event(ctx, &l)?;
+    Ok((l, opener, evs))
+}
+
 /// Opens `path` in a new thread; the result (and how long open() took) arrives on the channel.
 fn spawn_open(path: &str) -> Receiver<OpenResult> {
     let (tx, rx) = mpsc::channel();
@@ -207,20 +230,9 @@ fn close_group_while_pending(
 ) -> Outcome {
     let watched = ctx.file(&format!("{what}-watched"));
     let other = ctx.file(&format!("{what}-other"));
-    let l = match Listener::new(&watched) {
-        Ok(l) => l,
-        Err(e) => return ("fanotify permission listener", e).into(),
-    };
-    let opener = spawn_open(&watched);
-    let evs = match l.wait_events(1, ctx.watchdog) {
-        Ok(e) if !e.is_empty() => e,
-        Ok(_) => {
-            return Outcome::fail(format!(
-                "no permission event within {} ms of open()",
-                ms(ctx.watchdog)
-            ))
-        }
-        Err(e) => return ("reading permission events", e).into(),
+    let (l, opener, evs) = match one_pending(ctx, &watched) {
+        Ok(x) => x,
+        Err(o) => return o,
     };
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -293,15 +305,9 @@ fn perm_allow_deny(ctx: &Ctx) -> Outcome {
     };
     for (verdict, want_ok) in [(FAN_ALLOW, true), (FAN_DENY, false)] {
         let opener = spawn_open(&f);
-        let evs = match l.wait_events(1, ctx.watchdog) {
-            Ok(e) if !e.is_empty() => e,
-            Ok(_) => {
-                return Outcome::fail(format!(
-                    "no permission event within {} ms of open()",
-                    ms(ctx.watchdog)
-                ))
-            }
-            Err(e) => return ("reading permission events", e).into(),
+        let evs = match first_event(ctx, &l) {
+            Ok(e) => e,
+            Err(o) => return o,
         };
         l.answer(&evs, verdict);
         let name = if want_ok { "FAN_ALLOW" } else { "FAN_DENY" };
@@ -486,20 +492,9 @@ fn unlink_while_pending(ctx: &Ctx) -> Outcome {
 
 fn pending_then(ctx: &Ctx, name: &str, act: fn(&Listener, &str) -> Result<(), Outcome>) -> Outcome {
     let f = ctx.file(name);
-    let l = match Listener::new(&f) {
-        Ok(l) => l,
-        Err(e) => return ("fanotify permission listener", e).into(),
-    };
-    let opener = spawn_open(&f);
-    let evs = match l.wait_events(1, ctx.watchdog) {
-        Ok(e) if !e.is_empty() => e,
-        Ok(_) => {
-            return Outcome::fail(format!(
-                "no permission event within {} ms of open()",
-                ms(ctx.watchdog)
-            ))
-        }
-        Err(e) => return ("reading permission events", e).into(),
+    let (l, opener, evs) = match one_pending(ctx, &f) {
+        Ok(x) => x,
+        Err(o) => return o,
     };
     // The action itself must not block either.
     let t = Instant::now();

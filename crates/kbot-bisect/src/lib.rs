@@ -41,11 +41,7 @@ pub enum Found {
     /// The first prefix where the check is bad: patch number `first_bad` broke it.
     FirstBad { first_bad: usize },
     /// The culprit lies in (good, bad] but could not be pinned down.
-    Inconclusive {
-        good: usize,
-        bad: usize,
-        why: String,
-    },
+    Inconclusive { good: usize, bad: usize, why: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,10 +59,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            retries: 1,
-            confirm: true,
-        }
+        Options { retries: 1, confirm: true }
     }
 }
 
@@ -82,11 +75,7 @@ struct Runner<'a, T: Tester> {
 impl<T: Tester> Runner<'_, T> {
     fn run(&mut self, prefix: usize, reason: &'static str) -> BTreeMap<String, Verdict> {
         let v = self.tester.test(prefix, &self.checks);
-        self.steps.push(Step {
-            prefix,
-            verdicts: v.clone(),
-            reason,
-        });
+        self.steps.push(Step { prefix, verdicts: v.clone(), reason });
         v
     }
 
@@ -131,20 +120,13 @@ pub fn bisect<T: Tester>(n: usize, checks: &[String], tester: &mut T, opts: &Opt
                 Verdict::Good => lo = mid,
                 Verdict::Bad => hi = mid,
                 Verdict::Unknown => {
-                    stuck = Some(format!(
-                        "no verdict for patch prefix {mid} after {} tries",
-                        opts.retries + 1
-                    ));
+                    stuck = Some(format!("no verdict for patch prefix {mid} after {} tries", opts.retries + 1));
                     break;
                 }
             }
         }
         let f = match stuck {
-            Some(why) => Found::Inconclusive {
-                good: lo,
-                bad: hi,
-                why,
-            },
+            Some(why) => Found::Inconclusive { good: lo, bad: hi, why },
             None if opts.confirm && hi < n => {
                 // One confirmation run per prefix serves every check that blames it.
                 let again = match r.confirmed.get(&hi) {
@@ -171,10 +153,7 @@ pub fn bisect<T: Tester>(n: usize, checks: &[String], tester: &mut T, opts: &Opt
         };
         found.insert(check.clone(), f);
     }
-    Bisection {
-        found,
-        steps: r.steps,
-    }
+    Bisection { found, steps: r.steps }
 }
 
 #[cfg(test)]
@@ -191,9 +170,7 @@ mod tests {
         let mut calls = Vec::new();
         let mut t = |p: usize, cs: &[String]| {
             calls.push(p);
-            cs.iter()
-                .map(|c| (c.clone(), if p >= 2 { Verdict::Bad } else { Verdict::Good }))
-                .collect()
+            cs.iter().map(|c| (c.clone(), if p >= 2 { Verdict::Bad } else { Verdict::Good })).collect()
         };
         let b = bisect(3, &names(1), &mut t, &Options::default());
         assert_eq!(b.found["c0"], Found::FirstBad { first_bad: 2 });
@@ -204,9 +181,7 @@ mod tests {
     #[test]
     fn last_patch_needs_no_confirmation() {
         let mut t = |p: usize, cs: &[String]| {
-            cs.iter()
-                .map(|c| (c.clone(), if p >= 4 { Verdict::Bad } else { Verdict::Good }))
-                .collect()
+            cs.iter().map(|c| (c.clone(), if p >= 4 { Verdict::Bad } else { Verdict::Good })).collect()
         };
         let b = bisect(4, &names(1), &mut t, &Options::default());
         assert_eq!(b.found["c0"], Found::FirstBad { first_bad: 4 });
@@ -218,9 +193,7 @@ mod tests {
         let mut calls = Vec::new();
         let mut t = |p: usize, cs: &[String]| {
             calls.push(p);
-            cs.iter()
-                .map(|c| (c.clone(), if p >= 2 { Verdict::Bad } else { Verdict::Good }))
-                .collect()
+            cs.iter().map(|c| (c.clone(), if p >= 2 { Verdict::Bad } else { Verdict::Good })).collect()
         };
         let b = bisect(3, &names(2), &mut t, &Options::default());
         assert_eq!(b.found["c0"], Found::FirstBad { first_bad: 2 });
@@ -230,25 +203,9 @@ mod tests {
 
     #[test]
     fn unknown_is_retried_then_inconclusive() {
-        let mut t =
-            |_p: usize, cs: &[String]| cs.iter().map(|c| (c.clone(), Verdict::Unknown)).collect();
-        let b = bisect(
-            4,
-            &names(1),
-            &mut t,
-            &Options {
-                retries: 2,
-                confirm: true,
-            },
-        );
-        assert!(matches!(
-            b.found["c0"],
-            Found::Inconclusive {
-                good: 0,
-                bad: 4,
-                ..
-            }
-        ));
+        let mut t = |_p: usize, cs: &[String]| cs.iter().map(|c| (c.clone(), Verdict::Unknown)).collect();
+        let b = bisect(4, &names(1), &mut t, &Options { retries: 2, confirm: true });
+        assert!(matches!(b.found["c0"], Found::Inconclusive { good: 0, bad: 4, .. }));
         assert_eq!(b.steps.len(), 3);
     }
 
@@ -271,11 +228,7 @@ mod tests {
             cs.iter().map(|c| (c.clone(), v)).collect()
         };
         let b = bisect(4, &names(1), &mut t, &Options::default());
-        assert!(
-            matches!(b.found["c0"], Found::Inconclusive { .. }),
-            "{:?}",
-            b.found
-        );
+        assert!(matches!(b.found["c0"], Found::Inconclusive { .. }), "{:?}", b.found);
     }
 
     proptest! {

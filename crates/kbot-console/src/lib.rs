@@ -72,20 +72,14 @@ pub struct Console {
 pub const EXCERPT_LINES: usize = 40;
 
 /// `[    1.234567]` and an optional `[    T1]` caller id.
-static TIMESTAMP: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\[\s*\d+\.\d+\]\s?(\[\s*[TC]\d+\]\s?)?").unwrap());
-static RESULT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(not )?ok (\d+) (\S+)(?:\s+#\s*(SKIP|TIMEOUT)\b\s*(.*))?$").unwrap()
-});
+static TIMESTAMP: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\[\s*\d+\.\d+\]\s?(\[\s*[TC]\d+\]\s?)?").unwrap());
+static RESULT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(not )?ok (\d+) (\S+)(?:\s+#\s*(SKIP|TIMEOUT)\b\s*(.*))?$").unwrap());
 static PLAN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^1\.\.(\d+)$").unwrap());
 static FRAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"^\s*(?:\[<[0-9a-f]+>\]\s*)?(?:\? )?([A-Za-z_][A-Za-z0-9_.]*)\+0x[0-9a-f]+/0x[0-9a-f]+",
-    )
-    .unwrap()
+    Regex::new(r"^\s*(?:\[<[0-9a-f]+>\]\s*)?(?:\? )?([A-Za-z_][A-Za-z0-9_.]*)\+0x[0-9a-f]+/0x[0-9a-f]+").unwrap()
 });
-static TASK: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^task:(\S+)\s+state:\S+.*\bpid:\s*(\d+)").unwrap());
+static TASK: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^task:(\S+)\s+state:\S+.*\bpid:\s*(\d+)").unwrap());
 
 /// How a title is made from the first line's captures and the splat's stack.
 #[derive(Clone, Copy)]
@@ -106,42 +100,22 @@ struct Rule {
 
 /// The splat table: first match wins, so specific formats come before general ones.
 static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
-    let r = |kind, pat: &str, title| Rule {
-        kind,
-        re: Regex::new(pat).unwrap(),
-        title,
-    };
+    let r = |kind, pat: &str, title| Rule { kind, re: Regex::new(pat).unwrap(), title };
     vec![
-        r(
-            "hung-task",
-            r"^INFO: task \S+:\d+ blocked for more than \d+ seconds",
-            Title::InStack("INFO: task hung"),
-        ),
+        r("hung-task", r"^INFO: task \S+:\d+ blocked for more than \d+ seconds", Title::InStack("INFO: task hung")),
         r(
             "rcu-stall",
             r"^rcu: INFO: \S+ (self-)?detected stalls? on CPUs?/tasks",
             Title::InStack("INFO: rcu detected stall"),
         ),
-        r(
-            "rcu-stall",
-            r"^INFO: rcu_\S+ (self-)?detected stalls?",
-            Title::InStack("INFO: rcu detected stall"),
-        ),
-        r(
-            "soft-lockup",
-            r"^watchdog: BUG: soft lockup - CPU#\d+ stuck for",
-            Title::InStack("BUG: soft lockup"),
-        ),
+        r("rcu-stall", r"^INFO: rcu_\S+ (self-)?detected stalls?", Title::InStack("INFO: rcu detected stall")),
+        r("soft-lockup", r"^watchdog: BUG: soft lockup - CPU#\d+ stuck for", Title::InStack("BUG: soft lockup")),
         r(
             "lockdep",
             r"^WARNING: possible (circular|recursive) locking dependency detected",
             Title::InStack("possible deadlock"),
         ),
-        r(
-            "lockdep",
-            r"^WARNING: inconsistent lock state",
-            Title::InStack("inconsistent lock state"),
-        ),
+        r("lockdep", r"^WARNING: inconsistent lock state", Title::InStack("inconsistent lock state")),
         r(
             "lockdep",
             r"^BUG: sleeping function called from invalid context",
@@ -150,37 +124,17 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         r("kasan", r"^BUG: KASAN: ", Title::Line),
         r("ubsan", r"^UBSAN: ", Title::Line),
         r("bug", r"^kernel BUG at (\S+)!", Title::Line),
-        r(
-            "oops",
-            r"^BUG: kernel NULL pointer dereference",
-            Title::InStack("BUG: kernel NULL pointer dereference"),
-        ),
-        r(
-            "oops",
-            r"^BUG: unable to handle page fault",
-            Title::InStack("BUG: unable to handle page fault"),
-        ),
+        r("oops", r"^BUG: kernel NULL pointer dereference", Title::InStack("BUG: kernel NULL pointer dereference")),
+        r("oops", r"^BUG: unable to handle page fault", Title::InStack("BUG: unable to handle page fault")),
         r(
             "oops",
             r"^Unable to handle kernel NULL pointer dereference",
             Title::InStack("Unable to handle kernel NULL pointer dereference"),
         ),
-        r(
-            "oops",
-            r"^Unable to handle kernel paging request",
-            Title::InStack("Unable to handle kernel paging request"),
-        ),
-        r(
-            "oops",
-            r"^(Oops|general protection fault)",
-            Title::InStack("general protection fault"),
-        ),
+        r("oops", r"^Unable to handle kernel paging request", Title::InStack("Unable to handle kernel paging request")),
+        r("oops", r"^(Oops|general protection fault)", Title::InStack("general protection fault")),
         r("bug", r"^BUG: ", Title::Line),
-        r(
-            "warning",
-            r"^WARNING: CPU: \d+ PID: \d+ at \S+ ([A-Za-z0-9_.]+)\+",
-            Title::InCapture("WARNING"),
-        ),
+        r("warning", r"^WARNING: CPU: \d+ PID: \d+ at \S+ ([A-Za-z0-9_.]+)\+", Title::InCapture("WARNING")),
         r("warning", r"^WARNING: ", Title::Line),
         r("panic", r"^Kernel panic - not syncing: ", Title::Line),
     ]
@@ -237,25 +191,15 @@ fn strip_timestamp(l: &str) -> &str {
 pub fn frames<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let all: Vec<(bool, String)> = lines
         .into_iter()
-        .filter_map(|l| {
-            FRAME
-                .captures(l)
-                .map(|c| (l.trim_start().starts_with("? "), c[1].to_string()))
-        })
+        .filter_map(|l| FRAME.captures(l).map(|c| (l.trim_start().starts_with("? "), c[1].to_string())))
         .collect();
     let any_reliable = all.iter().any(|(unreliable, _)| !unreliable);
-    all.into_iter()
-        .filter(|(u, _)| !any_reliable || !u)
-        .map(|(_, f)| f)
-        .collect()
+    all.into_iter().filter(|(u, _)| !any_reliable || !u).map(|(_, f)| f).collect()
 }
 
 /// The first frame that is not scheduler or wait plumbing.
 pub fn interesting_frame(frames: &[String]) -> Option<&str> {
-    frames
-        .iter()
-        .map(String::as_str)
-        .find(|f| !WAIT_FRAMES.contains(f))
+    frames.iter().map(String::as_str).find(|f| !WAIT_FRAMES.contains(f))
 }
 
 /// Where a splat ends: the kernel's end marker, a blank line, another splat, or the agent.
@@ -266,10 +210,7 @@ fn splat_end(lines: &[&str], start: usize) -> usize {
         if l.starts_with("---[ end") {
             return i + 1;
         }
-        if l.trim().is_empty()
-            || RULES.iter().any(|r| r.re.is_match(l))
-            || l.starts_with("KTAP")
-            || RESULT.is_match(l)
+        if l.trim().is_empty() || RULES.iter().any(|r| r.re.is_match(l)) || l.starts_with("KTAP") || RESULT.is_match(l)
         {
             return i;
         }
@@ -279,10 +220,7 @@ fn splat_end(lines: &[&str], start: usize) -> usize {
 }
 
 pub fn parse(log: &str) -> Console {
-    let lines: Vec<&str> = log
-        .lines()
-        .map(|l| strip_timestamp(l.trim_end_matches('\r')))
-        .collect();
+    let lines: Vec<&str> = log.lines().map(|l| strip_timestamp(l.trim_end_matches('\r'))).collect();
     let mut c = Console::default();
     let mut pending_detail: Option<(String, String)> = None;
     let mut i = 0;
@@ -310,12 +248,7 @@ pub fn parse(log: &str) -> Console {
                 Some((n, d)) if n == name => d,
                 _ => m.get(5).map(|d| d.as_str().to_string()).unwrap_or_default(),
             };
-            c.tests.push(TestLine {
-                number: m[2].parse().unwrap_or(0),
-                name,
-                outcome,
-                detail,
-            });
+            c.tests.push(TestLine { number: m[2].parse().unwrap_or(0), name, outcome, detail });
         } else if let Some(d) = l.strip_prefix("# ") {
             if let Some((name, detail)) = d.split_once(": ") {
                 if !name.contains(' ') {
@@ -343,11 +276,7 @@ pub fn parse(log: &str) -> Console {
             let title = match rule.title {
                 Title::Line => l.trim().to_string(),
                 Title::InCapture(p) => {
-                    let f = rule
-                        .re
-                        .captures(l)
-                        .and_then(|m| m.get(1))
-                        .map(|m| m.as_str().to_string());
+                    let f = rule.re.captures(l).and_then(|m| m.get(1)).map(|m| m.as_str().to_string());
                     f.map_or_else(|| l.to_string(), |f| format!("{p} in {f}"))
                 }
                 Title::InStack(p) => {
@@ -355,12 +284,7 @@ pub fn parse(log: &str) -> Console {
                     interesting_frame(&fr).map_or_else(|| p.to_string(), |f| format!("{p} in {f}"))
                 }
             };
-            c.splats.push(Splat {
-                kind: rule.kind,
-                title,
-                line: i + 1,
-                excerpt,
-            });
+            c.splats.push(Splat { kind: rule.kind, title, line: i + 1, excerpt });
             i = end.max(i + 1);
             continue;
         }
@@ -375,29 +299,15 @@ impl Console {
     }
 
     /// Blocked tasks whose stack passes through one of `funcs`.
-    pub fn blocked_in<'a>(
-        &'a self,
-        funcs: &'a [&str],
-    ) -> impl Iterator<Item = &'a BlockedTask> + 'a {
-        self.blocked
-            .iter()
-            .filter(move |b| b.frames.iter().any(|f| funcs.contains(&f.as_str())))
+    pub fn blocked_in<'a>(&'a self, funcs: &'a [&str]) -> impl Iterator<Item = &'a BlockedTask> + 'a {
+        self.blocked.iter().filter(move |b| b.frames.iter().any(|f| funcs.contains(&f.as_str())))
     }
 
     /// A stable plain-text account, used by the table tests in `testdata/`.
     pub fn describe(&self) -> String {
-        let mut s = format!(
-            "started: {}\nplan: {:?}\ndone: {}\n",
-            self.started, self.plan, self.done
-        );
+        let mut s = format!("started: {}\nplan: {:?}\ndone: {}\n", self.started, self.plan, self.done);
         for t in &self.tests {
-            s += &format!(
-                "test {} {}: {} | {}\n",
-                t.number,
-                t.name,
-                t.outcome.as_str(),
-                t.detail
-            );
+            s += &format!("test {} {}: {} | {}\n", t.number, t.name, t.outcome.as_str(), t.detail);
         }
         for p in &self.splats {
             s += &format!("splat {} at line {}: {}\n", p.kind, p.line, p.title);
@@ -418,27 +328,17 @@ mod tests {
         let c = parse("KTAP version 1\n1..3\n# a: fine (time_ms=1)\nok 1 a\nnot ok 2 b\nnot ok 3 c # TIMEOUT blocked > 3000 ms\nok 4 d # SKIP no fanotify\n# kbot-agent done in 5 ms\n");
         assert!(c.started && c.done);
         assert_eq!(c.plan, Some(3));
-        let got: Vec<_> = c
-            .tests
-            .iter()
-            .map(|t| (t.name.as_str(), t.outcome))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("a", Outcome::Pass),
-                ("b", Outcome::Fail),
-                ("c", Outcome::Hang),
-                ("d", Outcome::Skip)
-            ]
-        );
+        let got: Vec<_> = c.tests.iter().map(|t| (t.name.as_str(), t.outcome)).collect();
+        assert_eq!(got, [("a", Outcome::Pass), ("b", Outcome::Fail), ("c", Outcome::Hang), ("d", Outcome::Skip)]);
         assert_eq!(c.tests[0].detail, "fine (time_ms=1)");
         assert_eq!(c.tests[2].detail, "blocked > 3000 ms");
     }
 
     #[test]
     fn interleaved_timestamps_and_cr() {
-        let c = parse("[    0.000000] Linux version 6.12\r\nKTAP version 1\r\n[    1.1] random: crng init done\r\nok 1 a\r\n");
+        let c = parse(
+            "[    0.000000] Linux version 6.12\r\nKTAP version 1\r\n[    1.1] random: crng init done\r\nok 1 a\r\n",
+        );
         assert_eq!(c.tests.len(), 1);
         assert_eq!(c.tests[0].outcome, Outcome::Pass);
     }
@@ -460,8 +360,8 @@ mod tests {
             if std::env::var_os("KBOT_BLESS").is_some() {
                 std::fs::write(&want_path, &got).unwrap();
             }
-            let want = std::fs::read_to_string(&want_path)
-                .unwrap_or_else(|_| panic!("missing {}", want_path.display()));
+            let want =
+                std::fs::read_to_string(&want_path).unwrap_or_else(|_| panic!("missing {}", want_path.display()));
             assert_eq!(got, want, "{}", path.display());
         }
         assert!(n >= 4, "testdata cases missing");

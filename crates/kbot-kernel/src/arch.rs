@@ -88,10 +88,7 @@ impl Arch {
 
     /// Whether KVM could run this arch on this host at all.
     pub fn kvm_possible(self) -> bool {
-        matches!(
-            (self, std::env::consts::ARCH),
-            (Arch::X86_64, "x86_64") | (Arch::Arm64, "aarch64")
-        )
+        matches!((self, std::env::consts::ARCH), (Arch::X86_64, "x86_64") | (Arch::Arm64, "aarch64"))
     }
 
     /// The kconfig fragment kbot applies on top of tinyconfig.
@@ -100,11 +97,7 @@ impl Arch {
             Arch::X86_64 => include_str!("../../../images/kconfig/x86_64.config"),
             Arch::Arm64 => include_str!("../../../images/kconfig/arm64.config"),
         };
-        format!(
-            "{}{}",
-            include_str!("../../../images/kconfig/common.config"),
-            arch
-        )
+        format!("{}{}", include_str!("../../../images/kconfig/common.config"), arch)
     }
 }
 

@@ -23,9 +23,7 @@ pub fn make_cmd(src: &Path, out: &Path, arch: Arch, jobs: usize, ccache: bool) -
         c.arg(format!("CC=ccache {cross}gcc"));
     }
     c.arg(format!("-j{jobs}"));
-    c.env("KBUILD_BUILD_TIMESTAMP", "1970-01-01")
-        .env("KBUILD_BUILD_USER", "kbot")
-        .env("KBUILD_BUILD_HOST", "kbot");
+    c.env("KBUILD_BUILD_TIMESTAMP", "1970-01-01").env("KBUILD_BUILD_USER", "kbot").env("KBUILD_BUILD_HOST", "kbot");
     c.env("LC_ALL", "C");
     c
 }
@@ -44,11 +42,7 @@ pub struct BuildResult {
 /// The tools a build needs for `arch`, missing ones listed.
 pub fn missing_tools(arch: Arch) -> Vec<String> {
     let cc = format!("{}gcc", arch.cross_compile().unwrap_or(""));
-    ["make", "flex", "bison", "bc", "perl", cc.as_str()]
-        .iter()
-        .filter(|t| !have(t))
-        .map(|t| t.to_string())
-        .collect()
+    ["make", "flex", "bison", "bc", "perl", cc.as_str()].iter().filter(|t| !have(t)).map(|t| t.to_string()).collect()
 }
 
 pub fn build(
@@ -63,9 +57,7 @@ pub fn build(
     let mut cmd = make_cmd(src, out, arch, jobs, have("ccache"));
     cmd.arg(arch.image_target());
     let exit = run_logged(&mut cmd, log, timeout, 64 << 20)?;
-    let text = std::fs::read(log)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
+    let text = std::fs::read(log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
     let image = out.join(arch.image_path());
     let ok = exit.success() && image.is_file();
     Ok(BuildResult {
@@ -73,11 +65,7 @@ pub fn build(
         timed_out: matches!(exit, Exit::TimedOut),
         image: ok.then_some(image),
         log: log.to_path_buf(),
-        errors: if ok {
-            Vec::new()
-        } else {
-            error_lines(&text, src, out)
-        },
+        errors: if ok { Vec::new() } else { error_lines(&text, src, out) },
         seconds: t.elapsed().as_secs_f64(),
     })
 }
@@ -85,18 +73,13 @@ pub fn build(
 static ERROR: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(\S+?:\d+(?::\d+)?: (?:fatal )?error: .*|\S+: undefined reference to .*|.*: undefined symbol: .*|ld(?:\.\S+)?: .*error.*)$").unwrap()
 });
-static MAKE_ERR: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^make(\[\d+\])?: \*\*\* ").unwrap());
+static MAKE_ERR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^make(\[\d+\])?: \*\*\* ").unwrap());
 
 /// The error lines of a build log, paths made relative to the tree, duplicates dropped.
 /// Falls back to make's own `***` lines when the compiler said nothing recognizable.
 pub fn error_lines(log: &str, src: &Path, out: &Path) -> Vec<String> {
     let prefixes = [format!("{}/", src.display()), format!("{}/", out.display())];
-    let rel = |l: &str| {
-        prefixes
-            .iter()
-            .fold(l.to_string(), |l, p| l.replace(p.as_str(), ""))
-    };
+    let rel = |l: &str| prefixes.iter().fold(l.to_string(), |l, p| l.replace(p.as_str(), ""));
     let mut v: Vec<String> = Vec::new();
     for l in log.lines().filter(|l| ERROR.is_match(l)).map(rel) {
         if !v.contains(&l) {
@@ -104,22 +87,10 @@ pub fn error_lines(log: &str, src: &Path, out: &Path) -> Vec<String> {
         }
     }
     if v.is_empty() {
-        v = log
-            .lines()
-            .filter(|l| MAKE_ERR.is_match(l))
-            .map(rel)
-            .collect();
+        v = log.lines().filter(|l| MAKE_ERR.is_match(l)).map(rel).collect();
     }
     if v.is_empty() {
-        v = log
-            .lines()
-            .rev()
-            .take(5)
-            .map(rel)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
+        v = log.lines().rev().take(5).map(rel).collect::<Vec<_>>().into_iter().rev().collect();
     }
     v.truncate(20);
     v
@@ -144,11 +115,7 @@ mod tests {
             Path::new("/o"),
         );
         assert_eq!(e, ["mark.c:(.text+0x1): undefined reference to `nope'"]);
-        let e = error_lines(
-            "make[1]: *** [Makefile:1] Error 2\n",
-            Path::new("/s"),
-            Path::new("/o"),
-        );
+        let e = error_lines("make[1]: *** [Makefile:1] Error 2\n", Path::new("/s"), Path::new("/o"));
         assert_eq!(e, ["make[1]: *** [Makefile:1] Error 2"]);
     }
 }

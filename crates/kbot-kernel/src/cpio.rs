@@ -3,16 +3,8 @@
 
 pub enum Entry<'a> {
     Dir(&'a str),
-    File {
-        name: &'a str,
-        mode: u32,
-        data: &'a [u8],
-    },
-    CharDev {
-        name: &'a str,
-        major: u32,
-        minor: u32,
-    },
+    File { name: &'a str, mode: u32, data: &'a [u8] },
+    CharDev { name: &'a str, major: u32, minor: u32 },
 }
 
 fn pad4(out: &mut Vec<u8>) {
@@ -23,21 +15,7 @@ fn pad4(out: &mut Vec<u8>) {
 
 fn header(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, size: usize, rdev: (u32, u32)) {
     let nlink = if mode & 0o170000 == 0o040000 { 2 } else { 1 };
-    let fields = [
-        ino,
-        mode,
-        0,
-        0,
-        nlink,
-        0,
-        size as u32,
-        0,
-        0,
-        rdev.0,
-        rdev.1,
-        name.len() as u32 + 1,
-        0,
-    ];
+    let fields = [ino, mode, 0, 0, nlink, 0, size as u32, 0, 0, rdev.0, rdev.1, name.len() as u32 + 1, 0];
     out.extend_from_slice(b"070701");
     for f in fields {
         out.extend_from_slice(format!("{f:08x}").as_bytes());
@@ -53,9 +31,7 @@ pub fn archive(entries: &[Entry]) -> Vec<u8> {
         let ino = i as u32 + 1;
         match e {
             Entry::Dir(name) => header(&mut out, ino, name, 0o040755, 0, (0, 0)),
-            Entry::CharDev { name, major, minor } => {
-                header(&mut out, ino, name, 0o020600, 0, (*major, *minor))
-            }
+            Entry::CharDev { name, major, minor } => header(&mut out, ino, name, 0o020600, 0, (*major, *minor)),
             Entry::File { name, mode, data } => {
                 header(&mut out, ino, name, 0o100000 | mode, data.len(), (0, 0));
                 out.extend_from_slice(data);
@@ -76,25 +52,13 @@ pub fn initramfs(agent: &[u8]) -> Vec<u8> {
 pub fn initramfs_with(agent: &[u8], extra: &[(&str, &[u8])]) -> Vec<u8> {
     let mut entries = vec![
         Entry::Dir("dev"),
-        Entry::CharDev {
-            name: "dev/console",
-            major: 5,
-            minor: 1,
-        },
+        Entry::CharDev { name: "dev/console", major: 5, minor: 1 },
         Entry::Dir("proc"),
         Entry::Dir("sys"),
         Entry::Dir("tmp"),
-        Entry::File {
-            name: "init",
-            mode: 0o755,
-            data: agent,
-        },
+        Entry::File { name: "init", mode: 0o755, data: agent },
     ];
-    entries.extend(extra.iter().map(|(name, data)| Entry::File {
-        name,
-        mode: 0o644,
-        data,
-    }));
+    entries.extend(extra.iter().map(|(name, data)| Entry::File { name, mode: 0o644, data }));
     archive(&entries)
 }
 
@@ -114,25 +78,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.cpio");
         std::fs::write(&p, &a).unwrap();
-        let out = std::process::Command::new("cpio")
-            .args(["-itv", "-F"])
-            .arg(&p)
-            .output()
-            .unwrap();
+        let out = std::process::Command::new("cpio").args(["-itv", "-F"]).arg(&p).output().unwrap();
         let list = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            list.contains("dev/console") && list.contains("init"),
-            "{list}"
-        );
-        assert!(
-            list.lines()
-                .any(|l| l.starts_with("crw") && l.contains("5,") && l.contains("dev/console")),
-            "{list}"
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(list.contains("dev/console") && list.contains("init"), "{list}");
+        assert!(list.lines().any(|l| l.starts_with("crw") && l.contains("5,") && l.contains("dev/console")), "{list}");
     }
 }

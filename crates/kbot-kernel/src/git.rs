@@ -8,11 +8,7 @@ pub enum GitError {
     #[error("cannot run git: {0}")]
     Spawn(std::io::Error),
     #[error("git {args} failed in {dir}: {msg}")]
-    Failed {
-        args: String,
-        dir: String,
-        msg: String,
-    },
+    Failed { args: String, dir: String, msg: String },
 }
 
 fn git_cmd(dir: &Path) -> Command {
@@ -20,8 +16,7 @@ fn git_cmd(dir: &Path) -> Command {
     c.arg("-C").arg(dir);
     // Commits made by `git am` get kbot as committer and the author's date, so the same
     // series on the same base gives the same commit ids (and cache hits).
-    c.env("GIT_COMMITTER_NAME", "kbot")
-        .env("GIT_COMMITTER_EMAIL", "kbot@localhost");
+    c.env("GIT_COMMITTER_NAME", "kbot").env("GIT_COMMITTER_EMAIL", "kbot@localhost");
     c.env("GIT_TERMINAL_PROMPT", "0");
     c
 }
@@ -33,11 +28,7 @@ pub fn git(dir: &Path, args: &[&str]) -> Result<String, GitError> {
         if msg.is_empty() {
             msg = String::from_utf8_lossy(&out.stdout).trim().to_string();
         }
-        return Err(GitError::Failed {
-            args: args.join(" "),
-            dir: dir.display().to_string(),
-            msg,
-        });
+        return Err(GitError::Failed { args: args.join(" "), dir: dir.display().to_string(), msg });
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
@@ -55,9 +46,7 @@ impl Tree {
             return Err(format!("{} is not a directory", path.display()));
         }
         match git(path, &["rev-parse", "--show-toplevel"]) {
-            Ok(top) => Ok(Tree {
-                path: PathBuf::from(top),
-            }),
+            Ok(top) => Ok(Tree { path: PathBuf::from(top) }),
             Err(GitError::Spawn(e)) => Err(format!("cannot run git: {e}")),
             Err(_) => Err(format!("{} is not a git repository", path.display())),
         }
@@ -65,16 +54,7 @@ impl Tree {
 
     /// The commit `rev` names, if the tree has it.
     pub fn resolve(&self, rev: &str) -> Option<String> {
-        git(
-            &self.path,
-            &[
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                &format!("{rev}^{{commit}}"),
-            ],
-        )
-        .ok()
+        git(&self.path, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]).ok()
     }
 
     pub fn subject(&self, commit: &str) -> Option<String> {
@@ -84,9 +64,7 @@ impl Tree {
     /// A detached worktree at `path` owned by kbot, created if needed. Reusing the same path
     /// keeps file mtimes, so kernel builds in it stay incremental.
     pub fn worktree(&self, path: &Path, at: &str) -> Result<Worktree, GitError> {
-        let wt = Worktree {
-            path: path.to_path_buf(),
-        };
+        let wt = Worktree { path: path.to_path_buf() };
         if path.join(".git").exists() && git(path, &["rev-parse", "HEAD"]).is_ok() {
             wt.clean_up_am();
             return Ok(wt);
@@ -98,17 +76,7 @@ impl Tree {
         if let Some(parent) = path.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
-        git(
-            &self.path,
-            &[
-                "worktree",
-                "add",
-                "--detach",
-                "--force",
-                &path.to_string_lossy(),
-                at,
-            ],
-        )?;
+        git(&self.path, &["worktree", "add", "--detach", "--force", &path.to_string_lossy(), at])?;
         Ok(wt)
     }
 }
@@ -144,11 +112,7 @@ impl Worktree {
     /// objects for the others stay valid.
     pub fn checkout(&self, commit: &str) -> Result<(), GitError> {
         if self.head().ok().as_deref() == Some(commit)
-            && git(
-                &self.path,
-                &["status", "--porcelain", "--untracked-files=no"],
-            )
-            .is_ok_and(|s| s.is_empty())
+            && git(&self.path, &["status", "--porcelain", "--untracked-files=no"]).is_ok_and(|s| s.is_empty())
         {
             return Ok(());
         }
@@ -168,11 +132,8 @@ impl Worktree {
         }
         let mut detail = String::from_utf8_lossy(&out.stdout).to_string();
         detail.push_str(&String::from_utf8_lossy(&out.stderr));
-        let detail = detail
-            .lines()
-            .filter(|l| !l.starts_with("hint:") && !l.trim().is_empty())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let detail =
+            detail.lines().filter(|l| !l.starts_with("hint:") && !l.trim().is_empty()).collect::<Vec<_>>().join("\n");
         let _ = git(&self.path, &["am", "--abort"]);
         Ok(Err(AmFailure { detail }))
     }

@@ -22,10 +22,7 @@ pub fn unmet(fragment: &str, config: &str) -> Vec<String> {
 
 /// Key of the configuration: the fragment and the arch.
 pub fn config_key(arch: Arch) -> String {
-    format!(
-        "{:016x}",
-        fnv64(format!("{}\n{}", arch.name(), arch.fragment()).as_bytes())
-    )
+    format!("{:016x}", fnv64(format!("{}\n{}", arch.name(), arch.fragment()).as_bytes()))
 }
 
 /// Makes sure `out/.config` is kbot's configuration for `arch`. Returns whether it was
@@ -33,29 +30,19 @@ pub fn config_key(arch: Arch) -> String {
 pub fn ensure(src: &Path, out: &Path, arch: Arch, log: &Path) -> Result<bool, String> {
     let key = config_key(arch);
     let stamp = out.join(".kbot-config-key");
-    if out.join(".config").exists()
-        && std::fs::read_to_string(&stamp).is_ok_and(|k| k.trim() == key)
-    {
+    if out.join(".config").exists() && std::fs::read_to_string(&stamp).is_ok_and(|k| k.trim() == key) {
         return Ok(false);
     }
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let fragment = arch.fragment();
     let frag_path = out.join("kbot.fragment");
     std::fs::write(&frag_path, &fragment).map_err(|e| e.to_string())?;
-    let steps: [(&str, Vec<String>); 3] = [
-        ("tinyconfig", vec!["tinyconfig".into()]),
-        ("merge", vec![]),
-        ("olddefconfig", vec!["olddefconfig".into()]),
-    ];
+    let steps: [(&str, Vec<String>); 3] =
+        [("tinyconfig", vec!["tinyconfig".into()]), ("merge", vec![]), ("olddefconfig", vec!["olddefconfig".into()])];
     for (name, args) in steps {
         let mut cmd = if name == "merge" {
             let mut c = std::process::Command::new(src.join("scripts/kconfig/merge_config.sh"));
-            c.current_dir(src)
-                .arg("-m")
-                .arg("-O")
-                .arg(out)
-                .arg(out.join(".config"))
-                .arg(&frag_path);
+            c.current_dir(src).arg("-m").arg("-O").arg(out).arg(out.join(".config")).arg(&frag_path);
             c.env("ARCH", arch.make_arch());
             c
         } else {
@@ -65,25 +52,18 @@ pub fn ensure(src: &Path, out: &Path, arch: Arch, log: &Path) -> Result<bool, St
         let step_log = log.with_extension(format!("{name}.log"));
         match run_logged(&mut cmd, &step_log, Duration::from_secs(300), 1 << 20) {
             Ok(e) if e.success() => {}
-            Ok(Exit::TimedOut) => {
-                return Err(format!(
-                    "kconfig step {name} timed out; see {}",
-                    step_log.display()
-                ))
-            }
-            Ok(_) => {
-                return Err(format!(
-                    "kconfig step {name} failed; see {}",
-                    step_log.display()
-                ))
-            }
+            Ok(Exit::TimedOut) => return Err(format!("kconfig step {name} timed out; see {}", step_log.display())),
+            Ok(_) => return Err(format!("kconfig step {name} failed; see {}", step_log.display())),
             Err(e) => return Err(format!("cannot run kconfig step {name}: {e}")),
         }
     }
     let config = std::fs::read_to_string(out.join(".config")).map_err(|e| e.to_string())?;
     let missing = unmet(&fragment, &config);
     if !missing.is_empty() {
-        return Err(format!("the kernel config lacks {} from kbot's fragment (a dependency is missing or the tree does not know it)", missing.join(", ")));
+        return Err(format!(
+            "the kernel config lacks {} from kbot's fragment (a dependency is missing or the tree does not know it)",
+            missing.join(", ")
+        ));
     }
     std::fs::write(&stamp, &key).map_err(|e| e.to_string())?;
     Ok(true)

@@ -36,23 +36,13 @@ pub fn kill_group(pid: u32) {
 
 /// Runs `cmd` with stdout and stderr merged into `log` (at most `max_log` bytes kept; the
 /// rest is dropped with a note), killing its process group after `timeout`.
-pub fn run_logged(
-    cmd: &mut Command,
-    log: &Path,
-    timeout: Duration,
-    max_log: u64,
-) -> io::Result<Exit> {
+pub fn run_logged(cmd: &mut Command, log: &Path, timeout: Duration, max_log: u64) -> io::Result<Exit> {
     let mut out = File::create(log)?;
-    own_group(cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    own_group(cmd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
-    let pipes: Vec<Box<dyn Read + Send>> = vec![
-        Box::new(child.stdout.take().expect("piped")),
-        Box::new(child.stderr.take().expect("piped")),
-    ];
+    let pipes: Vec<Box<dyn Read + Send>> =
+        vec![Box::new(child.stdout.take().expect("piped")), Box::new(child.stderr.take().expect("piped"))];
     let readers: Vec<_> = pipes
         .into_iter()
         .map(|mut p| {
@@ -73,11 +63,7 @@ pub fn run_logged(
     let mut cut = false;
     let mut timed_out = false;
     loop {
-        match rx.recv_timeout(
-            deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1)),
-        ) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))) {
             Ok(chunk) => {
                 if written < max_log {
                     let take = chunk.len().min((max_log - written) as usize);
@@ -111,7 +97,5 @@ pub fn run_logged(
 
 /// Whether `prog` is on PATH.
 pub fn have(prog: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
-        .unwrap_or(false)
+    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file())).unwrap_or(false)
 }

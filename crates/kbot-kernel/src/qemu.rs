@@ -57,54 +57,23 @@ pub fn command(spec: &VmSpec) -> Command {
             c.args(["-accel", "tcg"]).args(spec.arch.qemu_machine());
         }
         Accel::Kvm => {
-            let m = if spec.arch == Arch::X86_64 {
-                "pc"
-            } else {
-                "virt"
-            };
+            let m = if spec.arch == Arch::X86_64 { "pc" } else { "virt" };
             c.args(["-accel", "kvm", "-M", m, "-cpu", "host"]);
         }
     }
-    c.args([
-        "-m",
-        &spec.mem_mb.to_string(),
-        "-smp",
-        &spec.smp.to_string(),
-    ]);
-    c.args([
-        "-display",
-        "none",
-        "-nodefaults",
-        "-no-reboot",
-        "-serial",
-        "stdio",
-    ]);
-    c.arg("-kernel")
-        .arg(spec.kernel)
-        .arg("-initrd")
-        .arg(spec.initrd);
-    let append = format!(
-        "console={} panic=-1 loglevel=7 {}",
-        spec.arch.console(),
-        spec.append
-    );
+    c.args(["-m", &spec.mem_mb.to_string(), "-smp", &spec.smp.to_string()]);
+    c.args(["-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio"]);
+    c.arg("-kernel").arg(spec.kernel).arg("-initrd").arg(spec.initrd);
+    let append = format!("console={} panic=-1 loglevel=7 {}", spec.arch.console(), spec.append);
     c.args(["-append", append.trim()]);
     c
 }
 
 /// Boots the VM; every console line goes to `log` and to `on_line` as it arrives.
-pub fn run(
-    spec: &VmSpec,
-    log: &Path,
-    max_console: usize,
-    mut on_line: impl FnMut(&str),
-) -> io::Result<VmRun> {
+pub fn run(spec: &VmSpec, log: &Path, max_console: usize, mut on_line: impl FnMut(&str)) -> io::Result<VmRun> {
     let t = Instant::now();
     let mut cmd = command(spec);
-    own_group(&mut cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    own_group(&mut cmd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
     let (tx, rx) = mpsc::channel::<String>();
     let stdout = child.stdout.take().expect("piped");
@@ -115,9 +84,7 @@ pub fn run(
             if n == 0 {
                 break;
             }
-            let line = String::from_utf8_lossy(&buf)
-                .trim_end_matches(['\n', '\r'])
-                .to_string();
+            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
             buf.clear();
             if tx.send(line).is_err() {
                 break;
@@ -141,10 +108,7 @@ pub fn run(
                 writeln!(out, "{line}")?;
                 if console.len() + line.len() > max_console {
                     cut = true;
-                    writeln!(
-                        out,
-                        "[kbot: console cut at {max_console} bytes; VM stopped]"
-                    )?;
+                    writeln!(out, "[kbot: console cut at {max_console} bytes; VM stopped]")?;
                     kill_group(child.id());
                     break;
                 }
@@ -172,25 +136,13 @@ pub fn run(
     if timed_out {
         writeln!(out, "[kbot: VM killed after {} s]", spec.timeout.as_secs())?;
     }
-    Ok(VmRun {
-        console,
-        timed_out,
-        cut,
-        seconds: t.elapsed().as_secs_f64(),
-        qemu_stderr,
-    })
+    Ok(VmRun { console, timed_out, cut, seconds: t.elapsed().as_secs_f64(), qemu_stderr })
 }
 
 /// Whether KVM really works for `arch` here: boots the kernel with no tests under KVM and
 /// waits briefly for the agent. Nested KVM can exist and still fail or spin.
 pub fn kvm_works(arch: Arch, kernel: &Path, initrd: &Path, log: &Path) -> bool {
-    if !arch.kvm_possible()
-        || std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-            .is_err()
-    {
+    if !arch.kvm_possible() || std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
         return false;
     }
     let spec = VmSpec {

@@ -10,16 +10,10 @@ use mailparse::{MailHeaderMap, ParsedMail};
 pub enum MboxError {
     #[error("no mail found: the input is empty")]
     Empty,
-    #[error(
-        "not an mbox: line {line} should start a mail with 'From ' or a header, found {found:?}"
-    )]
+    #[error("not an mbox: line {line} should start a mail with 'From ' or a header, found {found:?}")]
     NotMbox { line: usize, found: String },
     #[error("mail {index} (line {line}) cannot be parsed: {reason}")]
-    BadMail {
-        index: usize,
-        line: usize,
-        reason: String,
-    },
+    BadMail { index: usize, line: usize, reason: String },
 }
 
 /// One mail of an mbox.
@@ -48,11 +42,7 @@ pub fn parse_mbox(data: &[u8]) -> Result<Vec<Mail>, MboxError> {
         .into_iter()
         .enumerate()
         .map(|(i, (line, raw))| {
-            parse_mail(raw, line).map_err(|reason| MboxError::BadMail {
-                index: i + 1,
-                line,
-                reason,
-            })
+            parse_mail(raw, line).map_err(|reason| MboxError::BadMail { index: i + 1, line, reason })
         })
         .collect()
 }
@@ -83,21 +73,15 @@ fn unquote(l: &[u8]) -> &[u8] {
 /// file or follows an empty line. A file without `From ` lines that starts with headers is one
 /// mail (what a mail client saves).
 pub fn split(data: &[u8]) -> Result<Vec<(usize, Vec<u8>)>, MboxError> {
-    let lines: Vec<&[u8]> = data
-        .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .collect();
-    let first = lines
-        .iter()
-        .position(|l| !l.iter().all(u8::is_ascii_whitespace));
+    let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)).collect();
+    let first = lines.iter().position(|l| !l.iter().all(u8::is_ascii_whitespace));
     let Some(first) = first else {
         return Err(MboxError::Empty);
     };
     if !is_from_line(lines[first]) && !is_header_line(lines[first]) {
         return Err(MboxError::NotMbox {
             line: first + 1,
-            found: String::from_utf8_lossy(&lines[first][..lines[first].len().min(60)])
-                .into_owned(),
+            found: String::from_utf8_lossy(&lines[first][..lines[first].len().min(60)]).into_owned(),
         });
     }
     let mut out: Vec<(usize, Vec<u8>)> = Vec::new();
@@ -133,11 +117,7 @@ pub fn split(data: &[u8]) -> Result<Vec<(usize, Vec<u8>)>, MboxError> {
 }
 
 fn strip_angles(s: &str) -> String {
-    s.trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .trim()
-        .to_string()
+    s.trim().trim_start_matches('<').trim_end_matches('>').trim().to_string()
 }
 
 /// All `<id>` tokens of a References/In-Reply-To value.
@@ -159,11 +139,7 @@ fn msg_ids(v: &str) -> Vec<String> {
 }
 
 fn addr_list(m: &ParsedMail, name: &str) -> Vec<String> {
-    m.headers
-        .get_all_values(name)
-        .iter()
-        .flat_map(|v| split_addresses(v))
-        .collect()
+    m.headers.get_all_values(name).iter().flat_map(|v| split_addresses(v)).collect()
 }
 
 /// Splits an address list on commas outside quotes and angle brackets.
@@ -183,10 +159,7 @@ fn split_addresses(v: &str) -> Vec<String> {
         cur.push(c);
     }
     out.push(cur);
-    out.into_iter()
-        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|s| !s.is_empty())
-        .collect()
+    out.into_iter().map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|s| !s.is_empty()).collect()
 }
 
 fn collect_text(m: &ParsedMail, out: &mut String) {
@@ -197,16 +170,9 @@ fn collect_text(m: &ParsedMail, out: &mut String) {
         return;
     }
     let ct = m.ctype.mimetype.to_ascii_lowercase();
-    let filename = m
-        .get_content_disposition()
-        .params
-        .get("filename")
-        .cloned()
-        .unwrap_or_default();
-    let patchy = ct.contains("patch")
-        || ct.contains("diff")
-        || filename.ends_with(".patch")
-        || filename.ends_with(".diff");
+    let filename = m.get_content_disposition().params.get("filename").cloned().unwrap_or_default();
+    let patchy =
+        ct.contains("patch") || ct.contains("diff") || filename.ends_with(".patch") || filename.ends_with(".diff");
     if ct == "text/plain" || patchy {
         if let Ok(b) = m.get_body() {
             if !out.is_empty() && !out.ends_with('\n') {
@@ -223,19 +189,13 @@ pub fn parse_mail(raw: Vec<u8>, line: usize) -> Result<Mail, String> {
     if m.headers.is_empty() {
         return Err("it has no headers".into());
     }
-    let h = |name: &str| {
-        m.headers
-            .get_first_value(name)
-            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
-    };
+    let h = |name: &str| m.headers.get_first_value(name).map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "));
     let mut body = String::new();
     collect_text(&m, &mut body);
     let mail = Mail {
         subject: h("Subject").unwrap_or_default(),
         from: h("From").unwrap_or_default(),
-        message_id: h("Message-ID")
-            .map(|v| strip_angles(&v))
-            .unwrap_or_default(),
+        message_id: h("Message-ID").map(|v| strip_angles(&v)).unwrap_or_default(),
         in_reply_to: h("In-Reply-To").and_then(|v| msg_ids(&v).into_iter().next()),
         references: h("References").map(|v| msg_ids(&v)).unwrap_or_default(),
         date: h("Date"),
@@ -287,10 +247,7 @@ mod tests {
     #[test]
     fn crlf_is_the_same_as_lf() {
         let crlf = TWO.replace('\n', "\r\n");
-        assert_eq!(
-            parse_mbox(crlf.as_bytes()).unwrap(),
-            parse_mbox(TWO.as_bytes()).unwrap()
-        );
+        assert_eq!(parse_mbox(crlf.as_bytes()).unwrap(), parse_mbox(TWO.as_bytes()).unwrap());
     }
 
     #[test]
@@ -319,14 +276,8 @@ mod tests {
     #[test]
     fn garbage_is_rejected() {
         assert_eq!(parse_mbox(b"  \n\n"), Err(MboxError::Empty));
-        assert!(matches!(
-            parse_mbox(b"\x7fELF\x02\x01"),
-            Err(MboxError::NotMbox { line: 1, .. })
-        ));
-        assert!(matches!(
-            parse_mbox(b"hello world\n"),
-            Err(MboxError::NotMbox { .. })
-        ));
+        assert!(matches!(parse_mbox(b"\x7fELF\x02\x01"), Err(MboxError::NotMbox { line: 1, .. })));
+        assert!(matches!(parse_mbox(b"hello world\n"), Err(MboxError::NotMbox { .. })));
     }
 
     #[test]

@@ -133,10 +133,7 @@ pub struct List<T: Copy + Default, const N: usize> {
 
 impl<T: Copy + Default, const N: usize> Default for List<T, N> {
     fn default() -> Self {
-        List {
-            items: [T::default(); N],
-            len: 0,
-        }
+        List { items: [T::default(); N], len: 0 }
     }
 }
 
@@ -187,11 +184,7 @@ pub struct Release {
 
 impl Default for Release {
     fn default() -> Self {
-        Release {
-            task: 0,
-            since: 0,
-            ret: Ret::Ok(0),
-        }
+        Release { task: 0, since: 0, ret: Ret::Ok(0) }
     }
 }
 
@@ -254,11 +247,7 @@ impl Group {
             q.ev.mask |= ev.mask;
             return Ok(());
         }
-        if self.queue.push(Queued {
-            ev,
-            perm: false,
-            reported: false,
-        }) {
+        if self.queue.push(Queued { ev, perm: false, reported: false }) {
             Ok(())
         } else {
             Err(Invalid::Capacity)
@@ -322,20 +311,14 @@ impl Model {
             ngroups: 0,
             marks: [None; MAX_MARKS],
             inodes: [Inode::default(); MAX_INODES],
-            tasks: [Task {
-                state: State::Idle,
-                in_srcu: false,
-                since: 0,
-            }; MAX_TASKS],
+            tasks: [Task { state: State::Idle, in_srcu: false, since: 0 }; MAX_TASKS],
             steps: 0,
         }
     }
 
     /// Whether `task` is blocked.
     pub fn blocked(&self, task: u8) -> bool {
-        self.tasks
-            .get(task as usize)
-            .is_some_and(|t| t.state != State::Idle)
+        self.tasks.get(task as usize).is_some_and(|t| t.state != State::Idle)
     }
 
     /// Number of blocked tasks.
@@ -345,9 +328,7 @@ impl Model {
 
     /// Whether `task` waits for a grace period (as opposed to a permission answer).
     pub fn waits_for_grace_period(&self, task: u8) -> bool {
-        self.tasks
-            .get(task as usize)
-            .is_some_and(|t| matches!(t.state, State::GraceWait { .. }))
+        self.tasks.get(task as usize).is_some_and(|t| matches!(t.state, State::GraceWait { .. }))
     }
 
     /// Permission events that were read and not answered: (group, waiter).
@@ -367,8 +348,7 @@ impl Model {
     pub fn unread_groups(&self) -> List<u8, MAX_GROUPS> {
         let mut out = List::default();
         for (g, grp) in self.groups.iter().enumerate() {
-            if grp.is_some_and(|grp| grp.alive && grp.queue.as_slice().iter().any(|q| !q.reported))
-            {
+            if grp.is_some_and(|grp| grp.alive && grp.queue.as_slice().iter().any(|q| !q.reported)) {
                 out.push(g as u8);
             }
         }
@@ -384,23 +364,15 @@ impl Model {
     }
 
     fn group(&self, g: u8) -> Option<&Group> {
-        self.groups
-            .get(g as usize)
-            .and_then(|x| x.as_ref())
-            .filter(|x| x.alive)
+        self.groups.get(g as usize).and_then(|x| x.as_ref()).filter(|x| x.alive)
     }
 
     fn group_mut(&mut self, g: u8) -> Option<&mut Group> {
-        self.groups
-            .get_mut(g as usize)
-            .and_then(|x| x.as_mut())
-            .filter(|x| x.alive)
+        self.groups.get_mut(g as usize).and_then(|x| x.as_mut()).filter(|x| x.alive)
     }
 
     fn mark_of(&self, group: u8, inode: u8) -> Option<usize> {
-        self.marks
-            .iter()
-            .position(|m| m.is_some_and(|m| m.group == group && m.inode == inode))
+        self.marks.iter().position(|m| m.is_some_and(|m| m.group == group && m.inode == inode))
     }
 
     /// Takes one step.
@@ -428,11 +400,7 @@ impl Model {
                     Some(Ret::Err(EMFILE))
                 } else {
                     let g = self.ngroups;
-                    self.groups[g as usize] = Some(Group {
-                        class,
-                        alive: true,
-                        queue: List::default(),
-                    });
+                    self.groups[g as usize] = Some(Group { class, alive: true, queue: List::default() });
                     self.ngroups += 1;
                     Some(Ret::Ok(g as i32))
                 }
@@ -455,11 +423,7 @@ impl Model {
                 }
             }
             Op::ReadEvents { group } => Some(self.read_events(group, &mut out)),
-            Op::Answer {
-                group,
-                waiter,
-                allow,
-            } => Some(self.answer(group, waiter, allow, &mut out)?),
+            Op::Answer { group, waiter, allow } => Some(self.answer(group, waiter, allow, &mut out)?),
             Op::Unlink { inode } => {
                 let i = inode_ok(inode)?;
                 if self.inodes[i].unlinked {
@@ -480,10 +444,7 @@ impl Model {
             }
         };
         // Reading, answering and closing drop events that may have pinned an unlinked file.
-        if matches!(
-            s.op,
-            Op::ReadEvents { .. } | Op::Answer { .. } | Op::Close { .. }
-        ) {
+        if matches!(s.op, Op::ReadEvents { .. } | Op::Answer { .. } | Op::Close { .. }) {
             self.maybe_evict_all()?;
         }
         out.ret = ret;
@@ -507,11 +468,7 @@ impl Model {
             mark.mask = if inotify { mask } else { mark.mask | mask };
             return Ok(Ret::Ok(0));
         }
-        let slot = self
-            .marks
-            .iter()
-            .position(Option::is_none)
-            .ok_or(Invalid::Capacity)?;
+        let slot = self.marks.iter().position(Option::is_none).ok_or(Invalid::Capacity)?;
         self.marks[slot] = Some(Mark { group, inode, mask });
         Ok(Ret::Ok(0))
     }
@@ -538,11 +495,7 @@ impl Model {
         let mark = self.marks[m].take().expect("live mark");
         if let Some(g) = self.group_mut(mark.group) {
             if g.class == Class::Inotify {
-                g.notify(Ev {
-                    mask: mask::IGNORED,
-                    inode: mark.inode,
-                    task: 0,
-                })?;
+                g.notify(Ev { mask: mask::IGNORED, inode: mark.inode, task: 0 })?;
             }
         }
         Ok(())
@@ -562,23 +515,14 @@ impl Model {
     /// queued or awaiting an answer (they hold its path; inotify events do not). Its marks go
     /// (inotify: IN_IGNORED) when the last one ends.
     fn pins(&self, inode: u8) -> usize {
-        let waiters = self
-            .tasks
-            .iter()
-            .filter(|t| matches!(t.state, State::PermWait { inode: i, .. } if i == inode))
-            .count();
+        let waiters =
+            self.tasks.iter().filter(|t| matches!(t.state, State::PermWait { inode: i, .. } if i == inode)).count();
         let events: usize = self
             .groups
             .iter()
             .flatten()
             .filter(|g| g.alive && g.class != Class::Inotify)
-            .map(|g| {
-                g.queue
-                    .as_slice()
-                    .iter()
-                    .filter(|q| q.ev.inode == inode)
-                    .count()
-            })
+            .map(|g| g.queue.as_slice().iter().filter(|q| q.ev.inode == inode).count())
             .sum();
         waiters + events
     }
@@ -600,12 +544,7 @@ impl Model {
     /// The next group interested in a permission event on `inode`, after `after`
     /// (priority, group) in delivery order: higher priority first, then group id.
     fn next_perm_group(&self, inode: u8, after: Option<(u8, u8)>) -> Option<u8> {
-        let key = |g: u8| {
-            (
-                core::cmp::Reverse(self.group(g).map_or(0, |x| x.class.priority())),
-                g,
-            )
-        };
+        let key = |g: u8| (core::cmp::Reverse(self.group(g).map_or(0, |x| x.class.priority())), g);
         let mut best: Option<u8> = None;
         for mk in self.marks.iter().flatten() {
             let Some(g) = self.group(mk.group) else {
@@ -636,17 +575,9 @@ impl Model {
         out: &mut Outcome,
     ) -> Result<Option<Ret>, Invalid> {
         if let Some(g) = self.next_perm_group(inode, after) {
-            let ev = Ev {
-                mask: mask::OPEN_PERM,
-                inode,
-                task,
-            };
+            let ev = Ev { mask: mask::OPEN_PERM, inode, task };
             let grp = self.group_mut(g).expect("live group");
-            if !grp.queue.push(Queued {
-                ev,
-                perm: true,
-                reported: false,
-            }) {
+            if !grp.queue.push(Queued { ev, perm: true, reported: false }) {
                 return Err(Invalid::Capacity);
             }
             let t = &mut self.tasks[task as usize];
@@ -661,11 +592,7 @@ impl Model {
             if mk.inode == inode && mk.mask & mask::OPEN != 0 {
                 if let Some(g) = self.group_mut(mk.group) {
                     let task = if g.class == Class::Inotify { 0 } else { task };
-                    g.notify(Ev {
-                        mask: mask::OPEN,
-                        inode,
-                        task,
-                    })?;
+                    g.notify(Ev { mask: mask::OPEN, inode, task })?;
                 }
             }
         }
@@ -698,11 +625,7 @@ impl Model {
                 let left = readers & !(1 << reader);
                 if left == 0 {
                     self.tasks[w].state = State::Idle;
-                    out.released.push(Release {
-                        task: w as u8,
-                        since: self.tasks[w].since,
-                        ret: Ret::Ok(0),
-                    });
+                    out.released.push(Release { task: w as u8, since: self.tasks[w].since, ret: Ret::Ok(0) });
                 } else {
                     self.tasks[w].state = State::GraceWait { readers: left };
                 }
@@ -711,34 +634,19 @@ impl Model {
     }
 
     /// Resumes a task whose permission event on `group` was answered.
-    fn resume(
-        &mut self,
-        waiter: u8,
-        group: u8,
-        prio: u8,
-        allow: bool,
-        out: &mut Outcome,
-    ) -> Result<(), Invalid> {
+    fn resume(&mut self, waiter: u8, group: u8, prio: u8, allow: bool, out: &mut Outcome) -> Result<(), Invalid> {
         let State::PermWait { inode, .. } = self.tasks[waiter as usize].state else {
             return Ok(());
         };
         let since = self.tasks[waiter as usize].since;
         if !allow {
             self.finish_task(waiter, out)?;
-            out.released.push(Release {
-                task: waiter,
-                since,
-                ret: Ret::Err(EPERM),
-            });
+            out.released.push(Release { task: waiter, since, ret: Ret::Err(EPERM) });
             return Ok(());
         }
         // Since 4.12 the task re-enters the read-side section to resume; before, it never left.
         if let Some(ret) = self.deliver_open(waiter, inode, Some((prio, group)), out)? {
-            out.released.push(Release {
-                task: waiter,
-                since,
-                ret,
-            });
+            out.released.push(Release { task: waiter, since, ret });
         }
         Ok(())
     }
@@ -769,22 +677,15 @@ impl Model {
         }
     }
 
-    fn answer(
-        &mut self,
-        group: u8,
-        waiter: u8,
-        allow: bool,
-        out: &mut Outcome,
-    ) -> Result<Ret, Invalid> {
+    fn answer(&mut self, group: u8, waiter: u8, allow: bool, out: &mut Outcome) -> Result<Ret, Invalid> {
         let Some(g) = self.group_mut(group) else {
             return Ok(Ret::Err(EBADF));
         };
-        let Some(i) = g
-            .queue
-            .as_slice()
-            .iter()
-            .position(|q| q.perm && q.reported && q.ev.task == waiter)
-        else {
+        // An inotify fd is not open for writing.
+        if g.class == Class::Inotify {
+            return Ok(Ret::Err(EBADF));
+        }
+        let Some(i) = g.queue.as_slice().iter().position(|q| q.perm && q.reported && q.ev.task == waiter) else {
             return Ok(Ret::Err(ENOENT));
         };
         g.queue.remove(i);
@@ -815,12 +716,7 @@ impl Model {
         if !had_marks {
             return Ok(Some(Ret::Ok(0)));
         }
-        let readers = self
-            .tasks
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.in_srcu)
-            .fold(0u16, |acc, (i, _)| acc | (1 << i));
+        let readers = self.tasks.iter().enumerate().filter(|(_, t)| t.in_srcu).fold(0u16, |acc, (i, _)| acc | (1 << i));
         if readers == 0 {
             return Ok(Some(Ret::Ok(0)));
         }
@@ -832,9 +728,7 @@ impl Model {
     pub fn no_lost_wakeups(&self) -> bool {
         self.tasks.iter().all(|t| match t.state {
             State::Idle => true,
-            State::GraceWait { readers } => {
-                (0..MAX_TASKS).any(|r| readers & (1 << r) != 0 && self.tasks[r].in_srcu)
-            }
+            State::GraceWait { readers } => (0..MAX_TASKS).any(|r| readers & (1 << r) != 0 && self.tasks[r].in_srcu),
             State::PermWait { group, .. } => self.group(group).is_some(),
         })
     }

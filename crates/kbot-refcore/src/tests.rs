@@ -15,34 +15,11 @@ fn pending_open(m: &mut Model) -> u8 {
         Some(Ret::Ok(g)) => g as u8,
         r => panic!("{r:?}"),
     };
-    assert_eq!(
-        run(
-            m,
-            0,
-            Op::AddMark {
-                group: g,
-                inode: 0,
-                mask: mask::OPEN_PERM
-            }
-        )
-        .ret,
-        Some(Ret::Ok(0))
-    );
-    assert_eq!(
-        run(m, 1, Op::Open { inode: 0 }).ret,
-        None,
-        "open must block"
-    );
+    assert_eq!(run(m, 0, Op::AddMark { group: g, inode: 0, mask: mask::OPEN_PERM }).ret, Some(Ret::Ok(0)));
+    assert_eq!(run(m, 1, Op::Open { inode: 0 }).ret, None, "open must block");
     let r = run(m, 0, Op::ReadEvents { group: g });
     assert_eq!(r.ret, Some(Ret::Ok(1)));
-    assert_eq!(
-        r.events.as_slice(),
-        &[Ev {
-            mask: mask::OPEN_PERM,
-            inode: 0,
-            task: 1
-        }]
-    );
+    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN_PERM, inode: 0, task: 1 }]);
     g
 }
 
@@ -51,24 +28,9 @@ fn allow_and_deny() {
     for (allow, want) in [(true, Ret::Ok(0)), (false, Ret::Err(EPERM))] {
         let mut m = Model::new(Semantics::Current);
         let g = pending_open(&mut m);
-        let r = run(
-            &mut m,
-            0,
-            Op::Answer {
-                group: g,
-                waiter: 1,
-                allow,
-            },
-        );
+        let r = run(&mut m, 0, Op::Answer { group: g, waiter: 1, allow });
         assert_eq!(r.ret, Some(Ret::Ok(0)));
-        assert_eq!(
-            r.released.as_slice(),
-            &[Release {
-                task: 1,
-                since: 2,
-                ret: want
-            }]
-        );
+        assert_eq!(r.released.as_slice(), &[Release { task: 1, since: 2, ret: want }]);
         assert!(!m.blocked(1));
     }
 }
@@ -77,29 +39,9 @@ fn allow_and_deny() {
 fn answer_needs_a_read_event() {
     let mut m = Model::new(Semantics::Current);
     run(&mut m, 0, Op::CreateGroup(Class::FanContent));
-    run(
-        &mut m,
-        0,
-        Op::AddMark {
-            group: 0,
-            inode: 0,
-            mask: mask::OPEN_PERM,
-        },
-    );
+    run(&mut m, 0, Op::AddMark { group: 0, inode: 0, mask: mask::OPEN_PERM });
     assert_eq!(run(&mut m, 1, Op::Open { inode: 0 }).ret, None);
-    assert_eq!(
-        run(
-            &mut m,
-            0,
-            Op::Answer {
-                group: 0,
-                waiter: 1,
-                allow: true
-            }
-        )
-        .ret,
-        Some(Ret::Err(ENOENT))
-    );
+    assert_eq!(run(&mut m, 0, Op::Answer { group: 0, waiter: 1, allow: true }).ret, Some(Ret::Err(ENOENT)));
     assert!(m.blocked(1));
 }
 
@@ -113,15 +55,7 @@ fn the_seed_stall_under_pre412_only() {
             Some(Ret::Ok(i)) => i as u8,
             r => panic!("{r:?}"),
         };
-        run(
-            &mut m,
-            2,
-            Op::AddMark {
-                group: i,
-                inode: 1,
-                mask: mask::OPEN,
-            },
-        );
+        run(&mut m, 2, Op::AddMark { group: i, inode: 1, mask: mask::OPEN });
         let close = run(&mut m, 2, Op::Close { group: i });
         match sem {
             Semantics::Current => assert_eq!(close.ret, Some(Ret::Ok(0))),
@@ -129,21 +63,9 @@ fn the_seed_stall_under_pre412_only() {
                 assert_eq!(close.ret, None, "close must wait for the grace period");
                 assert!(m.waits_for_grace_period(2));
                 // Answering the permission event releases the open and then the close.
-                let r = run(
-                    &mut m,
-                    0,
-                    Op::Answer {
-                        group: g,
-                        waiter: 1,
-                        allow: true,
-                    },
-                );
+                let r = run(&mut m, 0, Op::Answer { group: g, waiter: 1, allow: true });
                 let rel: Vec<u8> = r.released.as_slice().iter().map(|x| x.task).collect();
-                assert_eq!(
-                    rel,
-                    [2, 1],
-                    "the close is released when the waiter leaves SRCU"
-                );
+                assert_eq!(rel, [2, 1], "the close is released when the waiter leaves SRCU");
                 assert_eq!(r.released.as_slice()[0].since, 6);
             }
         }
@@ -168,12 +90,7 @@ fn closing_the_listener_allows_its_waiters_even_pre412() {
         assert_eq!(run(&mut m, 3, Op::Open { inode: 0 }).ret, None);
         let r = run(&mut m, 0, Op::Close { group: g });
         assert_eq!(r.ret, Some(Ret::Ok(0)), "{sem:?}");
-        let mut rel: Vec<(u8, Ret)> = r
-            .released
-            .as_slice()
-            .iter()
-            .map(|x| (x.task, x.ret))
-            .collect();
+        let mut rel: Vec<(u8, Ret)> = r.released.as_slice().iter().map(|x| (x.task, x.ret)).collect();
         rel.sort_by_key(|x| x.0);
         assert_eq!(rel, [(1, Ret::Ok(0)), (3, Ret::Ok(0))]);
         assert_eq!(m.blocked_count(), 0);
@@ -187,117 +104,36 @@ fn groups_are_asked_in_priority_order_and_deny_stops_delivery() {
     run(&mut m, 0, Op::CreateGroup(Class::FanContent)); // 0... reuse ids below
     run(&mut m, 0, Op::CreateGroup(Class::FanPreContent)); // 1
     run(&mut m, 0, Op::CreateGroup(Class::FanNotif)); // 2
-    run(
-        &mut m,
-        0,
-        Op::AddMark {
-            group: 0,
-            inode: 0,
-            mask: mask::OPEN_PERM,
-        },
-    );
-    run(
-        &mut m,
-        0,
-        Op::AddMark {
-            group: 1,
-            inode: 0,
-            mask: mask::OPEN_PERM,
-        },
-    );
-    run(
-        &mut m,
-        0,
-        Op::AddMark {
-            group: 2,
-            inode: 0,
-            mask: mask::OPEN,
-        },
-    );
+    run(&mut m, 0, Op::AddMark { group: 0, inode: 0, mask: mask::OPEN_PERM });
+    run(&mut m, 0, Op::AddMark { group: 1, inode: 0, mask: mask::OPEN_PERM });
+    run(&mut m, 0, Op::AddMark { group: 2, inode: 0, mask: mask::OPEN });
     assert_eq!(run(&mut m, 1, Op::Open { inode: 0 }).ret, None);
     // Pre-content first: the content group has nothing yet.
-    assert_eq!(
-        run(&mut m, 0, Op::ReadEvents { group: 0 }).ret,
-        Some(Ret::Err(EAGAIN))
-    );
-    assert_eq!(
-        run(&mut m, 0, Op::ReadEvents { group: 1 }).ret,
-        Some(Ret::Ok(1))
-    );
-    let r = run(
-        &mut m,
-        0,
-        Op::Answer {
-            group: 1,
-            waiter: 1,
-            allow: true,
-        },
-    );
+    assert_eq!(run(&mut m, 0, Op::ReadEvents { group: 0 }).ret, Some(Ret::Err(EAGAIN)));
+    assert_eq!(run(&mut m, 0, Op::ReadEvents { group: 1 }).ret, Some(Ret::Ok(1)));
+    let r = run(&mut m, 0, Op::Answer { group: 1, waiter: 1, allow: true });
     assert!(r.released.is_empty(), "still waiting for the content group");
-    assert_eq!(
-        run(&mut m, 0, Op::ReadEvents { group: 0 }).ret,
-        Some(Ret::Ok(1))
-    );
-    let r = run(
-        &mut m,
-        0,
-        Op::Answer {
-            group: 0,
-            waiter: 1,
-            allow: true,
-        },
-    );
+    assert_eq!(run(&mut m, 0, Op::ReadEvents { group: 0 }).ret, Some(Ret::Ok(1)));
+    let r = run(&mut m, 0, Op::Answer { group: 0, waiter: 1, allow: true });
     assert_eq!(r.released.as_slice()[0].ret, Ret::Ok(0));
     // The notification group sees the open afterwards.
     let r = run(&mut m, 0, Op::ReadEvents { group: 2 });
-    assert_eq!(
-        r.events.as_slice(),
-        &[Ev {
-            mask: mask::OPEN,
-            inode: 0,
-            task: 1
-        }]
-    );
+    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 0, task: 1 }]);
     // A deny by the first group: the second never hears of the access.
     assert_eq!(run(&mut m, 3, Op::Open { inode: 0 }).ret, None);
     run(&mut m, 0, Op::ReadEvents { group: 1 });
-    let r = run(
-        &mut m,
-        0,
-        Op::Answer {
-            group: 1,
-            waiter: 3,
-            allow: false,
-        },
-    );
+    let r = run(&mut m, 0, Op::Answer { group: 1, waiter: 3, allow: false });
     assert_eq!(r.released.as_slice()[0].ret, Ret::Err(EPERM));
-    assert_eq!(
-        run(&mut m, 0, Op::ReadEvents { group: 0 }).ret,
-        Some(Ret::Err(EAGAIN))
-    );
-    assert_eq!(
-        run(&mut m, 0, Op::ReadEvents { group: notif + 2 }).ret,
-        Some(Ret::Err(EAGAIN))
-    );
+    assert_eq!(run(&mut m, 0, Op::ReadEvents { group: 0 }).ret, Some(Ret::Err(EAGAIN)));
+    assert_eq!(run(&mut m, 0, Op::ReadEvents { group: notif + 2 }).ret, Some(Ret::Err(EAGAIN)));
 }
 
 #[test]
 fn mark_removal_and_unlink_while_pending_then_answer() {
     let mut m = Model::new(Semantics::Current);
     let g = pending_open(&mut m);
-    assert_eq!(
-        run(&mut m, 0, Op::RemoveMark { group: g, inode: 0 }).ret,
-        Some(Ret::Ok(0))
-    );
-    let r = run(
-        &mut m,
-        0,
-        Op::Answer {
-            group: g,
-            waiter: 1,
-            allow: true,
-        },
-    );
+    assert_eq!(run(&mut m, 0, Op::RemoveMark { group: g, inode: 0 }).ret, Some(Ret::Ok(0)));
+    let r = run(&mut m, 0, Op::Answer { group: g, waiter: 1, allow: true });
     assert_eq!(r.released.as_slice()[0].ret, Ret::Ok(0));
 
     let mut m = Model::new(Semantics::Current);
@@ -306,43 +142,15 @@ fn mark_removal_and_unlink_while_pending_then_answer() {
         Some(Ret::Ok(w)) => w as u8,
         r => panic!("{r:?}"),
     };
-    run(
-        &mut m,
-        2,
-        Op::AddMark {
-            group: w,
-            inode: 0,
-            mask: mask::OPEN,
-        },
-    );
-    assert_eq!(
-        run(&mut m, 0, Op::Unlink { inode: 0 }).ret,
-        Some(Ret::Ok(0))
-    );
+    run(&mut m, 2, Op::AddMark { group: w, inode: 0, mask: mask::OPEN });
+    assert_eq!(run(&mut m, 0, Op::Unlink { inode: 0 }).ret, Some(Ret::Ok(0)));
     // The inode lives on while the open waits: no IN_IGNORED yet.
-    assert_eq!(
-        run(&mut m, 2, Op::ReadEvents { group: w }).ret,
-        Some(Ret::Err(EAGAIN))
-    );
-    let r = run(
-        &mut m,
-        0,
-        Op::Answer {
-            group: g,
-            waiter: 1,
-            allow: true,
-        },
-    );
+    assert_eq!(run(&mut m, 2, Op::ReadEvents { group: w }).ret, Some(Ret::Err(EAGAIN)));
+    let r = run(&mut m, 0, Op::Answer { group: g, waiter: 1, allow: true });
     assert_eq!(r.released.as_slice()[0].ret, Ret::Ok(0));
     let ev = run(&mut m, 2, Op::ReadEvents { group: w });
-    assert!(
-        ev.events.as_slice().iter().any(|e| e.mask == mask::IGNORED),
-        "{ev:?}"
-    );
-    assert_eq!(
-        run(&mut m, 3, Op::Open { inode: 0 }).ret,
-        Some(Ret::Err(ENOENT))
-    );
+    assert!(ev.events.as_slice().iter().any(|e| e.mask == mask::IGNORED), "{ev:?}");
+    assert_eq!(run(&mut m, 3, Op::Open { inode: 0 }).ret, Some(Ret::Err(ENOENT)));
 }
 
 #[test]
@@ -350,24 +158,8 @@ fn notifications_merge_like_the_kernel() {
     let mut m = Model::new(Semantics::Current);
     run(&mut m, 0, Op::CreateGroup(Class::FanNotif));
     run(&mut m, 0, Op::CreateGroup(Class::Inotify));
-    run(
-        &mut m,
-        0,
-        Op::AddMark {
-            group: 0,
-            inode: 0,
-            mask: mask::OPEN,
-        },
-    );
-    run(
-        &mut m,
-        0,
-        Op::AddMark {
-            group: 1,
-            inode: 0,
-            mask: mask::OPEN,
-        },
-    );
+    run(&mut m, 0, Op::AddMark { group: 0, inode: 0, mask: mask::OPEN });
+    run(&mut m, 0, Op::AddMark { group: 1, inode: 0, mask: mask::OPEN });
     for t in [1, 1, 2] {
         assert_eq!(run(&mut m, t, Op::Open { inode: 0 }).ret, Some(Ret::Ok(0)));
     }
@@ -375,28 +167,10 @@ fn notifications_merge_like_the_kernel() {
     let fan = run(&mut m, 0, Op::ReadEvents { group: 0 });
     assert_eq!(
         fan.events.as_slice(),
-        &[
-            Ev {
-                mask: mask::OPEN,
-                inode: 0,
-                task: 1
-            },
-            Ev {
-                mask: mask::OPEN,
-                inode: 0,
-                task: 2
-            }
-        ]
+        &[Ev { mask: mask::OPEN, inode: 0, task: 1 }, Ev { mask: mask::OPEN, inode: 0, task: 2 }]
     );
     let ino = run(&mut m, 0, Op::ReadEvents { group: 1 });
-    assert_eq!(
-        ino.events.as_slice(),
-        &[Ev {
-            mask: mask::OPEN,
-            inode: 0,
-            task: 0
-        }]
-    );
+    assert_eq!(ino.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 0, task: 0 }]);
 }
 
 #[test]
@@ -404,115 +178,39 @@ fn queued_fanotify_events_keep_an_unlinked_file_alive() {
     let mut m = Model::new(Semantics::Current);
     run(&mut m, 0, Op::CreateGroup(Class::FanNotif));
     run(&mut m, 0, Op::CreateGroup(Class::Inotify));
-    run(
-        &mut m,
-        0,
-        Op::AddMark {
-            group: 0,
-            inode: 2,
-            mask: mask::OPEN,
-        },
-    );
-    run(
-        &mut m,
-        0,
-        Op::AddMark {
-            group: 1,
-            inode: 2,
-            mask: mask::OPEN,
-        },
-    );
+    run(&mut m, 0, Op::AddMark { group: 0, inode: 2, mask: mask::OPEN });
+    run(&mut m, 0, Op::AddMark { group: 1, inode: 2, mask: mask::OPEN });
     run(&mut m, 1, Op::Open { inode: 2 });
-    assert_eq!(
-        run(&mut m, 1, Op::Unlink { inode: 2 }).ret,
-        Some(Ret::Ok(0))
-    );
+    assert_eq!(run(&mut m, 1, Op::Unlink { inode: 2 }).ret, Some(Ret::Ok(0)));
     // The unread FAN_OPEN holds the path: no IN_IGNORED yet, only IN_OPEN.
     let r = run(&mut m, 0, Op::ReadEvents { group: 1 });
-    assert_eq!(
-        r.events.as_slice(),
-        &[Ev {
-            mask: mask::OPEN,
-            inode: 2,
-            task: 0
-        }]
-    );
+    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 2, task: 0 }]);
     // fanotify removes marks by path: gone with the name.
-    assert_eq!(
-        run(&mut m, 0, Op::RemoveMark { group: 0, inode: 2 }).ret,
-        Some(Ret::Err(ENOENT))
-    );
+    assert_eq!(run(&mut m, 0, Op::RemoveMark { group: 0, inode: 2 }).ret, Some(Ret::Err(ENOENT)));
     run(&mut m, 0, Op::ReadEvents { group: 0 });
     let r = run(&mut m, 0, Op::ReadEvents { group: 1 });
-    assert_eq!(
-        r.events.as_slice(),
-        &[Ev {
-            mask: mask::IGNORED,
-            inode: 2,
-            task: 0
-        }]
-    );
+    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::IGNORED, inode: 2, task: 0 }]);
 }
 
 #[test]
 fn bad_requests() {
     let mut m = Model::new(Semantics::Current);
     run(&mut m, 0, Op::CreateGroup(Class::FanNotif));
-    assert_eq!(
-        run(
-            &mut m,
-            0,
-            Op::AddMark {
-                group: 0,
-                inode: 0,
-                mask: mask::OPEN_PERM
-            }
-        )
-        .ret,
-        Some(Ret::Err(EINVAL))
-    );
-    assert_eq!(
-        run(
-            &mut m,
-            0,
-            Op::AddMark {
-                group: 5,
-                inode: 0,
-                mask: mask::OPEN
-            }
-        )
-        .ret,
-        Some(Ret::Err(EBADF))
-    );
-    assert_eq!(
-        run(&mut m, 0, Op::RemoveMark { group: 0, inode: 0 }).ret,
-        Some(Ret::Err(ENOENT))
-    );
+    assert_eq!(run(&mut m, 0, Op::AddMark { group: 0, inode: 0, mask: mask::OPEN_PERM }).ret, Some(Ret::Err(EINVAL)));
+    assert_eq!(run(&mut m, 0, Op::AddMark { group: 5, inode: 0, mask: mask::OPEN }).ret, Some(Ret::Err(EBADF)));
+    assert_eq!(run(&mut m, 0, Op::RemoveMark { group: 0, inode: 0 }).ret, Some(Ret::Err(ENOENT)));
     run(&mut m, 0, Op::CreateGroup(Class::Inotify));
-    assert_eq!(
-        run(&mut m, 0, Op::RemoveMark { group: 1, inode: 0 }).ret,
-        Some(Ret::Err(EINVAL))
-    );
-    assert_eq!(
-        m.step(Step {
-            task: 99,
-            op: Op::Open { inode: 0 }
-        }),
-        Err(Invalid::TaskOutOfRange { task: 99 })
-    );
+    assert_eq!(run(&mut m, 0, Op::RemoveMark { group: 1, inode: 0 }).ret, Some(Ret::Err(EINVAL)));
+    // An inotify fd cannot be written to: no permission answers there.
+    assert_eq!(run(&mut m, 0, Op::Answer { group: 1, waiter: 0, allow: true }).ret, Some(Ret::Err(EBADF)));
+    assert_eq!(m.step(Step { task: 99, op: Op::Open { inode: 0 } }), Err(Invalid::TaskOutOfRange { task: 99 }));
     let g = {
         let mut m2 = Model::new(Semantics::Current);
         pending_open(&mut m2);
         m2
     };
     let mut m2 = g;
-    assert_eq!(
-        m2.step(Step {
-            task: 1,
-            op: Op::Open { inode: 1 }
-        }),
-        Err(Invalid::TaskBlocked { task: 1 })
-    );
+    assert_eq!(m2.step(Step { task: 1, op: Op::Open { inode: 1 } }), Err(Invalid::TaskBlocked { task: 1 }));
 }
 
 // --- property tests -------------------------------------------------------------------
@@ -521,42 +219,23 @@ const TASKS: u8 = 4;
 const INODES: u8 = 3;
 
 fn op_strategy() -> impl Strategy<Value = Op> {
-    let class = prop_oneof![
-        Just(Class::Inotify),
-        Just(Class::FanNotif),
-        Just(Class::FanContent),
-        Just(Class::FanPreContent)
-    ];
+    let class =
+        prop_oneof![Just(Class::Inotify), Just(Class::FanNotif), Just(Class::FanContent), Just(Class::FanPreContent)];
     prop_oneof![
         class.prop_map(Op::CreateGroup),
-        (
-            0u8..6,
-            0..INODES,
-            prop_oneof![
-                Just(mask::OPEN),
-                Just(mask::OPEN_PERM),
-                Just(mask::OPEN | mask::OPEN_PERM)
-            ]
-        )
+        (0u8..6, 0..INODES, prop_oneof![Just(mask::OPEN), Just(mask::OPEN_PERM), Just(mask::OPEN | mask::OPEN_PERM)])
             .prop_map(|(group, inode, mask)| Op::AddMark { group, inode, mask }),
         (0u8..6, 0..INODES).prop_map(|(group, inode)| Op::RemoveMark { group, inode }),
         (0..INODES).prop_map(|inode| Op::Open { inode }),
         (0u8..6).prop_map(|group| Op::ReadEvents { group }),
-        (0u8..6, 0..TASKS, any::<bool>()).prop_map(|(group, waiter, allow)| Op::Answer {
-            group,
-            waiter,
-            allow
-        }),
+        (0u8..6, 0..TASKS, any::<bool>()).prop_map(|(group, waiter, allow)| Op::Answer { group, waiter, allow }),
         (0..INODES).prop_map(|inode| Op::Unlink { inode }),
         (0u8..6).prop_map(|group| Op::Close { group }),
     ]
 }
 
 fn scenario() -> impl Strategy<Value = Vec<Step>> {
-    proptest::collection::vec(
-        (0..TASKS, op_strategy()).prop_map(|(task, op)| Step { task, op }),
-        0..40,
-    )
+    proptest::collection::vec((0..TASKS, op_strategy()).prop_map(|(task, op)| Step { task, op }), 0..40)
 }
 
 /// Runs the steps the model accepts (steps of blocked tasks are skipped), checking the
@@ -582,30 +261,16 @@ fn play(sem: Semantics, steps: &[Step]) -> (Model, Vec<(u16, Release)>) {
 /// Reads every group and answers every permission event until nothing is left.
 fn drain(m: &mut Model, allow: bool) {
     for _ in 0..64 {
-        let helper = (0..MAX_TASKS as u8)
-            .find(|t| !m.blocked(*t))
-            .expect("someone runs");
+        let helper = (0..MAX_TASKS as u8).find(|t| !m.blocked(*t)).expect("someone runs");
         for g in m.unread_groups().as_slice().to_vec() {
-            m.step(Step {
-                task: helper,
-                op: Op::ReadEvents { group: g },
-            })
-            .unwrap();
+            m.step(Step { task: helper, op: Op::ReadEvents { group: g } }).unwrap();
         }
         let pending = m.unanswered();
         if pending.is_empty() {
             return;
         }
         for (g, w) in pending.as_slice().to_vec() {
-            m.step(Step {
-                task: helper,
-                op: Op::Answer {
-                    group: g,
-                    waiter: w,
-                    allow,
-                },
-            })
-            .unwrap();
+            m.step(Step { task: helper, op: Op::Answer { group: g, waiter: w, allow } }).unwrap();
         }
     }
     panic!("draining did not converge");

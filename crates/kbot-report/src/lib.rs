@@ -250,22 +250,11 @@ fn result_rows(r: &CheckResult) -> Vec<Row> {
             }
         }
     }
-    let cell = |run: &Run, name: &str| {
-        run.tests
-            .iter()
-            .find(|t| t.name == name)
-            .map_or("-".to_string(), |t| t.result.clone())
-    };
+    let cell =
+        |run: &Run, name: &str| run.tests.iter().find(|t| t.name == name).map_or("-".to_string(), |t| t.result.clone());
     names
         .into_iter()
-        .map(|n| Row {
-            cells: r
-                .arches
-                .iter()
-                .flat_map(|a| [cell(&a.base, &n), cell(&a.tip, &n)])
-                .collect(),
-            test: n,
-        })
+        .map(|n| Row { cells: r.arches.iter().flat_map(|a| [cell(&a.base, &n), cell(&a.tip, &n)]).collect(), test: n })
         .collect()
 }
 
@@ -322,20 +311,12 @@ mod tests {
             arch: "x86_64".into(),
             base: Run {
                 build: "pass".into(),
-                tests: vec![TestResult {
-                    name: "t".into(),
-                    result: "pass".into(),
-                    detail: "7 ms".into(),
-                }],
+                tests: vec![TestResult { name: "t".into(), result: "pass".into(), detail: "7 ms".into() }],
                 ..Default::default()
             },
             tip: Run {
                 build: "pass".into(),
-                tests: vec![TestResult {
-                    name: "t".into(),
-                    result: "hang".into(),
-                    detail: "blocked".into(),
-                }],
+                tests: vec![TestResult { name: "t".into(), result: "hang".into(), detail: "blocked".into() }],
                 ..Default::default()
             },
             regressions: vec![Regression {
@@ -365,20 +346,9 @@ mod tests {
         assert_eq!(v["arches"][0]["tip"]["tests"][0]["result"], "hang");
         assert_eq!(v["arches"][0]["regressions"][0]["first_bad"]["index"], 2);
         assert!(v["timings"]["total_s"].is_number());
-        for s in [
-            Status::ApplyFailed,
-            Status::Incomplete,
-            Status::Error,
-            Status::Clean,
-        ] {
+        for s in [Status::ApplyFailed, Status::Incomplete, Status::Error, Status::Clean] {
             let j = serde_json::to_string(&s).unwrap();
-            assert!([
-                "\"apply-failed\"",
-                "\"incomplete\"",
-                "\"error\"",
-                "\"clean\""
-            ]
-            .contains(&j.as_str()));
+            assert!(["\"apply-failed\"", "\"incomplete\"", "\"error\"", "\"clean\""].contains(&j.as_str()));
         }
     }
 

@@ -54,14 +54,9 @@ pub fn format_step(s: &Step) -> String {
         Op::RemoveMark { group, inode } => format!("t{t} unmark g{group} i{inode}"),
         Op::Open { inode } => format!("t{t} open i{inode}"),
         Op::ReadEvents { group } => format!("t{t} read g{group}"),
-        Op::Answer {
-            group,
-            waiter,
-            allow,
-        } => format!(
-            "t{t} {} g{group} t{waiter}",
-            if allow { "allow" } else { "deny" }
-        ),
+        Op::Answer { group, waiter, allow } => {
+            format!("t{t} {} g{group} t{waiter}", if allow { "allow" } else { "deny" })
+        }
         Op::Unlink { inode } => format!("t{t} unlink i{inode}"),
         Op::Close { group } => format!("t{t} close g{group}"),
     }
@@ -91,10 +86,7 @@ pub fn parse_step(text: &str) -> Result<Step, String> {
     let mut w = text.split_whitespace();
     let task = num(w.next(), 't', "task")?;
     if task as usize >= kbot_refcore::MAX_TASKS {
-        return Err(format!(
-            "task t{task} out of range (at most {} tasks)",
-            kbot_refcore::MAX_TASKS
-        ));
+        return Err(format!("task t{task} out of range (at most {} tasks)", kbot_refcore::MAX_TASKS));
     }
     let verb = w.next().ok_or("missing verb")?;
     let op = match verb {
@@ -110,37 +102,22 @@ pub fn parse_step(text: &str) -> Result<Step, String> {
             inode: num(w.next(), 'i', "inode")?,
             mask: parse_mask(w.next())?,
         },
-        "unmark" => Op::RemoveMark {
-            group: num(w.next(), 'g', "group")?,
-            inode: num(w.next(), 'i', "inode")?,
-        },
-        "open" => Op::Open {
-            inode: num(w.next(), 'i', "inode")?,
-        },
-        "read" => Op::ReadEvents {
-            group: num(w.next(), 'g', "group")?,
-        },
+        "unmark" => Op::RemoveMark { group: num(w.next(), 'g', "group")?, inode: num(w.next(), 'i', "inode")? },
+        "open" => Op::Open { inode: num(w.next(), 'i', "inode")? },
+        "read" => Op::ReadEvents { group: num(w.next(), 'g', "group")? },
         "allow" | "deny" => Op::Answer {
             group: num(w.next(), 'g', "group")?,
             waiter: num(w.next(), 't', "waiter")?,
             allow: verb == "allow",
         },
-        "unlink" => Op::Unlink {
-            inode: num(w.next(), 'i', "inode")?,
-        },
-        "close" => Op::Close {
-            group: num(w.next(), 'g', "group")?,
-        },
+        "unlink" => Op::Unlink { inode: num(w.next(), 'i', "inode")? },
+        "close" => Op::Close { group: num(w.next(), 'g', "group")? },
         other => return Err(format!("unknown step {other:?}")),
     };
     if let Some(extra) = w.next() {
         return Err(format!("unexpected {extra:?}"));
     }
-    if let Op::AddMark { inode, .. }
-    | Op::RemoveMark { inode, .. }
-    | Op::Open { inode }
-    | Op::Unlink { inode } = op
-    {
+    if let Op::AddMark { inode, .. } | Op::RemoveMark { inode, .. } | Op::Open { inode } | Op::Unlink { inode } = op {
         if inode as usize >= kbot_refcore::MAX_INODES {
             return Err(format!("inode i{inode} out of range"));
         }
@@ -173,21 +150,10 @@ pub fn predict(steps: &[Step], sem: Semantics) -> Result<Vec<StepObs>, String> {
     steps
         .iter()
         .map(|s| {
-            let o = m
-                .step(*s)
-                .map_err(|e| format!("{}: {e:?}", format_step(s)))?;
-            let mut released: Vec<(u8, Ret)> = o
-                .released
-                .as_slice()
-                .iter()
-                .map(|r| (r.task, r.ret))
-                .collect();
+            let o = m.step(*s).map_err(|e| format!("{}: {e:?}", format_step(s)))?;
+            let mut released: Vec<(u8, Ret)> = o.released.as_slice().iter().map(|r| (r.task, r.ret)).collect();
             released.sort_by_key(|r| r.0);
-            Ok(StepObs {
-                ret: o.ret,
-                events: o.events.as_slice().to_vec(),
-                released,
-            })
+            Ok(StepObs { ret: o.ret, events: o.events.as_slice().to_vec(), released })
         })
         .collect()
 }
@@ -232,10 +198,7 @@ pub fn ret_name(r: Option<Ret>) -> String {
 }
 
 fn events_name(evs: &[Ev]) -> String {
-    let v: Vec<String> = evs
-        .iter()
-        .map(|e| format!("{} i{} t{}", mask_name(e.mask), e.inode, e.task))
-        .collect();
+    let v: Vec<String> = evs.iter().map(|e| format!("{} i{} t{}", mask_name(e.mask), e.inode, e.task)).collect();
     format!("[{}]", v.join(", "))
 }
 
@@ -250,11 +213,7 @@ fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
 pub fn compare_step(step: &Step, want: &StepObs, got: &StepObs) -> Option<String> {
     let s = format_step(step);
     if want.ret != got.ret {
-        return Some(format!(
-            "{s}: model: {}; kernel: {}",
-            ret_name(want.ret),
-            ret_name(got.ret)
-        ));
+        return Some(format!("{s}: model: {}; kernel: {}", ret_name(want.ret), ret_name(got.ret)));
     }
     let key = |e: &Ev| (e.mask, e.inode, e.task);
     let (we, ge): (Vec<_>, Vec<_>) = (
@@ -270,21 +229,14 @@ pub fn compare_step(step: &Step, want: &StepObs, got: &StepObs) -> Option<String
     }
     if sorted(&want.released) != sorted(&got.released) {
         let name = |v: &[(u8, Ret)]| {
-            let x: Vec<String> = v
-                .iter()
-                .map(|(t, r)| format!("t{t} ({})", ret_name(Some(*r))))
-                .collect();
+            let x: Vec<String> = v.iter().map(|(t, r)| format!("t{t} ({})", ret_name(Some(*r)))).collect();
             if x.is_empty() {
                 "nobody".to_string()
             } else {
                 x.join(", ")
             }
         };
-        return Some(format!(
-            "{s}: model releases {}; kernel released {}",
-            name(&want.released),
-            name(&got.released)
-        ));
+        return Some(format!("{s}: model releases {}; kernel released {}", name(&want.released), name(&got.released)));
     }
     None
 }
@@ -338,38 +290,22 @@ pub fn generate(seed: u64, len: usize) -> Vec<Step> {
         }
         let task = idle[r.below(idle.len() as u64) as usize];
         let ngroups = m.groups_created();
-        let group = if ngroups == 0 {
-            0
-        } else {
-            r.below(ngroups as u64) as u8
-        };
+        let group = if ngroups == 0 { 0 } else { r.below(ngroups as u64) as u8 };
         let inode = r.below(GEN_INODES as u64) as u8;
         let unanswered = m.unanswered();
         let op = match r.below(100) {
             0..=11 if ngroups < GEN_GROUPS => {
-                let c = [
-                    Class::Inotify,
-                    Class::FanNotif,
-                    Class::FanContent,
-                    Class::FanContent,
-                    Class::FanPreContent,
-                ][r.below(5) as usize];
+                let c = [Class::Inotify, Class::FanNotif, Class::FanContent, Class::FanContent, Class::FanPreContent]
+                    [r.below(5) as usize];
                 Op::CreateGroup(c)
             }
             0..=29 if ngroups > 0 => {
                 let class = classes[group as usize];
-                let same_prio_perm = perm_marks.iter().any(|(g, i)| {
-                    *i == inode
-                        && *g != group
-                        && classes[*g as usize].priority() == class.priority()
-                });
+                let same_prio_perm = perm_marks
+                    .iter()
+                    .any(|(g, i)| *i == inode && *g != group && classes[*g as usize].priority() == class.priority());
                 let mask = if class.can_perm() && !same_prio_perm {
-                    [
-                        mask::OPEN_PERM,
-                        mask::OPEN_PERM,
-                        mask::OPEN | mask::OPEN_PERM,
-                        mask::OPEN,
-                    ][r.below(4) as usize]
+                    [mask::OPEN_PERM, mask::OPEN_PERM, mask::OPEN | mask::OPEN_PERM, mask::OPEN][r.below(4) as usize]
                 } else {
                     mask::OPEN
                 };
@@ -387,15 +323,9 @@ pub fn generate(seed: u64, len: usize) -> Vec<Step> {
             56..=70 if ngroups > 0 => Op::ReadEvents { group },
             71..=88 if !unanswered.is_empty() => {
                 let (g, w) = unanswered.as_slice()[r.below(unanswered.len() as u64) as usize];
-                Op::Answer {
-                    group: g,
-                    waiter: w,
-                    allow: r.below(4) != 0,
-                }
+                Op::Answer { group: g, waiter: w, allow: r.below(4) != 0 }
             }
-            89..=90 => Op::Unlink {
-                inode: GEN_INODES - 1,
-            },
+            89..=90 => Op::Unlink { inode: GEN_INODES - 1 },
             91..=95 if ngroups > 0 => Op::Close { group },
             _ => continue,
         };
@@ -418,10 +348,7 @@ pub fn generate(seed: u64, len: usize) -> Vec<Step> {
 /// The random scenario `index` of `seed` (each gets its own stream).
 pub fn random(seed: u64, index: u32) -> Scenario {
     let mixed = seed ^ (u64::from(index).wrapping_mul(0xa076_1d64_78bd_642f));
-    Scenario {
-        name: format!("scenario/random-{seed}-{index}"),
-        steps: generate(mixed, 24),
-    }
+    Scenario { name: format!("scenario/random-{seed}-{index}"), steps: generate(mixed, 24) }
 }
 
 /// Parses a `scenario/random-<seed>-<index>` name back into its scenario.
@@ -455,11 +382,7 @@ pub fn corpus() -> Vec<Scenario> {
 
 /// Greedy shrinking: drops chunks of steps, then single steps, while `diverges` still holds;
 /// candidates are normalized so they stay runnable. `budget` bounds the number of tries.
-pub fn shrink(
-    steps: &[Step],
-    mut diverges: impl FnMut(&[Step]) -> bool,
-    budget: usize,
-) -> Vec<Step> {
+pub fn shrink(steps: &[Step], mut diverges: impl FnMut(&[Step]) -> bool, budget: usize) -> Vec<Step> {
     let mut cur = steps.to_vec();
     let mut tries = 0;
     let mut chunk = cur.len().div_ceil(2).max(1);
@@ -508,14 +431,10 @@ mod tests {
     #[test]
     fn bad_text_is_explained() {
         assert!(parse("t0 fly g0").unwrap_err().contains("unknown step"));
-        assert!(parse("t0 open x3")
-            .unwrap_err()
-            .contains("inode should look like iN"));
+        assert!(parse("t0 open x3").unwrap_err().contains("inode should look like iN"));
         assert!(parse("t0 group weird").unwrap_err().contains("group class"));
         assert!(parse("t9 open i0").unwrap_err().contains("out of range"));
-        assert!(parse("t0 mark g0 i0 write")
-            .unwrap_err()
-            .contains("unknown mask"));
+        assert!(parse("t0 mark g0 i0 write").unwrap_err().contains("unknown mask"));
     }
 
     #[test]
@@ -555,12 +474,7 @@ mod tests {
     #[test]
     fn random_scenarios_exercise_permission_events() {
         let perms = (0..100u32)
-            .filter(|i| {
-                predict(&random(1, *i).steps, Semantics::Current)
-                    .unwrap()
-                    .iter()
-                    .any(|o| o.ret.is_none())
-            })
+            .filter(|i| predict(&random(1, *i).steps, Semantics::Current).unwrap().iter().any(|o| o.ret.is_none()))
             .count();
         assert!(perms > 30, "only {perms} of 100 scenarios block at all");
     }
@@ -569,37 +483,23 @@ mod tests {
     fn shrinking_finds_the_seed_stall_core() {
         // A long random prefix and suffix around the seed's stall; "diverges" = pre-4.12 and
         // current disagree. The minimum keeps the permission wait and the close.
-        let mut steps = generate(42, 10)
-            .into_iter()
-            .filter(|s| s.task > 3)
-            .collect::<Vec<_>>();
+        let mut steps = generate(42, 10).into_iter().filter(|s| s.task > 3).collect::<Vec<_>>();
         steps.extend(from_name("scenario/seed-stall-inotify").unwrap().steps);
         steps.extend(parse("t3 group notif; t3 mark g2 i2 open; t3 open i2; t3 read g2").unwrap());
-        let differs = |s: &[Step]| {
-            predict(s, Semantics::Current).unwrap() != predict(s, Semantics::Pre412).unwrap()
-        };
+        let differs = |s: &[Step]| predict(s, Semantics::Current).unwrap() != predict(s, Semantics::Pre412).unwrap();
         assert!(differs(&steps));
         let min = shrink(&steps, differs, 500);
         assert!(differs(&min));
         assert!(min.len() <= 6, "{}", format(&min));
         let text = format(&min);
-        assert!(
-            text.contains("open i0") && text.contains("close g1"),
-            "{text}"
-        );
+        assert!(text.contains("open i0") && text.contains("close g1"), "{text}");
     }
 
     #[test]
     fn compare_step_names_the_difference() {
         let s = parse_step("t1 open i0").unwrap();
-        let want = StepObs {
-            ret: Some(Ret::Err(1)),
-            ..Default::default()
-        };
-        let got = StepObs {
-            ret: Some(Ret::Err(13)),
-            ..Default::default()
-        };
+        let want = StepObs { ret: Some(Ret::Err(1)), ..Default::default() };
+        let got = StepObs { ret: Some(Ret::Err(13)), ..Default::default() };
         assert_eq!(
             compare_step(&s, &want, &got).unwrap(),
             "t1 open i0: model: fails with EPERM (1); kernel: fails with EACCES (13)"

@@ -23,8 +23,7 @@ pub struct SubjectTags {
 
 fn strip_reply(s: &str) -> Option<&str> {
     for p in ["re:", "fwd:", "fw:", "aw:"] {
-        if s.len() >= p.len() && s.is_char_boundary(p.len()) && s[..p.len()].eq_ignore_ascii_case(p)
-        {
+        if s.len() >= p.len() && s.is_char_boundary(p.len()) && s[..p.len()].eq_ignore_ascii_case(p) {
             return Some(s[p.len()..].trim_start());
         }
     }
@@ -41,10 +40,7 @@ fn parse_version(tok: &str) -> Option<u32> {
 }
 
 pub fn parse_subject(subject: &str) -> SubjectTags {
-    let mut t = SubjectTags {
-        version: 1,
-        ..Default::default()
-    };
+    let mut t = SubjectTags { version: 1, ..Default::default() };
     let mut s = subject.trim();
     while let Some(rest) = strip_reply(s) {
         t.reply = true;
@@ -52,10 +48,7 @@ pub fn parse_subject(subject: &str) -> SubjectTags {
     }
     while let Some(inner) = s.strip_prefix('[') {
         let Some(end) = inner.find(']') else { break };
-        for tok in inner[..end]
-            .split(|c: char| c.is_whitespace() || c == ',')
-            .filter(|t| !t.is_empty())
-        {
+        for tok in inner[..end].split(|c: char| c.is_whitespace() || c == ',').filter(|t| !t.is_empty()) {
             let up = tok.to_ascii_uppercase();
             if up == "PATCH" {
                 t.is_patch = true;
@@ -86,12 +79,8 @@ pub fn parse_subject(subject: &str) -> SubjectTags {
 
 /// Whether the text carries a diff `git am` can apply.
 pub fn has_diff(body: &str) -> bool {
-    body.lines()
-        .any(|l| l.starts_with("diff --git ") || l.starts_with("Index: "))
-        || body
-            .lines()
-            .zip(body.lines().skip(1))
-            .any(|(a, b)| a.starts_with("--- ") && b.starts_with("+++ "))
+    body.lines().any(|l| l.starts_with("diff --git ") || l.starts_with("Index: "))
+        || body.lines().zip(body.lines().skip(1)).any(|(a, b)| a.starts_with("--- ") && b.starts_with("+++ "))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -145,34 +134,20 @@ fn base_commit(text: &str) -> Option<String> {
 
 /// Assembles the series; `want_version` picks a version, else the newest is used.
 pub fn assemble(mails: &[Mail], want_version: Option<u32>) -> Result<Series, SeriesError> {
-    let tagged: Vec<(SubjectTags, &Mail)> = mails
-        .iter()
-        .map(|m| (parse_subject(&m.subject), m))
-        .filter(|(t, _)| t.is_patch && !t.reply)
-        .collect();
+    let tagged: Vec<(SubjectTags, &Mail)> =
+        mails.iter().map(|m| (parse_subject(&m.subject), m)).filter(|(t, _)| t.is_patch && !t.reply).collect();
     let mut versions: Vec<u32> = tagged.iter().map(|(t, _)| t.version).collect();
     versions.sort_unstable();
     versions.dedup();
     let version = match (want_version, versions.last()) {
         (_, None) => return Err(SeriesError::NoPatches { mails: mails.len() }),
-        (Some(w), _) if !versions.contains(&w) => {
-            return Err(SeriesError::NoSuchVersion {
-                want: w,
-                have: versions,
-            })
-        }
+        (Some(w), _) if !versions.contains(&w) => return Err(SeriesError::NoSuchVersion { want: w, have: versions }),
         (Some(w), _) => w,
         (None, Some(&v)) => v,
     };
-    let mine: Vec<&(SubjectTags, &Mail)> = tagged
-        .iter()
-        .filter(|(t, _)| t.version == version)
-        .collect();
+    let mine: Vec<&(SubjectTags, &Mail)> = tagged.iter().filter(|(t, _)| t.version == version).collect();
     let total = mine.iter().filter_map(|(t, _)| t.total).max().unwrap_or(1);
-    let cover = mine
-        .iter()
-        .find(|(t, _)| t.index == Some(0))
-        .map(|(t, m)| (t.clone(), (*m).clone()));
+    let cover = mine.iter().find(|(t, _)| t.index == Some(0)).map(|(t, m)| (t.clone(), (*m).clone()));
     let mut patches: Vec<Patch> = Vec::new();
     let (mut duplicates, mut without_diff) = (Vec::new(), Vec::new());
     for (t, m) in &mine {
@@ -200,13 +175,8 @@ pub fn assemble(mails: &[Mail], want_version: Option<u32>) -> Result<Series, Ser
     duplicates.dedup();
     without_diff.sort_unstable();
     without_diff.dedup();
-    let missing: Vec<u32> = (1..=total)
-        .filter(|i| !patches.iter().any(|p| p.index == *i))
-        .collect();
-    let first = mine
-        .iter()
-        .min_by_key(|(t, _)| t.index.unwrap_or(1))
-        .expect("a version has mails");
+    let missing: Vec<u32> = (1..=total).filter(|i| !patches.iter().any(|p| p.index == *i)).collect();
+    let first = mine.iter().min_by_key(|(t, _)| t.index.unwrap_or(1)).expect("a version has mails");
     let (head_tags, head_mail) = match &cover {
         Some((t, m)) => (t.clone(), m.clone()),
         None => (first.0.clone(), first.1.clone()),
@@ -251,10 +221,7 @@ impl Series {
             self.base_commit.as_deref().unwrap_or("-"),
         );
         for p in &self.patches {
-            s += &format!(
-                "patch {}: {} | {} | {}\n",
-                p.index, p.subject, p.message_id, p.author
-            );
+            s += &format!("patch {}: {} | {} | {}\n", p.index, p.subject, p.message_id, p.author);
         }
         s += &format!(
             "missing: {:?}\nduplicates: {:?}\nwithout_diff: {:?}\nother_versions: {:?}\n",
@@ -269,52 +236,17 @@ mod tests {
     use super::*;
 
     /// subject, is a patch, version, index/total, other tags, title
-    type Case<'a> = (
-        &'a str,
-        bool,
-        u32,
-        Option<(u32, u32)>,
-        &'a [&'a str],
-        &'a str,
-    );
+    type Case<'a> = (&'a str, bool, u32, Option<(u32, u32)>, &'a [&'a str], &'a str);
 
     #[test]
     fn subject_tags() {
         let cases: &[Case] = &[
-            (
-                "[PATCH v3 2/7] fanotify: x",
-                true,
-                3,
-                Some((2, 7)),
-                &[],
-                "fanotify: x",
-            ),
+            ("[PATCH v3 2/7] fanotify: x", true, 3, Some((2, 7)), &[], "fanotify: x"),
             ("[RFC PATCH] a: b", true, 1, None, &[], "a: b"),
-            (
-                "[PATCH net-next v2 1/3] net: y",
-                true,
-                2,
-                Some((1, 3)),
-                &["net-next"],
-                "net: y",
-            ),
+            ("[PATCH net-next v2 1/3] net: y", true, 2, Some((1, 3)), &["net-next"], "net: y"),
             ("[PATCHv4 0/2] z", true, 4, Some((0, 2)), &[], "z"),
-            (
-                "[PATCH 01/10] [media] m",
-                true,
-                1,
-                Some((1, 10)),
-                &["media"],
-                "m",
-            ),
-            (
-                "[GIT PULL] fsnotify",
-                false,
-                1,
-                None,
-                &["GIT", "PULL"],
-                "fsnotify",
-            ),
+            ("[PATCH 01/10] [media] m", true, 1, Some((1, 10)), &["media"], "m"),
+            ("[GIT PULL] fsnotify", false, 1, None, &["GIT", "PULL"], "fsnotify"),
             ("plain subject", false, 1, None, &[], "plain subject"),
         ];
         for (s, patch, v, nm, prefixes, title) in cases {
@@ -354,8 +286,8 @@ mod tests {
             if std::env::var_os("KBOT_BLESS").is_some() {
                 std::fs::write(&want_path, &got).unwrap();
             }
-            let want = std::fs::read_to_string(&want_path)
-                .unwrap_or_else(|_| panic!("missing {}", want_path.display()));
+            let want =
+                std::fs::read_to_string(&want_path).unwrap_or_else(|_| panic!("missing {}", want_path.display()));
             assert_eq!(got, want, "{}", path.display());
         }
         assert!(n >= 5, "testdata cases missing");

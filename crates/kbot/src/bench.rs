@@ -17,11 +17,7 @@ fn wipe(path: &std::path::Path) {
 
 /// Sums the stage times whose name matches `f`, with the count.
 fn sum(r: &CheckResult, f: impl Fn(&str) -> bool) -> (f64, usize) {
-    r.timings
-        .stages
-        .iter()
-        .filter(|(n, _)| f(n))
-        .fold((0.0, 0), |(s, c), (_, v)| (s + v, c + 1))
+    r.timings.stages.iter().filter(|(n, _)| f(n)).fold((0.0, 0), |(s, c), (_, v)| (s + v, c + 1))
 }
 
 fn row(name: &str, cold: (f64, usize), warm: (f64, usize)) -> String {
@@ -39,69 +35,33 @@ fn row(name: &str, cold: (f64, usize), warm: (f64, usize)) -> String {
 
 /// The table of stage times, cold vs warm, per arch.
 pub fn table(cold: &CheckResult, warm: &CheckResult) -> String {
-    let mut out = vec![
-        "| stage | cold s | warm s |".to_string(),
-        "|---|---|---|".to_string(),
-    ];
+    let mut out = vec!["| stage | cold s | warm s |".to_string(), "|---|---|---|".to_string()];
     for stage in ["parse", "worktrees", "apply"] {
-        out.push(row(
-            stage,
-            sum(cold, |n| n == stage),
-            sum(warm, |n| n == stage),
-        ));
+        out.push(row(stage, sum(cold, |n| n == stage), sum(warm, |n| n == stage)));
     }
     for a in &cold.arches {
         let arch = a.arch.as_str();
         let n = cold.series.total as usize;
         let build = |p: &str| format!("{arch}.build.{p}");
-        out.push(row(
-            &format!("{arch} build base"),
-            sum(cold, |s| s == build("0")),
-            sum(warm, |s| s == build("0")),
-        ));
+        out.push(row(&format!("{arch} build base"), sum(cold, |s| s == build("0")), sum(warm, |s| s == build("0"))));
         out.push(row(
             &format!("{arch} build tip"),
             sum(cold, |s| s == build(&n.to_string())),
             sum(warm, |s| s == build(&n.to_string())),
         ));
         let mid = |r: &CheckResult| {
-            sum(r, |s| {
-                s.starts_with(&format!("{arch}.build."))
-                    && s != build("0")
-                    && s != build(&n.to_string())
-            })
+            sum(r, |s| s.starts_with(&format!("{arch}.build.")) && s != build("0") && s != build(&n.to_string()))
         };
-        out.push(row(
-            &format!("{arch} builds inside the series"),
-            mid(cold),
-            mid(warm),
-        ));
+        out.push(row(&format!("{arch} builds inside the series"), mid(cold), mid(warm)));
         let boots = |r: &CheckResult| sum(r, |s| s.starts_with(&format!("{arch}.boot.")));
-        out.push(row(
-            &format!("{arch} boots + tests"),
-            boots(cold),
-            boots(warm),
-        ));
+        out.push(row(&format!("{arch} boots + tests"), boots(cold), boots(warm)));
         let steps = |r: &CheckResult| {
-            let st = r
-                .arches
-                .iter()
-                .find(|x| x.arch == arch)
-                .map(|x| x.bisect_steps.clone())
-                .unwrap_or_default();
+            let st = r.arches.iter().find(|x| x.arch == arch).map(|x| x.bisect_steps.clone()).unwrap_or_default();
             (st.iter().map(|s| s.seconds).sum::<f64>(), st.len())
         };
-        out.push(row(
-            &format!("{arch} bisect steps (build + boot + tests)"),
-            steps(cold),
-            steps(warm),
-        ));
+        out.push(row(&format!("{arch} bisect steps (build + boot + tests)"), steps(cold), steps(warm)));
     }
-    out.push(row(
-        "total",
-        (cold.timings.total_s, 1),
-        (warm.timings.total_s, 1),
-    ));
+    out.push(row("total", (cold.timings.total_s, 1), (warm.timings.total_s, 1)));
     out.join("\n")
 }
 
@@ -112,11 +72,7 @@ pub fn run(home: &Home, args: CheckArgs, progress: &Progress) -> Result<String, 
     for a in &args.arches {
         wipe(&home.build_dir(&tree, *a));
     }
-    progress.say(
-        "bench",
-        "cold",
-        "no cached kernels, empty build directories, ccache off",
-    );
+    progress.say("bench", "cold", "no cached kernels, empty build directories, ccache off");
     std::env::set_var("CCACHE_DISABLE", "1");
     let cold = check::run(home, &args, progress)?;
     std::env::remove_var("CCACHE_DISABLE");
@@ -128,17 +84,11 @@ pub fn run(home: &Home, args: CheckArgs, progress: &Progress) -> Result<String, 
             }
         }
     }
-    progress.say(
-        "bench",
-        "warm",
-        "base kernel cached, patched kernels rebuilt incrementally",
-    );
+    progress.say("bench", "warm", "base kernel cached, patched kernels rebuilt incrementally");
     let warm = check::run(home, &args, progress)?;
     for (name, r) in [("cold", &cold), ("warm", &warm)] {
-        let status = serde_json::to_value(r.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let status =
+            serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         let found: Vec<String> = r
             .arches
             .iter()
@@ -148,9 +98,7 @@ pub fn run(home: &Home, args: CheckArgs, progress: &Progress) -> Result<String, 
                         "{}:{}@{}",
                         a.arch,
                         g.test,
-                        g.first_bad
-                            .as_ref()
-                            .map_or("?".into(), |f| f.index.to_string())
+                        g.first_bad.as_ref().map_or("?".into(), |f| f.index.to_string())
                     )
                 })
             })

@@ -54,18 +54,14 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn stage(&self, name: String, secs: f64) {
-        self.stages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((name, secs));
+        self.stages.lock().unwrap_or_else(|e| e.into_inner()).push((name, secs));
     }
 }
 
 fn read_input(args: &CheckArgs, tree: Option<&Tree>) -> Result<(Vec<u8>, String), Fail> {
     match &args.input {
         Input::Mbox(p) => {
-            let data = std::fs::read(p)
-                .map_err(|e| Fail::usage(format!("cannot read {}: {e}", p.display())))?;
+            let data = std::fs::read(p).map_err(|e| Fail::usage(format!("cannot read {}: {e}", p.display())))?;
             Ok((data, p.display().to_string()))
         }
         Input::Range(r) => {
@@ -73,11 +69,8 @@ fn read_input(args: &CheckArgs, tree: Option<&Tree>) -> Result<(Vec<u8>, String)
             if !r.contains("..") {
                 return Err(Fail::usage(format!("--range {r}: expected BASE..TIP")));
             }
-            let out = kbot_kernel::git::git(
-                &tree.path,
-                &["format-patch", "--stdout", "--no-signature", r],
-            )
-            .map_err(|e| Fail::usage(format!("--range {r}: {e}")))?;
+            let out = kbot_kernel::git::git(&tree.path, &["format-patch", "--stdout", "--no-signature", r])
+                .map_err(|e| Fail::usage(format!("--range {r}: {e}")))?;
             if out.trim().is_empty() {
                 return Err(Fail::usage(format!("--range {r} has no commits")));
             }
@@ -88,11 +81,9 @@ fn read_input(args: &CheckArgs, tree: Option<&Tree>) -> Result<(Vec<u8>, String)
 
 fn open_tree(home: &Home, args: &CheckArgs) -> Result<Tree, Fail> {
     match &args.tree {
-        Some(t) => Tree::open(t).map_err(|e| {
-            Fail::usage(format!(
-                "--tree: {e}; give a git repository with a kernel tree"
-            ))
-        }),
+        Some(t) => {
+            Tree::open(t).map_err(|e| Fail::usage(format!("--tree: {e}; give a git repository with a kernel tree")))
+        }
         None => {
             let d = home.default_tree();
             if !d.join(".git").exists() {
@@ -101,8 +92,7 @@ fn open_tree(home: &Home, args: &CheckArgs) -> Result<Tree, Fail> {
                     d.display()
                 )));
             }
-            Tree::open(&d)
-                .map_err(|e| Fail::env(format!("default tree: {e}; run `kbot setup` again")))
+            Tree::open(&d).map_err(|e| Fail::env(format!("default tree: {e}; run `kbot setup` again")))
         }
     }
 }
@@ -110,10 +100,7 @@ fn open_tree(home: &Home, args: &CheckArgs) -> Result<Tree, Fail> {
 fn check_environment(arches: &[Arch]) -> Result<(), Fail> {
     for a in arches {
         if !kbot_kernel::proc::have(a.qemu()) {
-            return Err(Fail::env(format!(
-                "{} not found; run `kbot setup` (as root) to install QEMU",
-                a.qemu()
-            )));
+            return Err(Fail::env(format!("{} not found; run `kbot setup` (as root) to install QEMU", a.qemu())));
         }
         let missing = build::missing_tools(*a);
         if !missing.is_empty() {
@@ -131,12 +118,7 @@ fn first_line_of(cmd: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(str::to_string)
-        })
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
         .unwrap_or_else(|| format!("{cmd}: not found"))
 }
 
@@ -144,19 +126,12 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
     let t0 = Instant::now();
     let mut stages: Vec<(String, f64)> = Vec::new();
     // Bad input is reported before anything slow happens.
-    let tree_first = if matches!(args.input, Input::Range(_)) {
-        Some(open_tree(home, args)?)
-    } else {
-        None
-    };
+    let tree_first = if matches!(args.input, Input::Range(_)) { Some(open_tree(home, args)?) } else { None };
     let (data, source) = read_input(args, tree_first.as_ref())?;
     let mails = kbot_mbox::parse_mbox(&data).map_err(|e| {
-        Fail::usage(format!(
-            "{source}: {e}; give an mbox of patch mails (git format-patch, b4 am, a lore t.mbox)"
-        ))
+        Fail::usage(format!("{source}: {e}; give an mbox of patch mails (git format-patch, b4 am, a lore t.mbox)"))
     })?;
-    let series =
-        kbot_series::assemble(&mails, None).map_err(|e| Fail::usage(format!("{source}: {e}")))?;
+    let series = kbot_series::assemble(&mails, None).map_err(|e| Fail::usage(format!("{source}: {e}")))?;
     stages.push(("parse".into(), t0.elapsed().as_secs_f64()));
     progress.say(
         "series",
@@ -167,11 +142,7 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
             series.version,
             series.patches.len(),
             series.total,
-            if series.cover.is_some() {
-                ", cover letter"
-            } else {
-                ""
-            }
+            if series.cover.is_some() { ", cover letter" } else { "" }
         ),
     );
 
@@ -181,50 +152,37 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
     };
     let mut notes = Vec::new();
     if !series.duplicates.is_empty() {
-        notes.push(format!(
-            "patches sent more than once: {:?}; the first copy of each was used",
-            series.duplicates
-        ));
+        notes.push(format!("patches sent more than once: {:?}; the first copy of each was used", series.duplicates));
     }
     if !series.without_diff.is_empty() {
         notes.push(format!("patches without a diff: {:?}", series.without_diff));
     }
     if !series.other_versions.is_empty() {
-        notes.push(format!(
-            "the input also holds version(s) {:?}; tested v{}",
-            series.other_versions, series.version
-        ));
+        notes.push(format!("the input also holds version(s) {:?}; tested v{}", series.other_versions, series.version));
     }
     let range_base = match &args.input {
         Input::Range(r) => r.split("..").next().map(str::to_string),
         _ => None,
     };
     let (base, base_source) = if let Some(b) = &args.base {
-        let c = tree.resolve(b).ok_or_else(|| {
-            Fail::usage(format!(
-                "--base {b}: the tree {} has no such commit",
-                tree.path.display()
-            ))
-        })?;
+        let c = tree
+            .resolve(b)
+            .ok_or_else(|| Fail::usage(format!("--base {b}: the tree {} has no such commit", tree.path.display())))?;
         (c, "--base".to_string())
     } else if let Some(b) = range_base {
-        let c = tree
-            .resolve(&b)
-            .ok_or_else(|| Fail::usage(format!("--range: the tree has no commit {b}")))?;
+        let c = tree.resolve(&b).ok_or_else(|| Fail::usage(format!("--range: the tree has no commit {b}")))?;
         (c, "--range".to_string())
     } else if let Some(c) = series.base_commit.as_deref().and_then(|b| tree.resolve(b)) {
         (c, "base-commit".to_string())
     } else {
         if let Some(b) = &series.base_commit {
-            notes.push(format!(
-                "base-commit {b} is not in the tree; applied to the tree's HEAD instead"
-            ));
+            notes.push(format!("base-commit {b} is not in the tree; applied to the tree's HEAD instead"));
         } else {
             notes.push("the series names no base-commit; applied to the tree's HEAD".into());
         }
-        let c = tree.resolve("HEAD").ok_or_else(|| {
-            Fail::usage(format!("the tree {} has no commits", tree.path.display()))
-        })?;
+        let c = tree
+            .resolve("HEAD")
+            .ok_or_else(|| Fail::usage(format!("the tree {} has no commits", tree.path.display())))?;
         (c, "tree HEAD".to_string())
     };
     let patches: Vec<PatchInfo> = series
@@ -251,32 +209,16 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
         notes,
     });
     result.reported_by = format!("Reported-by: {}", args.reporter);
-    result.scenarios = ScenarioInfo {
-        seed: args.seed,
-        random: args.random,
-        corpus: kbot_scenario::corpus().len() as u32,
-    };
+    result.scenarios =
+        ScenarioInfo { seed: args.seed, random: args.random, corpus: kbot_scenario::corpus().len() as u32 };
     result.environment = Environment {
         kbot: format!("kbot {}", env!("CARGO_PKG_VERSION")),
-        tree: format!(
-            "{} ({})",
-            tree.path.display(),
-            tree.subject(&base).unwrap_or_default()
-        ),
+        tree: format!("{} ({})", tree.path.display(), tree.subject(&base).unwrap_or_default()),
         compiler: first_line_of("gcc", &["--version"]),
-        qemu: first_line_of(
-            args.arches
-                .first()
-                .map_or("qemu-system-x86_64", |a| a.qemu()),
-            &["--version"],
-        ),
+        qemu: first_line_of(args.arches.first().map_or("qemu-system-x86_64", |a| a.qemu()), &["--version"]),
         config: format!(
             "tinyconfig + images/kconfig/common.config + images/kconfig/<arch>.config ({})",
-            args.arches
-                .iter()
-                .map(|a| format!("{a}:{}", kconfig::config_key(*a)))
-                .collect::<Vec<_>>()
-                .join(", ")
+            args.arches.iter().map(|a| format!("{a}:{}", kconfig::config_key(*a))).collect::<Vec<_>>().join(", ")
         ),
     };
     result.reproduce = vec![
@@ -290,10 +232,7 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
         ),
     ];
     let finish = |mut r: CheckResult, stages: Vec<(String, f64)>| {
-        r.timings = Timings {
-            total_s: t0.elapsed().as_secs_f64(),
-            stages,
-        };
+        r.timings = Timings { total_s: t0.elapsed().as_secs_f64(), stages };
         r
     };
     if !series.is_complete() {
@@ -301,10 +240,7 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
         progress.say(
             "series",
             "missing",
-            &format!(
-                "patches {:?} of {} are missing: nothing built",
-                series.missing, series.total
-            ),
+            &format!("patches {:?} of {} are missing: nothing built", series.missing, series.total),
         );
         return Ok(finish(result, stages));
     }
@@ -312,18 +248,10 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
     let _lock = Lock::take(&home.lock_file(&tree.path), || {
         progress.say("tree", "lock", "another kbot is using this tree; waiting")
     })
-    .map_err(|e| {
-        Fail::env(format!(
-            "cannot lock {}: {e}",
-            home.lock_file(&tree.path).display()
-        ))
-    })?;
-    let run_dir = home.new_run_dir().map_err(|e| {
-        Fail::env(format!(
-            "cannot create a run directory under {}: {e}",
-            home.root.display()
-        ))
-    })?;
+    .map_err(|e| Fail::env(format!("cannot lock {}: {e}", home.lock_file(&tree.path).display())))?;
+    let run_dir = home
+        .new_run_dir()
+        .map_err(|e| Fail::env(format!("cannot create a run directory under {}: {e}", home.root.display())))?;
 
     // Worktrees are created one after the other: git locks its worktree list.
     let t = Instant::now();
@@ -331,11 +259,7 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
     for a in &args.arches {
         let p = home.worktree(&tree.path, *a);
         if !p.join(".git").exists() {
-            progress.say(
-                a.name(),
-                "worktree",
-                &format!("creating {} (first run on this tree only)", p.display()),
-            );
+            progress.say(a.name(), "worktree", &format!("creating {} (first run on this tree only)", p.display()));
         }
         let wt = tree
             .worktree(&p, &base)
@@ -347,17 +271,12 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
     // Apply once, in the first arch's worktree; the commits are shared by all worktrees.
     let t = Instant::now();
     let wt0 = &worktrees[&args.arches[0]];
-    wt0.checkout(&base)
-        .map_err(|e| Fail::env(format!("cannot check out the base: {e}")))?;
+    wt0.checkout(&base).map_err(|e| Fail::env(format!("cannot check out the base: {e}")))?;
     let patch_dir = run_dir.join("patches");
     std::fs::create_dir_all(&patch_dir).map_err(|e| Fail::env(e.to_string()))?;
     let mut commits = vec![base.clone()];
     for (i, p) in series.patches.iter().enumerate() {
-        progress.say(
-            "series",
-            "apply",
-            &format!("[{}/{}] {}", p.index, series.total, p.subject),
-        );
+        progress.say("series", "apply", &format!("[{}/{}] {}", p.index, series.total, p.subject));
         let f = patch_dir.join(format!("{:04}.mbox", p.index));
         std::fs::write(&f, p.mail.to_mbox()).map_err(|e| Fail::env(e.to_string()))?;
         match wt0.am(&f).map_err(|e| Fail::env(format!("git am: {e}")))? {
@@ -367,17 +286,9 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
             }
             Err(fail) => {
                 result.status = Status::ApplyFailed;
-                result.apply = Apply {
-                    ok: false,
-                    failed_patch: Some(p.index),
-                    detail: fail.detail,
-                };
+                result.apply = Apply { ok: false, failed_patch: Some(p.index), detail: fail.detail };
                 stages.push(("apply".into(), t.elapsed().as_secs_f64()));
-                progress.say(
-                    "series",
-                    "apply",
-                    &format!("patch {} does not apply to {}", p.index, &base[..12]),
-                );
+                progress.say("series", "apply", &format!("patch {} does not apply to {}", p.index, &base[..12]));
                 return Ok(finish(result, stages));
             }
         }
@@ -418,21 +329,14 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
                 s.spawn(move || check_arch(ctx, *a, wt, agent))
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("arch thread panicked"))
-            .collect()
+        handles.into_iter().map(|h| h.join().expect("arch thread panicked")).collect()
     });
     stages.extend(ctx.stages.into_inner().unwrap_or_else(|e| e.into_inner()));
     result.arches = arches;
     result.status = if result.arches.iter().any(|a| !a.regressions.is_empty()) {
         Status::Regression
     } else if let Some(a) = result.arches.iter().find(|a| a.error.is_some()) {
-        result.error = Some(format!(
-            "{}: {}",
-            a.arch,
-            a.error.clone().unwrap_or_default()
-        ));
+        result.error = Some(format!("{}: {}", a.arch, a.error.clone().unwrap_or_default()));
         Status::Error
     } else {
         Status::Clean
@@ -488,16 +392,9 @@ impl ArchRunner<'_> {
         let key = kconfig::config_key(self.arch);
         let cache = self.ctx.home.kernel_cache(self.arch, commit, &key);
         let image = cache.join(self.arch.image_target());
-        let log = self
-            .ctx
-            .run_dir
-            .join(self.arch.name())
-            .join(format!("build-{prefix}-{}.log", &commit[..12]));
+        let log = self.ctx.run_dir.join(self.arch.name()).join(format!("build-{prefix}-{}.log", &commit[..12]));
         if image.is_file() {
-            self.say(
-                "build",
-                &format!("{}: cached kernel {}", self.label(prefix), &commit[..12]),
-            );
+            self.say("build", &format!("{}: cached kernel {}", self.label(prefix), &commit[..12]));
             return Ok(Kernel {
                 image: Some(image),
                 errors: vec![],
@@ -507,49 +404,20 @@ impl ArchRunner<'_> {
                 timed_out: false,
             });
         }
-        self.wt
-            .checkout(commit)
-            .map_err(|e| format!("checkout {commit}: {e}"))?;
+        self.wt.checkout(commit).map_err(|e| format!("checkout {commit}: {e}"))?;
         let t = Instant::now();
-        let fresh = kconfig::ensure(&self.wt.path, &self.out, self.arch, &log)
-            .map_err(|e| format!("kconfig: {e}"))?;
+        let fresh = kconfig::ensure(&self.wt.path, &self.out, self.arch, &log).map_err(|e| format!("kconfig: {e}"))?;
         if fresh {
-            self.say(
-                "config",
-                &format!(
-                    "tinyconfig + kbot fragment in {:.1}s",
-                    t.elapsed().as_secs_f64()
-                ),
-            );
+            self.say("config", &format!("tinyconfig + kbot fragment in {:.1}s", t.elapsed().as_secs_f64()));
         }
+        self.say("build", &format!("{} ({}), make -j{}", self.label(prefix), &commit[..12], self.ctx.args.jobs));
+        let b =
+            build::build(&self.wt.path, &self.out, self.arch, self.ctx.args.jobs, &log, self.ctx.args.build_timeout)
+                .map_err(|e| format!("cannot run make: {e}"))?;
+        self.ctx.stage(format!("{}.build.{}", self.arch, prefix), b.seconds);
         self.say(
             "build",
-            &format!(
-                "{} ({}), make -j{}",
-                self.label(prefix),
-                &commit[..12],
-                self.ctx.args.jobs
-            ),
-        );
-        let b = build::build(
-            &self.wt.path,
-            &self.out,
-            self.arch,
-            self.ctx.args.jobs,
-            &log,
-            self.ctx.args.build_timeout,
-        )
-        .map_err(|e| format!("cannot run make: {e}"))?;
-        self.ctx
-            .stage(format!("{}.build.{}", self.arch, prefix), b.seconds);
-        self.say(
-            "build",
-            &format!(
-                "{}: {} in {:.1}s",
-                self.label(prefix),
-                if b.ok { "ok" } else { "FAILED" },
-                b.seconds
-            ),
+            &format!("{}: {} in {:.1}s", self.label(prefix), if b.ok { "ok" } else { "FAILED" }, b.seconds),
         );
         let image = match b.image {
             Some(img) => {
@@ -570,42 +438,19 @@ impl ArchRunner<'_> {
             }
             None => None,
         };
-        Ok(Kernel {
-            image,
-            errors: b.errors,
-            log,
-            seconds: b.seconds,
-            cached: false,
-            timed_out: b.timed_out,
-        })
+        Ok(Kernel { image, errors: b.errors, log, seconds: b.seconds, cached: false, timed_out: b.timed_out })
     }
 
-    fn boot(
-        &mut self,
-        prefix: usize,
-        image: &Path,
-        only: Option<&[String]>,
-    ) -> Result<Boot, String> {
+    fn boot(&mut self, prefix: usize, image: &Path, only: Option<&[String]>) -> Result<Boot, String> {
         if self.accel.is_none() {
-            let probe_log = self
-                .ctx
-                .run_dir
-                .join(self.arch.name())
-                .join("kvm-probe.log");
+            let probe_log = self.ctx.run_dir.join(self.arch.name()).join("kvm-probe.log");
             let kvm = match std::env::var("KBOT_ACCEL").as_deref() {
                 Ok("tcg") => false,
                 Ok("kvm") => true,
                 _ => {
                     let ok = qemu::kvm_works(self.arch, image, &self.initrd, &probe_log);
                     if self.arch.kvm_possible() {
-                        self.say(
-                            "boot",
-                            if ok {
-                                "KVM works: using it"
-                            } else {
-                                "KVM probe failed: using TCG"
-                            },
-                        );
+                        self.say("boot", if ok { "KVM works: using it" } else { "KVM probe failed: using TCG" });
                     }
                     ok
                 }
@@ -636,10 +481,7 @@ impl ArchRunner<'_> {
             mem_mb: 512,
             smp: 2,
         };
-        self.say(
-            "boot",
-            &format!("{} ({})", self.label(prefix), spec.accel.name()),
-        );
+        self.say("boot", &format!("{} ({})", self.label(prefix), spec.accel.name()));
         let arch = self.arch.name();
         let progress = self.ctx.progress;
         let vm = qemu::run(&spec, &log, 16 << 20, |line| {
@@ -648,29 +490,17 @@ impl ArchRunner<'_> {
             }
         })
         .map_err(|e| format!("cannot start {}: {e}", self.arch.qemu()))?;
-        self.ctx
-            .stage(format!("{}.boot.{}", self.arch, prefix), vm.seconds);
+        self.ctx.stage(format!("{}.boot.{}", self.arch, prefix), vm.seconds);
         let console = kbot_console::parse(&vm.console);
         if !console.started && !vm.qemu_stderr.trim().is_empty() {
-            return Err(format!(
-                "{} failed: {}",
-                self.arch.qemu(),
-                vm.qemu_stderr.lines().next().unwrap_or("")
-            ));
+            return Err(format!("{} failed: {}", self.arch.qemu(), vm.qemu_stderr.lines().next().unwrap_or("")));
         }
         let expected: Vec<String> = match only {
             Some(o) => o.to_vec(),
             None => console.tests.iter().map(|t| t.name.clone()).collect(),
         };
         let tests = compare::tests_of(&console, &expected, vm.timed_out);
-        Ok(Boot {
-            finished: console.done,
-            timed_out: vm.timed_out,
-            console,
-            tests,
-            log,
-            seconds: vm.seconds,
-        })
+        Ok(Boot { finished: console.done, timed_out: vm.timed_out, console, tests, log, seconds: vm.seconds })
     }
 }
 
@@ -691,11 +521,7 @@ fn run_of(k: &Kernel, b: Option<&Boot>, commit: &str) -> Run {
                 b.console
                     .splats
                     .iter()
-                    .map(|s| SplatInfo {
-                        kind: s.kind.into(),
-                        title: s.title.clone(),
-                        excerpt: s.excerpt.clone(),
-                    })
+                    .map(|s| SplatInfo { kind: s.kind.into(), title: s.title.clone(), excerpt: s.excerpt.clone() })
                     .collect()
             })
             .unwrap_or_default(),
@@ -704,19 +530,12 @@ fn run_of(k: &Kernel, b: Option<&Boot>, commit: &str) -> Run {
         boot_s: b.map_or(0.0, |b| b.seconds),
         cached: k.cached,
         console_log: b.map(|b| b.log.display().to_string()).unwrap_or_default(),
-        build_log: if k.cached {
-            String::new()
-        } else {
-            k.log.display().to_string()
-        },
+        build_log: if k.cached { String::new() } else { k.log.display().to_string() },
     }
 }
 
 fn check_arch(ctx: &Ctx, arch: Arch, wt: &Worktree, agent: &Path) -> ArchResult {
-    let mut r = ArchResult {
-        arch: arch.name().into(),
-        ..Default::default()
-    };
+    let mut r = ArchResult { arch: arch.name().into(), ..Default::default() };
     let dir = ctx.run_dir.join(arch.name());
     let initrd = dir.join("initramfs.cpio");
     let made = std::fs::create_dir_all(&dir)
@@ -726,15 +545,8 @@ fn check_arch(ctx: &Ctx, arch: Arch, wt: &Worktree, agent: &Path) -> ArchResult 
         r.error = Some(format!("cannot write the initramfs: {e}"));
         return r;
     }
-    let mut ar = ArchRunner {
-        ctx,
-        arch,
-        wt,
-        out: ctx.home.build_dir(&ctx.tree.path, arch),
-        initrd,
-        accel: None,
-        boots: 0,
-    };
+    let mut ar =
+        ArchRunner { ctx, arch, wt, out: ctx.home.build_dir(&ctx.tree.path, arch), initrd, accel: None, boots: 0 };
     if let Err(e) = check_arch_inner(&mut ar, &mut r) {
         ar.say("error", &e);
         r.error = Some(e);
@@ -762,11 +574,7 @@ fn check_arch_inner(ar: &mut ArchRunner, r: &mut ArchResult) -> Result<(), Strin
     if !bb.finished {
         return Err(format!(
             "the base kernel did not run the tests to the end ({}); see {}",
-            if bb.timed_out {
-                "VM timed out"
-            } else {
-                "VM stopped early"
-            },
+            if bb.timed_out { "VM timed out" } else { "VM stopped early" },
             bb.log.display()
         ));
     }
@@ -790,16 +598,9 @@ fn check_arch_inner(ar: &mut ArchRunner, r: &mut ArchResult) -> Result<(), Strin
         return Ok(());
     }
     // A result counts only when it reproduces: rerun the tip for the regressed tests.
-    let names: Vec<String> = regressed
-        .iter()
-        .map(|(n, _)| n.clone())
-        .filter(|n| n != "boot")
-        .collect();
+    let names: Vec<String> = regressed.iter().map(|(n, _)| n.clone()).filter(|n| n != "boot").collect();
     if !names.is_empty() {
-        ar.say(
-            "confirm",
-            &format!("rerunning the tip for {}", names.join(", ")),
-        );
+        ar.say("confirm", &format!("rerunning the tip for {}", names.join(", ")));
         let again = ar.boot(n, &tip_img, Some(&names))?;
         for name in &names {
             if compare::verdict(&again.tests, name) == Verdict::Good {
@@ -816,30 +617,17 @@ fn check_arch_inner(ar: &mut ArchRunner, r: &mut ArchResult) -> Result<(), Strin
 }
 
 /// Bisects the regressed checks over the series' prefixes and writes the regressions.
-fn bisect_and_report(
-    ar: &mut ArchRunner,
-    r: &mut ArchResult,
-    checks: &[String],
-    base: &Boot,
-    tip: Option<&Boot>,
-) {
+fn bisect_and_report(ar: &mut ArchRunner, r: &mut ArchResult, checks: &[String], base: &Boot, tip: Option<&Boot>) {
     let n = ar.ctx.commits.len() - 1;
     let mut last_boot: BTreeMap<usize, Boot> = BTreeMap::new();
     let mut last_build: BTreeMap<usize, Kernel> = BTreeMap::new();
     let mut times: Vec<f64> = Vec::new();
     let found = if n == 1 {
-        checks
-            .iter()
-            .map(|c| (c.clone(), Found::FirstBad { first_bad: 1 }))
-            .collect()
+        checks.iter().map(|c| (c.clone(), Found::FirstBad { first_bad: 1 })).collect()
     } else {
         ar.say(
             "bisect",
-            &format!(
-                "{} over {n} patches: {}",
-                if n > 2 { "binary search" } else { "one step" },
-                checks.join(", ")
-            ),
+            &format!("{} over {n} patches: {}", if n > 2 { "binary search" } else { "one step" }, checks.join(", ")),
         );
         let mut tester = |prefix: usize, cs: &[String]| -> BTreeMap<String, Verdict> {
             let t = Instant::now();
@@ -855,14 +643,7 @@ fn bisect_and_report(
                         None => {
                             for c in cs {
                                 // A prefix that does not build says nothing about the tests.
-                                v.insert(
-                                    c.clone(),
-                                    if c == "build" {
-                                        Verdict::Bad
-                                    } else {
-                                        Verdict::Unknown
-                                    },
-                                );
+                                v.insert(c.clone(), if c == "build" { Verdict::Bad } else { Verdict::Unknown });
                             }
                         }
                         Some(_) if cs.iter().all(|c| c == "build") => {
@@ -870,11 +651,8 @@ fn bisect_and_report(
                             v.insert("build".to_string(), Verdict::Good);
                         }
                         Some(img) => {
-                            let tests: Vec<String> = cs
-                                .iter()
-                                .filter(|c| *c != "build" && *c != "boot")
-                                .cloned()
-                                .collect();
+                            let tests: Vec<String> =
+                                cs.iter().filter(|c| *c != "build" && *c != "boot").cloned().collect();
                             match ar.boot(prefix, &img, Some(&tests)) {
                                 Ok(b) => {
                                     for c in cs {
@@ -899,14 +677,9 @@ fn bisect_and_report(
                     }
                 }
             }
-            let summary: Vec<String> = v
-                .iter()
-                .map(|(k, x)| format!("{k}={}", format!("{x:?}").to_lowercase()))
-                .collect();
-            ar.say(
-                "bisect",
-                &format!("{}: {}", ar.label(prefix), summary.join(" ")),
-            );
+            let summary: Vec<String> =
+                v.iter().map(|(k, x)| format!("{k}={}", format!("{x:?}").to_lowercase())).collect();
+            ar.say("bisect", &format!("{}: {}", ar.label(prefix), summary.join(" ")));
             times.push(t.elapsed().as_secs_f64());
             v
         };
@@ -918,11 +691,7 @@ fn bisect_and_report(
             .map(|(s, secs)| BisectStep {
                 prefix: s.prefix as u32,
                 reason: s.reason.into(),
-                verdicts: s
-                    .verdicts
-                    .iter()
-                    .map(|(k, v)| (k.clone(), format!("{v:?}").to_lowercase()))
-                    .collect(),
+                verdicts: s.verdicts.iter().map(|(k, v)| (k.clone(), format!("{v:?}").to_lowercase())).collect(),
                 seconds: *secs,
             })
             .collect();
@@ -942,10 +711,9 @@ fn bisect_and_report(
                     )
                 },
             ),
-            Some(Found::Inconclusive { good, bad, why }) => (
-                None,
-                format!("inconclusive: between patch {} and {bad}: {why}", good + 1),
-            ),
+            Some(Found::Inconclusive { good, bad, why }) => {
+                (None, format!("inconclusive: between patch {} and {bad}: {why}", good + 1))
+            }
             None => (None, "not bisected".into()),
         };
         let kind = match check.as_str() {
@@ -965,10 +733,7 @@ fn bisect_and_report(
                 format!(
                     "build of {} failed:\n{}",
                     ar.arch,
-                    errs.iter()
-                        .map(|e| format!(">> {e}"))
-                        .collect::<Vec<_>>()
-                        .join("\n")
+                    errs.iter().map(|e| format!(">> {e}")).collect::<Vec<_>>().join("\n")
                 )
             }
             name => {
@@ -978,13 +743,11 @@ fn bisect_and_report(
                     .or(tip);
                 match boot {
                     Some(b) => {
-                        let t = b.tests.iter().find(|t| t.name == name).cloned().unwrap_or(
-                            TestResult {
-                                name: name.into(),
-                                result: kind.clone(),
-                                detail: "the kernel did not reach the agent".into(),
-                            },
-                        );
+                        let t = b.tests.iter().find(|t| t.name == name).cloned().unwrap_or(TestResult {
+                            name: name.into(),
+                            result: kind.clone(),
+                            detail: "the kernel did not reach the agent".into(),
+                        });
                         let mut e = compare::evidence(&t, &b.console, &base.console);
                         if name == "boot" {
                             let tail: Vec<&str> = b
@@ -1015,18 +778,9 @@ fn bisect_and_report(
             "result",
             &format!(
                 "{check}: {kind}; first bad patch {}",
-                fb.as_ref().map_or("unknown".into(), |f| format!(
-                    "{}/{n} {:?}",
-                    f.index, f.subject
-                ))
+                fb.as_ref().map_or("unknown".into(), |f| format!("{}/{n} {:?}", f.index, f.subject))
             ),
         );
-        r.regressions.push(Regression {
-            test: check.clone(),
-            kind,
-            first_bad: fb,
-            evidence,
-            bisect: how,
-        });
+        r.regressions.push(Regression { test: check.clone(), kind, first_bad: fb, evidence, bisect: how });
     }
 }

@@ -24,32 +24,18 @@ pub fn tests_of(console: &Console, expected: &[String], vm_timed_out: bool) -> V
     let mut v: Vec<TestResult> = console
         .tests
         .iter()
-        .map(|t| TestResult {
-            name: t.name.clone(),
-            result: t.outcome.as_str().into(),
-            detail: t.detail.clone(),
-        })
+        .map(|t| TestResult { name: t.name.clone(), result: t.outcome.as_str().into(), detail: t.detail.clone() })
         .collect();
     for name in expected {
         if !v.iter().any(|t| &t.name == name) {
             let (result, why) = if vm_timed_out {
                 ("hang", "no result: the VM did not finish in time")
             } else if !console.started {
-                (
-                    "fail",
-                    "no result: the guest agent never started (kernel did not boot?)",
-                )
+                ("fail", "no result: the guest agent never started (kernel did not boot?)")
             } else {
-                (
-                    "fail",
-                    "no result: the guest agent stopped before this test",
-                )
+                ("fail", "no result: the guest agent stopped before this test")
             };
-            v.push(TestResult {
-                name: name.clone(),
-                result: result.into(),
-                detail: why.into(),
-            });
+            v.push(TestResult { name: name.clone(), result: result.into(), detail: why.into() });
         }
     }
     v
@@ -80,11 +66,7 @@ pub fn regressions(base: &[TestResult], tip: &[TestResult]) -> Vec<(String, Stri
 
 /// Verdict for one check at one bisection step.
 pub fn verdict(tests: &[TestResult], check: &str) -> Verdict {
-    match tests
-        .iter()
-        .find(|t| t.name == check)
-        .map(|t| t.result.as_str())
-    {
+    match tests.iter().find(|t| t.name == check).map(|t| t.result.as_str()) {
         Some("pass") => Verdict::Good,
         Some("fail") | Some("hang") => Verdict::Bad,
         _ => Verdict::Unknown,
@@ -113,11 +95,7 @@ pub fn evidence(test: &TestResult, tip: &Console, base: &Console) -> String {
         }
         s += &format!("  {} (pid {}): {}\n", b.task, b.pid, frames.join(" <- "));
     }
-    for sp in tip
-        .splats
-        .iter()
-        .filter(|sp| !base.splats.iter().any(|b| b.title == sp.title))
-    {
+    for sp in tip.splats.iter().filter(|sp| !base.splats.iter().any(|b| b.title == sp.title)) {
         s += &format!("\n{}\n", sp.title);
         for l in sp.excerpt.iter().take(15) {
             s += &format!("  {l}\n");
@@ -131,36 +109,14 @@ mod tests {
     use super::*;
 
     fn t(name: &str, result: &str) -> TestResult {
-        TestResult {
-            name: name.into(),
-            result: result.into(),
-            detail: String::new(),
-        }
+        TestResult { name: name.into(), result: result.into(), detail: String::new() }
     }
 
     #[test]
     fn only_pass_to_bad_is_a_regression() {
-        let base = [
-            t("a", "pass"),
-            t("b", "fail"),
-            t("c", "pass"),
-            t("d", "skip"),
-            t("e", "pass"),
-        ];
-        let tip = [
-            t("a", "hang"),
-            t("b", "fail"),
-            t("c", "pass"),
-            t("d", "fail"),
-            t("e", "fail"),
-        ];
-        assert_eq!(
-            regressions(&base, &tip),
-            [
-                ("a".to_string(), "hang".to_string()),
-                ("e".into(), "fail".into())
-            ]
-        );
+        let base = [t("a", "pass"), t("b", "fail"), t("c", "pass"), t("d", "skip"), t("e", "pass")];
+        let tip = [t("a", "hang"), t("b", "fail"), t("c", "pass"), t("d", "fail"), t("e", "fail")];
+        assert_eq!(regressions(&base, &tip), [("a".to_string(), "hang".to_string()), ("e".into(), "fail".into())]);
     }
 
     #[test]
@@ -170,28 +126,17 @@ mod tests {
         assert_eq!(tests_of(&c, &want, true)[1].result, "hang");
         assert_eq!(tests_of(&c, &want, false)[1].result, "fail");
         let none = kbot_console::parse("garbage\n");
-        assert!(tests_of(&none, &want, false)[0]
-            .detail
-            .contains("never started"));
+        assert!(tests_of(&none, &want, false)[0].detail.contains("never started"));
     }
 
     #[test]
     fn scenario_failures_are_divergences() {
-        let base = [
-            t("scenario/priority-order", "pass"),
-            t("perm_allow_deny", "pass"),
-        ];
-        let tip = [
-            t("scenario/priority-order", "fail"),
-            t("perm_allow_deny", "fail"),
-        ];
+        let base = [t("scenario/priority-order", "pass"), t("perm_allow_deny", "pass")];
+        let tip = [t("scenario/priority-order", "fail"), t("perm_allow_deny", "fail")];
         assert_eq!(
             regressions(&base, &tip),
             [
-                (
-                    "scenario/priority-order".to_string(),
-                    "divergence".to_string()
-                ),
+                ("scenario/priority-order".to_string(), "divergence".to_string()),
                 ("perm_allow_deny".into(), "fail".into())
             ]
         );
@@ -211,12 +156,7 @@ mod tests {
         let log = "task:kworker/u4:1 state:D stack:0 pid:23 tgid:23 ppid:2 flags:0x0\nCall Trace:\n <TASK>\n __schedule+0x1/0x2\n schedule+0x1/0x2\n __synchronize_srcu+0x1/0x2\n fsnotify_mark_destroy_workfn+0x1/0x2\n </TASK>\ntask:kworker/u4:1 state:D stack:0 pid:23 tgid:23 ppid:2 flags:0x0\nCall Trace:\n __schedule+0x1/0x2\n schedule+0x1/0x2\n __synchronize_srcu+0x1/0x2\n fsnotify_mark_destroy_workfn+0x1/0x2\ntask:sh state:D stack:0 pid:9 tgid:9 ppid:1 flags:0x0\nCall Trace:\n schedule+0x1/0x2\n pipe_read+0x1/0x2\n";
         let tip = kbot_console::parse(log);
         let e = evidence(&t("x", "hang"), &tip, &Console::default());
-        assert_eq!(
-            e.matches("__synchronize_srcu <- fsnotify_mark_destroy_workfn")
-                .count(),
-            1,
-            "{e}"
-        );
+        assert_eq!(e.matches("__synchronize_srcu <- fsnotify_mark_destroy_workfn").count(), 1, "{e}");
         assert!(!e.contains("pipe_read"));
     }
 }

@@ -30,54 +30,27 @@ impl Home {
 
     /// Per tree: a name from its path plus a hash, so two trees never share work dirs.
     fn tree_key(tree: &Path) -> String {
-        let name = tree
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "tree".into());
-        let name: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        format!(
-            "{name}-{:08x}",
-            fnv64(tree.to_string_lossy().as_bytes()) as u32
-        )
+        let name = tree.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "tree".into());
+        let name: String =
+            name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        format!("{name}-{:08x}", fnv64(tree.to_string_lossy().as_bytes()) as u32)
     }
 
     pub fn worktree(&self, tree: &Path, arch: Arch) -> PathBuf {
-        self.root
-            .join("work")
-            .join(Self::tree_key(tree))
-            .join(arch.name())
-            .join("src")
+        self.root.join("work").join(Self::tree_key(tree)).join(arch.name()).join("src")
     }
 
     pub fn build_dir(&self, tree: &Path, arch: Arch) -> PathBuf {
-        self.root
-            .join("work")
-            .join(Self::tree_key(tree))
-            .join(arch.name())
-            .join("out")
+        self.root.join("work").join(Self::tree_key(tree)).join(arch.name()).join("out")
     }
 
     pub fn lock_file(&self, tree: &Path) -> PathBuf {
-        self.root
-            .join("locks")
-            .join(format!("{}.lock", Self::tree_key(tree)))
+        self.root.join("locks").join(format!("{}.lock", Self::tree_key(tree)))
     }
 
     /// Cached kernel images by arch, commit and configuration.
     pub fn kernel_cache(&self, arch: Arch, commit: &str, config_key: &str) -> PathBuf {
-        self.root
-            .join("cache/kernels")
-            .join(arch.name())
-            .join(format!("{commit}-{config_key}"))
+        self.root.join("cache/kernels").join(arch.name()).join(format!("{commit}-{config_key}"))
     }
 
     pub fn ccache_dir(&self) -> PathBuf {
@@ -85,14 +58,8 @@ impl Home {
     }
 
     pub fn new_run_dir(&self) -> std::io::Result<PathBuf> {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let p = self
-            .root
-            .join("runs")
-            .join(format!("{secs}-{}", std::process::id()));
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let p = self.root.join("runs").join(format!("{secs}-{}", std::process::id()));
         std::fs::create_dir_all(&p)?;
         Ok(p)
     }
@@ -110,11 +77,7 @@ impl Lock {
         if let Some(p) = path.parent() {
             std::fs::create_dir_all(p)?;
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)?;
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             waiting();
@@ -128,15 +91,10 @@ impl Lock {
 
 /// Writes a file atomically: a reader sees the old content or the new, never half of it.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.kbot-tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
+        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
         std::process::id()
     ));
     std::fs::write(&tmp, data)?;

@@ -25,16 +25,10 @@ pub struct Fail {
 
 impl Fail {
     pub fn usage(msg: impl Into<String>) -> Fail {
-        Fail {
-            code: 2,
-            msg: msg.into(),
-        }
+        Fail { code: 2, msg: msg.into() }
     }
     pub fn env(msg: impl Into<String>) -> Fail {
-        Fail {
-            code: 2,
-            msg: msg.into(),
-        }
+        Fail { code: 2, msg: msg.into() }
     }
 }
 
@@ -173,23 +167,15 @@ struct CheckCli {
     #[arg(long, value_name = "N", default_value_t = 8)]
     scenarios: u32,
     /// Who reports: used in the Reported-by: trailer.
-    #[arg(
-        long,
-        value_name = "NAME <ADDR>",
-        env = "KBOT_REPORTER",
-        default_value = "kbot <kbot@localhost>"
-    )]
+    #[arg(long, value_name = "NAME <ADDR>", env = "KBOT_REPORTER", default_value = "kbot <kbot@localhost>")]
     reporter: String,
 }
 
 fn parse_arches(s: &str) -> Result<Vec<Arch>, Fail> {
     let mut v = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let a = Arch::parse(part).ok_or_else(|| {
-            Fail::usage(format!(
-                "--arch: unknown architecture {part:?}; use x86_64 and/or arm64"
-            ))
-        })?;
+        let a = Arch::parse(part)
+            .ok_or_else(|| Fail::usage(format!("--arch: unknown architecture {part:?}; use x86_64 and/or arm64")))?;
         if !v.contains(&a) {
             v.push(a);
         }
@@ -201,9 +187,7 @@ fn parse_arches(s: &str) -> Result<Vec<Arch>, Fail> {
 }
 
 fn cpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
@@ -214,25 +198,14 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
             let _ = c.lore;
             return Err(Fail::usage(format!("--msgid {id}: fetching from lore is not implemented yet; download the thread with `b4 mbox {id}` and pass it with --mbox")));
         }
-        _ => {
-            return Err(Fail::usage(
-                "name the series: --mbox FILE, --msgid ID or --range BASE..TIP",
-            ))
-        }
+        _ => return Err(Fail::usage("name the series: --mbox FILE, --msgid ID or --range BASE..TIP")),
     };
     let arches = parse_arches(&c.arch)?;
     // Check the output paths before hours of work, not after.
     for p in [&c.json, &c.report].into_iter().flatten() {
-        let dir = p
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         if !dir.is_dir() {
-            return Err(Fail::usage(format!(
-                "{}: directory {} does not exist",
-                p.display(),
-                dir.display()
-            )));
+            return Err(Fail::usage(format!("{}: directory {} does not exist", p.display(), dir.display())));
         }
     }
     let home = Home::locate().map_err(|e| Fail::env(e.to_string()))?;
@@ -245,14 +218,7 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
         check::Input::Mbox(m) => format!("--mbox {}", m.display()),
         check::Input::Range(r) => format!("--range {r}"),
     };
-    let command = format!(
-        "kbot check {what} --arch {}",
-        arches
-            .iter()
-            .map(|a| a.name())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let command = format!("kbot check {what} --arch {}", arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(","));
     let args = check::CheckArgs {
         input,
         tree: c.tree,
@@ -274,33 +240,23 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
             .map_err(|e| Fail::env(format!("cannot write {}: {e}", p.display())))?;
     }
     if let Some(p) = &c.report {
-        let md = kbot_report::markdown(&result)
-            .map_err(|e| Fail::env(format!("report template: {e}")))?;
-        write_atomic(p, md.as_bytes())
-            .map_err(|e| Fail::env(format!("cannot write {}: {e}", p.display())))?;
+        let md = kbot_report::markdown(&result).map_err(|e| Fail::env(format!("report template: {e}")))?;
+        write_atomic(p, md.as_bytes()).map_err(|e| Fail::env(format!("cannot write {}: {e}", p.display())))?;
     }
     print_summary(&result, &c.json, &c.report);
     Ok(result.status.exit_code())
 }
 
 fn scenario(cmd: ScenarioCmd, quiet: bool) -> Result<i32, Fail> {
-    let pick =
-        |w: &Which| scenario_cmd::select(w.name.as_deref(), w.seed, w.index, w.file.as_deref());
+    let pick = |w: &Which| scenario_cmd::select(w.name.as_deref(), w.seed, w.index, w.file.as_deref());
     match cmd {
         ScenarioCmd::Show(w) => {
             print!("{}", scenario_cmd::show(&pick(&w)?)?);
             Ok(0)
         }
-        ScenarioCmd::Replay {
-            which,
-            kernel,
-            commit,
-            arch,
-            tree,
-        } => {
+        ScenarioCmd::Replay { which, kernel, commit, arch, tree } => {
             let sc = pick(&which)?;
-            let arch = Arch::parse(&arch)
-                .ok_or_else(|| Fail::usage(format!("--arch {arch}: use x86_64 or arm64")))?;
+            let arch = Arch::parse(&arch).ok_or_else(|| Fail::usage(format!("--arch {arch}: use x86_64 or arm64")))?;
             let home = Home::locate().map_err(|e| Fail::env(e.to_string()))?;
             let r = scenario_cmd::Replay {
                 arch,
@@ -310,22 +266,13 @@ fn scenario(cmd: ScenarioCmd, quiet: bool) -> Result<i32, Fail> {
                 vm_timeout: Duration::from_secs(180),
             };
             let (ok, detail) = scenario_cmd::replay(&home, &sc, &r, &Progress::new(quiet))?;
-            println!(
-                "{}: {} on {arch}: {detail}",
-                sc.name,
-                if ok { "as predicted" } else { "DIVERGENCE" }
-            );
+            println!("{}: {} on {arch}: {detail}", sc.name, if ok { "as predicted" } else { "DIVERGENCE" });
             Ok(if ok { 0 } else { 1 })
         }
     }
 }
 
-fn bench_cmd(
-    mbox: Option<PathBuf>,
-    arch: &str,
-    jobs: Option<usize>,
-    quiet: bool,
-) -> Result<i32, Fail> {
+fn bench_cmd(mbox: Option<PathBuf>, arch: &str, jobs: Option<usize>, quiet: bool) -> Result<i32, Fail> {
     let arches = parse_arches(arch)?;
     let mbox = mbox.unwrap_or_else(|| agent::workspace().join("examples/bench-4-patches.mbox"));
     let home = Home::locate().map_err(|e| Fail::env(e.to_string()))?;
@@ -351,10 +298,7 @@ fn bench_cmd(
 
 /// A fresh seed for the random scenarios, small enough to type.
 fn new_seed() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     (t as u64 ^ u64::from(std::process::id()).rotate_left(32)) % 1_000_000
 }
 
@@ -365,10 +309,8 @@ fn set_ccache_dir(home: &Home) {
 }
 
 fn print_summary(r: &kbot_report::CheckResult, json: &Option<PathBuf>, report: &Option<PathBuf>) {
-    let status = serde_json::to_value(r.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_uppercase))
-        .unwrap_or_default();
+    let status =
+        serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(str::to_uppercase)).unwrap_or_default();
     println!(
         "kbot: {status}: {:?} (v{}, {} patches) on {}",
         r.series.subject,
@@ -390,11 +332,7 @@ fn print_summary(r: &kbot_report::CheckResult, json: &Option<PathBuf>, report: &
     }
     for a in &r.arches {
         let count = |run: &kbot_report::Run| {
-            format!(
-                "{}/{} pass",
-                run.tests.iter().filter(|t| t.result == "pass").count(),
-                run.tests.len()
-            )
+            format!("{}/{} pass", run.tests.iter().filter(|t| t.result == "pass").count(), run.tests.len())
         };
         println!(
             "  {}: base build {} tests {}; tip build {} tests {}",
@@ -407,12 +345,7 @@ fn print_summary(r: &kbot_report::CheckResult, json: &Option<PathBuf>, report: &
         for g in &a.regressions {
             let fb = g.first_bad.as_ref().map_or_else(
                 || g.bisect.clone(),
-                |f| {
-                    format!(
-                        "first bad patch {}/{}: {}",
-                        f.index, r.series.total, f.subject
-                    )
-                },
+                |f| format!("first bad patch {}/{}: {}", f.index, r.series.total, f.subject),
             );
             println!("    REGRESSION {} ({}): {fb}", g.test, g.kind);
         }
@@ -439,28 +372,15 @@ fn print_summary(r: &kbot_report::CheckResult, json: &Option<PathBuf>, report: &
 fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
-        Cmd::Setup {
-            no_packages,
-            no_tree,
-        } => {
+        Cmd::Setup { no_packages, no_tree } => {
             let progress = Progress::new(cli.quiet);
-            Home::locate()
-                .map_err(|e| Fail::env(e.to_string()))
-                .and_then(|home| {
-                    set_ccache_dir(&home);
-                    setup::run(
-                        &home,
-                        &setup::SetupOpts {
-                            packages: !no_packages,
-                            tree: !no_tree,
-                        },
-                        &progress,
-                    )
-                    .map(|tree| {
-                        println!("{}", tree.display());
-                        0
-                    })
+            Home::locate().map_err(|e| Fail::env(e.to_string())).and_then(|home| {
+                set_ccache_dir(&home);
+                setup::run(&home, &setup::SetupOpts { packages: !no_packages, tree: !no_tree }, &progress).map(|tree| {
+                    println!("{}", tree.display());
+                    0
                 })
+            })
         }
         Cmd::Check(c) => check_cmd(*c, cli.quiet),
         Cmd::Scenario(s) => scenario(s, cli.quiet),

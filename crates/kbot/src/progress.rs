@@ -12,11 +12,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(quiet: bool) -> Self {
-        Progress {
-            start: Instant::now(),
-            quiet,
-            out: Mutex::new(()),
-        }
+        Progress { start: Instant::now(), quiet, out: Mutex::new(()) }
     }
 
     pub fn elapsed(&self) -> f64 {
@@ -29,13 +25,6 @@ impl Progress {
             return;
         }
         let _g = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(
-            std::io::stderr(),
-            "[{:7.1}s] {:<7} {:<8} {}",
-            self.elapsed(),
-            arch,
-            stage,
-            msg
-        );
+        let _ = writeln!(std::io::stderr(), "[{:7.1}s] {:<7} {:<8} {}", self.elapsed(), arch, stage, msg);
     }
 }

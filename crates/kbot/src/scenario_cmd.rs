@@ -13,40 +13,28 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Picks the scenario: by name (`scenario/...`), by seed and index, or from a file.
-pub fn select(
-    name: Option<&str>,
-    seed: Option<u64>,
-    index: u32,
-    file: Option<&Path>,
-) -> Result<Scenario, Fail> {
+pub fn select(name: Option<&str>, seed: Option<u64>, index: u32, file: Option<&Path>) -> Result<Scenario, Fail> {
     if let Some(f) = file {
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| Fail::usage(format!("cannot read {}: {e}", f.display())))?;
+        let text = std::fs::read_to_string(f).map_err(|e| Fail::usage(format!("cannot read {}: {e}", f.display())))?;
         let steps = parse(&text).map_err(|e| Fail::usage(format!("{}: {e}", f.display())))?;
         if steps.is_empty() {
             return Err(Fail::usage(format!("{}: no steps", f.display())));
         }
-        return Ok(Scenario {
-            name: "scenario/file".into(),
-            steps,
-        });
+        return Ok(Scenario { name: "scenario/file".into(), steps });
     }
     if let Some(n) = name {
-        let n = if n.starts_with("scenario/") {
-            n.to_string()
-        } else {
-            format!("scenario/{n}")
-        };
+        let n = if n.starts_with("scenario/") { n.to_string() } else { format!("scenario/{n}") };
         return from_name(&n).ok_or_else(|| {
             let known: Vec<String> = kbot_scenario::corpus().into_iter().map(|s| s.name).collect();
-            Fail::usage(format!("no scenario {n}; the corpus has {} and random ones are scenario/random-<seed>-<index>", known.join(", ")))
+            Fail::usage(format!(
+                "no scenario {n}; the corpus has {} and random ones are scenario/random-<seed>-<index>",
+                known.join(", ")
+            ))
         });
     }
     match seed {
         Some(s) => Ok(kbot_scenario::random(s, index)),
-        None => Err(Fail::usage(
-            "name a scenario: --name NAME, --seed N [--index I] or --file F",
-        )),
+        None => Err(Fail::usage("name a scenario: --name NAME, --seed N [--index I] or --file F")),
     }
 }
 
@@ -60,23 +48,12 @@ pub fn show(sc: &Scenario) -> Result<String, Fail> {
             let ev: Vec<String> = p
                 .events
                 .iter()
-                .map(|e| {
-                    format!(
-                        "{} i{} t{}",
-                        kbot_scenario::mask_name(e.mask),
-                        e.inode,
-                        e.task
-                    )
-                })
+                .map(|e| format!("{} i{} t{}", kbot_scenario::mask_name(e.mask), e.inode, e.task))
                 .collect();
             line += &format!("; reads [{}]", ev.join(", "));
         }
         if !p.released.is_empty() {
-            let r: Vec<String> = p
-                .released
-                .iter()
-                .map(|(t, r)| format!("t{t} ({})", ret_name(Some(*r))))
-                .collect();
+            let r: Vec<String> = p.released.iter().map(|(t, r)| format!("t{t} ({})", ret_name(Some(*r)))).collect();
             line += &format!("; releases {}", r.join(", "));
         }
         out += &line;
@@ -98,22 +75,14 @@ fn kernel_image(
         return if k.is_file() {
             Ok(k.to_path_buf())
         } else {
-            Err(Fail::usage(format!(
-                "--kernel {}: no such file",
-                k.display()
-            )))
+            Err(Fail::usage(format!("--kernel {}: no such file", k.display())))
         };
     }
-    let rev = commit.ok_or_else(|| {
-        Fail::usage("name the kernel: --kernel IMAGE or --commit REV (built before by kbot check)")
-    })?;
+    let rev = commit
+        .ok_or_else(|| Fail::usage("name the kernel: --kernel IMAGE or --commit REV (built before by kbot check)"))?;
     let t = kbot_kernel::git::Tree::open(tree).map_err(|e| Fail::usage(format!("--tree: {e}")))?;
-    let c = t
-        .resolve(rev)
-        .ok_or_else(|| Fail::usage(format!("--commit {rev}: not in {}", tree.display())))?;
-    let img = home
-        .kernel_cache(arch, &c, &kconfig::config_key(arch))
-        .join(arch.image_target());
+    let c = t.resolve(rev).ok_or_else(|| Fail::usage(format!("--commit {rev}: not in {}", tree.display())))?;
+    let img = home.kernel_cache(arch, &c, &kconfig::config_key(arch)).join(arch.image_target());
     if img.is_file() {
         Ok(img)
     } else {
@@ -130,12 +99,7 @@ pub struct Replay<'a> {
 }
 
 /// Boots the kernel with only this scenario; returns the agent's verdict line and detail.
-pub fn replay(
-    home: &Home,
-    sc: &Scenario,
-    r: &Replay,
-    progress: &Progress,
-) -> Result<(bool, String), Fail> {
+pub fn replay(home: &Home, sc: &Scenario, r: &Replay, progress: &Progress) -> Result<(bool, String), Fail> {
     let image = kernel_image(home, r.arch, r.kernel, r.commit, &r.tree)?;
     let agent_bin = agent::build(r.arch)?;
     let agent = std::fs::read(&agent_bin).map_err(|e| Fail::env(e.to_string()))?;
@@ -143,11 +107,8 @@ pub fn replay(
     let name = "scenario/replay";
     let file = format!("{name}: {}\n", kbot_scenario::format(&sc.steps));
     let initrd = dir.join("initramfs.cpio");
-    std::fs::write(
-        &initrd,
-        cpio::initramfs_with(&agent, &[("scenarios.txt", file.as_bytes())]),
-    )
-    .map_err(|e| Fail::env(e.to_string()))?;
+    std::fs::write(&initrd, cpio::initramfs_with(&agent, &[("scenarios.txt", file.as_bytes())]))
+        .map_err(|e| Fail::env(e.to_string()))?;
     let spec = VmSpec {
         arch: r.arch,
         kernel: &image,
@@ -158,27 +119,16 @@ pub fn replay(
         mem_mb: 512,
         smp: 2,
     };
-    progress.say(
-        r.arch.name(),
-        "replay",
-        &format!("{} on {}", sc.name, image.display()),
-    );
+    progress.say(r.arch.name(), "replay", &format!("{} on {}", sc.name, image.display()));
     let log = dir.join("console.log");
     let vm = qemu::run(&spec, &log, 16 << 20, |_| {})
         .map_err(|e| Fail::env(format!("cannot start {}: {e}", r.arch.qemu())))?;
     let console = kbot_console::parse(&vm.console);
     match console.test(name) {
-        Some(t) => Ok((
-            t.outcome == kbot_console::Outcome::Pass,
-            format!("{} ({})", t.detail, log.display()),
-        )),
+        Some(t) => Ok((t.outcome == kbot_console::Outcome::Pass, format!("{} ({})", t.detail, log.display()))),
         None => Err(Fail::env(format!(
             "the guest did not report the scenario ({}); see {}",
-            if vm.timed_out {
-                "VM timed out"
-            } else {
-                "agent did not finish"
-            },
+            if vm.timed_out { "VM timed out" } else { "agent did not finish" },
             log.display()
         ))),
     }

@@ -34,41 +34,24 @@ const PACKAGES: &[&str] = &[
 ];
 
 fn dpkg_version(pkg: &str) -> Option<String> {
-    let out = Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}|${Version}", pkg])
-        .output()
-        .ok()?;
+    let out = Command::new("dpkg-query").args(["-W", "-f=${Status}|${Version}", pkg]).output().ok()?;
     let s = String::from_utf8_lossy(&out.stdout).to_string();
     let (status, version) = s.split_once('|')?;
-    status
-        .ends_with("installed")
-        .then(|| version.to_string())
-        .filter(|_| status.starts_with("install ok"))
+    status.ends_with("installed").then(|| version.to_string()).filter(|_| status.starts_with("install ok"))
 }
 
 fn apt_candidate(pkg: &str) -> Option<String> {
-    let out = Command::new("apt-cache")
-        .args(["policy", pkg])
-        .output()
-        .ok()?;
+    let out = Command::new("apt-cache").args(["policy", pkg]).output().ok()?;
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("Candidate:")
-                .map(|v| v.trim().to_string())
-        })
+        .find_map(|l| l.trim().strip_prefix("Candidate:").map(|v| v.trim().to_string()))
         .filter(|v| v != "(none)")
 }
 
 /// Packages to install; qemu-utils must match qemu-system's version (the machine may carry
 /// a newer qemu-utils from backports that breaks QEMU 7.2).
 fn wanted(installed: impl Fn(&str) -> Option<String>) -> Vec<String> {
-    let mut v: Vec<String> = PACKAGES
-        .iter()
-        .filter(|p| installed(p).is_none())
-        .map(|p| p.to_string())
-        .collect();
+    let mut v: Vec<String> = PACKAGES.iter().filter(|p| installed(p).is_none()).map(|p| p.to_string()).collect();
     let sys = installed("qemu-system-x86");
     let utils = installed("qemu-utils");
     if sys.is_none() || utils.is_none() || sys != utils {
@@ -90,11 +73,7 @@ fn apt(progress: &Progress) -> Result<(), Fail> {
             need.join(" ")
         )));
     }
-    progress.say(
-        "setup",
-        "packages",
-        &format!("apt-get install {}", need.join(" ")),
-    );
+    progress.say("setup", "packages", &format!("apt-get install {}", need.join(" ")));
     let run = |args: &[&str]| -> Result<(), Fail> {
         let st = Command::new("apt-get")
             .args(args)
@@ -103,21 +82,18 @@ fn apt(progress: &Progress) -> Result<(), Fail> {
             .status()
             .map_err(|e| Fail::env(format!("cannot run apt-get: {e}")))?;
         if !st.success() {
-            return Err(Fail::env(format!("apt-get {} failed; check the network to the Debian mirror and /etc/apt/sources.list", args.join(" "))));
+            return Err(Fail::env(format!(
+                "apt-get {} failed; check the network to the Debian mirror and /etc/apt/sources.list",
+                args.join(" ")
+            )));
         }
         Ok(())
     };
     run(&["update", "-q"])?;
-    let mut args: Vec<String> = [
-        "install",
-        "-y",
-        "-q",
-        "--no-install-recommends",
-        "--allow-downgrades",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args: Vec<String> = ["install", "-y", "-q", "--no-install-recommends", "--allow-downgrades"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     for p in &need {
         if p == "qemu-utils" {
             let v = dpkg_version("qemu-system-x86").or_else(|| apt_candidate("qemu-system-x86"));
@@ -135,30 +111,17 @@ fn rustup_targets(progress: &Progress) -> Result<(), Fail> {
         .output()
         .map_err(|e| Fail::env(format!("cannot run rustup ({e}); install Rust with rustup")))?;
     let have = String::from_utf8_lossy(&out.stdout).to_string();
-    let missing: Vec<&str> = Arch::ALL
-        .iter()
-        .map(|a| a.rust_target())
-        .filter(|t| !have.lines().any(|l| l.trim() == *t))
-        .collect();
+    let missing: Vec<&str> =
+        Arch::ALL.iter().map(|a| a.rust_target()).filter(|t| !have.lines().any(|l| l.trim() == *t)).collect();
     if missing.is_empty() {
         progress.say("setup", "rustup", "targets installed");
         return Ok(());
     }
-    progress.say(
-        "setup",
-        "rustup",
-        &format!("rustup target add {}", missing.join(" ")),
-    );
-    let st = Command::new("rustup")
-        .args(["target", "add"])
-        .args(&missing)
-        .status()
-        .map_err(|e| Fail::env(e.to_string()))?;
+    progress.say("setup", "rustup", &format!("rustup target add {}", missing.join(" ")));
+    let st =
+        Command::new("rustup").args(["target", "add"]).args(&missing).status().map_err(|e| Fail::env(e.to_string()))?;
     if !st.success() {
-        return Err(Fail::env(format!(
-            "rustup target add {} failed",
-            missing.join(" ")
-        )));
+        return Err(Fail::env(format!("rustup target add {} failed", missing.join(" "))));
     }
     Ok(())
 }
@@ -166,10 +129,7 @@ fn rustup_targets(progress: &Progress) -> Result<(), Fail> {
 /// Identity of the tarball a tree was imported from.
 fn tarball_id(tarball: &Path) -> Result<String, Fail> {
     let md = std::fs::metadata(tarball).map_err(|e| {
-        Fail::env(format!(
-            "{}: {e}; install linux-source-6.12 (kbot setup as root)",
-            tarball.display()
-        ))
+        Fail::env(format!("{}: {e}; install linux-source-6.12 (kbot setup as root)", tarball.display()))
     })?;
     let version = dpkg_version("linux-source-6.12").unwrap_or_else(|| "unknown".into());
     Ok(format!("linux-source-6.12 {version} size={}", md.len()))
@@ -180,44 +140,25 @@ fn tarball_id(tarball: &Path) -> Result<String, Fail> {
 pub fn import_tree(dir: &Path, tarball: &Path, progress: &Progress) -> Result<PathBuf, Fail> {
     let id = tarball_id(tarball)?;
     let marker = dir.join(".git/kbot-import");
-    if std::fs::read_to_string(&marker).is_ok_and(|m| m.trim() == id)
-        && git(dir, &["rev-parse", "HEAD"]).is_ok()
-    {
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m.trim() == id) && git(dir, &["rev-parse", "HEAD"]).is_ok() {
         progress.say("setup", "tree", &format!("default tree up to date ({id})"));
         return Ok(dir.to_path_buf());
     }
     let fresh = !dir.join(".git").exists();
-    let work = if fresh {
-        dir.with_extension(format!("tmp-{}", std::process::id()))
-    } else {
-        dir.to_path_buf()
-    };
-    progress.say(
-        "setup",
-        "tree",
-        &format!("importing {} into {}", tarball.display(), dir.display()),
-    );
-    let fail =
-        |what: &str, e: String| Fail::env(format!("importing the default tree: {what}: {e}"));
+    let work = if fresh { dir.with_extension(format!("tmp-{}", std::process::id())) } else { dir.to_path_buf() };
+    progress.say("setup", "tree", &format!("importing {} into {}", tarball.display(), dir.display()));
+    let fail = |what: &str, e: String| Fail::env(format!("importing the default tree: {what}: {e}"));
     if fresh {
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work).map_err(|e| fail("mkdir", e.to_string()))?;
         git(&work, &["init", "-q", "-b", "main"]).map_err(|e| fail("git init", e.to_string()))?;
-        git(&work, &["config", "feature.manyFiles", "true"])
-            .map_err(|e| fail("git config", e.to_string()))?;
+        git(&work, &["config", "feature.manyFiles", "true"]).map_err(|e| fail("git config", e.to_string()))?;
     } else {
         // Replace the files, keep the history: the old base stays reachable.
-        for e in std::fs::read_dir(&work)
-            .map_err(|e| fail("read", e.to_string()))?
-            .flatten()
-        {
+        for e in std::fs::read_dir(&work).map_err(|e| fail("read", e.to_string()))?.flatten() {
             if e.file_name() != ".git" {
                 let p = e.path();
-                let _ = if p.is_dir() {
-                    std::fs::remove_dir_all(&p)
-                } else {
-                    std::fs::remove_file(&p)
-                };
+                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
             }
         }
     }
@@ -236,13 +177,7 @@ pub fn import_tree(dir: &Path, tarball: &Path, progress: &Progress) -> Result<Pa
     let out = Command::new("git")
         .arg("-C")
         .arg(&work)
-        .args([
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            &format!("Import Debian {id}"),
-        ])
+        .args(["commit", "-q", "--allow-empty", "-m", &format!("Import Debian {id}")])
         .envs([
             ("GIT_AUTHOR_NAME", "kbot"),
             ("GIT_AUTHOR_EMAIL", "kbot@localhost"),
@@ -254,13 +189,9 @@ pub fn import_tree(dir: &Path, tarball: &Path, progress: &Progress) -> Result<Pa
         .output()
         .map_err(|e| fail("git commit", e.to_string()))?;
     if !out.status.success() {
-        return Err(fail(
-            "git commit",
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ));
+        return Err(fail("git commit", String::from_utf8_lossy(&out.stderr).into_owned()));
     }
-    std::fs::write(work.join(".git/kbot-import"), &id)
-        .map_err(|e| fail("marker", e.to_string()))?;
+    std::fs::write(work.join(".git/kbot-import"), &id).map_err(|e| fail("marker", e.to_string()))?;
     if fresh {
         if let Some(p) = dir.parent() {
             std::fs::create_dir_all(p).map_err(|e| fail("mkdir", e.to_string()))?;
@@ -298,15 +229,8 @@ mod tests {
 
     #[test]
     fn qemu_utils_is_pinned_to_qemu_system() {
-        let all = |v: &'static str| {
-            move |p: &str| {
-                Some(if p == "qemu-utils" {
-                    v.to_string()
-                } else {
-                    "1:7.2".to_string()
-                })
-            }
-        };
+        let all =
+            |v: &'static str| move |p: &str| Some(if p == "qemu-utils" { v.to_string() } else { "1:7.2".to_string() });
         assert!(wanted(all("1:7.2")).is_empty());
         assert_eq!(wanted(all("1:10.0")), ["qemu-utils"]);
         let none = |_: &str| None;

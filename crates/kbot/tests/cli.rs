@@ -6,9 +6,7 @@ use std::process::{Command, Output};
 
 fn kbot(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kbot"));
-    c.env("KBOT_HOME", home)
-        .env_remove("KBOT_TREE")
-        .arg("--quiet");
+    c.env("KBOT_HOME", home).env_remove("KBOT_TREE").arg("--quiet");
     c
 }
 
@@ -43,11 +41,7 @@ fn tiny_tree(dir: &Path, content: &str) -> PathBuf {
 
 fn one_line_error(o: &Output) -> String {
     let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert_eq!(
-        err.lines().count(),
-        1,
-        "expected a one-line error, got: {err}"
-    );
+    assert_eq!(err.lines().count(), 1, "expected a one-line error, got: {err}");
     assert!(err.starts_with("kbot: error: "), "{err}");
     err
 }
@@ -58,13 +52,7 @@ fn garbage_mbox_is_a_usage_error_and_writes_nothing() {
     let f = d.path().join("junk.mbox");
     std::fs::write(&f, b"\x7fELF\x02\x01\x01\0garbage").unwrap();
     let json = d.path().join("out.json");
-    let o = kbot(d.path())
-        .args(["check", "--mbox"])
-        .arg(&f)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
+    let o = kbot(d.path()).args(["check", "--mbox"]).arg(&f).arg("--json").arg(&json).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(one_line_error(&o).contains("not an mbox"));
     assert!(!json.exists());
@@ -73,25 +61,16 @@ fn garbage_mbox_is_a_usage_error_and_writes_nothing() {
 #[test]
 fn missing_file_unknown_arch_and_no_input_are_usage_errors() {
     let d = tempfile::tempdir().unwrap();
-    let o = kbot(d.path())
-        .args(["check", "--mbox", "/nonexistent/x.mbox"])
-        .output()
-        .unwrap();
+    let o = kbot(d.path()).args(["check", "--mbox", "/nonexistent/x.mbox"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(one_line_error(&o).contains("cannot read /nonexistent/x.mbox"));
-    let o = kbot(d.path())
-        .args(["check", "--mbox", "x", "--arch", "sparc"])
-        .output()
-        .unwrap();
+    let o = kbot(d.path()).args(["check", "--mbox", "x", "--arch", "sparc"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(one_line_error(&o).contains("unknown architecture"));
     let o = kbot(d.path()).args(["check"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(one_line_error(&o).contains("--mbox"));
-    let o = kbot(d.path())
-        .args(["check", "--mbox", "x", "--json", "/nonexistent/dir/r.json"])
-        .output()
-        .unwrap();
+    let o = kbot(d.path()).args(["check", "--mbox", "x", "--json", "/nonexistent/dir/r.json"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(one_line_error(&o).contains("does not exist"));
 }
@@ -100,19 +79,9 @@ fn missing_file_unknown_arch_and_no_input_are_usage_errors() {
 fn a_thread_without_patches_is_not_a_series() {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("t.mbox");
-    std::fs::write(
-        &f,
-        "From x\nFrom: a@x\nSubject: Re: [PATCH] x\n\nlooks fine\n",
-    )
-    .unwrap();
+    std::fs::write(&f, "From x\nFrom: a@x\nSubject: Re: [PATCH] x\n\nlooks fine\n").unwrap();
     let tree = tiny_tree(d.path(), "x\n");
-    let o = kbot(d.path())
-        .args(["check", "--mbox"])
-        .arg(&f)
-        .arg("--tree")
-        .arg(&tree)
-        .output()
-        .unwrap();
+    let o = kbot(d.path()).args(["check", "--mbox"]).arg(&f).arg("--tree").arg(&tree).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(one_line_error(&o).contains("none of the 1 mails is a patch"));
 }
@@ -121,13 +90,7 @@ fn a_thread_without_patches_is_not_a_series() {
 fn tree_that_is_not_git_and_unknown_base() {
     let d = tempfile::tempdir().unwrap();
     let mbox = examples().join("clean-series.mbox");
-    let o = kbot(d.path())
-        .args(["check", "--mbox"])
-        .arg(&mbox)
-        .arg("--tree")
-        .arg(d.path())
-        .output()
-        .unwrap();
+    let o = kbot(d.path()).args(["check", "--mbox"]).arg(&mbox).arg("--tree").arg(d.path()).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(one_line_error(&o).contains("is not a git repository"));
     let tree = tiny_tree(d.path(), "x\n");
@@ -146,11 +109,7 @@ fn tree_that_is_not_git_and_unknown_base() {
 #[test]
 fn no_default_tree_says_run_setup() {
     let d = tempfile::tempdir().unwrap();
-    let o = kbot(d.path())
-        .args(["check", "--mbox"])
-        .arg(examples().join("clean-series.mbox"))
-        .output()
-        .unwrap();
+    let o = kbot(d.path()).args(["check", "--mbox"]).arg(examples().join("clean-series.mbox")).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(one_line_error(&o).contains("kbot setup"));
 }
@@ -161,11 +120,7 @@ fn incomplete_series_builds_nothing() {
     let full = std::fs::read_to_string(examples().join("srcu-stall-regression.mbox")).unwrap();
     // Drop patch 2/3.
     let mails: Vec<&str> = full.split("\nFrom ").collect();
-    let kept: Vec<&str> = mails
-        .iter()
-        .copied()
-        .filter(|m| !m.contains("Subject: [PATCH 2/3]"))
-        .collect();
+    let kept: Vec<&str> = mails.iter().copied().filter(|m| !m.contains("Subject: [PATCH 2/3]")).collect();
     assert_eq!(kept.len(), 3);
     let f = d.path().join("partial.mbox");
     std::fs::write(&f, kept.join("\nFrom ")).unwrap();
@@ -180,20 +135,12 @@ fn incomplete_series_builds_nothing() {
         .arg(&json)
         .output()
         .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(v["status"], "incomplete");
     assert_eq!(v["series"]["missing"], serde_json::json!([2]));
     assert_eq!(v["arches"], serde_json::json!([]));
-    assert!(
-        !d.path().join("work").exists(),
-        "nothing may be checked out for an incomplete series"
-    );
+    assert!(!d.path().join("work").exists(), "nothing may be checked out for an incomplete series");
 }
 
 #[test]
@@ -214,30 +161,17 @@ fn patch_that_does_not_apply_is_reported_with_gits_reason() {
         .arg(&md)
         .output()
         .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(v["status"], "apply-failed");
     assert_eq!(v["apply"]["ok"], false);
     assert_eq!(v["apply"]["failed_patch"], 1);
     let detail = v["apply"]["detail"].as_str().unwrap();
     assert!(detail.contains("fs/notify/mark.c"), "{detail}");
-    assert!(
-        v["series"]["notes"].to_string().contains("base-commit"),
-        "the missing base-commit must be noted"
-    );
+    assert!(v["series"]["notes"].to_string().contains("base-commit"), "the missing base-commit must be noted");
     let report = std::fs::read_to_string(&md).unwrap();
     assert!(report.contains("Patch 1 does not apply"), "{report}");
     // The user's tree is untouched: still one commit, clean.
-    let log = Command::new("git")
-        .arg("-C")
-        .arg(&tree)
-        .args(["rev-list", "--count", "HEAD"])
-        .output()
-        .unwrap();
+    let log = Command::new("git").arg("-C").arg(&tree).args(["rev-list", "--count", "HEAD"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&log.stdout).trim(), "1");
 }

@@ -33,11 +33,7 @@ fn check(mbox: &str, dir: &Path, seed: u64) -> (i32, Value, String) {
     assert!(json.exists(), "no JSON written; kbot said:\n{stderr}");
     let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     eprintln!("{}", String::from_utf8_lossy(&o.stdout));
-    (
-        o.status.code().unwrap_or(-1),
-        v,
-        std::fs::read_to_string(&md).unwrap(),
-    )
+    (o.status.code().unwrap_or(-1), v, std::fs::read_to_string(&md).unwrap())
 }
 
 /// 8 hang tests, 10 corpus scenarios, 8 random scenarios.
@@ -48,11 +44,7 @@ fn names(regs: &[Value]) -> Vec<&str> {
 }
 
 fn all_pass(run: &Value) -> bool {
-    run["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|t| t["result"] == "pass")
+    run["tests"].as_array().unwrap().iter().all(|t| t["result"] == "pass")
 }
 
 #[test]
@@ -68,51 +60,30 @@ fn srcu_stall_series_is_bisected_to_patch_2() {
     let results = v["arches"].as_array().unwrap();
     assert_eq!(results.len(), arches().split(',').count());
     for a in results {
-        assert_eq!(
-            a["base"]["tests"].as_array().unwrap().len(),
-            ALL_TESTS,
-            "{a}"
-        );
+        assert_eq!(a["base"]["tests"].as_array().unwrap().len(), ALL_TESTS, "{a}");
         assert!(all_pass(&a["base"]), "base must pass: {a}");
         let regs = a["regressions"].as_array().unwrap();
         let found = names(regs);
-        assert!(
-            found.contains(&"inotify_close_with_pending_perm"),
-            "{found:?}"
-        );
+        assert!(found.contains(&"inotify_close_with_pending_perm"), "{found:?}");
         // The differential scenario of the seed's stall sees it too.
         assert!(found.contains(&"scenario/seed-stall-inotify"), "{found:?}");
         for r in regs {
             assert_eq!(r["first_bad"]["index"], 2, "{r}");
-            assert!(r["first_bad"]["subject"]
-                .as_str()
-                .unwrap()
-                .contains("avoid SRCU round trip"));
+            assert!(r["first_bad"]["subject"].as_str().unwrap().contains("avoid SRCU round trip"));
             let ev = r["evidence"].as_str().unwrap();
             if r["test"].as_str().unwrap().starts_with("scenario/") {
                 assert_eq!(r["kind"], "divergence");
                 assert!(ev.contains("model: returns 0; kernel: blocks"), "{ev}");
             } else {
                 assert_eq!(r["kind"], "hang");
-                assert!(
-                    ev.contains("synchronize_srcu"),
-                    "the evidence must show the SRCU wait: {ev}"
-                );
+                assert!(ev.contains("synchronize_srcu"), "the evidence must show the SRCU wait: {ev}");
             }
         }
         // Everything else still passes on the tip.
-        let tip_pass = a["tip"]["tests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| t["result"] == "pass")
-            .count();
+        let tip_pass = a["tip"]["tests"].as_array().unwrap().iter().filter(|t| t["result"] == "pass").count();
         assert_eq!(tip_pass, ALL_TESTS - regs.len());
     }
-    assert!(
-        md.contains("first bad patch: **[PATCH 2/3] fsnotify: avoid SRCU round trip"),
-        "{md}"
-    );
+    assert!(md.contains("first bad patch: **[PATCH 2/3] fsnotify: avoid SRCU round trip"), "{md}");
     assert!(md.contains("Reported-by:"));
 }
 
@@ -154,23 +125,16 @@ fn priority_inversion_is_a_divergence_at_patch_2() {
         let regs = a["regressions"].as_array().unwrap();
         let found = names(regs);
         assert!(
-            found.contains(&"scenario/priority-order")
-                && found.contains(&"scenario/deny-stops-delivery"),
+            found.contains(&"scenario/priority-order") && found.contains(&"scenario/deny-stops-delivery"),
             "{found:?}"
         );
         // No hang test sees this bug: only scenarios report it.
-        assert!(
-            found.iter().all(|n| n.starts_with("scenario/")),
-            "{found:?}"
-        );
+        assert!(found.iter().all(|n| n.starts_with("scenario/")), "{found:?}");
         for r in regs {
             assert_eq!(r["kind"], "divergence", "{r}");
             assert_eq!(r["first_bad"]["index"], 2, "{r}");
             let ev = r["evidence"].as_str().unwrap();
-            assert!(
-                ev.contains("model:") && ev.contains("kernel:") && ev.contains("minimal scenario"),
-                "{ev}"
-            );
+            assert!(ev.contains("model:") && ev.contains("kernel:") && ev.contains("minimal scenario"), "{ev}");
         }
     }
     assert!(md.contains("— divergence"), "{md}");
@@ -190,24 +154,11 @@ fn arm64_only_build_break_is_bisected() {
         .arg(&json)
         .output()
         .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(v["status"], "regression");
     assert_eq!(v["series"]["version"], 2);
-    let arch = |name: &str| {
-        v["arches"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["arch"] == name)
-            .cloned()
-            .unwrap()
-    };
+    let arch = |name: &str| v["arches"].as_array().unwrap().iter().find(|a| a["arch"] == name).cloned().unwrap();
     let x86 = arch("x86_64");
     assert_eq!(x86["regressions"], serde_json::json!([]), "{x86}");
     assert_eq!(x86["tip"]["build"], "pass");
@@ -220,8 +171,5 @@ fn arm64_only_build_break_is_bisected() {
     assert_eq!(regs[0]["kind"], "build");
     assert_eq!(regs[0]["first_bad"]["index"], 2);
     let ev = regs[0]["evidence"].as_str().unwrap();
-    assert!(
-        ev.contains("fs/notify/fanotify/fanotify.c:") && ev.contains("asm/tsc.h"),
-        "{ev}"
-    );
+    assert!(ev.contains("fs/notify/fanotify/fanotify.c:") && ev.contains("asm/tsc.h"), "{ev}");
 }

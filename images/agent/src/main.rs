@@ -33,20 +33,10 @@ struct Params {
 }
 
 fn params(cmdline: &str) -> Params {
-    let mut p = Params {
-        only: None,
-        watchdog_ms: 3000,
-        seed: 1,
-        random: 8,
-    };
+    let mut p = Params { only: None, watchdog_ms: 3000, seed: 1, random: 8 };
     for word in cmdline.split_whitespace() {
         if let Some(v) = word.strip_prefix("kbot.only=") {
-            p.only = Some(
-                v.split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            );
+            p.only = Some(v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect());
         } else if let Some(v) = word.strip_prefix("kbot.watchdog_ms=") {
             p.watchdog_ms = v.parse().unwrap_or(p.watchdog_ms);
         } else if let Some(v) = word.strip_prefix("kbot.seed=") {
@@ -67,10 +57,7 @@ fn scenarios(p: &Params) -> Vec<kbot_scenario::Scenario> {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let (name, steps) = line.split_once(':').unwrap_or(("scenario/file", line));
             match kbot_scenario::parse(steps) {
-                Ok(steps) => v.push(kbot_scenario::Scenario {
-                    name: name.trim().to_string(),
-                    steps,
-                }),
+                Ok(steps) => v.push(kbot_scenario::Scenario { name: name.trim().to_string(), steps }),
                 Err(e) => emit(&format!("# bad scenario in /scenarios.txt: {e}")),
             }
         }
@@ -113,10 +100,7 @@ fn main() {
     }));
     let wanted = |name: &str| p.only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
     let selected: Vec<_> = TESTS.iter().filter(|(name, _)| wanted(name)).collect();
-    let scens: Vec<_> = scenarios(&p)
-        .into_iter()
-        .filter(|s| wanted(&s.name))
-        .collect();
+    let scens: Vec<_> = scenarios(&p).into_iter().filter(|s| wanted(&s.name)).collect();
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     emit("KTAP version 1");
     emit(&format!(
@@ -126,19 +110,12 @@ fn main() {
         release.trim(),
         p.watchdog_ms
     ));
-    emit(&format!(
-        "# kbot-agent scenarios seed={} random={}",
-        p.seed, p.random
-    ));
+    emit(&format!("# kbot-agent scenarios seed={} random={}", p.seed, p.random));
     emit(&format!("1..{}", selected.len() + scens.len()));
     let limit = ctx.watchdog * 4 + ctx.release * 2;
     for (i, (name, f)) in selected.iter().enumerate() {
         let (o, took) = tests::run_guarded(ctx, *f, limit);
-        emit(&format!(
-            "# {name}: {} (time_ms={})",
-            o.detail,
-            took.as_millis()
-        ));
+        emit(&format!("# {name}: {} (time_ms={})", o.detail, took.as_millis()));
         let n = i + 1;
         let line = match o.verdict {
             Verdict::Pass => format!("ok {n} {name}"),
@@ -162,21 +139,10 @@ fn main() {
             Ok(d) => (true, d),
             Err(d) => (false, d),
         };
-        emit(&format!(
-            "# {}: {detail} (time_ms={})",
-            sc.name,
-            t.elapsed().as_millis()
-        ));
-        emit(&format!(
-            "{}ok {n} {}",
-            if ok { "" } else { "not " },
-            sc.name
-        ));
+        emit(&format!("# {}: {detail} (time_ms={})", sc.name, t.elapsed().as_millis()));
+        emit(&format!("{}ok {n} {}", if ok { "" } else { "not " }, sc.name));
     }
-    emit(&format!(
-        "# kbot-agent done in {} ms",
-        start.elapsed().as_millis()
-    ));
+    emit(&format!("# kbot-agent done in {} ms", start.elapsed().as_millis()));
     if pid1 {
         sys::reboot();
     }

@@ -5,9 +5,7 @@
 //! kernel and replayed once to confirm it.
 
 use crate::sys;
-use kbot_scenario::kbot_refcore::{
-    mask, Class, Ev, Op, Ret, Semantics, Step, MAX_INODES, MAX_TASKS,
-};
+use kbot_scenario::kbot_refcore::{mask, Class, Ev, Op, Ret, Semantics, Step, MAX_INODES, MAX_TASKS};
 use kbot_scenario::{compare_step, format, predict, shrink, Scenario, StepObs};
 use std::collections::HashMap;
 use std::os::fd::RawFd;
@@ -91,9 +89,7 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
             // SAFETY: plain syscalls with integer arguments.
             let fd = unsafe {
                 match class {
-                    Class::Inotify => {
-                        libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) as libc::c_long
-                    }
+                    Class::Inotify => libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) as libc::c_long,
                     _ => {
                         let c = match class {
                             Class::FanNotif => sys::FAN_CLASS_NOTIF,
@@ -113,11 +109,7 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
             k.groups.push(Some((fd as RawFd, class)));
             (Ret::Ok(k.groups.len() as i32 - 1), vec![])
         }
-        Op::AddMark {
-            group,
-            inode,
-            mask: m,
-        } => {
+        Op::AddMark { group, inode, mask: m } => {
             let mut k = lock();
             let (fd, class) = k.group_fd(group);
             let path = cstr(&k.path(inode));
@@ -136,21 +128,10 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
                 return (Ret::Ok(0), vec![]);
             }
             let km = if m & mask::OPEN != 0 { FAN_OPEN } else { 0 }
-                | if m & mask::OPEN_PERM != 0 {
-                    sys::FAN_OPEN_PERM
-                } else {
-                    0
-                };
+                | if m & mask::OPEN_PERM != 0 { sys::FAN_OPEN_PERM } else { 0 };
             // SAFETY: as above; on 64-bit arches the mask is one register.
             let r = unsafe {
-                libc::syscall(
-                    libc::SYS_fanotify_mark,
-                    fd,
-                    sys::FAN_MARK_ADD,
-                    km,
-                    libc::AT_FDCWD,
-                    path.as_ptr(),
-                )
+                libc::syscall(libc::SYS_fanotify_mark, fd, sys::FAN_MARK_ADD, km, libc::AT_FDCWD, path.as_ptr())
             };
             (ret_of(r), vec![])
         }
@@ -166,22 +147,10 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
             let path = cstr(&k.path(inode));
             // Remove every bit the group's class may hold (a permission bit in the mask of a
             // notification group is EINVAL even for removal).
-            let all = FAN_OPEN
-                | if class.is_some_and(Class::can_perm) {
-                    sys::FAN_OPEN_PERM
-                } else {
-                    0
-                };
+            let all = FAN_OPEN | if class.is_some_and(Class::can_perm) { sys::FAN_OPEN_PERM } else { 0 };
             // SAFETY: as above.
             let r = unsafe {
-                libc::syscall(
-                    libc::SYS_fanotify_mark,
-                    fd,
-                    sys::FAN_MARK_REMOVE,
-                    all,
-                    libc::AT_FDCWD,
-                    path.as_ptr(),
-                )
+                libc::syscall(libc::SYS_fanotify_mark, fd, sys::FAN_MARK_REMOVE, all, libc::AT_FDCWD, path.as_ptr())
             };
             (ret_of(r), vec![])
         }
@@ -196,23 +165,12 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
             (Ret::Ok(0), vec![])
         }
         Op::ReadEvents { group } => read_events(&mut lock(), group),
-        Op::Answer {
-            group,
-            waiter,
-            allow,
-        } => {
+        Op::Answer { group, waiter, allow } => {
             let mut k = lock();
             let (fd, _) = k.group_fd(group);
             // No such pending event: answer with an fd that is not one, and let the kernel say so.
             let ev = k.perm.remove(&(group, waiter));
-            let resp = [
-                ev.unwrap_or(fd.max(0)),
-                if allow {
-                    sys::FAN_ALLOW as i32
-                } else {
-                    sys::FAN_DENY as i32
-                },
-            ];
+            let resp = [ev.unwrap_or(fd.max(0)), if allow { sys::FAN_ALLOW as i32 } else { sys::FAN_DENY as i32 }];
             drop(k);
             // SAFETY: an 8-byte fanotify_response.
             let r = unsafe { libc::write(fd, resp.as_ptr().cast(), 8) };
@@ -224,10 +182,7 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
         Op::Unlink { inode } => {
             let path = cstr(&lock().path(inode));
             // SAFETY: valid path.
-            (
-                ret_of(unsafe { libc::unlink(path.as_ptr()) } as libc::c_long),
-                vec![],
-            )
+            (ret_of(unsafe { libc::unlink(path.as_ptr()) } as libc::c_long), vec![])
         }
         Op::Close { group } => {
             let (fd, stale) = {
@@ -236,12 +191,7 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
                 if let Some(slot) = k.groups.get_mut(group as usize) {
                     *slot = None;
                 }
-                let keys: Vec<(u8, u8)> = k
-                    .perm
-                    .keys()
-                    .filter(|(g, _)| *g == group)
-                    .copied()
-                    .collect();
+                let keys: Vec<(u8, u8)> = k.perm.keys().filter(|(g, _)| *g == group).copied().collect();
                 let stale: Vec<RawFd> = keys.iter().filter_map(|key| k.perm.remove(key)).collect();
                 (fd, stale)
             };
@@ -279,11 +229,7 @@ fn read_events(k: &mut Kernel, group: u8) -> (Ret, Vec<Ev>) {
             if m & IN_IGNORED != 0 {
                 mm |= mask::IGNORED;
             }
-            evs.push(Ev {
-                mask: mm,
-                inode,
-                task: 0,
-            });
+            evs.push(Ev { mask: mm, inode, task: 0 });
             off += 16 + len;
         }
     } else {
@@ -295,10 +241,7 @@ fn read_events(k: &mut Kernel, group: u8) -> (Ret, Vec<Ev>) {
             let mut st: libc::stat = unsafe { std::mem::zeroed() };
             // SAFETY: fstat into a zeroed struct.
             let inode = if efd >= 0 && unsafe { libc::fstat(efd, &mut st) } == 0 {
-                k.ino_inode
-                    .get(&(st.st_ino as u64))
-                    .copied()
-                    .unwrap_or(u8::MAX)
+                k.ino_inode.get(&(st.st_ino as u64)).copied().unwrap_or(u8::MAX)
             } else {
                 u8::MAX
             };
@@ -315,11 +258,7 @@ fn read_events(k: &mut Kernel, group: u8) -> (Ret, Vec<Ev>) {
             } else {
                 sys::close(efd);
             }
-            evs.push(Ev {
-                mask: mm,
-                inode,
-                task,
-            });
+            evs.push(Ev { mask: mm, inode, task });
             if len < 24 {
                 break;
             }
@@ -339,10 +278,7 @@ fn spawn_actor(k: Arc<Mutex<Kernel>>, task: u8) -> Actor {
     let (done, rx) = mpsc::channel();
     let (ready_tx, ready) = mpsc::channel();
     thread::spawn(move || {
-        k.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .tid_task
-            .insert(gettid(), task);
+        k.lock().unwrap_or_else(|e| e.into_inner()).tid_task.insert(gettid(), task);
         let _ = ready_tx.send(());
         while let Ok(step) = cmd.recv() {
             if done.send(perform(&k, &step)).is_err() {
@@ -359,16 +295,11 @@ pub fn run_once(steps: &[Step], dir: &str, t: &Timing) -> Result<(), String> {
     let pred = predict(steps, Semantics::Current)?;
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
-    let mut kern = Kernel {
-        dir: dir.to_string(),
-        ..Default::default()
-    };
+    let mut kern = Kernel { dir: dir.to_string(), ..Default::default() };
     for i in 0..MAX_INODES as u8 {
         let p = kern.path(i);
         std::fs::write(&p, "kbot\n").map_err(|e| format!("create {p}: {e}"))?;
-        let ino = std::fs::metadata(&p)
-            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-            .unwrap_or(0);
+        let ino = std::fs::metadata(&p).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap_or(0);
         kern.ino_inode.insert(ino, i);
     }
     let k = Arc::new(Mutex::new(kern));
@@ -378,10 +309,7 @@ pub fn run_once(steps: &[Step], dir: &str, t: &Timing) -> Result<(), String> {
     for (i, step) in steps.iter().enumerate() {
         let task = step.task as usize;
         if busy[task] {
-            result = Err(format!(
-                "step {}: t{task} is still blocked in the kernel; the model says it finished",
-                i + 1
-            ));
+            result = Err(format!("step {}: t{task} is still blocked in the kernel; the model says it finished", i + 1));
             break;
         }
         let actor = actors[task].get_or_insert_with(|| spawn_actor(k.clone(), step.task));
@@ -391,11 +319,7 @@ pub fn run_once(steps: &[Step], dir: &str, t: &Timing) -> Result<(), String> {
         }
         let want = &pred[i];
         let mut got = StepObs::default();
-        match actor.rx.recv_timeout(if want.ret.is_some() {
-            t.prompt
-        } else {
-            t.settle
-        }) {
+        match actor.rx.recv_timeout(if want.ret.is_some() { t.prompt } else { t.settle }) {
             Ok((ret, evs)) => {
                 got.ret = Some(ret);
                 got.events = evs;
@@ -406,8 +330,7 @@ pub fn run_once(steps: &[Step], dir: &str, t: &Timing) -> Result<(), String> {
         for (w, _) in &want.released {
             let w = *w as usize;
             if busy[w] {
-                if let Some(Ok((ret, _))) = actors[w].as_ref().map(|a| a.rx.recv_timeout(t.prompt))
-                {
+                if let Some(Ok((ret, _))) = actors[w].as_ref().map(|a| a.rx.recv_timeout(t.prompt)) {
                     busy[w] = false;
                     got.released.push((w as u8, ret));
                 }
@@ -437,26 +360,20 @@ pub fn run_once(steps: &[Step], dir: &str, t: &Timing) -> Result<(), String> {
     let stuck = cleanup(&k, &actors, &mut busy);
     if stuck > 0 && result.is_ok() {
         // The kernel kept tasks blocked after every group was closed: that is a finding too.
-        result = Err(format!("after the last step and closing every group, {stuck} task(s) are still blocked in the kernel"));
+        result = Err(format!(
+            "after the last step and closing every group, {stuck} task(s) are still blocked in the kernel"
+        ));
     }
     result
 }
 
 /// Closes every group (which allows pending permission events) and waits a little for
 /// blocked tasks; a task the kernel never releases is left behind.
-fn cleanup(
-    k: &Arc<Mutex<Kernel>>,
-    actors: &[Option<Actor>],
-    busy: &mut [bool; MAX_TASKS],
-) -> usize {
+fn cleanup(k: &Arc<Mutex<Kernel>>, actors: &[Option<Actor>], busy: &mut [bool; MAX_TASKS]) -> usize {
     let fds: Vec<RawFd> = {
         let mut k = k.lock().unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<RawFd> = k.perm.drain().map(|(_, fd)| fd).collect();
-        v.extend(
-            k.groups
-                .iter_mut()
-                .filter_map(|g| g.take().map(|(fd, _)| fd)),
-        );
+        v.extend(k.groups.iter_mut().filter_map(|g| g.take().map(|(fd, _)| fd)));
         v
     };
     // Every fd in its own thread: on a kernel with the seed's bug, closing a group with marks
@@ -474,10 +391,7 @@ fn cleanup(
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     for _ in 0..n {
-        if rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .is_err()
-        {
+        if rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_err() {
             break;
         }
     }
@@ -485,10 +399,7 @@ fn cleanup(
     for (w, a) in actors.iter().enumerate() {
         if busy[w] {
             if let Some(a) = a {
-                if a.rx
-                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                    .is_ok()
-                {
+                if a.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_ok() {
                     busy[w] = false;
                 }
             }

@@ -57,16 +57,7 @@ pub fn fanotify_init(class: u32) -> io::Result<RawFd> {
 pub fn fanotify_mark(fd: RawFd, flags: u32, mask: u64, path: &str) -> io::Result<()> {
     let p = cpath(path);
     // SAFETY: `p` outlives the call; on 64-bit arches the mask is one register.
-    cvt(unsafe {
-        libc::syscall(
-            libc::SYS_fanotify_mark,
-            fd,
-            flags,
-            mask,
-            libc::AT_FDCWD,
-            p.as_ptr(),
-        )
-    })?;
+    cvt(unsafe { libc::syscall(libc::SYS_fanotify_mark, fd, flags, mask, libc::AT_FDCWD, p.as_ptr()) })?;
     Ok(())
 }
 
@@ -84,32 +75,24 @@ pub fn read_events(fd: RawFd, timeout: Duration) -> io::Result<Vec<Event>> {
     }
     let mut buf = [0u8; 4096];
     // SAFETY: buf is valid for its length.
-    let n = cvt(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } as libc::c_long)?
-        as usize;
+    let n = cvt(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } as libc::c_long)? as usize;
     let mut out = Vec::new();
     let mut off = 0;
     let sz = std::mem::size_of::<EventMetadata>();
     while off + sz <= n {
         // SAFETY: bounds checked above; read_unaligned copes with any alignment.
-        let m: EventMetadata =
-            unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast::<EventMetadata>()) };
+        let m: EventMetadata = unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast::<EventMetadata>()) };
         if m.event_len < sz as u32 {
             break;
         }
-        out.push(Event {
-            fd: m.fd,
-            mask: m.mask,
-        });
+        out.push(Event { fd: m.fd, mask: m.mask });
         off += m.event_len as usize;
     }
     Ok(out)
 }
 
 pub fn respond(group: RawFd, ev: &Event, verdict: u32) -> io::Result<()> {
-    let r = Response {
-        fd: ev.fd,
-        response: verdict,
-    };
+    let r = Response { fd: ev.fd, response: verdict };
     let sz = std::mem::size_of::<Response>();
     // SAFETY: r is a plain repr(C) struct of `sz` bytes.
     cvt(unsafe { libc::write(group, (&r as *const Response).cast(), sz) } as libc::c_long)?;
@@ -118,11 +101,7 @@ pub fn respond(group: RawFd, ev: &Event, verdict: u32) -> io::Result<()> {
 }
 
 pub fn poll_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
     // SAFETY: one valid pollfd.
     let n = cvt(unsafe { libc::poll(&mut p, 1, ms) } as libc::c_long)?;
@@ -139,8 +118,7 @@ pub fn close(fd: RawFd) {
 pub fn open_rdonly(path: &str) -> io::Result<RawFd> {
     let p = cpath(path);
     // SAFETY: valid C string.
-    let fd =
-        cvt(unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) } as libc::c_long)?;
+    let fd = cvt(unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) } as libc::c_long)?;
     Ok(fd as RawFd)
 }
 
@@ -165,10 +143,7 @@ pub fn mount(src: &str, target: &str, fstype: &str) -> io::Result<()> {
     let _ = std::fs::create_dir_all(target);
     let (s, t, f) = (cpath(src), cpath(target), cpath(fstype));
     // SAFETY: valid C strings, no data argument.
-    cvt(
-        unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) }
-            as libc::c_long,
-    )?;
+    cvt(unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) } as libc::c_long)?;
     Ok(())
 }
 

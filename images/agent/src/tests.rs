@@ -24,28 +24,16 @@ pub struct Outcome {
 
 impl Outcome {
     fn pass(detail: impl Into<String>) -> Self {
-        Outcome {
-            verdict: Verdict::Pass,
-            detail: detail.into(),
-        }
+        Outcome { verdict: Verdict::Pass, detail: detail.into() }
     }
     fn fail(detail: impl Into<String>) -> Self {
-        Outcome {
-            verdict: Verdict::Fail,
-            detail: detail.into(),
-        }
+        Outcome { verdict: Verdict::Fail, detail: detail.into() }
     }
     fn hang(detail: impl Into<String>) -> Self {
-        Outcome {
-            verdict: Verdict::Hang,
-            detail: detail.into(),
-        }
+        Outcome { verdict: Verdict::Hang, detail: detail.into() }
     }
     pub fn skip(detail: impl Into<String>) -> Self {
-        Outcome {
-            verdict: Verdict::Skip,
-            detail: detail.into(),
-        }
+        Outcome { verdict: Verdict::Skip, detail: detail.into() }
     }
 }
 
@@ -88,23 +76,11 @@ pub type TestFn = fn(&Ctx) -> Outcome;
 
 /// The test table. Names are stable: reports and bisection refer to them.
 pub const TESTS: &[(&str, TestFn)] = &[
-    (
-        "inotify_close_with_pending_perm",
-        inotify_close_with_pending_perm,
-    ),
-    (
-        "fanotify_close_with_pending_perm",
-        fanotify_close_with_pending_perm,
-    ),
+    ("inotify_close_with_pending_perm", inotify_close_with_pending_perm),
+    ("fanotify_close_with_pending_perm", fanotify_close_with_pending_perm),
     ("perm_allow_deny", perm_allow_deny),
-    (
-        "listener_close_releases_waiters",
-        listener_close_releases_waiters,
-    ),
-    (
-        "listener_exit_releases_waiters",
-        listener_exit_releases_waiters,
-    ),
+    ("listener_close_releases_waiters", listener_close_releases_waiters),
+    ("listener_exit_releases_waiters", listener_exit_releases_waiters),
     ("mark_remove_while_pending", mark_remove_while_pending),
     ("unlink_while_pending", unlink_while_pending),
     ("many_waiters_reverse_answer", many_waiters_reverse_answer),
@@ -133,11 +109,7 @@ impl Listener {
             if left.is_zero() {
                 break;
             }
-            evs.extend(
-                sys::read_events(self.fd, left)?
-                    .into_iter()
-                    .filter(|e| e.mask & FAN_OPEN_PERM != 0),
-            );
+            evs.extend(sys::read_events(self.fd, left)?.into_iter().filter(|e| e.mask & FAN_OPEN_PERM != 0));
         }
         Ok(evs)
     }
@@ -161,19 +133,13 @@ type OpenResult = (io::Result<()>, Duration);
 fn first_event(ctx: &Ctx, l: &Listener) -> Result<Vec<Event>, Outcome> {
     match l.wait_events(1, ctx.watchdog) {
         Ok(e) if !e.is_empty() => Ok(e),
-        Ok(_) => Err(Outcome::fail(format!(
-            "no permission event within {} ms of open()",
-            ms(ctx.watchdog)
-        ))),
+        Ok(_) => Err(Outcome::fail(format!("no permission event within {} ms of open()", ms(ctx.watchdog)))),
         Err(e) => Err(("reading permission events", e).into()),
     }
 }
 
 /// A listener on `path` and an open() of it blocked on its (read, unanswered) event.
-fn one_pending(
-    ctx: &Ctx,
-    path: &str,
-) -> Result<(Listener, Receiver<OpenResult>, Vec<Event>), Outcome> {
+fn one_pending(ctx: &Ctx, path: &str) -> Result<(Listener, Receiver<OpenResult>, Vec<Event>), Outcome> {
     let l = Listener::new(path).map_err(|e| Outcome::from(("fanotify permission listener", e)))?;
     let opener = spawn_open(path);
     let evs = first_event(ctx, &l)?;
@@ -223,11 +189,7 @@ fn expect_opens_ok(openers: &[Receiver<OpenResult>], timeout: Duration) -> Resul
 /// The seed's SRCU stall: with a permission event pending (listener not answering), tearing
 /// down an unrelated group waits for an fsnotify_mark_srcu grace period. Since 4.12 the waiter
 /// drops SRCU, so this completes in milliseconds.
-fn close_group_while_pending(
-    ctx: &Ctx,
-    what: &str,
-    make_group: fn(&str) -> io::Result<RawFd>,
-) -> Outcome {
+fn close_group_while_pending(ctx: &Ctx, what: &str, make_group: fn(&str) -> io::Result<RawFd>) -> Outcome {
     let watched = ctx.file(&format!("{what}-watched"));
     let other = ctx.file(&format!("{what}-other"));
     let (l, opener, evs) = match one_pending(ctx, &watched) {
@@ -246,10 +208,7 @@ fn close_group_while_pending(
     let outcome = match rx.recv_timeout(ctx.watchdog) {
         Ok(Ok(d)) => {
             l.answer(&evs, FAN_ALLOW);
-            Outcome::pass(format!(
-                "close() of the {what} group took {} ms with a permission event pending",
-                ms(d)
-            ))
+            Outcome::pass(format!("close() of the {what} group took {} ms with a permission event pending", ms(d)))
         }
         Ok(Err(e)) => {
             l.answer(&evs, FAN_ALLOW);
@@ -321,12 +280,7 @@ fn perm_allow_deny(ctx: &Ctx) -> Outcome {
                     if want_ok { "success" } else { "EPERM" }
                 ))
             }
-            Err(_) => {
-                return Outcome::hang(format!(
-                    "open() still blocked {} ms after {name}",
-                    ms(ctx.watchdog)
-                ))
-            }
+            Err(_) => return Outcome::hang(format!("open() still blocked {} ms after {name}", ms(ctx.watchdog))),
         }
     }
     Outcome::pass("FAN_ALLOW -> open() ok, FAN_DENY -> EPERM")
@@ -342,22 +296,13 @@ fn listener_close_releases_waiters(ctx: &Ctx) -> Outcome {
     let openers: Vec<_> = (0..3).map(|_| spawn_open(&f)).collect();
     match l.wait_events(3, ctx.watchdog) {
         Ok(e) if e.len() == 3 => {}
-        Ok(e) => {
-            return Outcome::fail(format!(
-                "{} of 3 permission events within {} ms",
-                e.len(),
-                ms(ctx.watchdog)
-            ))
-        }
+        Ok(e) => return Outcome::fail(format!("{} of 3 permission events within {} ms", e.len(), ms(ctx.watchdog))),
         Err(e) => return ("reading permission events", e).into(),
     }
     let t = Instant::now();
     drop(l);
     match expect_opens_ok(&openers, ctx.watchdog) {
-        Ok(()) => Outcome::pass(format!(
-            "3 waiters released {} ms after close(listener)",
-            ms(t.elapsed())
-        )),
+        Ok(()) => Outcome::pass(format!("3 waiters released {} ms after close(listener)", ms(t.elapsed()))),
         Err(o) => o,
     }
 }
@@ -393,21 +338,8 @@ fn listener_exit_releases_waiters(ctx: &Ctx) -> Outcome {
 
 /// Child: one permission group, reports "r" when ready and one "e" per event read; never answers.
 unsafe fn listener_child(path: *const libc::c_char, w: RawFd) -> ! {
-    let fd = libc::syscall(
-        libc::SYS_fanotify_init,
-        sys::FAN_CLASS_CONTENT,
-        libc::O_RDONLY as u32,
-    ) as i32;
-    if fd < 0
-        || libc::syscall(
-            libc::SYS_fanotify_mark,
-            fd,
-            FAN_MARK_ADD,
-            FAN_OPEN_PERM,
-            libc::AT_FDCWD,
-            path,
-        ) < 0
-    {
+    let fd = libc::syscall(libc::SYS_fanotify_init, sys::FAN_CLASS_CONTENT, libc::O_RDONLY as u32) as i32;
+    if fd < 0 || libc::syscall(libc::SYS_fanotify_mark, fd, FAN_MARK_ADD, FAN_OPEN_PERM, libc::AT_FDCWD, path) < 0 {
         libc::write(w, b"x".as_ptr().cast(), 1);
         libc::_exit(1);
     }
@@ -420,8 +352,7 @@ unsafe fn listener_child(path: *const libc::c_char, w: RawFd) -> ! {
         }
         let mut off = 0usize;
         while off + 24 <= n as usize {
-            let len =
-                u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
+            let len = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
             libc::write(w, b"e".as_ptr().cast(), 1);
             if len < 24 {
                 break;
@@ -443,9 +374,7 @@ fn read_byte(fd: RawFd, timeout: Duration) -> Option<u8> {
 fn listener_exit_parent(ctx: &Ctx, f: &str, pid: i32, r: RawFd) -> Outcome {
     match read_byte(r, ctx.watchdog) {
         Some(b'r') => {}
-        Some(_) => {
-            return Outcome::skip("listener child could not set up a fanotify permission group")
-        }
+        Some(_) => return Outcome::skip("listener child could not set up a fanotify permission group"),
         None => return Outcome::fail("listener child did not get ready"),
     }
     let openers: Vec<_> = (0..2).map(|_| spawn_open(f)).collect();
@@ -467,10 +396,7 @@ fn listener_exit_parent(ctx: &Ctx, f: &str, pid: i32, r: RawFd) -> Outcome {
         libc::waitpid(pid, std::ptr::null_mut(), 0);
     }
     match expect_opens_ok(&openers[1..], ctx.watchdog) {
-        Ok(()) => Outcome::pass(format!(
-            "waiters released {} ms after the listener was killed",
-            ms(t.elapsed())
-        )),
+        Ok(()) => Outcome::pass(format!("waiters released {} ms after the listener was killed", ms(t.elapsed()))),
         Err(o) => o,
     }
 }
@@ -478,16 +404,13 @@ fn listener_exit_parent(ctx: &Ctx, f: &str, pid: i32, r: RawFd) -> Outcome {
 /// Removing the mark while its event is pending, then answering: no hang.
 fn mark_remove_while_pending(ctx: &Ctx) -> Outcome {
     pending_then(ctx, "mark-remove", |l, path| {
-        sys::fanotify_mark(l.fd, FAN_MARK_REMOVE, FAN_OPEN_PERM, path)
-            .map_err(|e| ("removing the mark", e).into())
+        sys::fanotify_mark(l.fd, FAN_MARK_REMOVE, FAN_OPEN_PERM, path).map_err(|e| ("removing the mark", e).into())
     })
 }
 
 /// Unlinking the watched file while its event is pending, then answering: no hang.
 fn unlink_while_pending(ctx: &Ctx) -> Outcome {
-    pending_then(ctx, "unlink", |_, path| {
-        std::fs::remove_file(path).map_err(|e| ("unlink", e).into())
-    })
+    pending_then(ctx, "unlink", |_, path| std::fs::remove_file(path).map_err(|e| ("unlink", e).into()))
 }
 
 fn pending_then(ctx: &Ctx, name: &str, act: fn(&Listener, &str) -> Result<(), Outcome>) -> Outcome {
@@ -505,10 +428,7 @@ fn pending_then(ctx: &Ctx, name: &str, act: fn(&Listener, &str) -> Result<(), Ou
     let took = t.elapsed();
     l.answer(&evs, FAN_ALLOW);
     match expect_opens_ok(&[opener], ctx.watchdog) {
-        Ok(()) => Outcome::pass(format!(
-            "{name} took {} ms; open() completed after FAN_ALLOW",
-            ms(took)
-        )),
+        Ok(()) => Outcome::pass(format!("{name} took {} ms; open() completed after FAN_ALLOW", ms(took))),
         Err(o) => o,
     }
 }
@@ -527,10 +447,7 @@ fn many_waiters_reverse_answer(ctx: &Ctx) -> Outcome {
         Ok(e) => {
             let n = e.len();
             l.answer(&e, FAN_ALLOW);
-            return Outcome::fail(format!(
-                "{n} of {N} permission events within {} ms",
-                ms(ctx.watchdog * 2)
-            ));
+            return Outcome::fail(format!("{n} of {N} permission events within {} ms", ms(ctx.watchdog * 2)));
         }
         Err(e) => return ("reading permission events", e).into(),
     };
@@ -538,10 +455,9 @@ fn many_waiters_reverse_answer(ctx: &Ctx) -> Outcome {
     let t = Instant::now();
     l.answer(&evs, FAN_ALLOW);
     match expect_opens_ok(&openers, ctx.watchdog) {
-        Ok(()) => Outcome::pass(format!(
-            "{N} waiters answered in reverse order, all released in {} ms",
-            ms(t.elapsed())
-        )),
+        Ok(()) => {
+            Outcome::pass(format!("{N} waiters answered in reverse order, all released in {} ms", ms(t.elapsed())))
+        }
         Err(o) => o,
     }
 }
@@ -555,19 +471,13 @@ pub fn run_guarded(ctx: &'static Ctx, f: TestFn, limit: Duration) -> (Outcome, D
         let _ = tx.send(f(ctx));
     });
     if let Err(e) = spawned {
-        return (
-            Outcome::fail(format!("cannot start test thread: {e}")),
-            t.elapsed(),
-        );
+        return (Outcome::fail(format!("cannot start test thread: {e}")), t.elapsed());
     }
     match rx.recv_timeout(limit) {
         Ok(o) => (o, t.elapsed()),
         Err(RecvTimeoutError::Timeout) => {
             ctx.dump_blocked_tasks();
-            (
-                Outcome::hang(format!("test did not finish within {} ms", ms(limit))),
-                t.elapsed(),
-            )
+            (Outcome::hang(format!("test did not finish within {} ms", ms(limit))), t.elapsed())
         }
         Err(RecvTimeoutError::Disconnected) => (Outcome::fail("test panicked"), t.elapsed()),
     }

@@ -241,6 +241,19 @@ pub fn compare_step(step: &Step, want: &StepObs, got: &StepObs) -> Option<String
     None
 }
 
+/// What kind of divergence a step shows, without ids: the verb and what differed. Shrinking
+/// keeps only candidates with the same signature, so it cannot drift to another divergence.
+pub fn signature(step: &Step, want: &StepObs, got: &StepObs) -> String {
+    let verb = format_step(step).split_whitespace().nth(1).unwrap_or("").to_string();
+    if want.ret != got.ret {
+        format!("{verb}: model {} / kernel {}", ret_name(want.ret), ret_name(got.ret))
+    } else if want.events.len() != got.events.len() || compare_step(step, want, &StepObs { released: want.released.clone(), ..got.clone() }).is_some() {
+        format!("{verb}: events")
+    } else {
+        format!("{verb}: releases")
+    }
+}
+
 /// A small deterministic PRNG (splitmix64): the same seed gives the same scenarios on every
 /// machine, so a report's seed replays exactly.
 pub struct Rng(u64);
@@ -493,6 +506,18 @@ mod tests {
         assert!(min.len() <= 6, "{}", format(&min));
         let text = format(&min);
         assert!(text.contains("open i0") && text.contains("close g1"), "{text}");
+    }
+
+    #[test]
+    fn signatures_ignore_ids() {
+        let a = parse_step("t1 close g3").unwrap();
+        let b = parse_step("t2 close g1").unwrap();
+        let want = StepObs { ret: Some(Ret::Ok(0)), ..Default::default() };
+        let got = StepObs::default();
+        assert_eq!(signature(&a, &want, &got), signature(&b, &want, &got));
+        assert_eq!(signature(&a, &want, &got), "close: model returns 0 / kernel blocks");
+        let open = parse_step("t1 open i0").unwrap();
+        assert_ne!(signature(&open, &want, &got), signature(&a, &want, &got));
     }
 
     #[test]

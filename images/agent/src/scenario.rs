@@ -6,7 +6,7 @@
 
 use crate::sys;
 use kbot_scenario::kbot_refcore::{mask, Class, Ev, Op, Ret, Semantics, Step, MAX_INODES, MAX_TASKS};
-use kbot_scenario::{compare_step, format, predict, shrink, Scenario, StepObs};
+use kbot_scenario::{compare_step, format, predict, shrink, signature, Scenario, StepObs};
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -291,14 +291,24 @@ fn spawn_actor(k: Arc<Mutex<Kernel>>, task: u8) -> Actor {
 }
 
 /// Runs `steps` once on the kernel; `Err` describes the first divergence from refcore.
-pub fn run_once(steps: &[Step], dir: &str, t: &Timing) -> Result<(), String> {
-    let pred = predict(steps, Semantics::Current)?;
+/// A divergence: what happened, and its id-free signature (see `kbot_scenario::signature`).
+pub struct Diverged {
+    pub text: String,
+    pub sig: String,
+}
+
+fn diverged(text: String, sig: &str) -> Diverged {
+    Diverged { text, sig: sig.to_string() }
+}
+
+pub fn run_once(steps: &[Step], dir: &str, t: &Timing) -> Result<(), Diverged> {
+    let pred = predict(steps, Semantics::Current).map_err(|e| diverged(e, "setup"))?;
     let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
+    std::fs::create_dir_all(dir).map_err(|e| diverged(format!("mkdir {dir}: {e}"), "setup"))?;
     let mut kern = Kernel { dir: dir.to_string(), ..Default::default() };
     for i in 0..MAX_INODES as u8 {
         let p = kern.path(i);
-        std::fs::write(&p, "kbot\n").map_err(|e| format!("create {p}: {e}"))?;
+        std::fs::write(&p, "kbot\n").map_err(|e| diverged(format!("create {p}: {e}"), "setup"))?;
         let ino = std::fs::metadata(&p).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap_or(0);
         kern.ino_inode.insert(ino, i);
     }
@@ -309,12 +319,15 @@ pub fn run_once(steps: &[Step], dir: &str, t: &Timing) -> Result<(), String> {
     for (i, step) in steps.iter().enumerate() {
         let task = step.task as usize;
         if busy[task] {
-            result = Err(format!("step {}: t{task} is still blocked in the kernel; the model says it finished", i + 1));
+            result = Err(diverged(
+                format!("step {}: t{task} is still blocked in the kernel; the model says it finished", i + 1),
+                "busy",
+            ));
             break;
         }
         let actor = actors[task].get_or_insert_with(|| spawn_actor(k.clone(), step.task));
         if actor.tx.send(*step).is_err() {
-            result = Err(format!("step {}: task t{task} died", i + 1));
+            result = Err(diverged(format!("step {}: task t{task} died", i + 1), "died"));
             break;
         }
         let want = &pred[i];
@@ -353,15 +366,16 @@ pub fn run_once(steps: &[Step], dir: &str, t: &Timing) -> Result<(), String> {
                 // Where the kernel is stuck, while it still is.
                 let _ = std::fs::write("/proc/sysrq-trigger", "w");
             }
-            result = Err(format!("step {}: {d}", i + 1));
+            result = Err(Diverged { text: format!("step {}: {d}", i + 1), sig: signature(step, want, &got) });
             break;
         }
     }
     let stuck = cleanup(&k, &actors, &mut busy);
     if stuck > 0 && result.is_ok() {
         // The kernel kept tasks blocked after every group was closed: that is a finding too.
-        result = Err(format!(
-            "after the last step and closing every group, {stuck} task(s) are still blocked in the kernel"
+        result = Err(diverged(
+            format!("after the last step and closing every group, {stuck} task(s) are still blocked in the kernel"),
+            "stuck",
         ));
     }
     result
@@ -417,6 +431,7 @@ pub fn check(sc: &Scenario, dir: &str, t: &Timing, shrink_budget: usize) -> Resu
         Ok(()) => return Ok(format!("{} steps as predicted", sc.steps.len())),
         Err(d) => d,
     };
+    let same = |r: Result<(), Diverged>| r.err().filter(|d| d.sig == first.sig);
     let mut tries = 0;
     // Shrinking is bounded in tries and in time: a kernel that hangs makes every try slow.
     let deadline = started + t.shrink_time;
@@ -427,20 +442,22 @@ pub fn check(sc: &Scenario, dir: &str, t: &Timing, shrink_budget: usize) -> Resu
                 return false;
             }
             tries += 1;
-            run_once(cand, dir, t).is_err()
+            same(run_once(cand, dir, t)).is_some()
         },
         shrink_budget,
     );
-    match run_once(&min, dir, t) {
-        Err(d) => Err(format!(
-            "divergence: {first}; minimal scenario ({} steps, {tries} shrink runs, {} ms): {}; it diverges at {d}",
+    match same(run_once(&min, dir, t)) {
+        Some(d) => Err(format!(
+            "divergence: {}; minimal scenario ({} steps, {tries} shrink runs, {} ms): {}; it diverges at {}",
+            first.text,
             min.len(),
             started.elapsed().as_millis(),
-            format(&min)
+            format(&min),
+            d.text
         )),
-        Ok(()) => match run_once(&sc.steps, dir, t) {
-            Err(d) => Err(format!("divergence: {d} (did not shrink reproducibly)")),
-            Ok(()) => Ok(format!("flaky: diverged once ({first}) but not on replay")),
+        None => match same(run_once(&sc.steps, dir, t)) {
+            Some(d) => Err(format!("divergence: {} (did not shrink reproducibly)", d.text)),
+            None => Ok(format!("flaky: diverged once ({}) but not on replay", first.text)),
         },
     }
 }

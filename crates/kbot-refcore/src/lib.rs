@@ -18,6 +18,8 @@
 
 #![no_std]
 
+pub mod rules;
+
 pub const MAX_TASKS: usize = 8;
 pub const MAX_GROUPS: usize = 8;
 pub const MAX_MARKS: usize = 16;

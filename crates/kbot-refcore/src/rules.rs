@@ -190,7 +190,16 @@ mod tests {
     /// The hooks of one permission event as 6.12 (current semantics) fires them.
     fn current(m: &mut Monitor, pid: i32) -> Option<Violation> {
         let mut v = None;
-        for h in [Hook::SrcuEnter, Hook::Pin, Hook::SrcuExit, Hook::WaitStart, Hook::WaitEnd, Hook::SrcuEnter, Hook::Unpin, Hook::SrcuExit] {
+        for h in [
+            Hook::SrcuEnter,
+            Hook::Pin,
+            Hook::SrcuExit,
+            Hook::WaitStart,
+            Hook::WaitEnd,
+            Hook::SrcuEnter,
+            Hook::Unpin,
+            Hook::SrcuExit,
+        ] {
             v = v.or(m.hook(pid, h, 0x1000));
         }
         v

@@ -247,7 +247,9 @@ pub fn signature(step: &Step, want: &StepObs, got: &StepObs) -> String {
     let verb = format_step(step).split_whitespace().nth(1).unwrap_or("").to_string();
     if want.ret != got.ret {
         format!("{verb}: model {} / kernel {}", ret_name(want.ret), ret_name(got.ret))
-    } else if want.events.len() != got.events.len() || compare_step(step, want, &StepObs { released: want.released.clone(), ..got.clone() }).is_some() {
+    } else if want.events.len() != got.events.len()
+        || compare_step(step, want, &StepObs { released: want.released.clone(), ..got.clone() }).is_some()
+    {
         format!("{verb}: events")
     } else {
         format!("{verb}: releases")

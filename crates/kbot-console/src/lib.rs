@@ -55,6 +55,18 @@ pub struct BlockedTask {
     pub frames: Vec<String>,
 }
 
+/// A record of kbot's in-kernel shadow checks (the reference core's rules, online).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShadowViolation {
+    pub rule: String,
+    pub pid: u32,
+    /// The task's last hooks, oldest first.
+    pub hooks: Vec<String>,
+    /// The stack printed with it (function names).
+    pub frames: Vec<String>,
+    pub line: usize,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Console {
     /// `KTAP version 1` seen: the agent started.
@@ -67,6 +79,9 @@ pub struct Console {
     pub blocked: Vec<BlockedTask>,
     /// The agent's header line (version, arch, kernel release).
     pub agent: Option<String>,
+    /// The kernel has kbot's shadow checks built in (`kbot-shadow: active`).
+    pub shadow: bool,
+    pub violations: Vec<ShadowViolation>,
 }
 
 pub const EXCERPT_LINES: usize = 40;
@@ -79,6 +94,8 @@ static PLAN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^1\.\.(\d+)$").unwr
 static FRAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^\s*(?:\[<[0-9a-f]+>\]\s*)?(?:\? )?([A-Za-z_][A-Za-z0-9_.]*)\+0x[0-9a-f]+/0x[0-9a-f]+").unwrap()
 });
+static SHADOW: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^kbot-shadow: VIOLATION rule=(\S+) pid=(\d+) hooks=(\S*)").unwrap());
 static TASK: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^task:(\S+)\s+state:\S+.*\bpid:\s*(\d+)").unwrap());
 
 /// How a title is made from the first line's captures and the splat's stack.
@@ -255,6 +272,31 @@ pub fn parse(log: &str) -> Console {
                     pending_detail = Some((name.to_string(), detail.to_string()));
                 }
             }
+        } else if l.starts_with("kbot-shadow: active") {
+            c.shadow = true;
+        } else if let Some(m) = SHADOW.captures(l) {
+            // The stack follows: CPU/Hardware/Call Trace lines, then frames.
+            let end = (i + 1..lines.len().min(i + EXCERPT_LINES))
+                .find(|&j| {
+                    lines[j].trim().is_empty()
+                        || lines[j].starts_with("kbot-shadow:")
+                        || RESULT.is_match(lines[j])
+                        || lines[j].starts_with("# ")
+                })
+                .unwrap_or(lines.len().min(i + EXCERPT_LINES));
+            let frames = frames(lines[i + 1..end].iter().copied())
+                .into_iter()
+                .filter(|f| !f.starts_with("dump_stack") && f != "kbot_shadow_hook")
+                .collect();
+            c.violations.push(ShadowViolation {
+                rule: m[1].to_string(),
+                pid: m[2].parse().unwrap_or(0),
+                hooks: m[3].split(',').filter(|h| !h.is_empty()).map(str::to_string).collect(),
+                frames,
+                line: i + 1,
+            });
+            i = end;
+            continue;
         } else if let Some(m) = TASK.captures(l) {
             // A few header lines (Workqueue:, ...) may come before the call trace.
             let trace = (i + 1..lines.len().min(i + 6))
@@ -314,6 +356,19 @@ impl Console {
         }
         for b in &self.blocked {
             s += &format!("blocked {}:{}: {}\n", b.task, b.pid, b.frames.join(" < "));
+        }
+        if self.shadow {
+            s += "shadow: active\n";
+        }
+        for v in &self.violations {
+            s += &format!(
+                "violation {} pid {} hooks {} at line {}: {}\n",
+                v.rule,
+                v.pid,
+                v.hooks.join(","),
+                v.line,
+                v.frames.join(" < ")
+            );
         }
         s
     }

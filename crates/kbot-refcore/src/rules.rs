@@ -25,6 +25,8 @@ pub enum Hook {
     Shutdown,
     /// An event is queued to the group `obj`.
     Queued,
+    /// The group `obj` is freed (its address may be reused by a new group).
+    Free,
 }
 
 impl Hook {
@@ -38,6 +40,7 @@ impl Hook {
             6 => Hook::Unpin,
             7 => Hook::Shutdown,
             8 => Hook::Queued,
+            9 => Hook::Free,
             _ => return None,
         })
     }
@@ -52,6 +55,7 @@ impl Hook {
             Hook::Unpin => "unpin",
             Hook::Shutdown => "shutdown",
             Hook::Queued => "queued",
+            Hook::Free => "free",
         }
     }
 }
@@ -146,6 +150,12 @@ impl Monitor {
             }
             Hook::Queued if obj != 0 && self.shut.contains(&obj) => Some(Rule::EventAfterShutdown),
             Hook::Queued => None,
+            Hook::Free => {
+                for g in self.shut.iter_mut().filter(|g| **g == obj) {
+                    *g = 0;
+                }
+                None
+            }
             _ => {
                 let s = self.slot(pid)?;
                 s.history.copy_within(1.., 0);
@@ -235,6 +245,10 @@ mod tests {
         assert_eq!(m.hook(3, Hook::Unpin, 0).unwrap().rule, Rule::UnpinUnpinned);
         assert_eq!(m.hook(4, Hook::WaitStart, 0).unwrap().rule, Rule::WaitWithoutPin);
         m.hook(5, Hook::Shutdown, 0xabc);
+        m.hook(5, Hook::Shutdown, 0xdef);
+        m.hook(5, Hook::Free, 0xdef);
+        // A new group at a freed group's address is not shut down.
+        assert!(m.hook(6, Hook::Queued, 0xdef).is_none());
         assert_eq!(m.hook(6, Hook::Queued, 0xabc).unwrap().rule, Rule::EventAfterShutdown);
     }
 

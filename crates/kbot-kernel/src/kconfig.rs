@@ -20,21 +20,21 @@ pub fn unmet(fragment: &str, config: &str) -> Vec<String> {
         .collect()
 }
 
-/// Key of the configuration: the fragment and the arch.
-pub fn config_key(arch: Arch) -> String {
-    format!("{:016x}", fnv64(format!("{}\n{}", arch.name(), arch.fragment()).as_bytes()))
+/// Key of the configuration: the fragment (plus `extra`, e.g. the shadow checks) and the arch.
+pub fn config_key(arch: Arch, extra: &str) -> String {
+    format!("{:016x}", fnv64(format!("{}\n{}{}", arch.name(), arch.fragment(), extra).as_bytes()))
 }
 
 /// Makes sure `out/.config` is kbot's configuration for `arch`. Returns whether it was
 /// (re)generated.
-pub fn ensure(src: &Path, out: &Path, arch: Arch, log: &Path) -> Result<bool, String> {
-    let key = config_key(arch);
+pub fn ensure(src: &Path, out: &Path, arch: Arch, extra: &str, log: &Path) -> Result<bool, String> {
+    let key = config_key(arch, extra);
     let stamp = out.join(".kbot-config-key");
     if out.join(".config").exists() && std::fs::read_to_string(&stamp).is_ok_and(|k| k.trim() == key) {
         return Ok(false);
     }
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let fragment = arch.fragment();
+    let fragment = format!("{}{extra}", arch.fragment());
     let frag_path = out.join("kbot.fragment");
     std::fs::write(&frag_path, &fragment).map_err(|e| e.to_string())?;
     let steps: [(&str, Vec<String>); 3] =
@@ -85,8 +85,8 @@ mod tests {
         for a in Arch::ALL {
             let f = a.fragment();
             assert!(f.contains("CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y"));
-            assert_ne!(config_key(a), "");
+            assert_ne!(config_key(a, ""), config_key(a, "CONFIG_RUST=y\n"));
         }
-        assert_ne!(config_key(Arch::X86_64), config_key(Arch::Arm64));
+        assert_ne!(config_key(Arch::X86_64, ""), config_key(Arch::Arm64, ""));
     }
 }

@@ -9,6 +9,7 @@ pub mod git;
 pub mod kconfig;
 pub mod proc;
 pub mod qemu;
+pub mod shadow;
 
 pub use arch::Arch;
 

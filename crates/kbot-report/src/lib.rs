@@ -156,6 +156,9 @@ pub struct ArchResult {
     /// tcg or kvm
     #[serde(default)]
     pub accel: String,
+    /// The in-kernel shadow checks: "on", "off: <why>", or which kernels lacked hooks.
+    #[serde(default)]
+    pub shadow: String,
     #[serde(default)]
     pub error: Option<String>,
 }

@@ -80,7 +80,9 @@ pub fn run(home: &Home, args: CheckArgs, progress: &Progress) -> Result<String, 
     for a in &args.arches {
         for p in &cold.series.patches {
             if let Some(c) = &p.commit {
-                wipe(&home.kernel_cache(*a, c, &kbot_kernel::kconfig::config_key(*a)));
+                for extra in ["", kbot_kernel::shadow::FRAGMENT] {
+                    wipe(&home.kernel_cache(*a, c, &kbot_kernel::kconfig::config_key(*a, extra)));
+                }
             }
         }
     }

@@ -9,12 +9,22 @@ use kbot_bisect::{Found, Verdict};
 use kbot_console::Console;
 use kbot_kernel::git::{Tree, Worktree};
 use kbot_kernel::qemu::{self, Accel, VmSpec};
-use kbot_kernel::{build, cpio, kconfig, Arch};
+use kbot_kernel::{build, cpio, kconfig, shadow, Arch};
 use kbot_report::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Whether kernels get kbot's in-kernel shadow checks (Rust for Linux).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum ShadowMode {
+    /// On when Rust for Linux works for the tree and arch, else off with a note.
+    Auto,
+    /// Required: a missing Rust toolchain is an error.
+    On,
+    Off,
+}
 
 pub enum Input {
     Mbox(PathBuf),
@@ -37,6 +47,7 @@ pub struct CheckArgs {
     /// Seed and number of the random differential scenarios (same for base and tip).
     pub seed: u64,
     pub random: u32,
+    pub shadow: ShadowMode,
 }
 
 /// Everything an arch's check needs, shared by the arch threads.
@@ -217,8 +228,8 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
         compiler: first_line_of("gcc", &["--version"]),
         qemu: first_line_of(args.arches.first().map_or("qemu-system-x86_64", |a| a.qemu()), &["--version"]),
         config: format!(
-            "tinyconfig + images/kconfig/common.config + images/kconfig/<arch>.config ({})",
-            args.arches.iter().map(|a| format!("{a}:{}", kconfig::config_key(*a))).collect::<Vec<_>>().join(", ")
+            "tinyconfig + images/kconfig/common.config + images/kconfig/<arch>.config (+ CONFIG_RUST, CONFIG_KBOT_SHADOW with the shadow checks) ({})",
+            args.arches.iter().map(|a| format!("{a}:{}", kconfig::config_key(*a, ""))).collect::<Vec<_>>().join(", ")
         ),
     };
     result.reproduce = vec![
@@ -371,6 +382,10 @@ struct ArchRunner<'a> {
     initrd: PathBuf,
     accel: Option<Accel>,
     boots: usize,
+    /// The shadow checks are built into the kernels of this arch.
+    shadow: bool,
+    /// Per patch prefix: files whose shadow hooks did not apply (their results are unused).
+    rejects: BTreeMap<usize, Vec<String>>,
 }
 
 impl ArchRunner<'_> {
@@ -387,13 +402,25 @@ impl ArchRunner<'_> {
         }
     }
 
+    fn extra_config(&self) -> &'static str {
+        if self.shadow {
+            shadow::FRAGMENT
+        } else {
+            ""
+        }
+    }
+
     fn kernel(&mut self, prefix: usize) -> Result<Kernel, String> {
         let commit = &self.ctx.commits[prefix];
-        let key = kconfig::config_key(self.arch);
+        let key = kconfig::config_key(self.arch, self.extra_config());
         let cache = self.ctx.home.kernel_cache(self.arch, commit, &key);
         let image = cache.join(self.arch.image_target());
         let log = self.ctx.run_dir.join(self.arch.name()).join(format!("build-{prefix}-{}.log", &commit[..12]));
+        let rejects_file = cache.join("shadow-rejects");
         if image.is_file() {
+            if let Ok(r) = std::fs::read_to_string(&rejects_file) {
+                self.rejects.insert(prefix, r.lines().map(str::to_string).collect());
+            }
             self.say("build", &format!("{}: cached kernel {}", self.label(prefix), &commit[..12]));
             return Ok(Kernel {
                 image: Some(image),
@@ -405,8 +432,16 @@ impl ArchRunner<'_> {
             });
         }
         self.wt.checkout(commit).map_err(|e| format!("checkout {commit}: {e}"))?;
+        if self.shadow {
+            let rejected = shadow::instrument(&self.wt.path).map_err(|e| format!("shadow checks: {e}"))?;
+            if !rejected.is_empty() {
+                self.say("shadow", &format!("{}: hooks did not apply in {}", self.label(prefix), rejected.join(", ")));
+            }
+            self.rejects.insert(prefix, rejected);
+        }
         let t = Instant::now();
-        let fresh = kconfig::ensure(&self.wt.path, &self.out, self.arch, &log).map_err(|e| format!("kconfig: {e}"))?;
+        let fresh = kconfig::ensure(&self.wt.path, &self.out, self.arch, self.extra_config(), &log)
+            .map_err(|e| format!("kconfig: {e}"))?;
         if fresh {
             self.say("config", &format!("tinyconfig + kbot fragment in {:.1}s", t.elapsed().as_secs_f64()));
         }
@@ -424,8 +459,10 @@ impl ArchRunner<'_> {
                 // Publish to the cache atomically: copy, then rename the directory.
                 let tmp = cache.with_extension(format!("tmp-{}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&tmp);
+                let rejects = self.rejects.get(&prefix).map(|r| r.join("\n")).unwrap_or_default();
                 let copied = std::fs::create_dir_all(&tmp)
                     .and_then(|_| std::fs::copy(&img, tmp.join(self.arch.image_target())))
+                    .and_then(|_| std::fs::write(tmp.join("shadow-rejects"), &rejects))
                     .and_then(|_| {
                         let _ = std::fs::remove_dir_all(&cache);
                         std::fs::rename(&tmp, &cache)
@@ -468,7 +505,12 @@ impl ArchRunner<'_> {
             "kbot.watchdog_ms={} kbot.seed={} kbot.random={}",
             self.ctx.args.watchdog_ms, self.ctx.args.seed, self.ctx.args.random
         );
-        if let Some(o) = only {
+        // Shadow rules are not tests of the agent: they watch whatever runs. When only they are
+        // in question, run everything so the same activity happens.
+        let agent_only: Option<Vec<String>> = only
+            .map(|o| o.iter().filter(|n| !n.starts_with("shadow/")).cloned().collect())
+            .filter(|o: &Vec<String>| !o.is_empty());
+        if let Some(o) = &agent_only {
             append += &format!(" kbot.only={}", o.join(","));
         }
         let spec = VmSpec {
@@ -495,11 +537,15 @@ impl ArchRunner<'_> {
         if !console.started && !vm.qemu_stderr.trim().is_empty() {
             return Err(format!("{} failed: {}", self.arch.qemu(), vm.qemu_stderr.lines().next().unwrap_or("")));
         }
-        let expected: Vec<String> = match only {
-            Some(o) => o.to_vec(),
+        let expected: Vec<String> = match &agent_only {
+            Some(o) => o.clone(),
             None => console.tests.iter().map(|t| t.name.clone()).collect(),
         };
-        let tests = compare::tests_of(&console, &expected, vm.timed_out);
+        let mut tests = compare::tests_of(&console, &expected, vm.timed_out);
+        // The shadow rules count only for a kernel whose hooks all applied and whose component ran.
+        if self.shadow && self.rejects.get(&prefix).is_none_or(|r| r.is_empty()) && console.shadow {
+            tests.extend(compare::shadow_tests(&console));
+        }
         Ok(Boot { finished: console.done, timed_out: vm.timed_out, console, tests, log, seconds: vm.seconds })
     }
 }
@@ -545,11 +591,42 @@ fn check_arch(ctx: &Ctx, arch: Arch, wt: &Worktree, agent: &Path) -> ArchResult 
         r.error = Some(format!("cannot write the initramfs: {e}"));
         return r;
     }
+    let out = ctx.home.build_dir(&ctx.tree.path, arch);
+    let shadow_on = match ctx.args.shadow {
+        ShadowMode::Off => {
+            r.shadow = "off (--shadow off)".into();
+            false
+        }
+        mode => match shadow::available(&wt.path, &out, arch, &dir.join("rustavailable.log")) {
+            Ok(()) => {
+                r.shadow = "on".into();
+                true
+            }
+            Err(e) if mode == ShadowMode::Auto => {
+                ctx.progress.say(arch.name(), "shadow", &format!("off: {e}"));
+                r.shadow = format!("off: {e}");
+                false
+            }
+            Err(e) => {
+                r.error = Some(e);
+                return r;
+            }
+        },
+    };
     let mut ar =
-        ArchRunner { ctx, arch, wt, out: ctx.home.build_dir(&ctx.tree.path, arch), initrd, accel: None, boots: 0 };
+        ArchRunner { ctx, arch, wt, out, initrd, accel: None, boots: 0, shadow: shadow_on, rejects: BTreeMap::new() };
     if let Err(e) = check_arch_inner(&mut ar, &mut r) {
         ar.say("error", &e);
         r.error = Some(e);
+    }
+    let partial: Vec<String> = ar
+        .rejects
+        .iter()
+        .filter(|(_, f)| !f.is_empty())
+        .map(|(p, f)| format!("{} ({})", ar.label(*p), f.join(", ")))
+        .collect();
+    if !partial.is_empty() {
+        r.shadow = format!("on, but hooks did not apply (results unused) at: {}", partial.join("; "));
     }
     r.accel = ar.accel.map(|a| a.name().to_string()).unwrap_or_default();
     r

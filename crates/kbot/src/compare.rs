@@ -45,10 +45,31 @@ fn is_bad(result: &str) -> bool {
     result == "fail" || result == "hang"
 }
 
-/// The kind of finding a bad result of test `name` is: a failed differential scenario is a
-/// divergence from refcore; other tests hang or fail.
+/// One test per rule of the in-kernel shadow checks: failed when the kernel reported a
+/// violation of it (with the record and the stack as detail).
+pub fn shadow_tests(console: &Console) -> Vec<TestResult> {
+    kbot_kernel::shadow::RULE_NAMES
+        .iter()
+        .map(|rule| match console.violations.iter().find(|v| v.rule == *rule) {
+            Some(v) => TestResult {
+                name: format!("shadow/{rule}"),
+                result: "fail".into(),
+                detail: format!(
+                    "kernel reported {rule} in pid {} after hooks {}; stack: {}",
+                    v.pid,
+                    v.hooks.join(" -> "),
+                    v.frames.iter().take(8).cloned().collect::<Vec<_>>().join(" <- ")
+                ),
+            },
+            None => TestResult { name: format!("shadow/{rule}"), result: "pass".into(), detail: "no violation".into() },
+        })
+        .collect()
+}
+
+/// The kind of finding a bad result of test `name` is: a failed differential scenario or
+/// in-kernel shadow rule is a divergence from refcore; other tests hang or fail.
 pub fn kind_of(name: &str, result: &str) -> String {
-    if name.starts_with("scenario/") {
+    if name.starts_with("scenario/") || name.starts_with("shadow/") {
         "divergence".into()
     } else {
         result.into()
@@ -140,6 +161,22 @@ mod tests {
                 ("perm_allow_deny".into(), "fail".into())
             ]
         );
+    }
+
+    #[test]
+    fn shadow_violations_become_failed_rules() {
+        let c = kbot_console::parse("kbot-shadow: active rules=...\nkbot-shadow: VIOLATION rule=wait-in-srcu pid=9 hooks=srcu-enter,pin,wait-start\nCall Trace:\n fanotify_handle_event+0x1/0x2\n");
+        let t = shadow_tests(&c);
+        assert_eq!(t.len(), 4);
+        assert_eq!(t[0].name, "shadow/wait-in-srcu");
+        assert_eq!(t[0].result, "fail");
+        assert!(
+            t[0].detail.contains("srcu-enter -> pin -> wait-start") && t[0].detail.contains("fanotify_handle_event"),
+            "{}",
+            t[0].detail
+        );
+        assert!(t[1..].iter().all(|x| x.result == "pass"));
+        assert_eq!(kind_of("shadow/wait-in-srcu", "fail"), "divergence");
     }
 
     #[test]

@@ -163,6 +163,9 @@ struct CheckCli {
     /// report; base and tip always share it).
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+    /// In-kernel shadow checks (the reference core built into the kernel with Rust for Linux).
+    #[arg(long, value_enum, default_value = "auto")]
+    shadow: check::ShadowMode,
     /// Number of random differential scenarios per boot (besides the fixed corpus).
     #[arg(long, value_name = "N", default_value_t = 8)]
     scenarios: u32,
@@ -232,6 +235,7 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
         command,
         seed: c.seed.unwrap_or_else(new_seed),
         random: c.scenarios,
+        shadow: c.shadow,
     };
     let progress = Progress::new(quiet);
     let result = check::run(&home, &args, &progress)?;
@@ -290,6 +294,7 @@ fn bench_cmd(mbox: Option<PathBuf>, arch: &str, jobs: Option<usize>, quiet: bool
         reporter: "kbot <kbot@localhost>".into(),
         seed: 1,
         random: 8,
+        shadow: check::ShadowMode::Auto,
     };
     let table = bench::run(&home, args, &Progress::new(quiet))?;
     println!("{table}");

@@ -82,8 +82,12 @@ fn kernel_image(
         .ok_or_else(|| Fail::usage("name the kernel: --kernel IMAGE or --commit REV (built before by kbot check)"))?;
     let t = kbot_kernel::git::Tree::open(tree).map_err(|e| Fail::usage(format!("--tree: {e}")))?;
     let c = t.resolve(rev).ok_or_else(|| Fail::usage(format!("--commit {rev}: not in {}", tree.display())))?;
-    let img = home.kernel_cache(arch, &c, &kconfig::config_key(arch)).join(arch.image_target());
-    if img.is_file() {
+    // With or without the shadow checks, whichever kbot check built.
+    let found = [kbot_kernel::shadow::FRAGMENT, ""]
+        .iter()
+        .map(|extra| home.kernel_cache(arch, &c, &kconfig::config_key(arch, extra)).join(arch.image_target()))
+        .find(|img| img.is_file());
+    if let Some(img) = found {
         Ok(img)
     } else {
         Err(Fail::usage(format!("no {arch} kernel for {} in kbot's cache; run kbot check on a series with that commit first, or pass --kernel", &c[..12])))

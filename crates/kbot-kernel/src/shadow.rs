@@ -1,0 +1,125 @@
+//! kbot's shadow checks in the kernel under test: the reference core's rules (the same
+//! `rules.rs` as the `kbot-refcore` crate) built into the kernel as a Rust component, fed by
+//! hooks that kbot adds to the notification core and to SRCU after checking out a commit.
+//!
+//! Why hooks in the source: fs/notify has no tracepoints in 6.12, kprobes on inlined static
+//! functions are unreliable, and a small patch is cheap to rebuild incrementally. The SRCU
+//! hook sits in `__srcu_read_lock`/`__srcu_read_unlock` (filtered on `fsnotify_mark_srcu`),
+//! not at fs/notify's call sites, so a series that moves or drops those calls — the bug
+//! class itself — is still observed. Hunks that do not apply are reported, and the shadow
+//! results of that kernel are not used.
+
+use crate::git::git;
+use crate::proc::{run_logged, Exit};
+use crate::Arch;
+use std::path::Path;
+use std::time::Duration;
+
+pub const HOOKS_PATCH: &str = include_str!("../../../images/shadow/hooks.patch");
+pub const HEADER: &str = include_str!("../../../images/shadow/kbot_shadow.h");
+pub const GLUE: &str = include_str!("../../../images/shadow/kbot_shadow.rs");
+pub const RULES: &str = include_str!("../../kbot-refcore/src/rules.rs");
+pub const FRAGMENT: &str = "CONFIG_RUST=y\nCONFIG_KBOT_SHADOW=y\n";
+
+/// The rules the component checks (test names `shadow/<rule>`).
+pub const RULE_NAMES: [&str; 4] = ["wait-in-srcu", "unpin-unpinned", "event-after-shutdown", "wait-without-pin"];
+
+/// Whether Rust for Linux works for this tree and arch: `make rustavailable`.
+pub fn available(src: &Path, out: &Path, arch: Arch, log: &Path) -> Result<(), String> {
+    let _ = std::fs::create_dir_all(out);
+    let mut cmd = crate::build::make_cmd(src, out, arch, 1, false);
+    cmd.arg("rustavailable");
+    match run_logged(&mut cmd, log, Duration::from_secs(120), 1 << 20) {
+        Ok(e) if e.success() => Ok(()),
+        Ok(Exit::TimedOut) => Err("make rustavailable timed out".into()),
+        Ok(_) => {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let why = text
+                .lines()
+                .find(|l| l.contains("***"))
+                .unwrap_or("make rustavailable failed")
+                .trim_start_matches("*** ")
+                .trim();
+            Err(format!(
+                "Rust for Linux is not available ({why}); `kbot setup` installs rust-src, bindgen-cli and libclang-dev"
+            ))
+        }
+        Err(e) => Err(format!("cannot run make: {e}")),
+    }
+}
+
+fn write_if_changed(path: &Path, content: &str) -> Result<(), String> {
+    if std::fs::read_to_string(path).is_ok_and(|c| c == content) {
+        return Ok(());
+    }
+    std::fs::write(path, content).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Instruments a checked-out worktree. Returns the files whose hooks did not apply (their
+/// hunks are left out); an error when the component itself cannot be added.
+pub fn instrument(wt: &Path) -> Result<Vec<String>, String> {
+    write_if_changed(&wt.join("include/linux/kbot_shadow.h"), HEADER)?;
+    write_if_changed(&wt.join("fs/notify/kbot_shadow.rs"), GLUE)?;
+    write_if_changed(&wt.join("fs/notify/kbot_rules.rs"), RULES)?;
+    let patch = wt.join(".kbot-shadow-hooks.patch");
+    std::fs::write(&patch, HOOKS_PATCH).map_err(|e| e.to_string())?;
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(wt)
+        .args(["apply", "--reject", "--whitespace=nowarn"])
+        .arg(&patch)
+        .output()
+        .map_err(|e| format!("cannot run git apply: {e}"))?;
+    let _ = std::fs::remove_file(&patch);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let rejected = rejected_files(&stderr);
+    for f in &rejected {
+        let _ = std::fs::remove_file(wt.join(format!("{f}.rej")));
+    }
+    if rejected.iter().any(|f| f.ends_with("Kconfig") || f.ends_with("Makefile")) {
+        // Leave the tree as it was checked out.
+        let _ = git(wt, &["checkout", "-q", "--", "."]);
+        return Err(format!("the shadow component's build glue did not apply ({})", rejected.join(", ")));
+    }
+    if !out.status.success() && rejected.is_empty() {
+        let _ = git(wt, &["checkout", "-q", "--", "."]);
+        return Err(format!("git apply of the shadow hooks failed: {}", stderr.lines().next().unwrap_or("")));
+    }
+    Ok(rejected)
+}
+
+/// Files with rejected hunks, from `git apply --reject`'s report.
+pub fn rejected_files(stderr: &str) -> Vec<String> {
+    let mut v: Vec<String> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("Applying patch ").or_else(|| l.strip_prefix("Applied patch ")))
+        .filter(|l| l.contains("reject"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_git_apply_rejects() {
+        let err = "Checking patch fs/notify/mark.c...\nerror: while searching for:\nApplying patch fs/notify/mark.c with 1 reject...\nRejected hunk #1.\nApplied patch fs/notify/group.c cleanly.\nApplying patch kernel/rcu/srcutree.c with 2 rejects...\n";
+        assert_eq!(rejected_files(err), ["fs/notify/mark.c", "kernel/rcu/srcutree.c"]);
+        assert!(rejected_files("").is_empty());
+    }
+
+    #[test]
+    fn the_component_uses_the_reference_core_source() {
+        assert!(GLUE.contains("#[path = \"kbot_rules.rs\"]"));
+        assert!(RULES.contains("pub struct Monitor"));
+        for r in RULE_NAMES {
+            assert!(RULES.contains(&format!("\"{r}\"")), "{r}");
+            assert!(GLUE.contains(r), "{r}");
+        }
+        assert!(HOOKS_PATCH.contains("kernel/rcu/srcutree.c"));
+    }
+}

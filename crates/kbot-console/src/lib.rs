@@ -197,10 +197,12 @@ const WAIT_FRAMES: &[&str] = &[
 ];
 
 fn strip_timestamp(l: &str) -> &str {
-    match TIMESTAMP.find(l) {
+    let l = match TIMESTAMP.find(l) {
         Some(m) => &l[m.end()..],
         None => l,
-    }
+    };
+    // Rust's pr_* macros prefix the module name.
+    l.strip_prefix("kbot_shadow: ").unwrap_or(l)
 }
 
 /// Function names of the stack frames in `lines`, in order. Frames the unwinder marks

@@ -31,6 +31,8 @@ const PACKAGES: &[&str] = &[
     "gcc-aarch64-linux-gnu",
     "libc6-dev-arm64-cross",
     "linux-source-6.12",
+    // Rust for Linux (the in-kernel shadow checks): bindgen needs libclang.
+    "libclang-dev",
 ];
 
 fn dpkg_version(pkg: &str) -> Option<String> {
@@ -103,6 +105,37 @@ fn apt(progress: &Progress) -> Result<(), Fail> {
         }
     }
     run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Rust for Linux needs the standard library's source and a bindgen newer than Debian's.
+/// Missing pieces only turn the shadow checks off, so failures here are notes, not errors.
+fn rust_for_linux(progress: &Progress) {
+    let have_src = Command::new("rustup")
+        .args(["component", "list", "--installed"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.starts_with("rust-src")));
+    if !have_src {
+        progress.say("setup", "rust", "rustup component add rust-src");
+        let _ = Command::new("rustup").args(["component", "add", "rust-src"]).status();
+    }
+    let bindgen_ok = Command::new("bindgen").arg("--version").output().is_ok_and(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|v| !v.starts_with("0.6") && !v.starts_with("0.5"))
+    });
+    if !bindgen_ok {
+        progress.say("setup", "rust", "cargo install --locked bindgen-cli (a minute or two)");
+        let ok = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["install", "--locked", "--quiet", "bindgen-cli"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            progress.say("setup", "rust", "bindgen-cli did not install: the shadow checks will be off");
+        }
+    } else {
+        progress.say("setup", "rust", "rust-src and bindgen present");
+    }
 }
 
 fn rustup_targets(progress: &Progress) -> Result<(), Fail> {
@@ -212,6 +245,7 @@ pub fn run(home: &Home, opts: &SetupOpts, progress: &Progress) -> Result<PathBuf
         apt(progress)?;
     }
     rustup_targets(progress)?;
+    rust_for_linux(progress);
     for arch in Arch::ALL {
         progress.say(arch.name(), "agent", "building the guest agent");
         agent::build(arch)?;

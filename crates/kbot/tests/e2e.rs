@@ -120,7 +120,7 @@ fn clean_series_passes_with_several_seeds() {
             for run in ["base", "tip"] {
                 assert_eq!(a[run]["build"], "pass");
                 assert_eq!(a[run]["boot"], "pass");
-                assert_eq!(a[run]["tests"].as_array().unwrap().len(), all_tests(&a));
+                assert_eq!(a[run]["tests"].as_array().unwrap().len(), all_tests(a));
                 assert!(all_pass(&a[run]), "seed {seed}: {a}");
             }
             assert_eq!(a["regressions"], serde_json::json!([]));

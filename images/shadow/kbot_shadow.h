@@ -17,6 +17,8 @@ enum kbot_shadow_hook {
 	KBOT_SHUTDOWN = 7,
 	KBOT_QUEUED = 8,
 	KBOT_FREE = 9,
+	KBOT_GRACE_START = 10,
+	KBOT_GRACE_END = 11,
 };
 
 #ifdef CONFIG_KBOT_SHADOW

@@ -26,7 +26,7 @@ struct KbotShadow;
 
 impl kernel::Module for KbotShadow {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        pr_info!("kbot-shadow: active rules=wait-in-srcu,unpin-unpinned,event-after-shutdown,wait-without-pin\n");
+        pr_info!("kbot-shadow: active rules=wait-in-srcu,unpin-unpinned,event-after-shutdown,wait-without-pin,waiter-outlives-group,grace-period-waits-for-listener\n");
         Ok(KbotShadow)
     }
 }

@@ -22,7 +22,14 @@ pub const RULES: &str = include_str!("../../kbot-refcore/src/rules.rs");
 pub const FRAGMENT: &str = "CONFIG_RUST=y\nCONFIG_KBOT_SHADOW=y\n";
 
 /// The rules the component checks (test names `shadow/<rule>`).
-pub const RULE_NAMES: [&str; 4] = ["wait-in-srcu", "unpin-unpinned", "event-after-shutdown", "wait-without-pin"];
+pub const RULE_NAMES: [&str; 6] = [
+    "wait-in-srcu",
+    "unpin-unpinned",
+    "event-after-shutdown",
+    "wait-without-pin",
+    "waiter-outlives-group",
+    "grace-period-waits-for-listener",
+];
 
 /// Whether Rust for Linux works for this tree and arch: `make rustavailable`.
 pub fn available(src: &Path, out: &Path, arch: Arch, log: &Path) -> Result<(), String> {

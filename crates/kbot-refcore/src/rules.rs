@@ -10,6 +10,11 @@
 //! - `event-after-shutdown`: no event is queued to a group after its shutdown started.
 //! - `wait-without-pin`: a task waiting for a permission response holds a pin on the mark
 //!   (what makes leaving SRCU safe since 4.12).
+//! - `waiter-outlives-group`: every waiter is released by its group's shutdown: no task is
+//!   still waiting on a group when the group is freed.
+//! - `grace-period-waits-for-listener`: a grace period of mark destruction starts while a
+//!   task waits for a listener inside a read-side section, so it cannot end until user space
+//!   answers (the stall itself, as the model predicts it under pre-4.12 semantics).
 
 /// A hook in the kernel's notification core.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -27,6 +32,9 @@ pub enum Hook {
     Queued,
     /// The group `obj` is freed (its address may be reused by a new group).
     Free,
+    /// Mark destruction starts / ends waiting for an SRCU grace period.
+    GraceStart,
+    GraceEnd,
 }
 
 impl Hook {
@@ -41,6 +49,8 @@ impl Hook {
             7 => Hook::Shutdown,
             8 => Hook::Queued,
             9 => Hook::Free,
+            10 => Hook::GraceStart,
+            11 => Hook::GraceEnd,
             _ => return None,
         })
     }
@@ -56,6 +66,8 @@ impl Hook {
             Hook::Shutdown => "shutdown",
             Hook::Queued => "queued",
             Hook::Free => "free",
+            Hook::GraceStart => "grace-start",
+            Hook::GraceEnd => "grace-end",
         }
     }
 }
@@ -66,10 +78,19 @@ pub enum Rule {
     UnpinUnpinned,
     EventAfterShutdown,
     WaitWithoutPin,
+    WaiterOutlivesGroup,
+    GraceWaitsForListener,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 4] = [Rule::WaitInSrcu, Rule::UnpinUnpinned, Rule::EventAfterShutdown, Rule::WaitWithoutPin];
+    pub const ALL: [Rule; 6] = [
+        Rule::WaitInSrcu,
+        Rule::UnpinUnpinned,
+        Rule::EventAfterShutdown,
+        Rule::WaitWithoutPin,
+        Rule::WaiterOutlivesGroup,
+        Rule::GraceWaitsForListener,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -77,6 +98,8 @@ impl Rule {
             Rule::UnpinUnpinned => "unpin-unpinned",
             Rule::EventAfterShutdown => "event-after-shutdown",
             Rule::WaitWithoutPin => "wait-without-pin",
+            Rule::WaiterOutlivesGroup => "waiter-outlives-group",
+            Rule::GraceWaitsForListener => "grace-period-waits-for-listener",
         }
     }
 
@@ -102,10 +125,12 @@ struct Slot {
     pid: i32,
     srcu: i32,
     pins: i32,
+    /// The group this task waits on for a permission answer (0: not waiting).
+    waiting: usize,
     history: [Option<Hook>; HISTORY],
 }
 
-const EMPTY: Slot = Slot { pid: 0, srcu: 0, pins: 0, history: [None; HISTORY] };
+const EMPTY: Slot = Slot { pid: 0, srcu: 0, pins: 0, waiting: 0, history: [None; HISTORY] };
 
 /// Per-task state in a fixed table, shut-down groups in a ring. A task whose slot cannot be
 /// found or made is not checked (never a false report).
@@ -132,7 +157,7 @@ impl Monitor {
             Some(i) => i,
             None => {
                 // Reuse a slot of a task that holds nothing.
-                let i = self.slots.iter().position(|s| s.pid == 0 || (s.srcu == 0 && s.pins == 0))?;
+                let i = self.slots.iter().position(|s| s.pid == 0 || (s.srcu == 0 && s.pins == 0 && s.waiting == 0))?;
                 self.slots[i] = Slot { pid, ..EMPTY };
                 i
             }
@@ -154,8 +179,15 @@ impl Monitor {
                 for g in self.shut.iter_mut().filter(|g| **g == obj) {
                     *g = 0;
                 }
-                None
+                // Report against the waiter, whose history tells the story.
+                let waiter = self.slots.iter().find(|s| obj != 0 && s.waiting == obj).map(|s| s.pid);
+                return waiter.and_then(|w| self.report(Rule::WaiterOutlivesGroup, w));
             }
+            Hook::GraceStart => {
+                let waiter = self.slots.iter().find(|s| s.waiting != 0 && s.srcu > 0).map(|s| s.pid);
+                return waiter.and_then(|w| self.report(Rule::GraceWaitsForListener, w));
+            }
+            Hook::GraceEnd => None,
             _ => {
                 let s = self.slot(pid)?;
                 s.history.copy_within(1.., 0);
@@ -178,18 +210,35 @@ impl Monitor {
                         s.pins -= 1;
                         None
                     }
-                    Hook::WaitStart if s.srcu > 0 => Some(Rule::WaitInSrcu),
-                    Hook::WaitStart if s.pins == 0 => Some(Rule::WaitWithoutPin),
+                    Hook::WaitStart => {
+                        s.waiting = obj;
+                        if s.srcu > 0 {
+                            Some(Rule::WaitInSrcu)
+                        } else if s.pins == 0 {
+                            Some(Rule::WaitWithoutPin)
+                        } else {
+                            None
+                        }
+                    }
+                    Hook::WaitEnd => {
+                        s.waiting = 0;
+                        None
+                    }
                     _ => None,
                 }
             }
         }?;
-        if self.reported & broken.bit() != 0 {
+        self.report(broken, pid)
+    }
+
+    /// A violation of `rule` by `pid`, the first time only.
+    fn report(&mut self, rule: Rule, pid: i32) -> Option<Violation> {
+        if self.reported & rule.bit() != 0 {
             return None;
         }
-        self.reported |= broken.bit();
+        self.reported |= rule.bit();
         let history = self.slots.iter().find(|s| s.pid == pid).map_or([None; HISTORY], |s| s.history);
-        Some(Violation { rule: broken, pid, history })
+        Some(Violation { rule, pid, history })
     }
 }
 
@@ -250,6 +299,36 @@ mod tests {
         // A new group at a freed group's address is not shut down.
         assert!(m.hook(6, Hook::Queued, 0xdef).is_none());
         assert_eq!(m.hook(6, Hook::Queued, 0xabc).unwrap().rule, Rule::EventAfterShutdown);
+    }
+
+    #[test]
+    fn grace_period_behind_a_waiter_and_waiters_outliving_their_group() {
+        let mut m = Monitor::new();
+        // Current semantics: the waiter is outside SRCU, the grace period is not held up.
+        for h in [Hook::SrcuEnter, Hook::Pin, Hook::SrcuExit, Hook::WaitStart] {
+            assert!(m.hook(1, h, 0x10).is_none());
+        }
+        assert!(m.hook(99, Hook::GraceStart, 0).is_none());
+        // The seed's bug: the grace period now waits for the listener.
+        let mut m = Monitor::new();
+        m.hook(1, Hook::SrcuEnter, 0x10);
+        m.hook(1, Hook::Pin, 0x10);
+        assert_eq!(m.hook(1, Hook::WaitStart, 0x10).unwrap().rule, Rule::WaitInSrcu);
+        let v = m.hook(99, Hook::GraceStart, 0).unwrap();
+        assert_eq!((v.rule, v.pid), (Rule::GraceWaitsForListener, 1));
+        // A group freed while a task still waits on it.
+        let mut m = Monitor::new();
+        m.hook(2, Hook::Pin, 0x20);
+        m.hook(2, Hook::WaitStart, 0x20);
+        assert!(m.hook(3, Hook::Free, 0x30).is_none());
+        let v = m.hook(3, Hook::Free, 0x20).unwrap();
+        assert_eq!((v.rule, v.pid), (Rule::WaiterOutlivesGroup, 2));
+        // Not after the wait ended.
+        let mut m = Monitor::new();
+        m.hook(2, Hook::Pin, 0x20);
+        m.hook(2, Hook::WaitStart, 0x20);
+        m.hook(2, Hook::WaitEnd, 0x20);
+        assert!(m.hook(3, Hook::Free, 0x20).is_none());
     }
 
     #[test]

@@ -167,7 +167,7 @@ mod tests {
     fn shadow_violations_become_failed_rules() {
         let c = kbot_console::parse("kbot-shadow: active rules=...\nkbot-shadow: VIOLATION rule=wait-in-srcu pid=9 hooks=srcu-enter,pin,wait-start\nCall Trace:\n fanotify_handle_event+0x1/0x2\n");
         let t = shadow_tests(&c);
-        assert_eq!(t.len(), 4);
+        assert_eq!(t.len(), 6);
         assert_eq!(t[0].name, "shadow/wait-in-srcu");
         assert_eq!(t[0].result, "fail");
         assert!(

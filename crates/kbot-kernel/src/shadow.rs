@@ -21,6 +21,13 @@ pub const GLUE: &str = include_str!("../../../images/shadow/kbot_shadow.rs");
 pub const RULES: &str = include_str!("../../kbot-refcore/src/rules.rs");
 pub const FRAGMENT: &str = "CONFIG_RUST=y\nCONFIG_KBOT_SHADOW=y\n";
 
+/// The kconfig addition for shadow kernels, with a hash of the component's sources as a
+/// comment: it is part of the kernel cache key, so changed hooks or rules mean new kernels.
+pub fn config_extra() -> String {
+    let h = crate::fnv64(format!("{HOOKS_PATCH}{HEADER}{GLUE}{RULES}").as_bytes());
+    format!("{FRAGMENT}# kbot-shadow sources {h:016x}\n")
+}
+
 /// The rules the component checks (test names `shadow/<rule>`).
 pub const RULE_NAMES: [&str; 6] = [
     "wait-in-srcu",

@@ -80,8 +80,8 @@ pub fn run(home: &Home, args: CheckArgs, progress: &Progress) -> Result<String, 
     for a in &args.arches {
         for p in &cold.series.patches {
             if let Some(c) = &p.commit {
-                for extra in ["", kbot_kernel::shadow::FRAGMENT] {
-                    wipe(&home.kernel_cache(*a, c, &kbot_kernel::kconfig::config_key(*a, extra)));
+                for extra in [String::new(), kbot_kernel::shadow::config_extra()] {
+                    wipe(&home.kernel_cache(*a, c, &kbot_kernel::kconfig::config_key(*a, &extra)));
                 }
             }
         }

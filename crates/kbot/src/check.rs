@@ -402,17 +402,17 @@ impl ArchRunner<'_> {
         }
     }
 
-    fn extra_config(&self) -> &'static str {
+    fn extra_config(&self) -> String {
         if self.shadow {
-            shadow::FRAGMENT
+            shadow::config_extra()
         } else {
-            ""
+            String::new()
         }
     }
 
     fn kernel(&mut self, prefix: usize) -> Result<Kernel, String> {
         let commit = &self.ctx.commits[prefix];
-        let key = kconfig::config_key(self.arch, self.extra_config());
+        let key = kconfig::config_key(self.arch, &self.extra_config());
         let cache = self.ctx.home.kernel_cache(self.arch, commit, &key);
         let image = cache.join(self.arch.image_target());
         let log = self.ctx.run_dir.join(self.arch.name()).join(format!("build-{prefix}-{}.log", &commit[..12]));
@@ -440,7 +440,7 @@ impl ArchRunner<'_> {
             self.rejects.insert(prefix, rejected);
         }
         let t = Instant::now();
-        let fresh = kconfig::ensure(&self.wt.path, &self.out, self.arch, self.extra_config(), &log)
+        let fresh = kconfig::ensure(&self.wt.path, &self.out, self.arch, &self.extra_config(), &log)
             .map_err(|e| format!("kconfig: {e}"))?;
         if fresh {
             self.say("config", &format!("tinyconfig + kbot fragment in {:.1}s", t.elapsed().as_secs_f64()));

@@ -83,7 +83,7 @@ fn kernel_image(
     let t = kbot_kernel::git::Tree::open(tree).map_err(|e| Fail::usage(format!("--tree: {e}")))?;
     let c = t.resolve(rev).ok_or_else(|| Fail::usage(format!("--commit {rev}: not in {}", tree.display())))?;
     // With or without the shadow checks, whichever kbot check built.
-    let found = [kbot_kernel::shadow::FRAGMENT, ""]
+    let found = [kbot_kernel::shadow::config_extra(), String::new()]
         .iter()
         .map(|extra| home.kernel_cache(arch, &c, &kconfig::config_key(arch, extra)).join(arch.image_target()))
         .find(|img| img.is_file());

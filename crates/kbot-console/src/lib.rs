@@ -288,7 +288,10 @@ pub fn parse(log: &str) -> Console {
                 .unwrap_or(lines.len().min(i + EXCERPT_LINES));
             let frames = frames(lines[i + 1..end].iter().copied())
                 .into_iter()
-                .filter(|f| !f.starts_with("dump_stack") && f != "kbot_shadow_hook")
+                .filter(|f| {
+                    !["dump_stack", "dump_stack_lvl", "dump_backtrace", "show_stack", "kbot_shadow_hook"]
+                        .contains(&f.as_str())
+                })
                 .collect();
             c.violations.push(ShadowViolation {
                 rule: m[1].to_string(),

@@ -37,6 +37,20 @@ pub struct PatchInfo {
     /// The commit `git am` made for it (absent when it was not applied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// Trailers given in replies to it (or to the cover letter), e.g. "Reviewed-by: A <a@x>".
+    #[serde(default)]
+    pub trailers: Vec<String>,
+    /// Per-patch checks (Signed-off-by, Fixes:, subject).
+    #[serde(default)]
+    pub checks: Vec<CheckInfo>,
+}
+
+/// One patchwork-style check: success, warning or fail.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CheckInfo {
+    pub name: String,
+    pub state: String,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -56,6 +70,9 @@ pub struct SeriesInfo {
     pub patches: Vec<PatchInfo>,
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Checks of the series as a whole (cover letter, base-commit).
+    #[serde(default)]
+    pub checks: Vec<CheckInfo>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -295,14 +312,16 @@ mod tests {
                     subject: "one".into(),
                     message_id: "p1@x".into(),
                     author: "A <a@x>".into(),
-                    commit: None,
+                    trailers: vec!["Reviewed-by: R <r@x>".into()],
+                    ..Default::default()
                 },
                 PatchInfo {
                     index: 2,
                     subject: "two".into(),
                     message_id: "p2@x".into(),
                     author: "A <a@x>".into(),
-                    commit: None,
+                    trailers: vec!["Reviewed-by: R <r@x>".into()],
+                    ..Default::default()
                 },
             ],
             ..Default::default()
@@ -362,5 +381,6 @@ mod tests {
         assert!(md.contains("Reported-by: kbot <kbot@localhost>"), "{md}");
         assert!(md.contains("close() blocked"), "{md}");
         assert!(md.contains("REGRESSION"), "{md}");
+        assert!(md.contains("| Reviewed-by: R <r@x> |"), "{md}");
     }
 }

@@ -2,6 +2,9 @@
 //! `[RFC PATCH]`, `[PATCH net-next v2 1/3]`), version choice, order by index, cover letter,
 //! missing and duplicate patches, and the `base-commit:` footer.
 
+pub mod checks;
+pub mod trailers;
+
 pub use kbot_mbox::Mail;
 use serde::Serialize;
 

@@ -48,6 +48,8 @@ pub struct CheckArgs {
     pub seed: u64,
     pub random: u32,
     pub shadow: ShadowMode,
+    /// Which version of the series to test when the input holds several (default: newest).
+    pub version: Option<u32>,
 }
 
 /// Everything an arch's check needs, shared by the arch threads.
@@ -142,7 +144,7 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
     let mails = kbot_mbox::parse_mbox(&data).map_err(|e| {
         Fail::usage(format!("{source}: {e}; give an mbox of patch mails (git format-patch, b4 am, a lore t.mbox)"))
     })?;
-    let series = kbot_series::assemble(&mails, None).map_err(|e| Fail::usage(format!("{source}: {e}")))?;
+    let series = kbot_series::assemble(&mails, args.version).map_err(|e| Fail::usage(format!("{source}: {e}")))?;
     stages.push(("parse".into(), t0.elapsed().as_secs_f64()));
     progress.say(
         "series",
@@ -196,6 +198,9 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
             .ok_or_else(|| Fail::usage(format!("the tree {} has no commits", tree.path.display())))?;
         (c, "tree HEAD".to_string())
     };
+    let mut trailers = kbot_series::trailers::collect(&mails, &series);
+    let exists = |sha: &str| !sha.is_empty() && tree.resolve(sha).is_some();
+    let info = |c: kbot_series::checks::CheckItem| CheckInfo { name: c.name, state: c.state, detail: c.detail };
     let patches: Vec<PatchInfo> = series
         .patches
         .iter()
@@ -205,6 +210,8 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
             message_id: p.message_id.clone(),
             author: p.author.clone(),
             commit: None,
+            trailers: trailers.remove(&p.index).unwrap_or_default(),
+            checks: kbot_series::checks::patch_checks(p, &exists).into_iter().map(info).collect(),
         })
         .collect();
     let mut result = CheckResult::new(SeriesInfo {
@@ -218,6 +225,7 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
         duplicates: series.duplicates.clone(),
         patches,
         notes,
+        checks: kbot_series::checks::series_checks(&series).into_iter().map(info).collect(),
     });
     result.reported_by = format!("Reported-by: {}", args.reporter);
     result.scenarios =

@@ -163,6 +163,9 @@ struct CheckCli {
     /// report; base and tip always share it).
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+    /// Test this version of the series when the input holds several (default: the newest).
+    #[arg(long, value_name = "N")]
+    version: Option<u32>,
     /// In-kernel shadow checks (the reference core built into the kernel with Rust for Linux).
     #[arg(long, value_enum, default_value = "auto")]
     shadow: check::ShadowMode,
@@ -236,6 +239,7 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
         seed: c.seed.unwrap_or_else(new_seed),
         random: c.scenarios,
         shadow: c.shadow,
+        version: c.version,
     };
     let progress = Progress::new(quiet);
     let result = check::run(&home, &args, &progress)?;
@@ -295,6 +299,7 @@ fn bench_cmd(mbox: Option<PathBuf>, arch: &str, jobs: Option<usize>, quiet: bool
         seed: 1,
         random: 8,
         shadow: check::ShadowMode::Auto,
+        version: None,
     };
     let table = bench::run(&home, args, &Progress::new(quiet))?;
     println!("{table}");

@@ -4,6 +4,9 @@
 use kbot_kernel::{fnv64, Arch};
 use std::path::{Path, PathBuf};
 
+/// How many run directories (logs of past checks) are kept.
+pub const KEEP_RUNS: usize = 50;
+
 #[derive(Debug, Clone)]
 pub struct Home {
     pub root: PathBuf,
@@ -57,10 +60,21 @@ impl Home {
         self.root.join("ccache")
     }
 
+    /// A new directory for one run's patches and logs; only the newest [`KEEP_RUNS`] are kept.
     pub fn new_run_dir(&self) -> std::io::Result<PathBuf> {
+        let runs = self.root.join("runs");
         let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let p = self.root.join("runs").join(format!("{secs}-{}", std::process::id()));
+        let p = runs.join(format!("{secs}-{}", std::process::id()));
         std::fs::create_dir_all(&p)?;
+        let mut old: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&runs)?
+            .flatten()
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        old.sort();
+        let excess = old.len().saturating_sub(KEEP_RUNS);
+        for (_, dir) in old.into_iter().take(excess).filter(|(_, d)| *d != p) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         Ok(p)
     }
 }
@@ -101,4 +115,22 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_runs_are_pruned() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home { root: d.path().to_path_buf() };
+        for i in 0..KEEP_RUNS + 5 {
+            std::fs::create_dir_all(d.path().join("runs").join(format!("old-{i:03}"))).unwrap();
+        }
+        let new = home.new_run_dir().unwrap();
+        let left = std::fs::read_dir(d.path().join("runs")).unwrap().count();
+        assert_eq!(left, KEEP_RUNS);
+        assert!(new.is_dir());
+    }
 }

@@ -69,10 +69,12 @@ impl Home {
         let mut old: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&runs)?
             .flatten()
             .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .filter(|(_, d)| *d != p)
             .collect();
         old.sort();
-        let excess = old.len().saturating_sub(KEEP_RUNS);
-        for (_, dir) in old.into_iter().take(excess).filter(|(_, d)| *d != p) {
+        // The new run counts as one of those kept.
+        let excess = (old.len() + 1).saturating_sub(KEEP_RUNS);
+        for (_, dir) in old.into_iter().take(excess) {
             let _ = std::fs::remove_dir_all(dir);
         }
         Ok(p)

@@ -28,6 +28,11 @@ pub enum ShadowMode {
 
 pub enum Input {
     Mbox(PathBuf),
+    /// A message id (or lore link) of any message of the thread, and the inbox base URL.
+    Msgid {
+        id: String,
+        lore: String,
+    },
     /// `BASE..TIP` in the tree: the commits become the series.
     Range(String),
 }
@@ -76,6 +81,16 @@ fn read_input(args: &CheckArgs, tree: Option<&Tree>) -> Result<(Vec<u8>, String)
         Input::Mbox(p) => {
             let data = std::fs::read(p).map_err(|e| Fail::usage(format!("cannot read {}: {e}", p.display())))?;
             Ok((data, p.display().to_string()))
+        }
+        Input::Msgid { id, lore } => {
+            let target = kbot_lore::parse_target(id, lore).map_err(Fail::usage)?;
+            let url = target.thread_url();
+            let data =
+                kbot_lore::fetch_thread(&target, 3, Duration::from_secs(30), 100 << 20).map_err(|e| match e {
+                    kbot_lore::FetchError::NotFound { .. } => Fail::usage(e.to_string()),
+                    _ => Fail::env(e.to_string()),
+                })?;
+            Ok((data, url))
         }
         Input::Range(r) => {
             let tree = tree.ok_or_else(|| Fail::usage("--range needs a tree"))?;

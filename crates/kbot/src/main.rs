@@ -122,12 +122,13 @@ struct CheckCli {
     /// The series as an mbox (git format-patch, b4 am, a lore t.mbox).
     #[arg(long, value_name = "FILE", group = "input")]
     mbox: Option<PathBuf>,
-    /// The series by lore message id (not implemented yet: use `b4 mbox ID` and --mbox).
+    /// The series by the message id of any of its mails (cover or patch), `<ID>`, or a lore
+    /// link; the whole thread is fetched from the inbox.
     #[arg(long, value_name = "ID", group = "input")]
     msgid: Option<String>,
-    /// Lore base URL for --msgid.
-    #[arg(long, value_name = "URL", requires = "msgid")]
-    lore: Option<String>,
+    /// The inbox to fetch --msgid from (lore or any public-inbox).
+    #[arg(long, value_name = "URL", env = "KBOT_LORE", default_value = "https://lore.kernel.org/all/")]
+    lore: String,
     /// Commits BASE..TIP of the tree as the series.
     #[arg(long, value_name = "BASE..TIP", group = "input")]
     range: Option<String>,
@@ -200,10 +201,7 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
     let input = match (c.mbox, c.msgid, c.range) {
         (Some(m), _, _) => check::Input::Mbox(m),
         (_, _, Some(r)) => check::Input::Range(r),
-        (_, Some(id), _) => {
-            let _ = c.lore;
-            return Err(Fail::usage(format!("--msgid {id}: fetching from lore is not implemented yet; download the thread with `b4 mbox {id}` and pass it with --mbox")));
-        }
+        (_, Some(id), _) => check::Input::Msgid { id, lore: c.lore.clone() },
         _ => return Err(Fail::usage("name the series: --mbox FILE, --msgid ID or --range BASE..TIP")),
     };
     let arches = parse_arches(&c.arch)?;
@@ -223,6 +221,7 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
     let what = match &input {
         check::Input::Mbox(m) => format!("--mbox {}", m.display()),
         check::Input::Range(r) => format!("--range {r}"),
+        check::Input::Msgid { id, lore } => format!("--msgid '{id}' --lore {lore}"),
     };
     let command = format!("kbot check {what} --arch {}", arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(","));
     let args = check::CheckArgs {

@@ -1,0 +1,194 @@
+//! Fetches a whole thread by message id from lore.kernel.org or any public-inbox, the way b4
+//! does: `<inbox URL><message id>/t.mbox.gz`, from any message of the thread.
+
+use std::io::Read;
+use std::time::Duration;
+
+/// Where to fetch: the inbox's base URL (ends with `/`) and the bare message id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub base: String,
+    pub msgid: String,
+}
+
+/// Reads `ID`, `<ID>` or a lore link `https://host/<list>/<ID>/[...]`; `lore` is the base
+/// URL used for a bare id.
+pub fn parse_target(id: &str, lore: &str) -> Result<Target, String> {
+    let id = id.trim();
+    if id.starts_with("http://") || id.starts_with("https://") {
+        let (scheme, rest) = id.split_once("://").expect("checked");
+        let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+        // host / list / msgid [/ t.mbox.gz ...]
+        if parts.len() < 3 {
+            return Err(format!("{id}: a lore link looks like https://lore.kernel.org/<list>/<message-id>/"));
+        }
+        let msgid = unescape(parts[2]);
+        return Ok(Target { base: format!("{scheme}://{}/{}/", parts[0], parts[1]), msgid });
+    }
+    let msgid = id.trim_start_matches('<').trim_end_matches('>').trim().to_string();
+    if msgid.is_empty() || msgid.contains(char::is_whitespace) {
+        return Err(format!("{id:?} is not a message id"));
+    }
+    if !(lore.starts_with("http://") || lore.starts_with("https://")) {
+        return Err(format!("--lore {lore}: expected an http(s) URL of an inbox, e.g. https://lore.kernel.org/all/"));
+    }
+    let base = if lore.ends_with('/') { lore.to_string() } else { format!("{lore}/") };
+    Ok(Target { base, msgid })
+}
+
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Escapes a message id for a URL path segment as public-inbox does (`/`, `%`, `?`, `#`
+/// and anything not printable ASCII).
+pub fn escape_mid(mid: &str) -> String {
+    let mut out = String::new();
+    for b in mid.bytes() {
+        if b.is_ascii_graphic() && !matches!(b, b'/' | b'%' | b'?' | b'#') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Target {
+    pub fn thread_url(&self) -> String {
+        format!("{}{}/t.mbox.gz", self.base, escape_mid(&self.msgid))
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FetchError {
+    #[error("{url}: no such message on the server (HTTP 404); check the message id and the inbox URL (--lore)")]
+    NotFound { url: String },
+    #[error("{url}: server unreachable after {attempts} tries ({detail}); check the URL and the network")]
+    Unreachable { url: String, attempts: u32, detail: String },
+    #[error("{url}: the server answered HTTP {status} after {attempts} tries")]
+    Http { url: String, status: u16, attempts: u32 },
+    #[error("{url}: the thread is not valid gzip ({detail}): truncated or not a t.mbox.gz")]
+    BadGzip { url: String, detail: String },
+}
+
+pub fn gunzip(data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data).read_to_end(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Fetches and decompresses the thread; retries server errors and network failures with a
+/// growing pause, never a 404. At most `max_bytes` are read.
+pub fn fetch_thread(t: &Target, attempts: u32, timeout: Duration, max_bytes: u64) -> Result<Vec<u8>, FetchError> {
+    let url = t.thread_url();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .user_agent(concat!("kbot/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let mut last = String::new();
+    for n in 1..=attempts.max(1) {
+        if n > 1 {
+            std::thread::sleep(Duration::from_millis(500 * u64::from(n - 1)));
+        }
+        match agent.get(&url).call() {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                if status == 404 || status == 410 {
+                    return Err(FetchError::NotFound { url });
+                }
+                if status >= 500 {
+                    last = format!("HTTP {status}");
+                    if n == attempts.max(1) {
+                        return Err(FetchError::Http { url, status, attempts: n });
+                    }
+                    continue;
+                }
+                if status != 200 {
+                    return Err(FetchError::Http { url, status, attempts: n });
+                }
+                let mut body = Vec::new();
+                let read = resp.into_body().into_reader().take(max_bytes).read_to_end(&mut body);
+                if let Err(e) = read {
+                    last = e.to_string();
+                    continue;
+                }
+                return gunzip(&body).map_err(|detail| FetchError::BadGzip { url, detail });
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(FetchError::Unreachable { url, attempts: attempts.max(1), detail: last })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let lore = "https://lore.kernel.org/all/";
+        assert_eq!(parse_target("<a.b@c>", lore).unwrap(), Target { base: lore.into(), msgid: "a.b@c".into() });
+        assert_eq!(
+            parse_target("a.b@c", "http://127.0.0.1:8080/fsdevel").unwrap().base,
+            "http://127.0.0.1:8080/fsdevel/"
+        );
+        let t = parse_target("https://lore.kernel.org/linux-fsdevel/20170315130158.1234-1-jack@suse.cz/T/#u", lore)
+            .unwrap();
+        assert_eq!(
+            t,
+            Target {
+                base: "https://lore.kernel.org/linux-fsdevel/".into(),
+                msgid: "20170315130158.1234-1-jack@suse.cz".into()
+            }
+        );
+        assert_eq!(
+            t.thread_url(),
+            "https://lore.kernel.org/linux-fsdevel/20170315130158.1234-1-jack@suse.cz/t.mbox.gz"
+        );
+        assert_eq!(parse_target("https://lore.kernel.org/l/a%2Fb@c/", lore).unwrap().msgid, "a/b@c");
+        assert!(parse_target("", lore).is_err());
+        assert!(parse_target("a b", lore).is_err());
+        assert!(parse_target("x@y", "ftp://x").is_err());
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(escape_mid("a/b%c?d#e@f"), "a%2Fb%25c%3Fd%23e@f");
+        assert_eq!(escape_mid("plain.id+tag=1@host"), "plain.id+tag=1@host");
+    }
+
+    #[test]
+    fn gzip_errors_are_reported() {
+        assert!(gunzip(b"not gzip").is_err());
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut enc, b"From x\n").unwrap();
+        let gz = enc.finish().unwrap();
+        assert_eq!(gunzip(&gz).unwrap(), b"From x\n");
+        assert!(gunzip(&gz[..gz.len() - 6]).is_err(), "truncated");
+    }
+
+    #[test]
+    fn unreachable_server_is_an_error_not_a_hang() {
+        // Port 9 (discard) is closed on loopback here; connection refused at once.
+        let t = parse_target("x@y", "http://127.0.0.1:9/inbox/").unwrap();
+        let e = fetch_thread(&t, 2, Duration::from_secs(5), 1 << 20).unwrap_err();
+        assert!(matches!(e, FetchError::Unreachable { attempts: 2, .. }), "{e}");
+    }
+}

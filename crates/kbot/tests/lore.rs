@@ -1,0 +1,213 @@
+//! `kbot check --msgid` against a real public-inbox (Debian's `public-inbox`: a v2 inbox,
+//! mails delivered with public-inbox-mda, served by public-inbox-httpd on 127.0.0.1 with
+//! lore's URL scheme). No kernel is built: the series is applied to a small tree where it
+//! cannot apply, which is enough to see what was fetched and assembled.
+//! Needs public-inbox installed: `cargo test -- --include-ignored` (CI installs it).
+
+use serde_json::Value;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// Splits an mbox into mails (mboxo `From ` lines after an empty line).
+fn split(mbox: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut prev_blank = true;
+    for l in mbox.lines() {
+        if l.starts_with("From ") && prev_blank {
+            out.push(String::new());
+        } else if let Some(m) = out.last_mut() {
+            m.push_str(l);
+            m.push('\n');
+        }
+        prev_blank = l.is_empty();
+    }
+    out
+}
+
+struct Inbox {
+    dir: tempfile::TempDir,
+    httpd: Option<Child>,
+    port: u16,
+}
+
+impl Inbox {
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    fn start() -> Inbox {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut ib = Inbox { dir, httpd: None, port };
+        let url = format!("http://127.0.0.1:{port}/fsdevel");
+        let st = Command::new("public-inbox-init")
+            .args(["-V2", "fsdevel"])
+            .arg(ib.dir.path().join("fsdevel"))
+            .args([url.as_str(), "fsdevel@example.org"])
+            .env("PI_CONFIG", ib.config())
+            .status()
+            .expect("public-inbox-init (apt-get install public-inbox)");
+        assert!(st.success());
+        let st = Command::new("git")
+            .arg("config")
+            .arg("-f")
+            .arg(ib.config())
+            .args(["publicinboxmda.spamcheck", "none"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        ib.httpd = Some(ib.serve());
+        ib
+    }
+
+    fn serve(&self) -> Child {
+        let child = Command::new("public-inbox-httpd")
+            .arg("-l")
+            .arg(format!("http://127.0.0.1:{}", self.port))
+            .env("PI_CONFIG", self.config())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("public-inbox-httpd");
+        let t = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(20), "public-inbox-httpd did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child
+    }
+
+    fn deliver(&self, mail: &str) {
+        let mail = if mail.lines().take_while(|l| !l.is_empty()).any(|l| l.starts_with("To:")) {
+            mail.to_string()
+        } else {
+            format!("To: fsdevel@example.org\n{mail}")
+        };
+        let mut c = Command::new("public-inbox-mda")
+            .arg("--no-precheck")
+            .env("PI_CONFIG", self.config())
+            .env("ORIGINAL_RECIPIENT", "fsdevel@example.org")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(c.stdin.as_mut().unwrap(), mail.as_bytes()).unwrap();
+        drop(c.stdin.take());
+        assert!(c.wait().unwrap().success(), "public-inbox-mda refused a mail");
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/fsdevel/", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.httpd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn tiny_tree(dir: &Path) -> PathBuf {
+    let t = dir.join("tree");
+    std::fs::create_dir_all(t.join("fs/notify")).unwrap();
+    std::fs::write(t.join("fs/notify/mark.c"), "int unrelated;\n").unwrap();
+    for args in [&["init", "-q", "-b", "main"][..], &["add", "-A"], &["commit", "-q", "-m", "base"]] {
+        let st = Command::new("git")
+            .arg("-C")
+            .arg(&t)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    t
+}
+
+fn kbot(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kbot")).env("KBOT_HOME", home).arg("--quiet").args(args).output().unwrap()
+}
+
+const COVER: &str = "cover.1795614032.git.alice@example.org";
+const PATCH2: &str = "d4beaa0b6dce675866cce3d0d2f856abb4e70f42.1795614032.git.alice@example.org";
+
+#[test]
+#[ignore = "needs Debian's public-inbox"]
+fn thread_from_any_message_with_trailers_and_errors() {
+    let mut ib = Inbox::start();
+    let mbox = std::fs::read_to_string(examples().join("srcu-stall-regression.mbox")).unwrap();
+    let mails = split(&mbox);
+    assert_eq!(mails.len(), 4);
+    for m in &mails {
+        ib.deliver(m);
+    }
+    let patch1_id = mails[1]
+        .lines()
+        .find_map(|l| l.strip_prefix("Message-ID: <").or_else(|| l.strip_prefix("Message-Id: <")))
+        .unwrap()
+        .trim_end_matches('>')
+        .to_string();
+    ib.deliver(&format!("From: Rev <rev@example.org>\nSubject: Re: [PATCH 1/3] fsnotify: document fsnotify_prepare_user_wait()\nMessage-ID: <r1@example.org>\nIn-Reply-To: <{patch1_id}>\nReferences: <{COVER}> <{patch1_id}>\n\n> quoted\nReviewed-by: Rev <rev@example.org>\n"));
+    ib.deliver(&format!("From: Maint <m@example.org>\nSubject: Re: [PATCH 0/3] fsnotify: permission event wait cleanups\nMessage-ID: <r0@example.org>\nIn-Reply-To: <{COVER}>\nReferences: <{COVER}>\n\nAcked-by: Maint <m@example.org>\n"));
+    ib.deliver("From: Q <q@example.org>\nSubject: a question about fanotify\nMessage-ID: <question@example.org>\n\nhow do I use it?\n");
+
+    let d = tempfile::tempdir().unwrap();
+    let tree = tiny_tree(d.path());
+    let json = d.path().join("r.json");
+    let json_s = json.to_str().unwrap();
+    let tree_s = tree.to_str().unwrap();
+    // From patch 2 (not the cover): the whole thread comes, in the right order.
+    let o = kbot(
+        d.path(),
+        &["check", "--msgid", &format!("<{PATCH2}>"), "--lore", &ib.url(), "--tree", tree_s, "--json", json_s],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["status"], "apply-failed");
+    assert_eq!(v["series"]["message_id"], COVER);
+    assert_eq!(v["series"]["total"], 3);
+    let p = v["series"]["patches"].as_array().unwrap();
+    assert_eq!(p.iter().map(|x| x["index"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        p[0]["trailers"],
+        serde_json::json!(["Reviewed-by: Rev <rev@example.org>", "Acked-by: Maint <m@example.org>"])
+    );
+    assert_eq!(p[2]["trailers"], serde_json::json!(["Acked-by: Maint <m@example.org>"]));
+
+    // A lore link to the cover works the same.
+    let _ = std::fs::remove_file(&json);
+    let link = format!("{}{COVER}/T/#u", ib.url());
+    let o = kbot(d.path(), &["check", "--msgid", &link, "--tree", tree_s, "--json", json_s]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Errors: unknown id, a thread without patches, a server that is gone.
+    let _ = std::fs::remove_file(&json);
+    for (id, want) in
+        [("nope@example.org", "no such message"), ("question@example.org", "none of the 1 mails is a patch")]
+    {
+        let o = kbot(d.path(), &["check", "--msgid", id, "--lore", &ib.url(), "--tree", tree_s, "--json", json_s]);
+        assert_eq!(o.status.code(), Some(2), "{id}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want) && err.lines().count() == 1, "{id}: {err}");
+        assert!(!json.exists(), "nothing may be written on an error");
+    }
+    ib.stop();
+    let o = kbot(d.path(), &["check", "--msgid", PATCH2, "--lore", &ib.url(), "--tree", tree_s]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unreachable"));
+}

@@ -4,6 +4,7 @@
 
 pub mod arch;
 pub mod build;
+pub mod checkpatch;
 pub mod cpio;
 pub mod git;
 pub mod kconfig;

@@ -21,10 +21,14 @@ pub const GLUE: &str = include_str!("../../../images/shadow/kbot_shadow.rs");
 pub const RULES: &str = include_str!("../../kbot-refcore/src/rules.rs");
 pub const FRAGMENT: &str = "CONFIG_RUST=y\nCONFIG_KBOT_SHADOW=y\n";
 
+/// How the hooks are applied. One line of context: hooks still go in when a series edits
+/// the lines around them.
+const APPLY: &[&str] = &["apply", "--reject", "-C1", "--whitespace=nowarn"];
+
 /// The kconfig addition for shadow kernels, with a hash of the component's sources as a
 /// comment: it is part of the kernel cache key, so changed hooks or rules mean new kernels.
 pub fn config_extra() -> String {
-    let h = crate::fnv64(format!("{HOOKS_PATCH}{HEADER}{GLUE}{RULES}").as_bytes());
+    let h = crate::fnv64(format!("{HOOKS_PATCH}{HEADER}{GLUE}{RULES}{}", APPLY.join(" ")).as_bytes());
     format!("{FRAGMENT}# kbot-shadow sources {h:016x}\n")
 }
 
@@ -80,7 +84,7 @@ pub fn instrument(wt: &Path) -> Result<Vec<String>, String> {
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(wt)
-        .args(["apply", "--reject", "--whitespace=nowarn"])
+        .args(APPLY)
         .arg(&patch)
         .output()
         .map_err(|e| format!("cannot run git apply: {e}"))?;

@@ -309,11 +309,34 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
     let patch_dir = run_dir.join("patches");
     std::fs::create_dir_all(&patch_dir).map_err(|e| Fail::env(e.to_string()))?;
     let mut commits = vec![base.clone()];
-    for (i, p) in series.patches.iter().enumerate() {
+    let files: Vec<PathBuf> = series.patches.iter().map(|p| patch_dir.join(format!("{:04}.mbox", p.index))).collect();
+    for (p, f) in series.patches.iter().zip(&files) {
+        std::fs::write(f, p.mail.to_mbox()).map_err(|e| Fail::env(e.to_string()))?;
+    }
+    // checkpatch.pl of the base tree, before anything is applied: a series cannot change the
+    // checker it is judged by. Long series only get their first 50 patches checked.
+    let tc = Instant::now();
+    for (i, f) in files.iter().enumerate().take(50) {
+        let log = f.with_extension("checkpatch");
+        if let Some(c) = kbot_kernel::checkpatch::run(&wt0.path, f, &log) {
+            let state = if c.errors > 0 {
+                "fail"
+            } else if c.warnings > 0 {
+                "warning"
+            } else {
+                "success"
+            };
+            let mut detail = format!("{} errors, {} warnings", c.errors, c.warnings);
+            if !c.lines.is_empty() {
+                detail += &format!(": {}", c.lines.join("; "));
+            }
+            result.series.patches[i].checks.push(CheckInfo { name: "checkpatch".into(), state: state.into(), detail });
+        }
+    }
+    stages.push(("checkpatch".into(), tc.elapsed().as_secs_f64()));
+    for (i, (p, f)) in series.patches.iter().zip(&files).enumerate() {
         progress.say("series", "apply", &format!("[{}/{}] {}", p.index, series.total, p.subject));
-        let f = patch_dir.join(format!("{:04}.mbox", p.index));
-        std::fs::write(&f, p.mail.to_mbox()).map_err(|e| Fail::env(e.to_string()))?;
-        match wt0.am(&f).map_err(|e| Fail::env(format!("git am: {e}")))? {
+        match wt0.am(f).map_err(|e| Fail::env(format!("git am: {e}")))? {
             Ok(c) => {
                 result.series.patches[i].commit = Some(c.clone());
                 commits.push(c);

@@ -364,6 +364,9 @@ fn print_summary(r: &kbot_report::CheckResult, json: &Option<PathBuf>, report: &
         if let Some(e) = &a.error {
             println!("    error: {e}");
         }
+        if !a.shadow.is_empty() && a.shadow != "on" {
+            println!("    shadow checks: {}", a.shadow);
+        }
     }
     println!(
         "  scenarios: {} corpus + {} random from seed {}",

@@ -408,22 +408,7 @@ mod tests {
     #[test]
     fn testdata_table() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
-        let mut n = 0;
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let path = e.unwrap().path();
-            if path.extension().is_none_or(|x| x != "log") {
-                continue;
-            }
-            n += 1;
-            let got = parse(&String::from_utf8_lossy(&std::fs::read(&path).unwrap())).describe();
-            let want_path = path.with_extension("txt");
-            if std::env::var_os("KBOT_BLESS").is_some() {
-                std::fs::write(&want_path, &got).unwrap();
-            }
-            let want =
-                std::fs::read_to_string(&want_path).unwrap_or_else(|_| panic!("missing {}", want_path.display()));
-            assert_eq!(got, want, "{}", path.display());
-        }
+        let n = kbot_testdata::run(&dir, "log", |data| parse(&String::from_utf8_lossy(data)).describe());
         assert!(n >= 4, "testdata cases missing");
     }
 }

@@ -270,29 +270,13 @@ mod tests {
     #[test]
     fn testdata_table() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
-        let mut n = 0;
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let path = e.unwrap().path();
-            if path.extension().is_none_or(|x| x != "mbox") {
-                continue;
-            }
-            n += 1;
-            let data = std::fs::read(&path).unwrap();
-            let got = match kbot_mbox::parse_mbox(&data) {
+        let n = kbot_testdata::run(&dir, "mbox", |data| match kbot_mbox::parse_mbox(data) {
+            Err(e) => format!("error: {e}\n"),
+            Ok(mails) => match assemble(&mails, None) {
+                Ok(s) => s.describe(),
                 Err(e) => format!("error: {e}\n"),
-                Ok(mails) => match assemble(&mails, None) {
-                    Ok(s) => s.describe(),
-                    Err(e) => format!("error: {e}\n"),
-                },
-            };
-            let want_path = path.with_extension("txt");
-            if std::env::var_os("KBOT_BLESS").is_some() {
-                std::fs::write(&want_path, &got).unwrap();
-            }
-            let want =
-                std::fs::read_to_string(&want_path).unwrap_or_else(|_| panic!("missing {}", want_path.display()));
-            assert_eq!(got, want, "{}", path.display());
-        }
+            },
+        });
         assert!(n >= 5, "testdata cases missing");
     }
 }

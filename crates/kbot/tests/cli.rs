@@ -1,42 +1,16 @@
 //! The `kbot` binary on bad input and on series that stop before any build: exit status,
 //! a one-line error, and nothing half-written. Uses small git trees and a private KBOT_HOME.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{examples, tiny_tree};
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn kbot(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kbot"));
     c.env("KBOT_HOME", home).env_remove("KBOT_TREE").arg("--quiet");
     c
-}
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let st = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@t")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@t")
-        .status()
-        .unwrap();
-    assert!(st.success(), "git {args:?}");
-}
-
-/// A one-commit tree with fs/notify/mark.c holding `content`.
-fn tiny_tree(dir: &Path, content: &str) -> PathBuf {
-    let t = dir.join("tree");
-    std::fs::create_dir_all(t.join("fs/notify")).unwrap();
-    std::fs::write(t.join("fs/notify/mark.c"), content).unwrap();
-    git(&t, &["init", "-q", "-b", "main"]);
-    git(&t, &["add", "-A"]);
-    git(&t, &["commit", "-q", "-m", "base"]);
-    t
 }
 
 fn one_line_error(o: &Output) -> String {

@@ -4,15 +4,14 @@
 //! cannot apply, which is enough to see what was fetched and assembled.
 //! Needs public-inbox installed: `cargo test -- --include-ignored` (CI installs it).
 
+mod common;
+
+use common::{examples, tiny_tree};
 use serde_json::Value;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
 
 /// Splits an mbox into mails (mboxo `From ` lines after an empty line).
 fn split(mbox: &str) -> Vec<String> {
@@ -119,26 +118,6 @@ impl Drop for Inbox {
     }
 }
 
-fn tiny_tree(dir: &Path) -> PathBuf {
-    let t = dir.join("tree");
-    std::fs::create_dir_all(t.join("fs/notify")).unwrap();
-    std::fs::write(t.join("fs/notify/mark.c"), "int unrelated;\n").unwrap();
-    for args in [&["init", "-q", "-b", "main"][..], &["add", "-A"], &["commit", "-q", "-m", "base"]] {
-        let st = Command::new("git")
-            .arg("-C")
-            .arg(&t)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@t")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@t")
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-    t
-}
-
 fn kbot(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kbot")).env("KBOT_HOME", home).arg("--quiet").args(args).output().unwrap()
 }
@@ -167,7 +146,7 @@ fn thread_from_any_message_with_trailers_and_errors() {
     ib.deliver("From: Q <q@example.org>\nSubject: a question about fanotify\nMessage-ID: <question@example.org>\n\nhow do I use it?\n");
 
     let d = tempfile::tempdir().unwrap();
-    let tree = tiny_tree(d.path());
+    let tree = tiny_tree(d.path(), "int unrelated;\n");
     let json = d.path().join("r.json");
     let json_s = json.to_str().unwrap();
     let tree_s = tree.to_str().unwrap();

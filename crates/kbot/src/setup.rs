@@ -33,6 +33,8 @@ const PACKAGES: &[&str] = &[
     "linux-source-6.12",
     // Rust for Linux (the in-kernel shadow checks): bindgen needs libclang.
     "libclang-dev",
+    // A real lore on loopback for the tests of --msgid.
+    "public-inbox",
 ];
 
 fn dpkg_version(pkg: &str) -> Option<String> {

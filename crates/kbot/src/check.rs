@@ -97,8 +97,12 @@ fn read_input(args: &CheckArgs, tree: Option<&Tree>) -> Result<(Vec<u8>, String)
             if !r.contains("..") {
                 return Err(Fail::usage(format!("--range {r}: expected BASE..TIP")));
             }
-            let out = kbot_kernel::git::git(&tree.path, &["format-patch", "--stdout", "--no-signature", r])
-                .map_err(|e| Fail::usage(format!("--range {r}: {e}")))?;
+            let out =
+                kbot_kernel::git::git(&tree.path, &["format-patch", "--stdout", "--no-signature", r]).map_err(|e| {
+                    let msg = e.to_string();
+                    let fatal = msg.lines().find(|l| l.contains("fatal:")).unwrap_or(msg.lines().next().unwrap_or(""));
+                    Fail::usage(format!("--range {r}: {}; give BASE..TIP of commits in the tree", fatal.trim()))
+                })?;
             if out.trim().is_empty() {
                 return Err(Fail::usage(format!("--range {r} has no commits")));
             }

@@ -401,7 +401,9 @@ fn main() {
     match code {
         Ok(c) => std::process::exit(c),
         Err(f) => {
-            eprintln!("kbot: error: {}", f.msg);
+            // One line, always: tools' messages embedded in errors may span several.
+            let msg: Vec<&str> = f.msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            eprintln!("kbot: error: {}", msg.join("; "));
             std::process::exit(f.code);
         }
     }

@@ -57,6 +57,38 @@ impl Tree {
         git(&self.path, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]).ok()
     }
 
+    /// Stable patch ids of the last `n` commits reachable from `rev`: (patch id, commit).
+    pub fn patch_ids(&self, rev: &str, n: usize) -> Vec<(String, String)> {
+        use std::io::Write;
+        // Without the root commit: for an imported tree it is the whole source as one diff.
+        let Ok(mut log) = git_cmd(&self.path)
+            .args(["-c", "log.showRoot=false", "log", "-p", "--no-color", &format!("-n{n}"), rev])
+            .output()
+        else {
+            return Vec::new();
+        };
+        // Bound the work: ids of commits past 256 MB of diff are not looked for.
+        log.stdout.truncate(256 << 20);
+        let Ok(mut child) = git_cmd(&self.path)
+            .args(["patch-id", "--stable"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+        else {
+            return Vec::new();
+        };
+        let mut stdin = child.stdin.take().expect("piped");
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(&log.stdout);
+        });
+        let out = child.wait_with_output().map(|o| o.stdout).unwrap_or_default();
+        let _ = feeder.join();
+        String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(p, c)| (p.to_string(), c.to_string())))
+            .collect()
+    }
+
     pub fn subject(&self, commit: &str) -> Option<String> {
         git(&self.path, &["log", "-1", "--format=%s", commit]).ok()
     }
@@ -136,5 +168,40 @@ impl Worktree {
             detail.lines().filter(|l| !l.starts_with("hint:") && !l.trim().is_empty()).collect::<Vec<_>>().join("\n");
         let _ = git(&self.path, &["am", "--abort"]);
         Ok(Err(AmFailure { detail }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(dir: &Path, args: &[&str]) {
+        let st = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    #[test]
+    fn patch_ids_skip_the_root_and_find_applied_patches() {
+        let d = tempfile::tempdir().unwrap();
+        run(d.path(), &["init", "-q", "-b", "main"]);
+        std::fs::write(d.path().join("f"), "a\n").unwrap();
+        run(d.path(), &["add", "f"]);
+        run(d.path(), &["commit", "-q", "-m", "root"]);
+        std::fs::write(d.path().join("f"), "b\n").unwrap();
+        run(d.path(), &["commit", "-q", "-am", "change"]);
+        let t = Tree::open(d.path()).unwrap();
+        let ids = t.patch_ids("HEAD", 10);
+        assert_eq!(ids.len(), 1, "the root commit is not listed: {ids:?}");
+        assert_eq!(ids[0].1, t.resolve("HEAD").unwrap());
+        assert_eq!(ids[0].0.len(), 40);
     }
 }

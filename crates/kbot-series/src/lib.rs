@@ -118,6 +118,18 @@ pub struct Series {
     pub base_commit: Option<String>,
     /// Other versions of the series found in the same input.
     pub other_versions: Vec<u32>,
+    /// A partial reroll: (index, version) of the patches taken from an older version.
+    pub from_older: Vec<(u32, u32)>,
+    /// `prerequisite-patch-id:` footers (patches the series expects below it).
+    pub prerequisites: Vec<String>,
+}
+
+/// `prerequisite-patch-id:` values of a mail.
+fn prerequisites(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("prerequisite-patch-id:").map(|v| v.trim().to_string()))
+        .filter(|v| v.len() >= 7 && v.chars().all(|c| c.is_ascii_hexdigit()))
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -174,6 +186,48 @@ pub fn assemble(mails: &[Mail], want_version: Option<u32>) -> Result<Series, Ser
             mail: (*m).clone(),
         });
     }
+    // A partial reroll (b4's term): a new version of only some patches, each sent in reply to
+    // the thread of an older version, and no cover letter of its own. The other patches come
+    // from the newest older version that has them.
+    let mut rerolled = Vec::new();
+    let partial = cover.is_none()
+        && !patches.is_empty()
+        && patches.len() < total as usize
+        && patches.iter().all(|p| {
+            p.mail
+                .in_reply_to
+                .as_ref()
+                .is_some_and(|irt| tagged.iter().any(|(t, m)| t.version < version && &m.message_id == irt))
+        });
+    if partial {
+        let mut older: Vec<&(SubjectTags, &Mail)> =
+            tagged.iter().filter(|(t, _)| t.version < version && t.total == Some(total)).collect();
+        older.sort_by_key(|(t, _)| std::cmp::Reverse(t.version));
+        for i in 1..=total {
+            if patches.iter().any(|p| p.index == i) {
+                continue;
+            }
+            if let Some((t, m)) = older.iter().find(|(t, m)| t.index == Some(i) && has_diff(&m.body)) {
+                patches.push(Patch {
+                    index: i,
+                    subject: t.title.clone(),
+                    message_id: m.message_id.clone(),
+                    author: m.from.clone(),
+                    mail: (*m).clone(),
+                });
+                rerolled.push((i, t.version));
+            }
+        }
+    }
+    let cover = if partial {
+        tagged
+            .iter()
+            .filter(|(t, _)| t.index == Some(0) && t.total == Some(total))
+            .max_by_key(|(t, _)| t.version)
+            .map(|(t, m)| (t.clone(), (*m).clone()))
+    } else {
+        cover
+    };
     patches.sort_by_key(|p| p.index);
     duplicates.dedup();
     without_diff.sort_unstable();
@@ -202,6 +256,13 @@ pub fn assemble(mails: &[Mail], want_version: Option<u32>) -> Result<Series, Ser
         without_diff,
         base_commit: base,
         other_versions: versions.into_iter().filter(|v| *v != version).collect(),
+        from_older: rerolled,
+        prerequisites: mails.iter().flat_map(|m| prerequisites(&m.body)).fold(Vec::new(), |mut v, p| {
+            if !v.contains(&p) {
+                v.push(p);
+            }
+            v
+        }),
     })
 }
 
@@ -230,6 +291,12 @@ impl Series {
             "missing: {:?}\nduplicates: {:?}\nwithout_diff: {:?}\nother_versions: {:?}\n",
             self.missing, self.duplicates, self.without_diff, self.other_versions
         );
+        if !self.from_older.is_empty() {
+            s += &format!("from_older: {:?}\n", self.from_older);
+        }
+        if !self.prerequisites.is_empty() {
+            s += &format!("prerequisites: {:?}\n", self.prerequisites);
+        }
         s
     }
 }

@@ -220,6 +220,23 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
     let mut trailers = kbot_series::trailers::collect(&mails, &series);
     let exists = |sha: &str| !sha.is_empty() && tree.resolve(sha).is_some();
     let info = |c: kbot_series::checks::CheckItem| CheckInfo { name: c.name, state: c.state, detail: c.detail };
+    if !series.from_older.is_empty() {
+        let from: Vec<String> = series.from_older.iter().map(|(i, v)| format!("{i} (v{v})")).collect();
+        notes.push(format!(
+            "partial reroll: v{} resends only some patches; the others come from older versions: {}",
+            series.version,
+            from.join(", ")
+        ));
+    }
+    if !series.prerequisites.is_empty() {
+        let known = tree.patch_ids(&base, 200);
+        for p in &series.prerequisites {
+            match known.iter().find(|(id, _)| id.starts_with(p.as_str()) || p.starts_with(id.as_str())) {
+                Some((_, c)) => notes.push(format!("prerequisite-patch-id {p} is in the base (commit {})", &c[..12.min(c.len())])),
+                None => notes.push(format!("prerequisite-patch-id {p} is not among the last 200 commits of the base: the series may need it first")),
+            }
+        }
+    }
     let patches: Vec<PatchInfo> = series
         .patches
         .iter()

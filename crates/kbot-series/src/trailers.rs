@@ -78,6 +78,11 @@ pub fn collect(mails: &[Mail], series: &Series) -> BTreeMap<u32, Vec<String>> {
             None => {}
         }
     }
+    // A stable order whatever order the mails came in: by kind, then by text.
+    let rank = |t: &String| KINDS.iter().position(|k| t.starts_with(k)).unwrap_or(KINDS.len());
+    for v in out.values_mut() {
+        v.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
+    }
     out
 }
 
@@ -115,7 +120,7 @@ mod tests {
         let mails = kbot_mbox::parse_mbox(mbox.as_bytes()).unwrap();
         let series = crate::assemble(&mails, None).unwrap();
         let t = collect(&mails, &series);
-        assert_eq!(t[&1], ["Reviewed-by: Rev <rev@x>", "Tested-by: Deep <deep@x>", "Acked-by: Maint <m@x>"]);
+        assert_eq!(t[&1], ["Reviewed-by: Rev <rev@x>", "Acked-by: Maint <m@x>", "Tested-by: Deep <deep@x>"]);
         assert_eq!(t[&2], ["Acked-by: Maint <m@x>"]);
     }
 }

@@ -33,6 +33,11 @@ pub enum Input {
         id: String,
         lore: String,
     },
+    /// A message id looked up in a local public-inbox v2 mirror.
+    Inbox {
+        id: String,
+        dir: PathBuf,
+    },
     /// `BASE..TIP` in the tree: the commits become the series.
     Range(String),
 }
@@ -76,11 +81,32 @@ impl Ctx<'_> {
     }
 }
 
-fn read_input(args: &CheckArgs, tree: Option<&Tree>) -> Result<(Vec<u8>, String), Fail> {
+fn read_input(
+    home: &Home,
+    args: &CheckArgs,
+    tree: Option<&Tree>,
+    progress: &Progress,
+) -> Result<(Vec<u8>, String), Fail> {
     match &args.input {
         Input::Mbox(p) => {
             let data = std::fs::read(p).map_err(|e| Fail::usage(format!("cannot read {}: {e}", p.display())))?;
             Ok((data, p.display().to_string()))
+        }
+        Input::Inbox { id, dir } => {
+            let mid = id.trim().trim_start_matches('<').trim_end_matches('>');
+            let canon = dir.canonicalize().map_err(|e| Fail::usage(format!("--inbox {}: {e}", dir.display())))?;
+            let index = home
+                .root
+                .join("inbox-index")
+                .join(format!("{:016x}.tsv", kbot_kernel::fnv64(canon.to_string_lossy().as_bytes())));
+            let (ix, u) = kbot_inbox::open_indexed(&canon, &index).map_err(Fail::usage)?;
+            progress.say(
+                "inbox",
+                "index",
+                &format!("indexed {} new message(s) in {:.2}s ({} in all)", u.new, u.seconds, u.total),
+            );
+            let data = ix.thread_mbox(&canon, mid).map_err(Fail::usage)?;
+            Ok((data, format!("{} <{mid}>", canon.display())))
         }
         Input::Msgid { id, lore } => {
             let target = kbot_lore::parse_target(id, lore).map_err(Fail::usage)?;
@@ -159,7 +185,7 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
     let mut stages: Vec<(String, f64)> = Vec::new();
     // Bad input is reported before anything slow happens.
     let tree_first = if matches!(args.input, Input::Range(_)) { Some(open_tree(home, args)?) } else { None };
-    let (data, source) = read_input(args, tree_first.as_ref())?;
+    let (data, source) = read_input(home, args, tree_first.as_ref(), progress)?;
     let mails = kbot_mbox::parse_mbox(&data).map_err(|e| {
         Fail::usage(format!("{source}: {e}; give an mbox of patch mails (git format-patch, b4 am, a lore t.mbox)"))
     })?;

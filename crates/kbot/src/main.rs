@@ -126,6 +126,10 @@ struct CheckCli {
     /// link; the whole thread is fetched from the inbox.
     #[arg(long, value_name = "ID", group = "input")]
     msgid: Option<String>,
+    /// Look --msgid up in this local public-inbox v2 mirror (git/N.git epochs) instead of
+    /// fetching it.
+    #[arg(long, value_name = "DIR", requires = "msgid")]
+    inbox: Option<PathBuf>,
     /// The inbox to fetch --msgid from (lore or any public-inbox).
     #[arg(long, value_name = "URL", env = "KBOT_LORE", default_value = "https://lore.kernel.org/all/")]
     lore: String,
@@ -201,7 +205,10 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
     let input = match (c.mbox, c.msgid, c.range) {
         (Some(m), _, _) => check::Input::Mbox(m),
         (_, _, Some(r)) => check::Input::Range(r),
-        (_, Some(id), _) => check::Input::Msgid { id, lore: c.lore.clone() },
+        (_, Some(id), _) => match c.inbox.clone() {
+            Some(dir) => check::Input::Inbox { id, dir },
+            None => check::Input::Msgid { id, lore: c.lore.clone() },
+        },
         _ => return Err(Fail::usage("name the series: --mbox FILE, --msgid ID or --range BASE..TIP")),
     };
     let arches = parse_arches(&c.arch)?;
@@ -222,6 +229,7 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
         check::Input::Mbox(m) => format!("--mbox {}", m.display()),
         check::Input::Range(r) => format!("--range {r}"),
         check::Input::Msgid { id, lore } => format!("--msgid '{id}' --lore {lore}"),
+        check::Input::Inbox { id, dir } => format!("--msgid '{id}' --inbox {}", dir.display()),
     };
     let command = format!("kbot check {what} --arch {}", arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(","));
     let args = check::CheckArgs {

@@ -185,6 +185,32 @@ fn thread_from_any_message_with_trailers_and_errors() {
         assert!(err.contains(want) && err.lines().count() == 1, "{id}: {err}");
         assert!(!json.exists(), "nothing may be written on an error");
     }
+    // The same thread from the inbox's own git epochs (a v2 mirror), no network.
+    let inbox_dir = ib.dir.path().join("fsdevel");
+    let inbox_s = inbox_dir.to_str().unwrap();
+    let run_inbox = |d: &Path| {
+        let _ = std::fs::remove_file(&json);
+        let o = Command::new(env!("CARGO_BIN_EXE_kbot"))
+            .env("KBOT_HOME", d)
+            .args(["check", "--msgid", PATCH2, "--inbox", inbox_s, "--tree", tree_s, "--json", json_s])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        (String::from_utf8_lossy(&o.stderr).to_string(), v)
+    };
+    let (err, v2) = run_inbox(d.path());
+    assert!(err.contains("indexed 7 new message(s)"), "{err}");
+    assert_eq!(v2["series"]["patches"], v["series"]["patches"]);
+    // One more reply: the index takes just that commit.
+    ib.deliver(&format!("From: T <t@example.org>\nSubject: Re: [PATCH 3/3]\nMessage-ID: <r3@example.org>\nIn-Reply-To: <{COVER}>\nReferences: <{COVER}>\n\nTested-by: T <t@example.org>\n"));
+    let (err, v3) = run_inbox(d.path());
+    assert!(err.contains("indexed 1 new message(s)") && err.contains("(8 in all)"), "{err}");
+    assert!(v3["series"]["patches"][2]["trailers"].to_string().contains("Tested-by: T <t@example.org>"));
+    let o = kbot(d.path(), &["check", "--msgid", "nope@example.org", "--inbox", inbox_s, "--tree", tree_s]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no message <nope@example.org> in the inbox"));
+
     ib.stop();
     let o = kbot(d.path(), &["check", "--msgid", PATCH2, "--lore", &ib.url(), "--tree", tree_s]);
     assert_eq!(o.status.code(), Some(2));

@@ -148,10 +148,10 @@ impl Index {
             let repo = gix::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let Ok(head) = repo.head_id() else { continue };
             let head = head.detach();
-            if self.tips.get(&n).is_some_and(|t| *t == head.to_string()) {
+            let stop = self.tips.get(&n).and_then(|t| gix::ObjectId::from_hex(t.as_bytes()).ok());
+            if stop == Some(head) {
                 continue;
             }
-            let stop = self.tips.get(&n).and_then(|t| gix::ObjectId::from_hex(t.as_bytes()).ok());
             let walk = repo.rev_walk([head]).all().map_err(|e| format!("{}: {e}", path.display()))?;
             for info in walk {
                 let info = info.map_err(|e| format!("{}: {e}", path.display()))?;

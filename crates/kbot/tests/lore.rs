@@ -216,3 +216,68 @@ fn thread_from_any_message_with_trailers_and_errors() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unreachable"));
 }
+
+fn series_mail(from: &str, subject: &str, id: &str, irt: Option<&str>, body: &str) -> String {
+    let irt = irt.map(|i| format!("In-Reply-To: <{i}>\nReferences: <{i}>\n")).unwrap_or_default();
+    format!("From: {from}\nTo: fsdevel@example.org\nSubject: {subject}\nMessage-ID: <{id}>\n{irt}MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n{body}\n")
+}
+
+fn diff(n: u32) -> String {
+    format!("x\n\nSigned-off-by: J\u{f6}rg <j@example.org>\n---\ndiff --git a/nowhere.c b/nowhere.c\n--- a/nowhere.c\n+++ b/nowhere.c\n@@ -1 +1 @@\n-a\n+{n}\n")
+}
+
+#[test]
+#[ignore = "needs Debian's public-inbox"]
+fn revisions_encoded_headers_cross_posts_and_incomplete_threads() {
+    let ib = Inbox::start();
+    let jorg = "=?UTF-8?B?SsO2cmc=?= <j@example.org>";
+    // v1, then v2 sent in reply to v1's cover; the v2 patch has an encoded subject.
+    ib.deliver(&series_mail(jorg, "[PATCH 0/1] x: thing", "v1c@example.org", None, "v1 cover"));
+    ib.deliver(&series_mail(jorg, "[PATCH 1/1] x: thing", "v1p@example.org", Some("v1c@example.org"), &diff(1)));
+    ib.deliver(&series_mail(jorg, "[PATCH v2 0/1] x: thing", "v2c@example.org", Some("v1c@example.org"), "v2 cover"));
+    ib.deliver(&series_mail(
+        jorg,
+        "=?UTF-8?q?=5BPATCH_v2_1/1=5D_x=3A_caf=C3=A9_thing?=",
+        "v2p@example.org",
+        Some("v2c@example.org"),
+        &diff(2),
+    ));
+    // A review cross-posted to another list, with fsdevel in Cc.
+    ib.deliver("From: Rev <rev@example.org>\nTo: other@example.org\nCc: fsdevel@example.org\nSubject: Re: [PATCH v2 1/1] x: caf\u{e9} thing\nMessage-ID: <rv@example.org>\nIn-Reply-To: <v2p@example.org>\nReferences: <v1c@example.org> <v2c@example.org> <v2p@example.org>\nContent-Type: text/plain; charset=utf-8\n\nReviewed-by: Rev <rev@example.org>\n");
+    // An incomplete series: 1/2 only.
+    ib.deliver(&series_mail(jorg, "[PATCH 1/2] y: half", "half@example.org", None, &diff(3)));
+
+    let d = tempfile::tempdir().unwrap();
+    let tree = tiny_tree(d.path(), "int unrelated;\n");
+    let (tree_s, json) = (tree.to_str().unwrap().to_string(), d.path().join("r.json"));
+    let url = ib.url();
+    let check = |id: &str, version: Option<&str>| {
+        let _ = std::fs::remove_file(&json);
+        let mut args =
+            vec!["check", "--msgid", id, "--lore", &url, "--tree", &tree_s, "--json", json.to_str().unwrap()];
+        if let Some(v) = version {
+            args.extend(["--version", v]);
+        }
+        let o = kbot(d.path(), &args);
+        let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap_or_default()).unwrap_or(Value::Null);
+        (o.status.code(), v)
+    };
+    // From v1's patch: the newest revision is tested, with the review's trailer.
+    let (code, v) = check("v1p@example.org", None);
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(v["series"]["version"], 2);
+    let p = &v["series"]["patches"][0];
+    assert_eq!(p["message_id"], "v2p@example.org");
+    assert_eq!(p["subject"], "x: caf\u{e9} thing");
+    assert_eq!(p["author"], "J\u{f6}rg <j@example.org>");
+    assert_eq!(p["trailers"], serde_json::json!(["Reviewed-by: Rev <rev@example.org>"]));
+    assert!(v["series"]["notes"].to_string().contains("tested v2"));
+    // --version 1 picks the older one.
+    let (_, v) = check("v2p@example.org", Some("1"));
+    assert_eq!(v["series"]["patches"][0]["message_id"], "v1p@example.org");
+    // Incomplete: nothing built, exit 1.
+    let (code, v) = check("half@example.org", None);
+    assert_eq!(code, Some(1));
+    assert_eq!(v["status"], "incomplete");
+    assert_eq!(v["series"]["missing"], serde_json::json!([2]));
+}

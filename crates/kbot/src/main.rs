@@ -4,6 +4,7 @@ mod agent;
 mod bench;
 mod check;
 mod compare;
+mod config;
 mod home;
 mod progress;
 mod scenario_cmd;
@@ -130,9 +131,13 @@ struct CheckCli {
     /// fetching it.
     #[arg(long, value_name = "DIR", requires = "msgid")]
     inbox: Option<PathBuf>,
-    /// The inbox to fetch --msgid from (lore or any public-inbox).
-    #[arg(long, value_name = "URL", env = "KBOT_LORE", default_value = "https://lore.kernel.org/all/")]
-    lore: String,
+    /// The inbox to fetch --msgid from (lore or any public-inbox); default: `lore` in the
+    /// config file, else https://lore.kernel.org/all/.
+    #[arg(long, value_name = "URL", env = "KBOT_LORE")]
+    lore: Option<String>,
+    /// Configuration file (default: config/kbot.yaml of this repository).
+    #[arg(long, value_name = "FILE", env = "KBOT_CONFIG")]
+    config: Option<PathBuf>,
     /// Commits BASE..TIP of the tree as the series.
     #[arg(long, value_name = "BASE..TIP", group = "input")]
     range: Option<String>,
@@ -207,7 +212,14 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
         (_, _, Some(r)) => check::Input::Range(r),
         (_, Some(id), _) => match c.inbox.clone() {
             Some(dir) => check::Input::Inbox { id, dir },
-            None => check::Input::Msgid { id, lore: c.lore.clone() },
+            None => {
+                let file = match c.config.clone().or_else(config::default_path) {
+                    Some(p) => config::load(&p)?,
+                    None => config::Config::default(),
+                };
+                let lore = c.lore.clone().or(file.lore).unwrap_or_else(|| config::DEFAULT_LORE.to_string());
+                check::Input::Msgid { id, lore }
+            }
         },
         _ => return Err(Fail::usage("name the series: --mbox FILE, --msgid ID or --range BASE..TIP")),
     };

@@ -149,3 +149,30 @@ fn patch_that_does_not_apply_is_reported_with_gits_reason() {
     let log = Command::new("git").arg("-C").arg(&tree).args(["rev-list", "--count", "HEAD"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&log.stdout).trim(), "1");
 }
+
+#[test]
+fn lore_url_comes_from_the_config_file_unless_given() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("k.yaml");
+    std::fs::write(&cfg, "lore: http://127.0.0.1:9/fromconfig/\n").unwrap();
+    let tree = tiny_tree(d.path(), "x\n");
+    let run = |extra: &[&str]| {
+        let mut c = kbot(d.path());
+        c.env_remove("KBOT_LORE")
+            .args(["check", "--msgid", "a@b", "--tree"])
+            .arg(&tree)
+            .arg("--config")
+            .arg(&cfg)
+            .args(extra);
+        c.output().unwrap()
+    };
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(one_line_error(&o).contains("127.0.0.1:9/fromconfig/a@b/t.mbox.gz"));
+    let o = run(&["--lore", "http://127.0.0.1:9/fromoption/"]);
+    assert!(one_line_error(&o).contains("/fromoption/"));
+    std::fs::write(&cfg, "lroe: x\n").unwrap();
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(one_line_error(&o).contains("unknown field `lroe`"));
+}

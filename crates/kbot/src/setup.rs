@@ -33,8 +33,9 @@ const PACKAGES: &[&str] = &[
     "linux-source-6.12",
     // Rust for Linux (the in-kernel shadow checks): bindgen needs libclang.
     "libclang-dev",
-    // A real lore on loopback for the tests of --msgid.
+    // A real lore on loopback for the tests of --msgid, and b4 to compare with.
     "public-inbox",
+    "b4",
 ];
 
 fn dpkg_version(pkg: &str) -> Option<String> {

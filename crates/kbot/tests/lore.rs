@@ -281,3 +281,96 @@ fn revisions_encoded_headers_cross_posts_and_incomplete_threads() {
     assert_eq!(v["status"], "incomplete");
     assert_eq!(v["series"]["missing"], serde_json::json!([2]));
 }
+
+/// What b4 picks for a thread: (version, patch subjects, trailers per patch), from `b4 am`.
+fn b4_am(ib: &Inbox, msgid: &str) -> (u32, Vec<String>, Vec<Vec<String>>) {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("gitconfig");
+    let url = format!("http://127.0.0.1:{}/fsdevel/%s", ib.port);
+    // No attestation: its DKIM lookups need the network.
+    std::fs::write(&cfg, format!("[user]\n\tname = t\n\temail = t@t\n[b4]\n\tmidmask = {url}\n\tlinkmask = {url}\n\tattestation-policy = off\n")).unwrap();
+    let out = d.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let o = Command::new("b4")
+        .args(["am", "-C", "-t", "-o"])
+        .arg(&out)
+        .args(["-n", "s", msgid])
+        .env("GIT_CONFIG_GLOBAL", &cfg)
+        .env("XDG_CACHE_HOME", d.path().join("cache"))
+        .current_dir(d.path())
+        .output()
+        .expect("b4");
+    assert!(o.status.success(), "b4 am: {}", String::from_utf8_lossy(&o.stderr));
+    let mails = kbot_mbox::parse_mbox(&std::fs::read(out.join("s.mbx")).unwrap()).unwrap();
+    let tags: Vec<_> = mails.iter().map(|m| kbot_series::parse_subject(&m.subject)).collect();
+    let kinds = ["Reviewed-by:", "Acked-by:", "Tested-by:", "Reported-by:"];
+    let trailers = mails
+        .iter()
+        .map(|m| {
+            let mut t: Vec<String> =
+                m.body.lines().filter(|l| kinds.iter().any(|k| l.starts_with(k))).map(str::to_string).collect();
+            t.sort();
+            t
+        })
+        .collect();
+    (tags[0].version, tags.iter().map(|t| t.title.clone()).collect(), trailers)
+}
+
+#[test]
+#[ignore = "needs Debian's public-inbox and b4"]
+fn picks_what_b4_picks() {
+    let ib = Inbox::start();
+    for m in split(&std::fs::read_to_string(examples().join("srcu-stall-regression.mbox")).unwrap()) {
+        ib.deliver(&m);
+    }
+    ib.deliver(&format!("From: Rev <rev@example.org>\nSubject: Re: [PATCH 2/3]\nMessage-ID: <b4r@example.org>\nIn-Reply-To: <{PATCH2}>\nReferences: <{COVER}> <{PATCH2}>\n\nReviewed-by: Rev <rev@example.org>\n"));
+    ib.deliver(&format!("From: M <m@example.org>\nSubject: Re: [PATCH 0/3]\nMessage-ID: <b4c@example.org>\nIn-Reply-To: <{COVER}>\nReferences: <{COVER}>\n\nAcked-by: M <m@example.org>\n"));
+    let jorg = "=?UTF-8?B?SsO2cmc=?= <j@example.org>";
+    ib.deliver(&series_mail(jorg, "[PATCH 1/1] x: thing", "b1@example.org", None, &diff(1)));
+    ib.deliver(&series_mail(jorg, "[PATCH v2 1/1] x: thing", "b2@example.org", Some("b1@example.org"), &diff(2)));
+    ib.deliver("From: R <r@example.org>\nSubject: Re: [PATCH v2 1/1] x: thing\nMessage-ID: <b2r@example.org>\nIn-Reply-To: <b2@example.org>\nReferences: <b1@example.org> <b2@example.org>\n\nTested-by: R <r@example.org>\n");
+
+    let d = tempfile::tempdir().unwrap();
+    let tree = tiny_tree(d.path(), "int unrelated;\n");
+    let json = d.path().join("r.json");
+    for id in [PATCH2, "b1@example.org"] {
+        let _ = std::fs::remove_file(&json);
+        let o = kbot(
+            d.path(),
+            &[
+                "check",
+                "--msgid",
+                id,
+                "--lore",
+                &ib.url(),
+                "--tree",
+                tree.to_str().unwrap(),
+                "--json",
+                json.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        let (version, subjects, trailers) = b4_am(&ib, id);
+        assert_eq!(v["series"]["version"], version, "{id}");
+        let ours: Vec<String> = v["series"]["patches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["subject"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ours, subjects, "{id}");
+        let ours_t: Vec<Vec<String>> = v["series"]["patches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let mut t: Vec<String> =
+                    p["trailers"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+                t.sort();
+                t
+            })
+            .collect();
+        assert_eq!(ours_t, trailers, "{id}");
+    }
+}

@@ -51,20 +51,6 @@ pub fn epochs(dir: &Path) -> Result<Vec<(usize, PathBuf)>, String> {
     Ok(v)
 }
 
-fn ids(v: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = v;
-    while let Some(s) = rest.find('<') {
-        let Some(e) = rest[s..].find('>') else { break };
-        let id = rest[s + 1..s + e].trim();
-        if !id.is_empty() {
-            out.push(id.to_string());
-        }
-        rest = &rest[s + e + 1..];
-    }
-    out
-}
-
 /// Message id and referenced ids (In-Reply-To, References) from a raw message's headers.
 fn headers(raw: &[u8]) -> Option<(String, Vec<String>)> {
     let (hs, _) = mailparse::parse_headers(raw).ok()?;
@@ -73,9 +59,9 @@ fn headers(raw: &[u8]) -> Option<(String, Vec<String>)> {
     for h in hs {
         let key = h.get_key_ref().to_ascii_lowercase();
         match key.as_str() {
-            "message-id" => mid = ids(&h.get_value()).into_iter().next(),
+            "message-id" => mid = kbot_mbox::msg_ids(&h.get_value()).into_iter().next(),
             "in-reply-to" | "references" => {
-                for r in ids(&h.get_value()) {
+                for r in kbot_mbox::msg_ids(&h.get_value()) {
                     if !refs.contains(&r) {
                         refs.push(r);
                     }

@@ -120,8 +120,9 @@ fn strip_angles(s: &str) -> String {
     s.trim().trim_start_matches('<').trim_end_matches('>').trim().to_string()
 }
 
-/// All `<id>` tokens of a References/In-Reply-To value.
-fn msg_ids(v: &str) -> Vec<String> {
+/// All `<id>` tokens of a Message-ID/References/In-Reply-To value (the whole value when it
+/// has no angle brackets).
+pub fn msg_ids(v: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = v;
     while let Some(s) = rest.find('<') {

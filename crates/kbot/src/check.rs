@@ -571,7 +571,9 @@ impl ArchRunner<'_> {
         Ok(Kernel { image, errors: b.errors, log, seconds: b.seconds, cached: false, timed_out: b.timed_out })
     }
 
-    fn boot(&mut self, prefix: usize, image: &Path, only: Option<&[String]>) -> Result<Boot, String> {
+    /// Boots `image`; `shrink`: diverging scenarios are shrunk to a minimal one (for the
+    /// evidence of the tip's first boot; bisection steps only need verdicts).
+    fn boot(&mut self, prefix: usize, image: &Path, only: Option<&[String]>, shrink: bool) -> Result<Boot, String> {
         if self.accel.is_none() {
             let probe_log = self.ctx.run_dir.join(self.arch.name()).join("kvm-probe.log");
             let kvm = match std::env::var("KBOT_ACCEL").as_deref() {
@@ -595,8 +597,11 @@ impl ArchRunner<'_> {
             self.boots
         ));
         let mut append = format!(
-            "kbot.watchdog_ms={} kbot.seed={} kbot.random={}",
-            self.ctx.args.watchdog_ms, self.ctx.args.seed, self.ctx.args.random
+            "kbot.watchdog_ms={} kbot.seed={} kbot.random={}{}",
+            self.ctx.args.watchdog_ms,
+            self.ctx.args.seed,
+            self.ctx.args.random,
+            if shrink { "" } else { " kbot.shrink_ms=0" }
         );
         // Shadow rules are not tests of the agent: they watch whatever runs. When only they are
         // in question, run everything so the same activity happens.
@@ -739,7 +744,7 @@ fn check_arch_inner(ar: &mut ArchRunner, r: &mut ArchResult) -> Result<(), Strin
             kb.log.display()
         ));
     };
-    let bb = ar.boot(0, &base_img, None)?;
+    let bb = ar.boot(0, &base_img, None, false)?;
     r.base = run_of(&kb, Some(&bb), &ctx.commits[0]);
     if !bb.finished {
         return Err(format!(
@@ -756,7 +761,7 @@ fn check_arch_inner(ar: &mut ArchRunner, r: &mut ArchResult) -> Result<(), Strin
         bisect_and_report(ar, r, &checks, &bb, None);
         return Ok(());
     };
-    let tb = ar.boot(n, &tip_img, None)?;
+    let tb = ar.boot(n, &tip_img, None, true)?;
     r.tip = run_of(&kt, Some(&tb), &ctx.commits[n]);
     let mut regressed = compare::regressions(&bb.tests, &tb.tests);
     if !tb.console.started {
@@ -771,7 +776,7 @@ fn check_arch_inner(ar: &mut ArchRunner, r: &mut ArchResult) -> Result<(), Strin
     let names: Vec<String> = regressed.iter().map(|(n, _)| n.clone()).filter(|n| n != "boot").collect();
     if !names.is_empty() {
         ar.say("confirm", &format!("rerunning the tip for {}", names.join(", ")));
-        let again = ar.boot(n, &tip_img, Some(&names))?;
+        let again = ar.boot(n, &tip_img, Some(&names), false)?;
         for name in &names {
             if compare::verdict(&again.tests, name) == Verdict::Good {
                 r.flaky.push(name.clone());
@@ -823,7 +828,7 @@ fn bisect_and_report(ar: &mut ArchRunner, r: &mut ArchResult, checks: &[String],
                         Some(img) => {
                             let tests: Vec<String> =
                                 cs.iter().filter(|c| *c != "build" && *c != "boot").cloned().collect();
-                            match ar.boot(prefix, &img, Some(&tests)) {
+                            match ar.boot(prefix, &img, Some(&tests), false) {
                                 Ok(b) => {
                                     for c in cs {
                                         let verdict = match c.as_str() {
@@ -907,9 +912,11 @@ fn bisect_and_report(ar: &mut ArchRunner, r: &mut ArchResult, checks: &[String],
                 )
             }
             name => {
+                // A scenario's minimal form was shrunk on the tip's first boot only.
                 let boot = first_bad
                     .and_then(|f| last_boot.get(&f))
                     .filter(|b| b.tests.iter().any(|t| t.name == name && t.result != "pass"))
+                    .filter(|_| !name.starts_with("scenario/"))
                     .or(tip);
                 match boot {
                     Some(b) => {

@@ -32,10 +32,13 @@ struct Params {
     random: u32,
     /// Time for the random scenarios; the ones past it are skipped (and say so).
     budget_ms: u64,
+    /// Time to shrink one diverging scenario; 0: report the divergence as it came (bisection
+    /// steps only need the verdict).
+    shrink_ms: u64,
 }
 
 fn params(cmdline: &str) -> Params {
-    let mut p = Params { only: None, watchdog_ms: 3000, seed: 1, random: 8, budget_ms: 60_000 };
+    let mut p = Params { only: None, watchdog_ms: 3000, seed: 1, random: 8, budget_ms: 60_000, shrink_ms: 15_000 };
     for word in cmdline.split_whitespace() {
         if let Some(v) = word.strip_prefix("kbot.only=") {
             p.only = Some(v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect());
@@ -45,6 +48,8 @@ fn params(cmdline: &str) -> Params {
             p.seed = v.parse().unwrap_or(p.seed);
         } else if let Some(v) = word.strip_prefix("kbot.random=") {
             p.random = v.parse().unwrap_or(p.random);
+        } else if let Some(v) = word.strip_prefix("kbot.shrink_ms=") {
+            p.shrink_ms = v.parse().unwrap_or(p.shrink_ms);
         } else if let Some(v) = word.strip_prefix("kbot.budget_ms=") {
             p.budget_ms = v.parse().unwrap_or(p.budget_ms);
         }
@@ -134,7 +139,7 @@ fn main() {
         prompt: Duration::from_millis(1500),
         settle: Duration::from_millis(200),
         dump: pid1,
-        shrink_time: Duration::from_secs(15),
+        shrink_time: Duration::from_millis(p.shrink_ms),
     };
     let mut random_started: Option<Instant> = None;
     for (j, sc) in scens.iter().enumerate() {

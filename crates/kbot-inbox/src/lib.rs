@@ -198,17 +198,7 @@ impl Index {
             let repo = repos.get(&e.epoch).ok_or_else(|| format!("epoch {} is gone", e.epoch))?;
             let oid = gix::ObjectId::from_hex(e.blob.as_bytes()).map_err(|x| x.to_string())?;
             let blob = repo.find_object(oid).map_err(|x| format!("message <{id}>: {x}"))?;
-            out.extend_from_slice(b"From mboxrd@z Thu Jan  1 00:00:00 1970\n");
-            for line in blob.data.split_inclusive(|&b| b == b'\n') {
-                let n = line.iter().take_while(|&&b| b == b'>').count();
-                if line[n..].starts_with(b"From ") {
-                    out.push(b'>');
-                }
-                out.extend_from_slice(line);
-            }
-            if !out.ends_with(b"\n") {
-                out.push(b'\n');
-            }
+            kbot_mbox::append_mboxrd(&mut out, b"From mboxrd@z Thu Jan  1 00:00:00 1970", &blob.data);
             out.push(b'\n');
         }
         Ok(out)

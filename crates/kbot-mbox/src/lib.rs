@@ -209,20 +209,28 @@ pub fn parse_mail(raw: Vec<u8>, line: usize) -> Result<Mail, String> {
     Ok(Mail { raw, ..mail })
 }
 
+/// Appends one message to an mboxrd: a `From ` separator line, then the message with
+/// `From ` lines (however many `>` they already carry) quoted once more.
+pub fn append_mboxrd(out: &mut Vec<u8>, separator: &[u8], raw: &[u8]) {
+    out.extend_from_slice(separator);
+    out.push(b'\n');
+    for l in raw.split_inclusive(|&b| b == b'\n') {
+        let n = l.iter().take_while(|&&b| b == b'>').count();
+        if l[n..].starts_with(b"From ") {
+            out.push(b'>');
+        }
+        out.extend_from_slice(l);
+    }
+    if !out.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+}
+
 impl Mail {
     /// The mail as a one-message mbox, ready for `git am`.
     pub fn to_mbox(&self) -> Vec<u8> {
-        let mut out = b"From kbot Mon Sep 17 00:00:00 2001\n".to_vec();
-        for l in self.raw.split_inclusive(|&b| b == b'\n') {
-            let n = l.iter().take_while(|&&b| b == b'>').count();
-            if l[n..].starts_with(b"From ") {
-                out.push(b'>');
-            }
-            out.extend_from_slice(l);
-        }
-        if !out.ends_with(b"\n") {
-            out.push(b'\n');
-        }
+        let mut out = Vec::new();
+        append_mboxrd(&mut out, b"From kbot Mon Sep 17 00:00:00 2001", &self.raw);
         out
     }
 }

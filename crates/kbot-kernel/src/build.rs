@@ -3,6 +3,7 @@
 
 use crate::proc::{have, run_logged, Exit};
 use crate::Arch;
+use kbot_sandbox::{Jail, Limits, Policy};
 use regex::Regex;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,10 +11,25 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 /// `make -C src O=out ARCH=... [CROSS_COMPILE=...] CC="ccache gcc"` with fixed build stamps,
-/// so identical sources give identical objects and ccache hits.
-pub fn make_cmd(src: &Path, out: &Path, arch: Arch, jobs: usize, ccache: bool) -> Command {
-    let mut c = Command::new("make");
-    c.arg("-C").arg(src).arg(format!("O={}", out.display()));
+/// so identical sources give identical objects and ccache hits; in `jail`, which sees `src`
+/// read-only and `out` (and the ccache directory) writable. Returns the command and the inside
+/// paths of src and out.
+pub fn make_cmd(
+    jail: &mut Jail,
+    src: &Path,
+    out: &Path,
+    arch: Arch,
+    jobs: usize,
+    ccache: bool,
+) -> std::io::Result<(Command, PathBuf, PathBuf)> {
+    let src_in = jail.ro(src, "src")?;
+    let out_in = jail.rw(out, "out")?;
+    let ccache_dir = match std::env::var_os("CCACHE_DIR") {
+        Some(d) if ccache => Some(jail.rw(Path::new(&d), "ccache")?),
+        _ => None,
+    };
+    let mut c = jail.command("make", Limits::BUILD);
+    c.arg("-C").arg(&src_in).arg(format!("O={}", out_in.display()));
     c.arg(format!("ARCH={}", arch.make_arch()));
     let cross = arch.cross_compile().unwrap_or("");
     if !cross.is_empty() {
@@ -21,11 +37,13 @@ pub fn make_cmd(src: &Path, out: &Path, arch: Arch, jobs: usize, ccache: bool) -
     }
     if ccache {
         c.arg(format!("CC=ccache {cross}gcc"));
+        if let Some(d) = &ccache_dir {
+            c.env("CCACHE_DIR", d);
+        }
     }
     c.arg(format!("-j{jobs}"));
     c.env("KBUILD_BUILD_TIMESTAMP", "1970-01-01").env("KBUILD_BUILD_USER", "kbot").env("KBUILD_BUILD_HOST", "kbot");
-    c.env("LC_ALL", "C");
-    c
+    Ok((c, src_in, out_in))
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +64,7 @@ pub fn missing_tools(arch: Arch) -> Vec<String> {
 }
 
 pub fn build(
+    sandbox: &Policy,
     src: &Path,
     out: &Path,
     arch: Arch,
@@ -54,7 +73,8 @@ pub fn build(
     timeout: Duration,
 ) -> std::io::Result<BuildResult> {
     let t = Instant::now();
-    let mut cmd = make_cmd(src, out, arch, jobs, have("ccache"));
+    let mut jail = sandbox.jail();
+    let (mut cmd, src_in, out_in) = make_cmd(&mut jail, src, out, arch, jobs, have("ccache"))?;
     cmd.arg(arch.image_target());
     let exit = run_logged(&mut cmd, log, timeout, 64 << 20)?;
     let text = std::fs::read(log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
@@ -65,7 +85,13 @@ pub fn build(
         timed_out: matches!(exit, Exit::TimedOut),
         image: ok.then_some(image),
         log: log.to_path_buf(),
-        errors: if ok { Vec::new() } else { error_lines(&text, src, out) },
+        errors: if ok {
+            Vec::new()
+        } else if matches!(exit, Exit::TimedOut) {
+            vec![format!("build stopped by its time limit ({} s)", timeout.as_secs())]
+        } else {
+            error_lines(&text, &src_in, &out_in)
+        },
         seconds: t.elapsed().as_secs_f64(),
     })
 }

@@ -3,7 +3,6 @@
 
 use crate::proc::{run_logged, Exit};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,13 +31,17 @@ pub fn parse(out: &str) -> Option<Checkpatch> {
 }
 
 /// Runs checkpatch from `base` on `patch`; `None` when it cannot run here.
-pub fn run(base: &Path, patch: &Path, log: &Path) -> Option<Checkpatch> {
+/// Sandboxed: the patch is hostile input to a large Perl script.
+pub fn run(sandbox: &kbot_sandbox::Policy, base: &Path, patch: &Path, log: &Path) -> Option<Checkpatch> {
     let script = base.join("scripts/checkpatch.pl");
     if !script.is_file() {
         return None;
     }
-    let mut cmd = Command::new("perl");
-    cmd.arg(&script).args(["--no-tree", "--terse", "--no-color"]).arg(patch).current_dir(base);
+    let mut jail = sandbox.jail();
+    let script = jail.ro(&script, "checkpatch.pl").ok()?;
+    let patch = jail.ro(patch, "patch.mbox").ok()?;
+    let mut cmd = jail.command("perl", kbot_sandbox::Limits::TOOL);
+    cmd.arg(&script).args(["--no-tree", "--terse", "--no-color"]).arg(&patch);
     match run_logged(&mut cmd, log, Duration::from_secs(60), 1 << 20) {
         Ok(Exit::TimedOut) | Err(_) => None,
         Ok(exit) => {

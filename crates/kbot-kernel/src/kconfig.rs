@@ -27,7 +27,14 @@ pub fn config_key(arch: Arch, extra: &str) -> String {
 
 /// Makes sure `out/.config` is kbot's configuration for `arch`. Returns whether it was
 /// (re)generated.
-pub fn ensure(src: &Path, out: &Path, arch: Arch, extra: &str, log: &Path) -> Result<bool, String> {
+pub fn ensure(
+    sandbox: &kbot_sandbox::Policy,
+    src: &Path,
+    out: &Path,
+    arch: Arch,
+    extra: &str,
+    log: &Path,
+) -> Result<bool, String> {
     let key = config_key(arch, extra);
     let stamp = out.join(".kbot-config-key");
     if out.join(".config").exists() && std::fs::read_to_string(&stamp).is_ok_and(|k| k.trim() == key) {
@@ -40,14 +47,16 @@ pub fn ensure(src: &Path, out: &Path, arch: Arch, extra: &str, log: &Path) -> Re
     let steps: [(&str, Vec<String>); 3] =
         [("tinyconfig", vec!["tinyconfig".into()]), ("merge", vec![]), ("olddefconfig", vec!["olddefconfig".into()])];
     for (name, args) in steps {
-        let mut cmd = if name == "merge" {
-            let mut c = std::process::Command::new(src.join("scripts/kconfig/merge_config.sh"));
-            c.current_dir(src).arg("-m").arg("-O").arg(out).arg(out.join(".config")).arg(&frag_path);
-            c.env("ARCH", arch.make_arch());
-            c
-        } else {
-            make_cmd(src, out, arch, 1, false)
-        };
+        let mut jail = sandbox.jail();
+        let (mut cmd, src_in, out_in) =
+            make_cmd(&mut jail, src, out, arch, 1, false).map_err(|e| format!("cannot set up kconfig: {e}"))?;
+        if name == "merge" {
+            // The tree's own script, so it runs sandboxed like make.
+            cmd = jail.command("sh", kbot_sandbox::Limits::BUILD);
+            cmd.arg(src_in.join("scripts/kconfig/merge_config.sh")).arg("-m").arg("-O").arg(&out_in);
+            cmd.arg(out_in.join(".config")).arg(out_in.join("kbot.fragment"));
+            cmd.env("ARCH", arch.make_arch());
+        }
         cmd.args(&args);
         let step_log = log.with_extension(format!("{name}.log"));
         match run_logged(&mut cmd, &step_log, Duration::from_secs(300), 1 << 20) {

@@ -50,8 +50,14 @@ pub struct VmRun {
 /// The marker the agent prints last; after it the VM only has to reboot.
 pub const AGENT_DONE: &str = "# kbot-agent done";
 
-pub fn command(spec: &VmSpec) -> Command {
-    let mut c = Command::new(spec.arch.qemu());
+/// The QEMU command in `jail`, which sees only the kernel and the initramfs (and /dev/kvm).
+pub fn command(jail: &mut kbot_sandbox::Jail, spec: &VmSpec) -> io::Result<Command> {
+    let kernel = jail.ro(spec.kernel, "kernel")?;
+    let initrd = jail.ro(spec.initrd, "initrd")?;
+    if spec.accel == Accel::Kvm {
+        jail.dev(Path::new("/dev/kvm"));
+    }
+    let mut c = jail.command(spec.arch.qemu(), kbot_sandbox::Limits::VM);
     match spec.accel {
         Accel::Tcg => {
             c.args(["-accel", "tcg"]).args(spec.arch.qemu_machine());
@@ -63,16 +69,23 @@ pub fn command(spec: &VmSpec) -> Command {
     }
     c.args(["-m", &spec.mem_mb.to_string(), "-smp", &spec.smp.to_string()]);
     c.args(["-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio"]);
-    c.arg("-kernel").arg(spec.kernel).arg("-initrd").arg(spec.initrd);
+    c.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd);
     let append = format!("console={} panic=-1 loglevel=7 {}", spec.arch.console(), spec.append);
     c.args(["-append", append.trim()]);
-    c
+    Ok(c)
 }
 
 /// Boots the VM; every console line goes to `log` and to `on_line` as it arrives.
-pub fn run(spec: &VmSpec, log: &Path, max_console: usize, mut on_line: impl FnMut(&str)) -> io::Result<VmRun> {
+pub fn run(
+    sandbox: &kbot_sandbox::Policy,
+    spec: &VmSpec,
+    log: &Path,
+    max_console: usize,
+    mut on_line: impl FnMut(&str),
+) -> io::Result<VmRun> {
     let t = Instant::now();
-    let mut cmd = command(spec);
+    let mut jail = sandbox.jail();
+    let mut cmd = command(&mut jail, spec)?;
     own_group(&mut cmd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
     let (tx, rx) = mpsc::channel::<String>();
@@ -141,7 +154,7 @@ pub fn run(spec: &VmSpec, log: &Path, max_console: usize, mut on_line: impl FnMu
 
 /// Whether KVM really works for `arch` here: boots the kernel with no tests under KVM and
 /// waits briefly for the agent. Nested KVM can exist and still fail or spin.
-pub fn kvm_works(arch: Arch, kernel: &Path, initrd: &Path, log: &Path) -> bool {
+pub fn kvm_works(sandbox: &kbot_sandbox::Policy, arch: Arch, kernel: &Path, initrd: &Path, log: &Path) -> bool {
     if !arch.kvm_possible() || std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
         return false;
     }
@@ -155,5 +168,5 @@ pub fn kvm_works(arch: Arch, kernel: &Path, initrd: &Path, log: &Path) -> bool {
         mem_mb: 256,
         smp: 1,
     };
-    run(&spec, log, 1 << 20, |_| {}).is_ok_and(|r| r.console.contains(AGENT_DONE))
+    run(sandbox, &spec, log, 1 << 20, |_| {}).is_ok_and(|r| r.console.contains(AGENT_DONE))
 }

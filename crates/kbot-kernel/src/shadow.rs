@@ -43,9 +43,10 @@ pub const RULE_NAMES: [&str; 6] = [
 ];
 
 /// Whether Rust for Linux works for this tree and arch: `make rustavailable`.
-pub fn available(src: &Path, out: &Path, arch: Arch, log: &Path) -> Result<(), String> {
-    let _ = std::fs::create_dir_all(out);
-    let mut cmd = crate::build::make_cmd(src, out, arch, 1, false);
+pub fn available(sandbox: &kbot_sandbox::Policy, src: &Path, out: &Path, arch: Arch, log: &Path) -> Result<(), String> {
+    let mut jail = sandbox.jail();
+    let (mut cmd, _, _) =
+        crate::build::make_cmd(&mut jail, src, out, arch, 1, false).map_err(|e| format!("cannot run make: {e}"))?;
     cmd.arg("rustavailable");
     match run_logged(&mut cmd, log, Duration::from_secs(120), 1 << 20) {
         Ok(e) if e.success() => Ok(()),

@@ -60,6 +60,8 @@ pub struct CheckArgs {
     pub shadow: ShadowMode,
     /// Which version of the series to test when the input holds several (default: newest).
     pub version: Option<u32>,
+    /// How make, checkpatch and QEMU run (the series is untrusted code).
+    pub sandbox: kbot_sandbox::Policy,
 }
 
 /// Everything an arch's check needs, shared by the arch threads.
@@ -365,7 +367,7 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
     let tc = Instant::now();
     for (i, f) in files.iter().enumerate().take(50) {
         let log = f.with_extension("checkpatch");
-        if let Some(c) = kbot_kernel::checkpatch::run(&wt0.path, f, &log) {
+        if let Some(c) = kbot_kernel::checkpatch::run(&args.sandbox, &wt0.path, f, &log) {
             let state = if c.errors > 0 {
                 "fail"
             } else if c.warnings > 0 {
@@ -533,20 +535,37 @@ impl ArchRunner<'_> {
             self.rejects.insert(prefix, rejected);
         }
         let t = Instant::now();
-        let fresh = kconfig::ensure(&self.wt.path, &self.out, self.arch, &self.extra_config(), &log)
-            .map_err(|e| format!("kconfig: {e}"))?;
+        let fresh =
+            kconfig::ensure(&self.ctx.args.sandbox, &self.wt.path, &self.out, self.arch, &self.extra_config(), &log)
+                .map_err(|e| format!("kconfig: {e}"))?;
         if fresh {
             self.say("config", &format!("tinyconfig + kbot fragment in {:.1}s", t.elapsed().as_secs_f64()));
         }
         self.say("build", &format!("{} ({}), make -j{}", self.label(prefix), &commit[..12], self.ctx.args.jobs));
-        let b =
-            build::build(&self.wt.path, &self.out, self.arch, self.ctx.args.jobs, &log, self.ctx.args.build_timeout)
-                .map_err(|e| format!("cannot run make: {e}"))?;
+        let b = build::build(
+            &self.ctx.args.sandbox,
+            &self.wt.path,
+            &self.out,
+            self.arch,
+            self.ctx.args.jobs,
+            &log,
+            self.ctx.args.build_timeout,
+        )
+        .map_err(|e| format!("cannot run make: {e}"))?;
         self.ctx.stage(format!("{}.build.{}", self.arch, prefix), b.seconds);
         self.say(
             "build",
             &format!("{}: {} in {:.1}s", self.label(prefix), if b.ok { "ok" } else { "FAILED" }, b.seconds),
         );
+        if b.timed_out {
+            // A limit says nothing about the patch being good or bad: an error, not a regression.
+            return Err(format!(
+                "the build of {} was stopped by its time limit ({} s); see {}",
+                self.label(prefix),
+                self.ctx.args.build_timeout.as_secs(),
+                log.display()
+            ));
+        }
         let image = match b.image {
             Some(img) => {
                 // Publish to the cache atomically: copy, then rename the directory.
@@ -580,7 +599,7 @@ impl ArchRunner<'_> {
                 Ok("tcg") => false,
                 Ok("kvm") => true,
                 _ => {
-                    let ok = qemu::kvm_works(self.arch, image, &self.initrd, &probe_log);
+                    let ok = qemu::kvm_works(&self.ctx.args.sandbox, self.arch, image, &self.initrd, &probe_log);
                     if self.arch.kvm_possible() {
                         self.say("boot", if ok { "KVM works: using it" } else { "KVM probe failed: using TCG" });
                     }
@@ -624,7 +643,7 @@ impl ArchRunner<'_> {
         self.say("boot", &format!("{} ({})", self.label(prefix), spec.accel.name()));
         let arch = self.arch.name();
         let progress = self.ctx.progress;
-        let vm = qemu::run(&spec, &log, 16 << 20, |line| {
+        let vm = qemu::run(&self.ctx.args.sandbox, &spec, &log, 16 << 20, |line| {
             if line.starts_with("not ok ") || line.starts_with("ok ") {
                 progress.say(arch, "test", line);
             }
@@ -690,12 +709,18 @@ fn check_arch(ctx: &Ctx, arch: Arch, wt: &Worktree, agent: &Path) -> ArchResult 
         return r;
     }
     let out = ctx.home.build_dir(&ctx.tree.path, arch);
+    // The worktree still holds whatever the previous job tested (maybe a hostile Makefile):
+    // the toolchain probe below must see the base.
+    if let Err(e) = wt.checkout(&ctx.commits[0]) {
+        r.error = Some(format!("checkout of the base: {e}"));
+        return r;
+    }
     let shadow_on = match ctx.args.shadow {
         ShadowMode::Off => {
             r.shadow = "off (--shadow off)".into();
             false
         }
-        mode => match shadow::available(&wt.path, &out, arch, &dir.join("rustavailable.log")) {
+        mode => match shadow::available(&ctx.args.sandbox, &wt.path, &out, arch, &dir.join("rustavailable.log")) {
             Ok(()) => {
                 r.shadow = "on".into();
                 true

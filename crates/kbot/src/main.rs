@@ -185,6 +185,10 @@ struct CheckCli {
     /// Who reports: used in the Reported-by: trailer.
     #[arg(long, value_name = "NAME <ADDR>", env = "KBOT_REPORTER", default_value = "kbot <kbot@localhost>")]
     reporter: String,
+    /// Run make, checkpatch and QEMU directly on the host instead of in the bubblewrap sandbox.
+    /// Only for series you trust: a Makefile in a patch runs any command at build time.
+    #[arg(long)]
+    no_sandbox: bool,
 }
 
 fn parse_arches(s: &str) -> Result<Vec<Arch>, Fail> {
@@ -233,6 +237,7 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
     }
     let home = Home::locate().map_err(|e| Fail::env(e.to_string()))?;
     set_ccache_dir(&home);
+    let sandbox = sandbox_policy(c.no_sandbox, &home, c.config.as_deref())?;
     // Every arch gets all cores: while both build they share them, and when one arch is
     // done (or only needs a bisect step) the other is not left at half speed.
     let jobs = c.jobs.unwrap_or_else(cpus);
@@ -259,6 +264,7 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
         random: c.scenarios,
         shadow: c.shadow,
         version: c.version,
+        sandbox,
     };
     let progress = Progress::new(quiet);
     let result = check::run(&home, &args, &progress)?;
@@ -291,6 +297,7 @@ fn scenario(cmd: ScenarioCmd, quiet: bool) -> Result<i32, Fail> {
                 commit: commit.as_deref(),
                 tree: tree.unwrap_or_else(|| home.default_tree()),
                 vm_timeout: Duration::from_secs(180),
+                sandbox: sandbox_policy(false, &home, None)?,
             };
             let (ok, detail) = scenario_cmd::replay(&home, &sc, &r, &Progress::new(quiet))?;
             println!("{}: {} on {arch}: {detail}", sc.name, if ok { "as predicted" } else { "DIVERGENCE" });
@@ -319,6 +326,7 @@ fn bench_cmd(mbox: Option<PathBuf>, arch: &str, jobs: Option<usize>, quiet: bool
         random: 8,
         shadow: check::ShadowMode::Auto,
         version: None,
+        sandbox: sandbox_policy(false, &home, None)?,
     };
     let table = bench::run(&home, args, &Progress::new(quiet))?;
     println!("{table}");
@@ -329,6 +337,19 @@ fn bench_cmd(mbox: Option<PathBuf>, arch: &str, jobs: Option<usize>, quiet: bool
 fn new_seed() -> u64 {
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     (t as u64 ^ u64::from(std::process::id()).rotate_left(32)) % 1_000_000
+}
+
+/// The sandbox for untrusted steps: bubblewrap, hiding kbot's data directory and the config's
+/// directory (credentials) from what runs inside.
+pub fn sandbox_policy(off: bool, home: &Home, config: Option<&std::path::Path>) -> Result<kbot_sandbox::Policy, Fail> {
+    if off {
+        return Ok(kbot_sandbox::Policy::off());
+    }
+    let mut hide = vec![home.root.clone()];
+    if let Some(dir) = config.and_then(|c| std::fs::canonicalize(c).ok()).and_then(|c| c.parent().map(PathBuf::from)) {
+        hide.push(dir);
+    }
+    kbot_sandbox::Policy::detect(&hide).map_err(Fail::env)
 }
 
 fn set_ccache_dir(home: &Home) {

@@ -100,6 +100,7 @@ pub struct Replay<'a> {
     pub commit: Option<&'a str>,
     pub tree: PathBuf,
     pub vm_timeout: Duration,
+    pub sandbox: kbot_sandbox::Policy,
 }
 
 /// Boots the kernel with only this scenario; returns the agent's verdict line and detail.
@@ -125,7 +126,7 @@ pub fn replay(home: &Home, sc: &Scenario, r: &Replay, progress: &Progress) -> Re
     };
     progress.say(r.arch.name(), "replay", &format!("{} on {}", sc.name, image.display()));
     let log = dir.join("console.log");
-    let vm = qemu::run(&spec, &log, 16 << 20, |_| {})
+    let vm = qemu::run(&r.sandbox, &spec, &log, 16 << 20, |_| {})
         .map_err(|e| Fail::env(format!("cannot start {}: {e}", r.arch.qemu())))?;
     let console = kbot_console::parse(&vm.console);
     match console.test(name) {

@@ -36,6 +36,9 @@ const PACKAGES: &[&str] = &[
     // A real lore on loopback for the tests of --msgid, and b4 to compare with.
     "public-inbox",
     "b4",
+    // The sandbox for everything that runs code from a series (setpriv is in util-linux).
+    "bubblewrap",
+    "util-linux",
 ];
 
 fn dpkg_version(pkg: &str) -> Option<String> {

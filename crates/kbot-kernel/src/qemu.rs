@@ -3,7 +3,7 @@
 use crate::proc::{kill_group, own_group};
 use crate::Arch;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -45,6 +45,31 @@ pub struct VmRun {
     pub seconds: f64,
     /// What QEMU itself said on stderr (start-up errors).
     pub qemu_stderr: String,
+}
+
+/// Longest console line kept whole; longer ones are split.
+pub const MAX_LINE: usize = 4096;
+
+/// Removes the complete lines (and over-long pieces) from the front of `buf`.
+pub fn take_lines(buf: &mut Vec<u8>, max_line: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    loop {
+        let rest = &buf[start..];
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(i) if i <= max_line => {
+                out.push(String::from_utf8_lossy(&rest[..i]).trim_end_matches('\r').to_string());
+                start += i + 1;
+            }
+            _ if rest.len() > max_line => {
+                out.push(String::from_utf8_lossy(&rest[..max_line]).into_owned());
+                start += max_line;
+            }
+            _ => break,
+        }
+    }
+    buf.drain(..start);
+    out
 }
 
 /// The marker the agent prints last; after it the VM only has to reboot.
@@ -91,24 +116,39 @@ pub fn run(
     let (tx, rx) = mpsc::channel::<String>();
     let stdout = child.stdout.take().expect("piped");
     let reader = std::thread::spawn(move || {
-        let mut r = BufReader::new(stdout);
-        let mut buf = Vec::new();
-        while let Ok(n) = r.read_until(b'\n', &mut buf) {
+        let mut r = stdout;
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut buf: Vec<u8> = Vec::new();
+        while let Ok(n) = r.read(&mut chunk) {
             if n == 0 {
                 break;
             }
-            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
-            buf.clear();
-            if tx.send(line).is_err() {
-                break;
+            buf.extend_from_slice(&chunk[..n]);
+            // Whole lines, and a line that never ends is cut: a hostile kernel must not make
+            // kbot buffer without bound.
+            for line in take_lines(&mut buf, MAX_LINE) {
+                if tx.send(line).is_err() {
+                    return;
+                }
             }
+        }
+        if !buf.is_empty() {
+            let _ = tx.send(String::from_utf8_lossy(&buf).trim_end_matches('\r').to_string());
         }
     });
     let mut stderr = child.stderr.take().expect("piped");
     let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
+        // Keep the start (what QEMU says when it cannot start); drain the rest.
+        let mut kept = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        while let Ok(n) = stderr.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            let room = (64 * 1024usize).saturating_sub(kept.len());
+            kept.extend_from_slice(&chunk[..n.min(room)]);
+        }
+        String::from_utf8_lossy(&kept).into_owned()
     });
     let mut out = File::create(log)?;
     let mut console = String::new();
@@ -119,7 +159,7 @@ pub fn run(
         match rx.recv_timeout(left.max(Duration::from_millis(1))) {
             Ok(line) => {
                 writeln!(out, "{line}")?;
-                if console.len() + line.len() > max_console {
+                if console.len() + line.len() + 1 > max_console {
                     cut = true;
                     writeln!(out, "[kbot: console cut at {max_console} bytes; VM stopped]")?;
                     kill_group(child.id());
@@ -169,4 +209,23 @@ pub fn kvm_works(sandbox: &kbot_sandbox::Policy, arch: Arch, kernel: &Path, init
         smp: 1,
     };
     run(sandbox, &spec, log, 1 << 20, |_| {}).is_ok_and(|r| r.console.contains(AGENT_DONE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_and_endless_ones_cut() {
+        let mut b = b"one\r\ntwo\npart".to_vec();
+        assert_eq!(take_lines(&mut b, 10), ["one", "two"]);
+        assert_eq!(b, b"part");
+        let mut b = vec![b'x'; 25];
+        let l = take_lines(&mut b, 10);
+        assert_eq!(l.len(), 2);
+        assert!(l.iter().all(|x| x.len() == 10));
+        assert_eq!(b.len(), 5);
+        let mut b = vec![0xffu8, b'\n'];
+        assert_eq!(take_lines(&mut b, 10), ["\u{fffd}"]);
+    }
 }

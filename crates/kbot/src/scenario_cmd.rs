@@ -133,7 +133,13 @@ pub fn replay(home: &Home, sc: &Scenario, r: &Replay, progress: &Progress) -> Re
         Some(t) => Ok((t.outcome == kbot_console::Outcome::Pass, format!("{} ({})", t.detail, log.display()))),
         None => Err(Fail::env(format!(
             "the guest did not report the scenario ({}); see {}",
-            if vm.timed_out { "VM timed out" } else { "agent did not finish" },
+            if vm.timed_out {
+                "VM timed out".to_string()
+            } else if let Some(l) = vm.qemu_stderr.lines().find(|l| !l.trim().is_empty()) {
+                format!("{} said: {}", r.arch.qemu(), l.trim())
+            } else {
+                "agent did not finish".to_string()
+            },
             log.display()
         ))),
     }

@@ -176,3 +176,19 @@ fn lore_url_comes_from_the_config_file_unless_given() {
     assert_eq!(o.status.code(), Some(2));
     assert!(one_line_error(&o).contains("unknown field `lroe`"));
 }
+
+#[test]
+fn a_kernel_image_that_is_garbage_gives_qemus_reason() {
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("garbage.img");
+    std::fs::write(&img, (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<u8>>())
+        .unwrap();
+    let o = kbot(d.path())
+        .args(["scenario", "replay", "--name", "seed-stall-inotify", "--arch", "x86_64", "--kernel"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = one_line_error(&o);
+    assert!(e.contains("qemu-system-x86_64 said: "), "{e}");
+}

@@ -1,0 +1,280 @@
+//! `config/kbot.yaml`: what `kbot check` and `kbot serve` read. Every key is optional for
+//! `check`; `serve` needs trees or inboxes to watch. Errors name the key and the problem.
+//! `config/kbot.example.yaml` documents every key.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+pub const DEFAULT_LORE: &str = "https://lore.kernel.org/all/";
+pub const ARCHES: [&str; 2] = ["x86_64", "arm64"];
+
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Inbox base URL for `kbot check --msgid`.
+    pub lore: Option<String>,
+    /// Queue, reports and logs of the service (default: kbot's data directory).
+    pub state_dir: Option<PathBuf>,
+    /// Arches every job tests (default: both).
+    pub arches: Option<Vec<String>>,
+    #[serde(default)]
+    pub trees: Vec<TreeConfig>,
+    #[serde(default)]
+    pub inboxes: Vec<InboxConfig>,
+    pub mail: Option<MailConfig>,
+    pub web: Option<WebConfig>,
+    /// Jobs run at the same time (default: 1; each uses all cores for make).
+    pub workers: Option<u32>,
+    /// Hard limit of one job (default: 2h).
+    pub job_timeout: Option<Duration>,
+    /// How often trees and inboxes are polled (default: 5m).
+    pub poll_interval: Option<Duration>,
+    /// How long a series waits after its newest message for the rest of its thread (default: 10m).
+    pub grace: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TreeConfig {
+    pub name: String,
+    /// A git repository; omitted for `default`: the tree `kbot setup` prepared.
+    pub path: Option<PathBuf>,
+    /// CI mode: new commits on these branches are tested.
+    #[serde(default)]
+    pub branches: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InboxConfig {
+    pub name: String,
+    /// A public-inbox over HTTP (its Atom feed `new.atom` is polled).
+    pub lore: Option<String>,
+    /// A public-inbox v2 mirror on disk.
+    pub git: Option<PathBuf>,
+    /// The tree series of this list apply to.
+    pub tree: String,
+    /// Ignore older messages (RFC 3339). Default: the service's first start.
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    /// `smtp://host:port` (plain, for a local MTA) or `smtps://host:port`.
+    pub smtp: String,
+    pub from: String,
+    /// Environment variables holding SMTP credentials (never the secrets themselves).
+    pub user_env: Option<String>,
+    pub password_env: Option<String>,
+    /// Also mail a short note for series that pass (default: no mail).
+    #[serde(default)]
+    pub send_clean: bool,
+    /// Extra Cc on every report (e.g. an archive list).
+    #[serde(default)]
+    pub cc: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    pub listen: Option<String>,
+    /// Public base URL used in mails and `Closes:` links.
+    pub url: Option<String>,
+}
+
+/// A duration written as seconds (`90`) or with a unit (`30s`, `10m`, `2h`, `1d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duration(pub std::time::Duration);
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Duration(std::time::Duration::from_secs(n))),
+            Raw::S(s) => parse_duration(&s).map(Duration).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("expected a duration like 90, 30s, 10m or 2h, not {s:?}"))?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        u => return Err(format!("unknown unit {u:?} in {s:?} (use s, m, h or d)")),
+    };
+    n.checked_mul(mult).map(std::time::Duration::from_secs).ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// Parses and checks a config. `Err` is one line naming the key and the problem.
+pub fn parse(text: &str) -> Result<Config, String> {
+    let c: Config = serde_norway::from_str(text).map_err(|e| e.to_string().replace('\n', " "))?;
+    validate(&c)?;
+    Ok(c)
+}
+
+fn http_url(key: &str, u: &str) -> Result<(), String> {
+    if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < 10 || u.contains(char::is_whitespace) {
+        return Err(format!("{key}: expected an http(s) URL, not {u:?}"));
+    }
+    Ok(())
+}
+
+fn validate(c: &Config) -> Result<(), String> {
+    if let Some(l) = &c.lore {
+        http_url("lore", l)?;
+    }
+    if let Some(a) = &c.arches {
+        if a.is_empty() {
+            return Err("arches: name at least one of x86_64, arm64".into());
+        }
+        if let Some(x) = a.iter().find(|x| !ARCHES.contains(&x.as_str())) {
+            return Err(format!("arches: unknown architecture {x:?}; use x86_64 and/or arm64"));
+        }
+    }
+    for (i, t) in c.trees.iter().enumerate() {
+        if !valid_name(&t.name) {
+            return Err(format!("trees[{i}].name: {:?} is not a name (letters, digits, - and _)", t.name));
+        }
+        if c.trees[..i].iter().any(|o| o.name == t.name) {
+            return Err(format!("trees[{i}].name: {:?} is used twice", t.name));
+        }
+        if t.path.is_none() && t.name != "default" {
+            return Err(format!("trees[{i}].path: missing (only the tree named default may omit it)"));
+        }
+        if let Some(b) = t.branches.iter().find(|b| b.is_empty() || b.starts_with('-') || b.contains("..")) {
+            return Err(format!("trees[{i}].branches: {b:?} is not a branch name"));
+        }
+    }
+    for (i, b) in c.inboxes.iter().enumerate() {
+        if !valid_name(&b.name) {
+            return Err(format!("inboxes[{i}].name: {:?} is not a name (letters, digits, - and _)", b.name));
+        }
+        if c.inboxes[..i].iter().any(|o| o.name == b.name) {
+            return Err(format!("inboxes[{i}].name: {:?} is used twice", b.name));
+        }
+        match (&b.lore, &b.git) {
+            (Some(l), None) => http_url(&format!("inboxes[{i}].lore"), l)?,
+            (None, Some(_)) => {}
+            _ => return Err(format!("inboxes[{i}]: give exactly one of lore (URL) or git (a public-inbox mirror)")),
+        }
+        let known = c.trees.iter().any(|t| t.name == b.tree) || (b.tree == "default" && c.trees.is_empty());
+        if !known {
+            return Err(format!("inboxes[{i}].tree: no tree named {:?} in trees", b.tree));
+        }
+        if let Some(s) = &b.since {
+            parse_rfc3339(s)
+                .ok_or_else(|| format!("inboxes[{i}].since: expected a time like 2026-11-01T00:00:00Z, not {s:?}"))?;
+        }
+    }
+    if let Some(m) = &c.mail {
+        let rest = m.smtp.strip_prefix("smtp://").or_else(|| m.smtp.strip_prefix("smtps://"));
+        let ok = rest.is_some_and(|r| {
+            let (host, port) = r.trim_end_matches('/').rsplit_once(':').unwrap_or((r, "25"));
+            !host.is_empty() && port.parse::<u16>().is_ok()
+        });
+        if !ok {
+            return Err(format!("mail.smtp: expected smtp://host:port or smtps://host:port, not {:?}", m.smtp));
+        }
+        if !looks_like_mailbox(&m.from) {
+            return Err(format!("mail.from: expected \"Name <addr@host>\" or addr@host, not {:?}", m.from));
+        }
+        if let Some(x) = m.cc.iter().find(|x| !looks_like_mailbox(x)) {
+            return Err(format!("mail.cc: {x:?} is not an address"));
+        }
+    }
+    if let Some(w) = &c.web {
+        if let Some(l) = &w.listen {
+            l.parse::<std::net::SocketAddr>()
+                .map_err(|_| format!("web.listen: expected host:port like 127.0.0.1:8080, not {l:?}"))?;
+        }
+        if let Some(u) = &w.url {
+            http_url("web.url", u)?;
+        }
+    }
+    if c.workers == Some(0) {
+        return Err("workers: must be at least 1".into());
+    }
+    for (k, d) in [("job_timeout", c.job_timeout), ("poll_interval", c.poll_interval)] {
+        if d.is_some_and(|d| d.0.is_zero()) {
+            return Err(format!("{k}: must be more than 0"));
+        }
+    }
+    Ok(())
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// A single address, bare or `Name <addr>`, without line breaks (header injection).
+pub fn looks_like_mailbox(s: &str) -> bool {
+    if s.contains(['\r', '\n', '\0']) || s.len() > 320 {
+        return false;
+    }
+    let addr = match (s.rfind('<'), s.rfind('>')) {
+        (Some(a), Some(b)) if a < b && b == s.len() - 1 => &s[a + 1..b],
+        (None, None) => s.trim(),
+        _ => return false,
+    };
+    let Some((local, domain)) = addr.split_once('@') else { return false };
+    !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && !addr.contains(|c: char| c.is_whitespace() || c == ',' || c == ';' || c == '<' || c == '>')
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time (`2026-11-01T00:00:00Z`, or with `+hh:mm`).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    if let Some(r) = rest.strip_prefix('.') {
+        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        r if r.len() == 6 && (r.starts_with('+') || r.starts_with('-')) && &r[3..4] == ":" => {
+            let v = r[1..3].parse::<i64>().ok()? * 3600 + r[4..6].parse::<i64>().ok()? * 60;
+            if r.starts_with('-') {
+                -v
+            } else {
+                v
+            }
+        }
+        _ => return None,
+    };
+    Some(days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+#[cfg(test)]
+mod tests;

@@ -23,10 +23,12 @@ pub struct Index {
     tips: HashMap<usize, String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Update {
     /// Messages added by this update.
     pub new: usize,
+    /// Their message ids.
+    pub new_ids: Vec<String>,
     pub total: usize,
     pub seconds: f64,
 }
@@ -130,6 +132,7 @@ impl Index {
     pub fn update(&mut self, dir: &Path) -> Result<Update, String> {
         let t = Instant::now();
         let before = self.msgs.len();
+        let mut new_ids = Vec::new();
         for (n, path) in epochs(dir)? {
             let repo = gix::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let Ok(head) = repo.head_id() else { continue };
@@ -151,12 +154,20 @@ impl Index {
                 let blob = entry.object().map_err(|e| e.to_string())?;
                 if let Some((mid, refs)) = headers(&blob.data) {
                     // The newest copy of a message id wins; walking newest first, keep the first.
-                    self.msgs.entry(mid).or_insert(Entry { epoch: n, blob: entry.oid().to_string(), refs });
+                    if let std::collections::hash_map::Entry::Vacant(v) = self.msgs.entry(mid) {
+                        new_ids.push(v.key().clone());
+                        v.insert(Entry { epoch: n, blob: entry.oid().to_string(), refs });
+                    }
                 }
             }
             self.tips.insert(n, head.to_string());
         }
-        Ok(Update { new: self.msgs.len() - before, total: self.msgs.len(), seconds: t.elapsed().as_secs_f64() })
+        Ok(Update {
+            new: self.msgs.len() - before,
+            new_ids,
+            total: self.msgs.len(),
+            seconds: t.elapsed().as_secs_f64(),
+        })
     }
 
     /// Message ids of the thread `mid` belongs to (linked by In-Reply-To/References either way).

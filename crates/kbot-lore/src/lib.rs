@@ -137,6 +137,70 @@ pub fn fetch_thread(t: &Target, attempts: u32, timeout: Duration, max_bytes: u64
     Err(FetchError::Unreachable { url, attempts: attempts.max(1), detail: last })
 }
 
+/// Undoes public-inbox's URL escaping of a message id (`%XX`).
+pub fn unescape_mid(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
+}
+
+/// The message ids of an inbox's Atom feed (`new.atom`): each entry's link is
+/// `<base><escaped message id>/`. Entries whose link is not under `base` are skipped.
+pub fn atom_msgids(xml: &str, base: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in xml.split("<entry").skip(1) {
+        let entry = entry.split("</entry>").next().unwrap_or("");
+        let Some(at) = entry.find("<link") else { continue };
+        let link = &entry[at..];
+        let Some(h) = link.find("href=\"") else { continue };
+        let href = xml_unescape(link[h + 6..].split('"').next().unwrap_or(""));
+        let Some(rest) = href.strip_prefix(base) else { continue };
+        let seg = rest.trim_end_matches('/').split('/').next().unwrap_or("");
+        if !seg.is_empty() {
+            let id = unescape_mid(seg);
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+    }
+    out
+}
+
+/// Fetches `<base>new.atom` (the newest messages of the inbox) and returns their ids.
+pub fn fetch_new(base: &str, timeout: Duration) -> Result<Vec<String>, String> {
+    let url = format!("{base}new.atom");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .user_agent(concat!("kbot/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let resp = agent.get(&url).call().map_err(|e| format!("{url}: {e}"))?;
+    let status = resp.status().as_u16();
+    if status != 200 {
+        return Err(format!("{url}: HTTP {status}"));
+    }
+    let mut body = Vec::new();
+    resp.into_body().into_reader().take(16 << 20).read_to_end(&mut body).map_err(|e| format!("{url}: {e}"))?;
+    Ok(atom_msgids(&String::from_utf8_lossy(&body), base))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +254,21 @@ mod tests {
         let t = parse_target("x@y", "http://127.0.0.1:9/inbox/").unwrap();
         let e = fetch_thread(&t, 2, Duration::from_secs(5), 1 << 20).unwrap_err();
         assert!(matches!(e, FetchError::Unreachable { attempts: 2, .. }), "{e}");
+    }
+
+    #[test]
+    fn atom_feed_entries() {
+        let base = "http://127.0.0.1:8080/fsdevel/";
+        let xml = r#"<?xml version="1.0" encoding="us-ascii"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>fsdevel</title>
+<link rel="alternate" type="text/html" href="http://127.0.0.1:8080/fsdevel/"/>
+<entry><author><name>A</name></author><title>[PATCH 1/2] x</title><updated>2026-11-25T13:40:32Z</updated>
+<link href="http://127.0.0.1:8080/fsdevel/20261125.a%2Fb@x.org/"/><id>urn:uuid:1</id></entry>
+<entry><title>Re: y</title><link href="http://127.0.0.1:8080/fsdevel/c&amp;d@x.org/"/></entry>
+<entry><title>elsewhere</title><link href="http://other/list/e@x.org/"/></entry>
+</feed>"#;
+        assert_eq!(atom_msgids(xml, base), ["20261125.a/b@x.org", "c&d@x.org"]);
+        assert_eq!(unescape_mid("a%2Fb%"), "a/b%");
+        assert_eq!(unescape_mid(&escape_mid("x/y%z?#@q")), "x/y%z?#@q");
     }
 }

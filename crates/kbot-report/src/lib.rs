@@ -18,6 +18,17 @@ pub enum Status {
 }
 
 impl Status {
+    /// The name as in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Clean => "clean",
+            Status::Regression => "regression",
+            Status::ApplyFailed => "apply-failed",
+            Status::Incomplete => "incomplete",
+            Status::Error => "error",
+        }
+    }
+
     /// Exit status of `kbot check`: 0 clean, 1 findings, 2 error.
     pub fn exit_code(self) -> i32 {
         match self {

@@ -8,6 +8,7 @@ mod config;
 mod home;
 mod progress;
 mod scenario_cmd;
+mod serve;
 mod setup;
 
 use clap::{Parser, Subcommand};
@@ -68,6 +69,22 @@ enum Cmd {
     /// Print the stage times of a cold and a warm check of a series (default: the shipped
     /// 4-patch series with a regression), for the README. Wipes kbot's kernel cache and the
     /// build directories of the tree first.
+    /// The mailing-list reply bot and CI service: polls the configured inboxes and branches,
+    /// tests each new series / range once, mails one threaded report per regression.
+    /// SIGTERM drains (running jobs finish). Exit 2 on a config or environment error.
+    Serve {
+        /// The config (see config/kbot.example.yaml).
+        #[arg(long, value_name = "FILE", env = "KBOT_CONFIG")]
+        config: PathBuf,
+        /// Poll once, run everything pending, send the mail, exit (tests, cron).
+        #[arg(long)]
+        once: bool,
+    },
+    /// The service's jobs (queued, running, done, with results) and its outbox.
+    Status {
+        #[arg(long, value_name = "FILE", env = "KBOT_CONFIG")]
+        config: PathBuf,
+    },
     Bench {
         /// The series (default: examples/bench-4-patches.mbox).
         #[arg(long, value_name = "FILE")]
@@ -438,6 +455,22 @@ fn main() {
         Cmd::Check(c) => check_cmd(*c, cli.quiet),
         Cmd::Scenario(s) => scenario(s, cli.quiet),
         Cmd::Bench { mbox, arch, jobs } => bench_cmd(mbox, &arch, jobs, cli.quiet),
+        Cmd::Serve { config, once } => Home::locate().map_err(|e| Fail::env(e.to_string())).and_then(|home| {
+            let cfg = config::load(&config)?;
+            if cfg.inboxes.is_empty() && cfg.trees.iter().all(|t| t.branches.is_empty()) {
+                return Err(Fail::usage(format!(
+                    "config {}: nothing to watch: add inboxes, or branches to a tree",
+                    config.display()
+                )));
+            }
+            set_ccache_dir(&home);
+            serve::run(cfg, home, once, cli.quiet)
+        }),
+        Cmd::Status { config } => Home::locate().map_err(|e| Fail::env(e.to_string())).and_then(|home| {
+            let cfg = config::load(&config)?;
+            print!("{}", serve::status(&cfg, &home)?);
+            Ok(0)
+        }),
     };
     match code {
         Ok(c) => std::process::exit(c),

@@ -39,6 +39,8 @@ const PACKAGES: &[&str] = &[
     // The sandbox for everything that runs code from a series (setpriv is in util-linux).
     "bubblewrap",
     "util-linux",
+    // A real SMTP server on loopback for the tests of kbot serve.
+    "python3-aiosmtpd",
 ];
 
 fn dpkg_version(pkg: &str) -> Option<String> {

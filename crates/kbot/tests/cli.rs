@@ -192,3 +192,26 @@ fn a_kernel_image_that_is_garbage_gives_qemus_reason() {
     let e = one_line_error(&o);
     assert!(e.contains("qemu-system-x86_64 said: "), "{e}");
 }
+
+#[test]
+fn serve_refuses_a_bad_config_naming_the_key() {
+    let d = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "inboxes:\n  - name: x\n    lore: https://lore.kernel.org/x/\n    tree: nope\n",
+            "inboxes[0].tree: no tree named \"nope\"",
+        ),
+        ("mail:\n  smtp: 127.0.0.1:25\n  from: k@x.org\n", "mail.smtp: expected smtp://host:port"),
+        ("workers: many\n", "workers: invalid type"),
+        ("trees:\n  - name: default\n", "nothing to watch"),
+    ];
+    for (yaml, want) in cases {
+        let cfg = d.path().join("k.yaml");
+        std::fs::write(&cfg, yaml).unwrap();
+        let o = kbot(d.path()).args(["serve", "--once", "--config"]).arg(&cfg).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{yaml}");
+        let e = one_line_error(&o);
+        assert!(e.contains(want) && e.contains("k.yaml"), "{yaml}: {e}");
+        assert!(!d.path().join("serve").exists(), "nothing may be written for a bad config");
+    }
+}

@@ -1,7 +1,10 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (each test binary uses some of them).
+#![allow(dead_code)]
 
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 pub fn git(dir: &Path, args: &[&str]) {
     let st = Command::new("git")
@@ -30,4 +33,109 @@ pub fn tiny_tree(dir: &Path, content: &str) -> PathBuf {
 
 pub fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// Splits an mbox into mails (mboxo `From ` lines after an empty line).
+pub fn split(mbox: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut prev_blank = true;
+    for l in mbox.lines() {
+        if l.starts_with("From ") && prev_blank {
+            out.push(String::new());
+        } else if let Some(m) = out.last_mut() {
+            m.push_str(l);
+            m.push('\n');
+        }
+        prev_blank = l.is_empty();
+    }
+    out
+}
+
+pub struct Inbox {
+    pub dir: tempfile::TempDir,
+    pub httpd: Option<Child>,
+    pub port: u16,
+}
+
+impl Inbox {
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    pub fn start() -> Inbox {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut ib = Inbox { dir, httpd: None, port };
+        let url = format!("http://127.0.0.1:{port}/fsdevel");
+        let st = Command::new("public-inbox-init")
+            .args(["-V2", "fsdevel"])
+            .arg(ib.dir.path().join("fsdevel"))
+            .args([url.as_str(), "fsdevel@example.org"])
+            .env("PI_CONFIG", ib.config())
+            .status()
+            .expect("public-inbox-init (apt-get install public-inbox)");
+        assert!(st.success());
+        let st = Command::new("git")
+            .arg("config")
+            .arg("-f")
+            .arg(ib.config())
+            .args(["publicinboxmda.spamcheck", "none"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        ib.httpd = Some(ib.serve());
+        ib
+    }
+
+    pub fn serve(&self) -> Child {
+        let child = Command::new("public-inbox-httpd")
+            .arg("-l")
+            .arg(format!("http://127.0.0.1:{}", self.port))
+            .env("PI_CONFIG", self.config())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("public-inbox-httpd");
+        let t = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(20), "public-inbox-httpd did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child
+    }
+
+    pub fn deliver(&self, mail: &str) {
+        let mail = if mail.lines().take_while(|l| !l.is_empty()).any(|l| l.starts_with("To:")) {
+            mail.to_string()
+        } else {
+            format!("To: fsdevel@example.org\n{mail}")
+        };
+        let mut c = Command::new("public-inbox-mda")
+            .arg("--no-precheck")
+            .env("PI_CONFIG", self.config())
+            .env("ORIGINAL_RECIPIENT", "fsdevel@example.org")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(c.stdin.as_mut().unwrap(), mail.as_bytes()).unwrap();
+        drop(c.stdin.take());
+        assert!(c.wait().unwrap().success(), "public-inbox-mda refused a mail");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/fsdevel/", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.httpd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

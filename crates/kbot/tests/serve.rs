@@ -1,0 +1,197 @@
+//! `kbot serve` end to end against real parts on loopback: a real public-inbox (lore's URL
+//! scheme and Atom feed), a real SMTP server that stores what it receives (Debian's
+//! python3-aiosmtpd, Mailbox handler: a maildir), and real kernels built and booted by the
+//! jobs (x86_64). Ignored by default (minutes of CPU); CI runs them.
+
+mod common;
+
+use common::{examples, split, Inbox};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BAD_PATCH: &str = "d4beaa0b6dce675866cce3d0d2f856abb4e70f42.1795614032.git.alice@example.org";
+
+struct Smtp {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Smtp {
+    fn start(dir: &Path, port: u16) -> Smtp {
+        let child = Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3-aiosmtpd (apt-get install python3-aiosmtpd)");
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(20), "aiosmtpd did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Smtp { child, dir: dir.to_path_buf() }
+    }
+
+    /// The mails received, as text.
+    fn mails(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for sub in ["new", "cur"] {
+            if let Ok(rd) = std::fs::read_dir(self.dir.join(sub)) {
+                for e in rd.flatten() {
+                    v.push(std::fs::read_to_string(e.path()).unwrap());
+                }
+            }
+        }
+        v
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn config(dir: &Path, inbox: &str, smtp_port: u16) -> PathBuf {
+    let p = dir.join("kbot.yaml");
+    let yaml = format!(
+        "state_dir: {state}\narches: [x86_64]\ntrees:\n  - name: default\ninboxes:\n  - name: fsdevel\n    lore: {inbox}\n    tree: default\n    since: 2020-01-01T00:00:00Z\nmail:\n  smtp: smtp://127.0.0.1:{smtp_port}\n  from: \"kbot <kbot@example.org>\"\nweb:\n  url: https://kbot.example.org\ngrace: 0\npoll_interval: 2s\n",
+        state = dir.join("state").display()
+    );
+    std::fs::write(&p, yaml).unwrap();
+    p
+}
+
+fn kbot(args: &[&str], cfg: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kbot")).args(args).arg("--config").arg(cfg).output().unwrap()
+}
+
+fn status(cfg: &Path) -> String {
+    let o = kbot(&["status"], cfg);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn deliver_examples(ib: &Inbox) {
+    for f in ["srcu-stall-regression.mbox", "clean-series.mbox"] {
+        for m in split(&std::fs::read_to_string(examples().join(f)).unwrap()) {
+            ib.deliver(&m);
+        }
+    }
+}
+
+/// The unfolded value of a header of a received mail.
+fn header(mail: &str, name: &str) -> String {
+    let head = mail.split("\n\n").next().unwrap().replace("\r\n", "\n").replace("\n ", " ").replace("\n\t", " ");
+    head.lines()
+        .find(|l| l.to_ascii_lowercase().starts_with(&format!("{}: ", name.to_ascii_lowercase())))
+        .map(|l| l[name.len() + 2..].to_string())
+        .unwrap_or_default()
+}
+
+fn check_report(mail: &str) {
+    assert_eq!(header(mail, "In-Reply-To"), format!("<{BAD_PATCH}>"), "{mail}");
+    assert!(header(mail, "References").contains(BAD_PATCH), "{mail}");
+    assert_eq!(
+        header(mail, "Subject"),
+        "Re: [PATCH 2/3] fsnotify: avoid SRCU round trip around permission event waits",
+        "{mail}"
+    );
+    assert_eq!(header(mail, "To"), "\"Alice Developer\" <alice@example.org>");
+    assert!(header(mail, "Cc").contains("fsdevel@example.org"), "the list is Cc'd: {mail}");
+    // The envelope (aiosmtpd records it) reaches the author and the list.
+    let rcpt = header(mail, "X-RcptTo");
+    assert!(rcpt.contains("alice@example.org") && rcpt.contains("fsdevel@example.org"), "{rcpt}");
+    assert!(mail.contains("Reported-by: kbot <kbot@example.org>"), "{mail}");
+    assert!(mail.contains("| Closes: https://kbot.example.org/runs/"), "{mail}");
+    assert!(mail.contains("fanotify_close_with_pending_perm"), "{mail}");
+}
+
+#[test]
+#[ignore = "needs public-inbox, python3-aiosmtpd and real kernel builds"]
+fn once_mails_one_threaded_report_retries_smtp_and_never_twice() {
+    let d = tempfile::tempdir().unwrap();
+    let ib = Inbox::start();
+    deliver_examples(&ib);
+    let smtp_port = free_port();
+    let cfg = config(d.path(), &ib.url(), smtp_port);
+
+    // SMTP down: both series are tested, the report waits in the outbox.
+    let o = kbot(&["serve", "--once"], &cfg);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let st = status(&cfg);
+    assert!(st.contains("queued: 0  running: 0  done: 2"), "{st}\n{err}");
+    assert!(st.contains("regression") && st.contains("clean"), "{st}");
+    assert!(st.contains("pending") && st.contains("Connection refused"), "the mail waits: {st}");
+    assert!(err.contains("not sent yet"), "{err}");
+
+    // SMTP up: exactly one mail, threaded under the first bad patch.
+    let smtp = Smtp::start(&d.path().join("maildir"), smtp_port);
+    let o = kbot(&["serve", "--once"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    check_report(&mails[0]);
+    assert!(status(&cfg).contains("sent"));
+
+    // Nothing new: nothing is tested or sent again.
+    let o = kbot(&["serve", "--once"], &cfg);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(smtp.mails().len(), 1);
+    assert!(status(&cfg).contains("done: 2"));
+}
+
+#[test]
+#[ignore = "needs public-inbox, python3-aiosmtpd and real kernel builds"]
+fn killed_mid_job_and_restarted_mails_exactly_once() {
+    let d = tempfile::tempdir().unwrap();
+    let ib = Inbox::start();
+    deliver_examples(&ib);
+    let smtp_port = free_port();
+    let smtp = Smtp::start(&d.path().join("maildir"), smtp_port);
+    let cfg = config(d.path(), &ib.url(), smtp_port);
+    let mut svc = Command::new(env!("CARGO_BIN_EXE_kbot"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until a job is running, let it get into its build/boot, then SIGKILL the service.
+    let t = Instant::now();
+    loop {
+        assert!(t.elapsed() < Duration::from_secs(120), "no job started");
+        if d.path().join("state/queue.db").exists() && status(&cfg).contains("running: 1") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_secs(8));
+    svc.kill().unwrap(); // SIGKILL
+    svc.wait().unwrap();
+    let st = status(&cfg);
+    assert!(st.contains("running: 1"), "killed in the middle of a job: {st}");
+    assert!(smtp.mails().is_empty());
+
+    let o = kbot(&["serve", "--once"], &cfg);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("1 job(s) requeued"), "{err}");
+    let st = status(&cfg);
+    assert!(st.contains("done: 2") && st.contains("attempts 2"), "{st}");
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    check_report(&mails[0]);
+    // And a second restart sends nothing more.
+    let o = kbot(&["serve", "--once"], &cfg);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(smtp.mails().len(), 1);
+}

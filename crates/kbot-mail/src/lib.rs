@@ -32,8 +32,9 @@ pub struct Settings<'a> {
 pub enum Subject<'a> {
     /// A series from a list: reply to the first bad patch's mail (or the cover / first patch).
     Series { mails: &'a [Mail] },
-    /// Commits of a tree's branch (CI): a new mail to the first bad commit's author.
-    Range { tree: &'a str, branch: &'a str },
+    /// Commits of a tree's branch (CI): a new mail to the first bad commit's author, Cc its
+    /// committer (`Name <addr>`, looked up by the caller).
+    Range { tree: &'a str, branch: &'a str, committer: Option<&'a str> },
 }
 
 /// FNV-1a, for stable ids.
@@ -162,13 +163,14 @@ pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> 
             unit = "patch";
             first_bad = first.map(|f| format!("[{}/{}] {}", f.index, r.series.total, clean_header(&f.subject, 150)));
         }
-        Subject::Range { tree, branch } => {
+        Subject::Range { tree, branch, committer } => {
             let f = first.ok_or("a range regression without a first bad commit")?;
             let author =
                 r.series.patches.iter().find(|p| p.index == f.index).map(|p| p.author.clone()).unwrap_or_default();
             if let Some(a) = mailbox(&author) {
                 rcpt.push(a);
             }
+            cc.extend(committer.and_then(mailbox));
             let short = &f.commit[..f.commit.len().min(12)];
             subject = format!("[kbot] {tree}/{branch}: regression at {short} (\"{}\")", clean_header(&f.subject, 100));
             greet = rcpt.first().and_then(|m| m.name.clone()).unwrap_or_else(|| "there".into());

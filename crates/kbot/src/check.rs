@@ -383,7 +383,26 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
         }
     }
     stages.push(("checkpatch".into(), tc.elapsed().as_secs_f64()));
+    // A range tests the tree's own commits (first-parent history), so patches[].commit and
+    // the first bad commit are the ids the branch has. With merges in the range the linear
+    // history cannot be matched to format-patch's mails: then it is applied like a series.
+    let own: Option<Vec<String>> = match &args.input {
+        Input::Range(r) => kbot_kernel::git::git(&tree.path, &["rev-list", "--reverse", "--first-parent", r])
+            .ok()
+            .map(|o| o.lines().map(str::to_string).collect::<Vec<_>>())
+            .filter(|c| c.len() == series.patches.len()),
+        _ => None,
+    };
+    if let Some(own) = &own {
+        for (i, c) in own.iter().enumerate() {
+            result.series.patches[i].commit = Some(c.clone());
+            commits.push(c.clone());
+        }
+    }
     for (i, (p, f)) in series.patches.iter().zip(&files).enumerate() {
+        if own.is_some() {
+            break;
+        }
         progress.say("series", "apply", &format!("[{}/{}] {}", p.index, series.total, p.subject));
         match wt0.am(f).map_err(|e| Fail::env(format!("git am: {e}")))? {
             Ok(c) => {
@@ -402,7 +421,11 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
     result.apply = Apply {
         ok: true,
         failed_patch: None,
-        detail: format!("{} patches applied with git am -3", series.patches.len()),
+        detail: if own.is_some() {
+            format!("{} commits of the tree", series.patches.len())
+        } else {
+            format!("{} patches applied with git am -3", series.patches.len())
+        },
     };
     stages.push(("apply".into(), t.elapsed().as_secs_f64()));
 

@@ -447,7 +447,24 @@ impl Service {
         match job.kind.as_str() {
             "range" => {
                 let branch = job.key.split(':').nth(2).unwrap_or("");
-                kbot_mail::report(res, &job.key, &kbot_mail::Subject::Range { tree: &job.tree, branch }, &s)
+                let first = res
+                    .arches
+                    .iter()
+                    .flat_map(|a| &a.regressions)
+                    .filter_map(|x| x.first_bad.as_ref())
+                    .min_by_key(|f| f.index);
+                let committer = match (first, self.tree_path(&job.tree)) {
+                    (Some(f), Some(t)) if !f.commit.is_empty() => Command::new("git")
+                        .arg("-C")
+                        .arg(t)
+                        .args(["log", "-1", "--format=%cn <%ce>", &f.commit])
+                        .output()
+                        .ok()
+                        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
+                    _ => None,
+                };
+                let about = kbot_mail::Subject::Range { tree: &job.tree, branch, committer: committer.as_deref() };
+                kbot_mail::report(res, &job.key, &about, &s)
             }
             _ => {
                 let data = std::fs::read(&job.input).map_err(|e| format!("{}: {e}", job.input))?;

@@ -195,3 +195,106 @@ fn killed_mid_job_and_restarted_mails_exactly_once() {
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(smtp.mails().len(), 1);
 }
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        // As kbot commits with `git am`, so the commit ids (and kbot's kernel cache) match.
+        .env("GIT_COMMITTER_NAME", "kbot")
+        .env("GIT_COMMITTER_EMAIL", "kbot@localhost")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// `git am` of the patches of an example series (not its cover letter).
+fn am(dir: &Path, example: &str) {
+    for (i, m) in split(&std::fs::read_to_string(examples().join(example)).unwrap()).into_iter().enumerate() {
+        if m.contains("\ndiff --git ") {
+            let f = dir.with_extension(format!("{i}.patch"));
+            std::fs::write(&f, format!("From kbot Mon Sep 17 00:00:00 2001\n{m}")).unwrap();
+            git(dir, &["am", "-q", "--committer-date-is-author-date", f.to_str().unwrap()]);
+        }
+    }
+}
+
+fn default_tree() -> PathBuf {
+    let home = std::env::var_os("KBOT_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".local/share/kbot"));
+    home.join("trees/default")
+}
+
+#[test]
+#[ignore = "needs python3-aiosmtpd and real kernel builds"]
+fn ci_mode_tests_new_commits_of_a_branch_and_handles_a_force_push() {
+    let d = tempfile::tempdir().unwrap();
+    let linux = d.path().join("linux");
+    let st = Command::new("git").args(["clone", "-q", "--shared"]).arg(default_tree()).arg(&linux).status().unwrap();
+    assert!(st.success());
+    git(&linux, &["checkout", "-q", "-B", "master"]);
+    let base = git(&linux, &["rev-parse", "HEAD"]);
+    let smtp_port = free_port();
+    let smtp = Smtp::start(&d.path().join("maildir"), smtp_port);
+    let cfg = d.path().join("kbot.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir: {}\narches: [x86_64]\ntrees:\n  - name: linux\n    path: {}\n    branches: [master]\nmail:\n  smtp: smtp://127.0.0.1:{smtp_port}\n  from: \"kbot <kbot@example.org>\"\n",
+            d.path().join("state").display(),
+            linux.display()
+        ),
+    )
+    .unwrap();
+
+    // The first poll only records where the branch is.
+    let o = kbot(&["serve", "--once"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("watching linux/master"));
+    assert!(status(&cfg).contains("done: 0"));
+
+    // Three commits land, the second reintroduces the SRCU stall.
+    am(&linux, "srcu-stall-regression.mbox");
+    let commits: Vec<String> =
+        git(&linux, &["rev-list", "--reverse", &format!("{base}..HEAD")]).lines().map(String::from).collect();
+    assert_eq!(commits.len(), 3);
+    let o = kbot(&["serve", "--once"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let st = status(&cfg);
+    assert!(
+        st.contains("regression") && st.contains(&format!("linux/master {}..{}", &base[..12], &commits[2][..12])),
+        "{st}"
+    );
+    let json = d.path().join("state/jobs/1/result.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    // The branch's own commits are tested and named.
+    assert_eq!(v["series"]["patches"][1]["commit"], commits[1].as_str());
+    let first_bad = &v["arches"][0]["regressions"][0]["first_bad"];
+    assert_eq!(first_bad["commit"], commits[1].as_str(), "{v:#}");
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(
+        header(&mails[0], "Subject"),
+        format!(
+            "[kbot] linux/master: regression at {} (\"fsnotify: avoid SRCU round trip around permission event waits\")",
+            &commits[1][..12]
+        )
+    );
+    assert_eq!(header(&mails[0], "To"), "\"Alice Developer\" <alice@example.org>");
+    assert!(header(&mails[0], "Cc").contains("kbot@localhost"), "the committer is Cc'd: {}", mails[0]);
+
+    // A force-push replaces them with a clean series: tested from the merge base, no mail.
+    git(&linux, &["reset", "-q", "--hard", &base]);
+    am(&linux, "clean-series.mbox");
+    let tip = git(&linux, &["rev-parse", "HEAD"]);
+    let o = kbot(&["serve", "--once"], &cfg);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("(force-push)"), "{err}");
+    let st = status(&cfg);
+    assert!(st.contains(&format!("linux/master {}..{}", &base[..12], &tip[..12])) && st.contains("clean"), "{st}");
+    assert_eq!(smtp.mails().len(), 1, "a clean range sends nothing");
+}

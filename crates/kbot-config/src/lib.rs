@@ -42,6 +42,19 @@ pub struct TreeConfig {
     /// CI mode: new commits on these branches are tested.
     #[serde(default)]
     pub branches: Vec<String>,
+    /// The tree is on GitHub: results go there too (commit status and PR comment).
+    pub github: Option<GithubConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GithubConfig {
+    /// `owner/name`.
+    pub repo: String,
+    /// The environment variable holding the token (never the token itself).
+    pub token_env: String,
+    /// REST API base (GitHub Enterprise: `https://host/api/v3`). Default: https://api.github.com
+    pub api: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -155,6 +168,21 @@ fn validate(c: &Config) -> Result<(), String> {
         }
         if let Some(b) = t.branches.iter().find(|b| b.is_empty() || b.starts_with('-') || b.contains("..")) {
             return Err(format!("trees[{i}].branches: {b:?} is not a branch name"));
+        }
+        if let Some(g) = &t.github {
+            let parts: Vec<&str> = g.repo.split('/').collect();
+            if parts.len() != 2 || !parts.iter().all(|p| valid_name(&p.replace('.', "_"))) {
+                return Err(format!("trees[{i}].github.repo: expected owner/name, not {:?}", g.repo));
+            }
+            if !valid_name(&g.token_env) {
+                return Err(format!(
+                    "trees[{i}].github.token_env: expected an environment variable name, not {:?}",
+                    g.token_env
+                ));
+            }
+            if let Some(a) = &g.api {
+                http_url(&format!("trees[{i}].github.api"), a)?;
+            }
         }
     }
     for (i, b) in c.inboxes.iter().enumerate() {

@@ -158,6 +158,10 @@ impl Queue {
                 [],
             )
             .map_err(e)?;
+        // GitHub posts caught mid-way: not posted again either.
+        self.db
+            .execute("UPDATE cursors SET value='uncertain' WHERE name LIKE 'gh:%' AND value='posting'", [])
+            .map_err(e)?;
         Ok((j, m))
     }
 

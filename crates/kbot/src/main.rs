@@ -80,6 +80,24 @@ enum Cmd {
         #[arg(long)]
         once: bool,
     },
+    /// Serve only the dashboard of a service's state (`web.listen`, default 127.0.0.1:8080),
+    /// without polling or running jobs.
+    Web {
+        #[arg(long, value_name = "FILE", env = "KBOT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Export the service's finished runs. `kbot export kcidb --config F [--job ID]` prints them
+    /// as one KCIDB v5 document (also written as jobs/<id>/kcidb.json when each job finishes).
+    Export {
+        /// The format: kcidb.
+        #[arg(value_parser = ["kcidb"])]
+        format: String,
+        #[arg(long, value_name = "FILE", env = "KBOT_CONFIG")]
+        config: PathBuf,
+        /// Only this run.
+        #[arg(long, value_name = "ID")]
+        job: Option<i64>,
+    },
     /// The service's jobs (queued, running, done, with results) and its outbox.
     Status {
         #[arg(long, value_name = "FILE", env = "KBOT_CONFIG")]
@@ -466,6 +484,22 @@ fn main() {
             set_ccache_dir(&home);
             serve::run(cfg, home, once, cli.quiet)
         }),
+        Cmd::Web { config } => Home::locate().map_err(|e| Fail::env(e.to_string())).and_then(|home| {
+            let cfg = config::load(&config)?;
+            let addr = serve::web(&cfg, &home)?;
+            eprintln!("kbot: dashboard on http://{addr}/");
+            loop {
+                std::thread::park();
+            }
+        }),
+        Cmd::Export { format: _, config, job } => {
+            Home::locate().map_err(|e| Fail::env(e.to_string())).and_then(|home| {
+                let cfg = config::load(&config)?;
+                let doc = serve::export_kcidb(&cfg, &home, job)?;
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                Ok(0)
+            })
+        }
         Cmd::Status { config } => Home::locate().map_err(|e| Fail::env(e.to_string())).and_then(|home| {
             let cfg = config::load(&config)?;
             print!("{}", serve::status(&cfg, &home)?);

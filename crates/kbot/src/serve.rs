@@ -421,6 +421,14 @@ impl Service {
                 new,
             )
             .map_err(Fail::env)?;
+        if let Some(j) = self.q.job(r.job.id).map_err(Fail::env)? {
+            if let Some(doc) = kcidb_of(&self.cfg, &j) {
+                let _ = write_atomic(
+                    &r.dir.join("kcidb.json"),
+                    serde_json::to_string_pretty(&doc).unwrap_or_default().as_bytes(),
+                );
+            }
+        }
         self.say(&format!(
             "job {} done: {status}{}{} in {:.0}s",
             r.job.id,
@@ -513,6 +521,82 @@ impl Service {
         Ok(left)
     }
 
+    /// Posts finished range results of GitHub-hosted trees: the commit status on the tip and,
+    /// for a regression, a comment on its open pull requests. Each run is marked `posting`
+    /// before and `done` after; one left `posting` by a crash is not posted again.
+    pub async fn post_github(&self) -> Result<(), Fail> {
+        for job in self.q.jobs(50).map_err(Fail::env)? {
+            if job.state != "done" || job.kind != "range" {
+                continue;
+            }
+            let Some(gh) = self.cfg.trees.iter().find(|t| t.name == job.tree).and_then(|t| t.github.clone()) else {
+                continue;
+            };
+            let key = format!("gh:{}", job.id);
+            if self.q.cursor(&key).map_err(Fail::env)?.is_some() {
+                continue;
+            }
+            let Some(r) = job
+                .result
+                .as_ref()
+                .and_then(|p| std::fs::read(p).ok())
+                .and_then(|b| serde_json::from_slice::<kbot_report::CheckResult>(&b).ok())
+            else {
+                continue;
+            };
+            let Ok(token) = std::env::var(&gh.token_env) else {
+                self.q.set_cursor(&key, &format!("failed: {} is not set", gh.token_env)).map_err(Fail::env)?;
+                self.say(&format!(
+                    "job {}: GitHub: the token variable {} is not set; not posted",
+                    job.id, gh.token_env
+                ));
+                continue;
+            };
+            let tip = job.input.split("..").nth(1).unwrap_or("").to_string();
+            let link = self
+                .cfg
+                .web
+                .as_ref()
+                .and_then(|w| w.url.as_ref())
+                .map(|u| format!("{}/runs/{}", u.trim_end_matches('/'), job.id));
+            let api = gh.api.clone().unwrap_or_else(|| "https://api.github.com".into());
+            let t = kbot_github::Target { repo: &gh.repo, api: &api, token };
+            self.q.set_cursor(&key, "posting").map_err(Fail::env)?;
+            let mut outcome = kbot_github::post_status(&t, &tip, &r, link.as_deref()).await;
+            let mut prs = Vec::new();
+            if outcome.is_ok() && r.status == kbot_report::Status::Regression {
+                match kbot_github::pulls_of(&t, &tip).await {
+                    Ok(p) => {
+                        let body = kbot_github::comment_of(&r, link.as_deref());
+                        for n in p {
+                            if let Err(e) = kbot_github::post_comment(&t, n, &body).await {
+                                outcome = Err(e);
+                                break;
+                            }
+                            prs.push(n);
+                        }
+                    }
+                    Err(e) => outcome = Err(e),
+                }
+            }
+            match outcome {
+                Ok(()) => {
+                    self.q.set_cursor(&key, "done").map_err(Fail::env)?;
+                    self.say(&format!(
+                        "job {}: GitHub status on {} posted, comments on PRs {prs:?}",
+                        job.id,
+                        &tip[..tip.len().min(12)]
+                    ));
+                }
+                Err(e) => {
+                    self.q.set_cursor(&key, &format!("failed: {e}")).map_err(Fail::env)?;
+                    self.say(&format!("job {}: GitHub: {e}", job.id));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn idle(&self) -> Result<bool, Fail> {
         Ok(self.running.is_empty() && self.q.count("queued").map_err(Fail::env)? == 0)
     }
@@ -525,6 +609,10 @@ pub fn run(cfg: Config, home: Home, once: bool, quiet: bool) -> Result<i32, Fail
     crate::sandbox_policy(false, &home, None)?;
     let (mut svc, _lock) = Service::open(cfg, home, quiet)?;
     svc.recover()?;
+    if svc.cfg.web.is_some() {
+        let addr = web(&svc.cfg, &svc.home)?;
+        svc.say(&format!("dashboard on http://{addr}/"));
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -546,6 +634,7 @@ pub fn run(cfg: Config, home: Home, once: bool, quiet: bool) -> Result<i32, Fail
                 svc.start_jobs()?;
             }
             let unsent = svc.send_mail(once || draining)?;
+            svc.post_github().await?;
             if (once || draining) && svc.running.is_empty() && (draining || svc.idle()?) {
                 // --once waits for the grace of threads seen in this run only if it is short.
                 if once && !draining && svc.has_pending_soon()? {
@@ -580,6 +669,63 @@ impl Service {
         }
         Ok(false)
     }
+}
+
+/// The KCIDB document of one finished run.
+pub fn kcidb_of(cfg: &Config, job: &Job) -> Option<serde_json::Value> {
+    let r: kbot_report::CheckResult = serde_json::from_slice(&std::fs::read(job.result.as_ref()?).ok()?).ok()?;
+    let patches: Vec<Vec<u8>> = if job.kind == "series" {
+        std::fs::read(&job.input)
+            .ok()
+            .and_then(|d| kbot_mbox::parse_mbox(&d).ok())
+            .and_then(|m| kbot_series::assemble(&m, Some(r.series.version)).ok())
+            .map(|s| s.patches.iter().map(|p| p.mail.to_mbox()).collect())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let url =
+        cfg.web.as_ref().and_then(|w| w.url.as_ref()).map(|u| format!("{}/runs/{}", u.trim_end_matches('/'), job.id));
+    let run = kbot_kcidb::RunInfo {
+        id: job.id,
+        kind: &job.kind,
+        tree: &job.tree,
+        started: job.created,
+        patches: &patches,
+        url: url.as_deref(),
+    };
+    Some(kbot_kcidb::export(&run, &r))
+}
+
+/// `kbot export kcidb`: every finished run (or one) as one KCIDB v5 document.
+pub fn export_kcidb(cfg: &Config, home: &Home, job: Option<i64>) -> Result<serde_json::Value, Fail> {
+    let state = cfg.state_dir.clone().unwrap_or_else(|| home.root.join("serve"));
+    let db = state.join("queue.db");
+    if !db.is_file() {
+        return Err(Fail::usage(format!(
+            "no service state in {} (has kbot serve run with this config?)",
+            state.display()
+        )));
+    }
+    let q = Queue::open(&db).map_err(Fail::env)?;
+    let jobs: Vec<Job> = match job {
+        Some(id) => {
+            vec![q.job(id).map_err(Fail::env)?.ok_or_else(|| Fail::usage(format!("--job {id}: no such run")))?]
+        }
+        None => q.jobs(100_000).map_err(Fail::env)?,
+    };
+    Ok(kbot_kcidb::merge(jobs.iter().filter(|j| j.state == "done").filter_map(|j| kcidb_of(cfg, j)).collect()))
+}
+
+/// Starts the dashboard (`web.listen`, default 127.0.0.1:8080) on its own thread.
+pub fn web(cfg: &Config, home: &Home) -> Result<std::net::SocketAddr, Fail> {
+    let listen = cfg.web.as_ref().and_then(|w| w.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let addr: std::net::SocketAddr =
+        listen.parse().map_err(|_| Fail::usage(format!("web.listen: {listen:?} is not host:port")))?;
+    let state = cfg.state_dir.clone().unwrap_or_else(|| home.root.join("serve"));
+    kbot_web::spawn(addr, kbot_web::Site { state })
+        .map_err(|e| Fail::env(format!("web.listen {addr}: {e}; pick a free address")))?;
+    Ok(addr)
 }
 
 /// `kbot status`: jobs (newest first) and the outbox.

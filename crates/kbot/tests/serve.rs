@@ -55,6 +55,82 @@ impl Drop for Smtp {
     }
 }
 
+/// A local stand-in for the GitHub REST API (GitHub itself cannot be reached from here): it
+/// answers like GitHub for the three calls kbot makes and records every request. The first
+/// commit status answers 502, so the retry is exercised.
+const FAKE_GITHUB: &str = r#"
+import http.server, json, sys
+log = open(sys.argv[2], "a")
+failed = []
+class H(http.server.BaseHTTPRequestHandler):
+    def reply(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def record(self, body):
+        log.write(json.dumps({"method": self.command, "path": self.path, "auth": self.headers.get("Authorization"), "body": body}) + "\n")
+        log.flush()
+    def do_GET(self):
+        self.record(None)
+        if self.path.endswith("/pulls"):
+            self.reply(200, [{"number": 5, "state": "open"}, {"number": 6, "state": "closed"}])
+        else:
+            self.reply(404, {"message": "Not Found"})
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(n) or b"null")
+        self.record(body)
+        if "/statuses/" in self.path and not failed:
+            failed.append(1)
+            self.reply(502, {"message": "Server Error"})
+        elif "/statuses/" in self.path:
+            self.reply(201, {"id": 1, "state": body["state"], "context": "kbot"})
+        elif "/comments" in self.path:
+            self.reply(201, {"id": 2, "body": body["body"]})
+        else:
+            self.reply(404, {"message": "Not Found"})
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+struct FakeGithub {
+    child: Child,
+    log: PathBuf,
+}
+
+impl FakeGithub {
+    fn start(dir: &Path, port: u16) -> FakeGithub {
+        let log = dir.join("github-requests.jsonl");
+        let child =
+            Command::new("/usr/bin/python3").args(["-c", FAKE_GITHUB, &port.to_string()]).arg(&log).spawn().unwrap();
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(20), "fake GitHub did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        FakeGithub { child, log }
+    }
+
+    fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for FakeGithub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -70,7 +146,13 @@ fn config(dir: &Path, inbox: &str, smtp_port: u16) -> PathBuf {
 }
 
 fn kbot(args: &[&str], cfg: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kbot")).args(args).arg("--config").arg(cfg).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_kbot"))
+        .args(args)
+        .arg("--config")
+        .arg(cfg)
+        .env("KBOT_TEST_GH_TOKEN", "token-kbot-test")
+        .output()
+        .unwrap()
 }
 
 fn status(cfg: &Path) -> String {
@@ -239,11 +321,13 @@ fn ci_mode_tests_new_commits_of_a_branch_and_handles_a_force_push() {
     let base = git(&linux, &["rev-parse", "HEAD"]);
     let smtp_port = free_port();
     let smtp = Smtp::start(&d.path().join("maildir"), smtp_port);
+    let gh_port = free_port();
+    let gh = FakeGithub::start(d.path(), gh_port);
     let cfg = d.path().join("kbot.yaml");
     std::fs::write(
         &cfg,
         format!(
-            "state_dir: {}\narches: [x86_64]\ntrees:\n  - name: linux\n    path: {}\n    branches: [master]\nmail:\n  smtp: smtp://127.0.0.1:{smtp_port}\n  from: \"kbot <kbot@example.org>\"\n",
+            "state_dir: {}\narches: [x86_64]\ntrees:\n  - name: linux\n    path: {}\n    branches: [master]\n    github:\n      repo: kbot-test/linux\n      token_env: KBOT_TEST_GH_TOKEN\n      api: http://127.0.0.1:{gh_port}\nmail:\n  smtp: smtp://127.0.0.1:{smtp_port}\n  from: \"kbot <kbot@example.org>\"\nweb:\n  url: https://kbot.example.org\n",
             d.path().join("state").display(),
             linux.display()
         ),
@@ -285,6 +369,31 @@ fn ci_mode_tests_new_commits_of_a_branch_and_handles_a_force_push() {
     );
     assert_eq!(header(&mails[0], "To"), "\"Alice Developer\" <alice@example.org>");
     assert!(header(&mails[0], "Cc").contains("kbot@localhost"), "the committer is Cc'd: {}", mails[0]);
+    // GitHub: a failure status on the tip (after one 502, retried), one comment on the open PR.
+    let reqs = gh.requests();
+    let statuses: Vec<&serde_json::Value> =
+        reqs.iter().filter(|r| r["method"] == "POST" && r["path"].as_str().unwrap().contains("/statuses/")).collect();
+    assert_eq!(statuses.len(), 2, "one 502, one retry: {reqs:?}");
+    assert_eq!(statuses[1]["path"], format!("/repos/kbot-test/linux/statuses/{}", commits[2]));
+    assert_eq!(statuses[1]["body"]["state"], "failure");
+    assert_eq!(statuses[1]["body"]["context"], "kbot");
+    assert_eq!(statuses[1]["body"]["target_url"], "https://kbot.example.org/runs/1");
+    assert_eq!(statuses[1]["auth"], "Bearer token-kbot-test");
+    let comments: Vec<&serde_json::Value> =
+        reqs.iter().filter(|r| r["path"].as_str().unwrap().contains("/comments")).collect();
+    assert_eq!(comments.len(), 1, "only the open PR: {reqs:?}");
+    assert_eq!(comments[0]["path"], "/repos/kbot-test/linux/issues/5/comments");
+    let body = comments[0]["body"]["body"].as_str().unwrap();
+    assert!(
+        body.contains("kbot found a regression")
+            && body.contains(&commits[1][..12])
+            && body.contains("Closes: https://kbot.example.org/runs/1"),
+        "{body}"
+    );
+    // Nothing new: nothing posted twice.
+    let o = kbot(&["serve", "--once"], &cfg);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(gh.requests().len(), reqs.len(), "posted twice");
 
     // A force-push replaces them with a clean series: tested from the merge base, no mail.
     git(&linux, &["reset", "-q", "--hard", &base]);
@@ -297,4 +406,13 @@ fn ci_mode_tests_new_commits_of_a_branch_and_handles_a_force_push() {
     let st = status(&cfg);
     assert!(st.contains(&format!("linux/master {}..{}", &base[..12], &tip[..12])) && st.contains("clean"), "{st}");
     assert_eq!(smtp.mails().len(), 1, "a clean range sends nothing");
+    let reqs = gh.requests();
+    let last = reqs.last().unwrap();
+    assert_eq!(last["path"], format!("/repos/kbot-test/linux/statuses/{tip}"));
+    assert_eq!(last["body"]["state"], "success");
+    assert_eq!(
+        reqs.iter().filter(|r| r["path"].as_str().unwrap().contains("/comments")).count(),
+        1,
+        "no comment for a clean range"
+    );
 }

@@ -39,8 +39,9 @@ const PACKAGES: &[&str] = &[
     // The sandbox for everything that runs code from a series (setpriv is in util-linux).
     "bubblewrap",
     "util-linux",
-    // A real SMTP server on loopback for the tests of kbot serve.
+    // A real SMTP server on loopback and a real browser for the tests of kbot serve.
     "python3-aiosmtpd",
+    "chromium",
 ];
 
 fn dpkg_version(pkg: &str) -> Option<String> {

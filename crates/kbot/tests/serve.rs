@@ -135,11 +135,43 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Headless Chromium (Debian's, flags from the machine notes): the page's DOM after load, and
+/// optionally a screenshot.
+fn chromium(url: &str, profile: &Path, screenshot: Option<&Path>) -> String {
+    let mut c = Command::new("chromium");
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,2400",
+    ]);
+    c.arg(format!("--user-data-dir={}", profile.display()));
+    match screenshot {
+        Some(p) => c.arg(format!("--screenshot={}", p.display())),
+        None => c.arg("--dump-dom"),
+    };
+    let o = c.arg(url).stderr(Stdio::null()).output().expect("chromium (apt-get install chromium)");
+    assert!(o.status.success(), "chromium {url}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The first `href="..."` in `html` that starts with `prefix`.
+fn link(html: &str, prefix: &str) -> Option<String> {
+    let at = html.find(&format!("href=\"{prefix}"))?;
+    Some(html[at + 6..].split('"').next()?.to_string())
+}
+
 fn config(dir: &Path, inbox: &str, smtp_port: u16) -> PathBuf {
     let p = dir.join("kbot.yaml");
     let yaml = format!(
-        "state_dir: {state}\narches: [x86_64]\ntrees:\n  - name: default\ninboxes:\n  - name: fsdevel\n    lore: {inbox}\n    tree: default\n    since: 2020-01-01T00:00:00Z\nmail:\n  smtp: smtp://127.0.0.1:{smtp_port}\n  from: \"kbot <kbot@example.org>\"\nweb:\n  url: https://kbot.example.org\ngrace: 0\npoll_interval: 2s\n",
-        state = dir.join("state").display()
+        "state_dir: {state}\narches: [x86_64]\ntrees:\n  - name: default\ninboxes:\n  - name: fsdevel\n    lore: {inbox}\n    tree: default\n    since: 2020-01-01T00:00:00Z\nmail:\n  smtp: smtp://127.0.0.1:{smtp_port}\n  from: \"kbot <kbot@example.org>\"\nweb:\n  url: https://kbot.example.org\n  listen: 127.0.0.1:{web}\ngrace: 0\npoll_interval: 2s\n",
+        state = dir.join("state").display(),
+        web = free_port()
     );
     std::fs::write(&p, yaml).unwrap();
     p
@@ -229,6 +261,63 @@ fn once_mails_one_threaded_report_retries_smtp_and_never_twice() {
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(smtp.mails().len(), 1);
     assert!(status(&cfg).contains("done: 2"));
+
+    // KCIDB: the runs as one v5 document, valid by kcidb-io's own schema.
+    let o = kbot(&["export", "kcidb"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut py = Command::new("python3")
+        .args(["-c", "import sys, json, kcidb_io\nd = json.load(sys.stdin)\nkcidb_io.schema.LATEST.validate(d)\nprint(len(d['checkouts']), len(d['builds']), len(d['issues']) > 0, len(d['incidents']) > 0)"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 with kcidb-io (pip install kcidb-io)");
+    std::io::Write::write_all(py.stdin.as_mut().unwrap(), &o.stdout).unwrap();
+    drop(py.stdin.take());
+    let out = py.wait_with_output().unwrap();
+    assert!(out.status.success(), "kcidb-io rejected the export: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2 2 True True");
+
+    // The dashboard in a real headless Chromium: the list, the run page, its links.
+    let cfg_text = std::fs::read_to_string(&cfg).unwrap();
+    let listen = cfg_text.lines().find_map(|l| l.trim().strip_prefix("listen: ")).unwrap().to_string();
+    let mut web = Command::new(env!("CARGO_BIN_EXE_kbot"))
+        .args(["web", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "kbot web did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let base = format!("http://{listen}");
+    let profile = d.path().join("chromium");
+    let list = chromium(&format!("{base}/"), &profile, None);
+    assert!(list.contains("<h1>Runs</h1>") && list.contains("s-regression") && list.contains("s-clean"), "{list}");
+    let row = list.split("<tr>").find(|r| r.contains("class=\"s-regression\"")).unwrap();
+    let run = link(row, "/runs/").unwrap();
+    let page = chromium(&format!("{base}{run}"), &profile, None);
+    assert!(page.contains("regression</span></h1>") && page.contains("first bad: [2/3]"), "{page}");
+    assert!(page.contains("Bisection") && page.contains("Timeline") && page.contains("Alice Developer"), "{page}");
+    let console = link(&page, &format!("{run}/logs/x86_64/console-")).expect("a console log link");
+    let log = chromium(&format!("{base}{console}"), &profile, None);
+    assert!(log.contains("kbot-agent"), "the console log opens: {}", &log[..log.len().min(500)]);
+    let mail = chromium(&format!("{base}{run}/mail"), &profile, None);
+    assert!(mail.contains(&format!("In-Reply-To: &lt;{BAD_PATCH}&gt;")), "{mail}");
+    let filtered = chromium(&format!("{base}/?status=clean"), &profile, None);
+    assert!(filtered.contains("s-clean") && !filtered.contains("class=\"s-regression\""), "{filtered}");
+    // A screenshot of the run page, kept as an artifact.
+    let art = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/kbot-artifacts");
+    std::fs::create_dir_all(&art).unwrap();
+    let shot = art.join("dashboard-run.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&format!("{base}{run}"), &profile, Some(&shot));
+    assert!(std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0) > 10_000, "no screenshot");
+    let _ = web.kill();
+    let _ = web.wait();
 }
 
 #[test]

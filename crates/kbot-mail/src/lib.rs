@@ -26,6 +26,8 @@ pub struct Settings<'a> {
     pub cc: &'a [String],
     /// The run's page on the dashboard, for `Closes:` and the footer.
     pub link: Option<&'a str>,
+    /// Also a short note for a series that passed (`mail.send_clean`).
+    pub send_clean: bool,
 }
 
 /// What the report is about.
@@ -120,7 +122,8 @@ pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> 
             })
         })
         .collect();
-    if regs.is_empty() {
+    let clean = regs.is_empty();
+    if clean && !(s.send_clean && r.status == kbot_report::Status::Clean && matches!(about, Subject::Series { .. })) {
         return Ok(None);
     }
     let first =
@@ -218,6 +221,8 @@ pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> 
         compiler => r.environment.compiler.clone(),
         qemu => r.environment.qemu.clone(),
         reported_by => clean_header(&r.reported_by, 200),
+        clean,
+        tests => r.arches.iter().map(|a| a.tip.tests.len()).sum::<usize>(),
         link => s.link,
         reproduce => r.reproduce.clone(),
         kbot => r.environment.kbot.clone(),

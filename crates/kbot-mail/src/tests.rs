@@ -12,8 +12,12 @@ fn fixture() -> (CheckResult, Vec<Mail>) {
     (r, mails)
 }
 
-const SETTINGS: Settings =
-    Settings { from: "kbot <kbot@example.org>", cc: &[], link: Some("https://kbot.example.org/runs/7") };
+const SETTINGS: Settings = Settings {
+    from: "kbot <kbot@example.org>",
+    cc: &[],
+    link: Some("https://kbot.example.org/runs/7"),
+    send_clean: false,
+};
 
 fn text(m: &OutMail) -> String {
     String::from_utf8(m.raw.clone()).unwrap()
@@ -103,6 +107,13 @@ fn clean_results_have_no_report() {
         a.regressions.clear();
     }
     assert!(report(&r, "k", &Subject::Series { mails: &mails }, &SETTINGS).unwrap().is_none());
+    // With send_clean, a short note threaded under the cover letter.
+    r.status = kbot_report::Status::Clean;
+    let s = Settings { send_clean: true, ..SETTINGS };
+    let m = report(&r, "k", &Subject::Series { mails: &mails }, &s).unwrap().unwrap();
+    let t = text(&m);
+    assert_eq!(header(&t, "In-Reply-To"), ["In-Reply-To: <cover.1795614032.git.alice@example.org>"]);
+    assert!(t.contains("found no regression") && !t.contains("Reported-by"), "{t}");
 }
 
 #[test]

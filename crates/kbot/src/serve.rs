@@ -451,7 +451,7 @@ impl Service {
             .as_ref()
             .and_then(|w| w.url.as_ref())
             .map(|u| format!("{}/runs/{}", u.trim_end_matches('/'), job.id));
-        let s = kbot_mail::Settings { from: &mc.from, cc: &mc.cc, link: link.as_deref() };
+        let s = kbot_mail::Settings { from: &mc.from, cc: &mc.cc, link: link.as_deref(), send_clean: mc.send_clean };
         match job.kind.as_str() {
             "range" => {
                 let branch = job.key.split(':').nth(2).unwrap_or("");

@@ -505,3 +505,53 @@ fn ci_mode_tests_new_commits_of_a_branch_and_handles_a_force_push() {
         "no comment for a clean range"
     );
 }
+
+#[test]
+#[ignore = "needs public-inbox and real kernel builds"]
+fn git_mirror_inbox_waits_for_the_whole_series_and_sigterm_drains() {
+    let d = tempfile::tempdir().unwrap();
+    let ib = Inbox::start();
+    let mails = split(&std::fs::read_to_string(examples().join("clean-series.mbox")).unwrap());
+    assert_eq!(mails.len(), 2, "two patches");
+    // Patch 1 only, and a discussion that is no series.
+    ib.deliver(&mails[0]);
+    ib.deliver("From: Bob <bob@example.org>\nSubject: fanotify question\nMessage-ID: <q1@example.org>\nDate: Wed, 25 Nov 2026 10:00:00 +0000\n\nHow do permission events work?\n");
+    let cfg = d.path().join("kbot.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir: {}\narches: [x86_64]\ninboxes:\n  - name: fsdevel\n    git: {}\n    tree: default\n    since: 2020-01-01T00:00:00Z\ngrace: 0\npoll_interval: 1s\n",
+            d.path().join("state").display(),
+            ib.dir.path().join("fsdevel").display()
+        ),
+    )
+    .unwrap();
+    let o = kbot(&["serve", "--once"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let st = status(&cfg);
+    assert!(st.contains("queued: 0  running: 0  done: 0"), "an incomplete series waits: {st}");
+
+    // Patch 2 arrives; the service picks the series up; SIGTERM while it runs drains it.
+    ib.deliver(&mails[1]);
+    let svc = Command::new(env!("CARGO_BIN_EXE_kbot"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !status(&cfg).contains("running: 1") {
+        assert!(t.elapsed() < Duration::from_secs(120), "the series was not picked up: {}", status(&cfg));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // SAFETY: signalling the child we started.
+    unsafe { libc::kill(svc.id() as i32, libc::SIGTERM) };
+    let out = svc.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("SIGTERM: draining"), "{err}");
+    let st = status(&cfg);
+    assert!(st.contains("queued: 0  running: 0  done: 1") && st.contains("clean"), "the running job finished: {st}");
+    assert!(st.contains("[v1] fsnotify: document that group teardown waits for SRCU (2 patches)"), "{st}");
+}

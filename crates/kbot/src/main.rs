@@ -220,6 +220,10 @@ struct CheckCli {
     /// Who reports: used in the Reported-by: trailer.
     #[arg(long, value_name = "NAME <ADDR>", env = "KBOT_REPORTER", default_value = "kbot <kbot@localhost>")]
     reporter: String,
+    /// How the report tells readers to get this input (the service names the list's message
+    /// id, not its own copy of the mbox).
+    #[arg(long, value_name = "ARGS", hide = true)]
+    reproduce_as: Option<String>,
     /// Run make, checkpatch and QEMU directly on the host instead of in the bubblewrap sandbox.
     /// Only for series you trust: a Makefile in a patch runs any command at build time.
     #[arg(long)]
@@ -283,6 +287,7 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
         check::Input::Msgid { id, lore } => format!("--msgid '{id}' --lore {lore}"),
         check::Input::Inbox { id, dir } => format!("--msgid '{id}' --inbox {}", dir.display()),
     };
+    let what = c.reproduce_as.clone().unwrap_or(what);
     let command = format!("kbot check {what} --arch {}", arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(","));
     let args = check::CheckArgs {
         input,

@@ -296,8 +296,11 @@ impl Service {
         Ok(())
     }
 
+    /// Default: one job per 8 cores (each job already runs make with every core and both
+    /// arches side by side), at least one.
     fn workers(&self) -> usize {
-        self.cfg.workers.unwrap_or(1) as usize
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        self.cfg.workers.map_or((cpus / 8).max(1), |w| w as usize)
     }
 
     /// Starts queued jobs while there is room.
@@ -333,6 +336,24 @@ impl Service {
         c.arg("--json").arg(dir.join("result.json")).arg("--report").arg(dir.join("report.md"));
         if let Some(m) = &self.cfg.mail {
             c.arg("--reporter").arg(&m.from);
+        }
+        // Readers of the report reproduce from the list or the tree, not from kbot's files.
+        let source = match job.kind.as_str() {
+            "range" => Some(format!("--range {} --tree {}", job.input, tree.display())),
+            _ => {
+                // key = series:<inbox>:<message id>:v<N> (a message id may hold ':').
+                let rest = job.key.strip_prefix(&format!("series:{}:", job.source)).unwrap_or("");
+                let id = rest.rsplit_once(":v").map_or(rest, |(m, _)| m);
+                let ib = self.cfg.inboxes.iter().find(|i| i.name == job.source);
+                match ib.and_then(|i| i.lore.clone()) {
+                    Some(l) => Some(format!("--msgid '{id}' --lore {l}")),
+                    None => ib.and_then(|i| i.git.as_ref()).map(|g| format!("--msgid '{id}' --inbox {}", g.display())),
+                }
+            }
+        };
+        if let Some(s) = source {
+            // One argument: the value starts with "--".
+            c.arg(format!("--reproduce-as={s}"));
         }
         let log = std::fs::File::create(dir.join("log")).map_err(|e| e.to_string())?;
         c.stdin(Stdio::null()).stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log);
@@ -391,9 +412,10 @@ impl Service {
         let json = r.dir.join("result.json");
         let result: Option<kbot_report::CheckResult> =
             std::fs::read(&json).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        let last_log_line = std::fs::read_to_string(r.dir.join("log"))
-            .ok()
-            .and_then(|l| l.lines().rev().find(|l| l.starts_with("kbot: error:")).map(str::to_string));
+        let last_log_line = std::fs::read_to_string(r.dir.join("log")).ok().and_then(|l| {
+            let last = l.lines().rev().find(|l| l.starts_with("kbot: error:") || l.starts_with("error:"));
+            last.or_else(|| l.lines().rev().find(|l| !l.trim().is_empty())).map(str::to_string)
+        });
         let (status, error) = match (&result, timed_out) {
             (_, true) => ("error".to_string(), Some(format!("the job hit its time limit ({} s)", limit.as_secs()))),
             (Some(res), _) => (res.status.as_str().to_string(), res.error.clone()),

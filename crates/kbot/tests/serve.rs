@@ -226,6 +226,11 @@ fn check_report(mail: &str) {
     assert!(mail.contains("Reported-by: kbot <kbot@example.org>"), "{mail}");
     assert!(mail.contains("| Closes: https://kbot.example.org/runs/"), "{mail}");
     assert!(mail.contains("fanotify_close_with_pending_perm"), "{mail}");
+    // Reproduced from the list, not from the service's files.
+    assert!(
+        mail.contains("kbot check --msgid 'cover.1795614032.git.alice@example.org' --lore http://127.0.0.1:"),
+        "{mail}"
+    );
 }
 
 #[test]

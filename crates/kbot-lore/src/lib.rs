@@ -86,6 +86,16 @@ pub enum FetchError {
     BadGzip { url: String, detail: String },
 }
 
+/// An HTTP client that reports every status (kbot decides) and names itself.
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .user_agent(concat!("kbot/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
 pub fn gunzip(data: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(data).read_to_end(&mut out).map_err(|e| e.to_string())?;
@@ -96,12 +106,7 @@ pub fn gunzip(data: &[u8]) -> Result<Vec<u8>, String> {
 /// growing pause, never a 404. At most `max_bytes` are read.
 pub fn fetch_thread(t: &Target, attempts: u32, timeout: Duration, max_bytes: u64) -> Result<Vec<u8>, FetchError> {
     let url = t.thread_url();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .user_agent(concat!("kbot/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
+    let agent = agent(timeout);
     let mut last = String::new();
     for n in 1..=attempts.max(1) {
         if n > 1 {
@@ -137,25 +142,6 @@ pub fn fetch_thread(t: &Target, attempts: u32, timeout: Duration, max_bytes: u64
     Err(FetchError::Unreachable { url, attempts: attempts.max(1), detail: last })
 }
 
-/// Undoes public-inbox's URL escaping of a message id (`%XX`).
-pub fn unescape_mid(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn xml_unescape(s: &str) -> String {
     s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
 }
@@ -173,7 +159,7 @@ pub fn atom_msgids(xml: &str, base: &str) -> Vec<String> {
         let Some(rest) = href.strip_prefix(base) else { continue };
         let seg = rest.trim_end_matches('/').split('/').next().unwrap_or("");
         if !seg.is_empty() {
-            let id = unescape_mid(seg);
+            let id = unescape(seg);
             if !out.contains(&id) {
                 out.push(id);
             }
@@ -185,12 +171,7 @@ pub fn atom_msgids(xml: &str, base: &str) -> Vec<String> {
 /// Fetches `<base>new.atom` (the newest messages of the inbox) and returns their ids.
 pub fn fetch_new(base: &str, timeout: Duration) -> Result<Vec<String>, String> {
     let url = format!("{base}new.atom");
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .user_agent(concat!("kbot/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
+    let agent = agent(timeout);
     let resp = agent.get(&url).call().map_err(|e| format!("{url}: {e}"))?;
     let status = resp.status().as_u16();
     if status != 200 {
@@ -268,7 +249,7 @@ mod tests {
 <entry><title>elsewhere</title><link href="http://other/list/e@x.org/"/></entry>
 </feed>"#;
         assert_eq!(atom_msgids(xml, base), ["20261125.a/b@x.org", "c&d@x.org"]);
-        assert_eq!(unescape_mid("a%2Fb%"), "a/b%");
-        assert_eq!(unescape_mid(&escape_mid("x/y%z?#@q")), "x/y%z?#@q");
+        assert_eq!(unescape("a%2Fb%"), "a/b%");
+        assert_eq!(unescape(&escape_mid("x/y%z?#@q")), "x/y%z?#@q");
     }
 }

@@ -17,6 +17,22 @@ pub enum Status {
     Error,
 }
 
+/// Seconds since the epoch as UTC (year, month, day, hour, minute, second), by Howard
+/// Hinnant's civil_from_days.
+pub fn utc(t: i64) -> [i64; 6] {
+    let (days, secs) = (t.div_euclid(86400), t.rem_euclid(86400));
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    [y, m, d, secs / 3600, secs % 3600 / 60, secs % 60]
+}
+
 impl Status {
     /// The name as in the JSON.
     pub fn as_str(self) -> &'static str {

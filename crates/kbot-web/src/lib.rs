@@ -60,18 +60,8 @@ fn result_of(job: &Job) -> Option<CheckResult> {
 }
 
 fn time(t: i64) -> String {
-    // UTC, from days since the epoch (civil_from_days, Howard Hinnant).
-    let (days, secs) = (t.div_euclid(86400), t.rem_euclid(86400));
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs % 3600 / 60, secs % 60)
+    let [y, m, d, h, mi, se] = kbot_report::utc(t);
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{se:02} UTC")
 }
 
 #[derive(Deserialize, Default, Debug)]

@@ -111,7 +111,7 @@ fn mail_epoch(date: &str) -> Option<i64> {
 
 impl Service {
     pub fn open(cfg: Config, home: Home, quiet: bool) -> Result<(Service, Lock), Fail> {
-        let state = cfg.state_dir.clone().unwrap_or_else(|| home.root.join("serve"));
+        let state = state_dir(&cfg, &home);
         std::fs::create_dir_all(state.join("jobs"))
             .map_err(|e| Fail::env(format!("state_dir {}: {e}", state.display())))?;
         let lock = Lock::take(&state.join("serve.lock"), || {})
@@ -719,9 +719,14 @@ pub fn kcidb_of(cfg: &Config, job: &Job) -> Option<serde_json::Value> {
     Some(kbot_kcidb::export(&run, &r))
 }
 
-/// `kbot export kcidb`: every finished run (or one) as one KCIDB v5 document.
-pub fn export_kcidb(cfg: &Config, home: &Home, job: Option<i64>) -> Result<serde_json::Value, Fail> {
-    let state = cfg.state_dir.clone().unwrap_or_else(|| home.root.join("serve"));
+/// The service's state directory: `state_dir`, else `$KBOT_HOME/serve`.
+pub fn state_dir(cfg: &Config, home: &Home) -> PathBuf {
+    cfg.state_dir.clone().unwrap_or_else(|| home.root.join("serve"))
+}
+
+/// The queue of a service that has run (for status, export).
+fn existing_state(cfg: &Config, home: &Home) -> Result<Queue, Fail> {
+    let state = state_dir(cfg, home);
     let db = state.join("queue.db");
     if !db.is_file() {
         return Err(Fail::usage(format!(
@@ -729,7 +734,12 @@ pub fn export_kcidb(cfg: &Config, home: &Home, job: Option<i64>) -> Result<serde
             state.display()
         )));
     }
-    let q = Queue::open(&db).map_err(Fail::env)?;
+    Queue::open(&db).map_err(Fail::env)
+}
+
+/// `kbot export kcidb`: every finished run (or one) as one KCIDB v5 document.
+pub fn export_kcidb(cfg: &Config, home: &Home, job: Option<i64>) -> Result<serde_json::Value, Fail> {
+    let q = existing_state(cfg, home)?;
     let jobs: Vec<Job> = match job {
         Some(id) => {
             vec![q.job(id).map_err(Fail::env)?.ok_or_else(|| Fail::usage(format!("--job {id}: no such run")))?]
@@ -744,7 +754,7 @@ pub fn web(cfg: &Config, home: &Home) -> Result<std::net::SocketAddr, Fail> {
     let listen = cfg.web.as_ref().and_then(|w| w.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
     let addr: std::net::SocketAddr =
         listen.parse().map_err(|_| Fail::usage(format!("web.listen: {listen:?} is not host:port")))?;
-    let state = cfg.state_dir.clone().unwrap_or_else(|| home.root.join("serve"));
+    let state = state_dir(cfg, home);
     kbot_web::spawn(addr, kbot_web::Site { state })
         .map_err(|e| Fail::env(format!("web.listen {addr}: {e}; pick a free address")))?;
     Ok(addr)
@@ -752,15 +762,7 @@ pub fn web(cfg: &Config, home: &Home) -> Result<std::net::SocketAddr, Fail> {
 
 /// `kbot status`: jobs (newest first) and the outbox.
 pub fn status(cfg: &Config, home: &Home) -> Result<String, Fail> {
-    let state = cfg.state_dir.clone().unwrap_or_else(|| home.root.join("serve"));
-    let db = state.join("queue.db");
-    if !db.is_file() {
-        return Err(Fail::usage(format!(
-            "no service state in {} (has kbot serve run with this config?)",
-            state.display()
-        )));
-    }
-    let q = Queue::open(&db).map_err(Fail::env)?;
+    let q = existing_state(cfg, home)?;
     let mut out = String::new();
     for s in ["queued", "running", "done"] {
         out += &format!("{s}: {}  ", q.count(s).map_err(Fail::env)?);

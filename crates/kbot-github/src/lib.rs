@@ -134,11 +134,9 @@ mod tests {
 
     #[test]
     fn status_and_comment_text() {
-        let r: CheckResult = serde_json::from_slice(
-            &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../kbot-mail/testdata/srcu-stall-regression.json"))
-                .unwrap(),
-        )
-        .unwrap();
+        let r =
+            CheckResult::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../kbot-mail/testdata/srcu-stall-regression.json"))
+                .unwrap();
         let (state, d) = status_of(&r);
         assert_eq!(state, "failure");
         assert!(

@@ -195,11 +195,9 @@ mod tests {
 
     #[test]
     fn a_regression_run() {
-        let r: CheckResult = serde_json::from_slice(
-            &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../kbot-mail/testdata/srcu-stall-regression.json"))
-                .unwrap(),
-        )
-        .unwrap();
+        let r =
+            CheckResult::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../kbot-mail/testdata/srcu-stall-regression.json"))
+                .unwrap();
         let patches = vec![b"a".to_vec(), b"b".to_vec()];
         let run = RunInfo {
             id: 7,

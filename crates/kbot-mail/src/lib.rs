@@ -126,8 +126,7 @@ pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> 
     if clean && !(s.send_clean && r.status == kbot_report::Status::Clean && matches!(about, Subject::Series { .. })) {
         return Ok(None);
     }
-    let first =
-        r.arches.iter().flat_map(|a| &a.regressions).filter_map(|x| x.first_bad.as_ref()).min_by_key(|f| f.index);
+    let first = r.first_bad();
     let from = mailbox(s.from).ok_or_else(|| format!("mail.from {:?} is not an address", s.from))?;
     let message_id = format!("kbot-{:016x}@{}", fnv64(job_key.as_bytes()), domain(s.from));
     let mut b = Message::builder().from(from.clone()).message_id(Some(format!("<{message_id}>")));

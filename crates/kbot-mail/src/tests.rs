@@ -2,8 +2,7 @@ use super::*;
 
 fn fixture() -> (CheckResult, Vec<Mail>) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
-    let r: CheckResult =
-        serde_json::from_slice(&std::fs::read(dir.join("srcu-stall-regression.json")).unwrap()).unwrap();
+    let r = CheckResult::load(dir.join("srcu-stall-regression.json")).unwrap();
     let mut mails = kbot_mbox::parse_mbox(&std::fs::read(dir.join("srcu-stall-regression.mbox")).unwrap()).unwrap();
     for m in &mut mails {
         m.to = vec!["linux-fsdevel@vger.kernel.org".into()];

@@ -276,6 +276,13 @@ impl Queue {
         rows.collect::<Result<_, _>>().map_err(e)
     }
 
+    /// The mails of one job.
+    pub fn mails_of(&self, job: i64) -> R<Vec<Mail>> {
+        let mut st = self.db.prepare(&format!("SELECT {MAIL_COLS} FROM mails WHERE job=?1 ORDER BY id")).map_err(e)?;
+        let rows = st.query_map(params![job], mail_row).map_err(e)?;
+        rows.collect::<Result<_, _>>().map_err(e)
+    }
+
     pub fn mail_sending(&self, id: i64) -> R<()> {
         self.db.execute("UPDATE mails SET state='sending', attempts=attempts+1 WHERE id=?1", params![id]).map_err(e)?;
         Ok(())

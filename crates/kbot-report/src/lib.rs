@@ -257,6 +257,16 @@ pub struct ScenarioInfo {
 }
 
 impl CheckResult {
+    /// Reads a `kbot.result/v1` file; `None` when it is missing or not one.
+    pub fn load(path: impl AsRef<std::path::Path>) -> Option<CheckResult> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+
+    /// The earliest first bad patch over all arches and regressions.
+    pub fn first_bad(&self) -> Option<&FirstBad> {
+        self.arches.iter().flat_map(|a| &a.regressions).filter_map(|x| x.first_bad.as_ref()).min_by_key(|f| f.index)
+    }
+
     pub fn new(series: SeriesInfo) -> Self {
         CheckResult {
             schema: SCHEMA.into(),

@@ -55,8 +55,7 @@ pub fn arch_status(r: &CheckResult) -> Vec<Value> {
 }
 
 fn result_of(job: &Job) -> Option<CheckResult> {
-    let p = job.result.as_ref()?;
-    serde_json::from_slice(&std::fs::read(p).ok()?).ok()
+    CheckResult::load(job.result.as_ref()?)
 }
 
 fn time(t: i64) -> String {
@@ -72,13 +71,12 @@ pub struct Filter {
     pub source: String,
 }
 
-fn job_json(j: &Job) -> Value {
-    let r = result_of(j);
+fn job_json(j: &Job, r: Option<&CheckResult>) -> Value {
     json!({
         "id": j.id, "key": j.key, "kind": j.kind, "source": j.source, "tree": j.tree, "title": j.title,
         "state": j.state, "status": j.status, "shown": shown(j), "attempts": j.attempts, "error": j.error,
         "created": j.created, "updated": time(j.updated),
-        "arches": r.as_ref().map(arch_status).unwrap_or_default(),
+        "arches": r.map(arch_status).unwrap_or_default(),
     })
 }
 
@@ -91,7 +89,7 @@ pub fn index_data(q: &Queue, f: &Filter) -> Result<Value, String> {
         .iter()
         .filter(|j| f.status.is_empty() || shown(j) == f.status)
         .filter(|j| f.source.is_empty() || j.source == f.source || j.tree == f.source)
-        .map(job_json)
+        .map(|j| job_json(j, result_of(j).as_ref()))
         .collect();
     Ok(
         json!({"runs": runs, "statuses": statuses, "sources": sources, "filter": {"status": f.status, "source": f.source}}),
@@ -117,9 +115,8 @@ pub fn run_data(q: &Queue, site: &Site, id: i64) -> Result<Option<Value>, String
     let r = result_of(&job);
     let dir = site.state.join("jobs").join(id.to_string());
     let mails: Vec<Value> = q
-        .mails()?
+        .mails_of(id)?
         .into_iter()
-        .filter(|m| m.job == id)
         .map(|m| json!({"message_id": m.message_id, "rcpt": m.rcpt, "state": m.state, "error": m.error}))
         .collect();
     let live = (job.state == "running")
@@ -155,7 +152,7 @@ pub fn run_data(q: &Queue, site: &Site, id: i64) -> Result<Option<Value>, String
         obj.insert("regressions_all".into(), json!(regs));
     }
     Ok(Some(json!({
-        "job": job_json(&job), "shown": shown(&job), "r": rv, "mails": mails, "live": live,
+        "job": job_json(&job, r.as_ref()), "shown": shown(&job), "r": rv, "mails": mails, "live": live,
         "has_report": dir.join("report.md").is_file(),
         "refresh": if job.state == "done" { Value::Null } else { json!(5) },
     })))
@@ -218,11 +215,22 @@ async fn run(State(site): State<Shared>, UrlPath(id): UrlPath<String>) -> Respon
             Ok(q) => q,
             Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e),
         };
+        if as_json {
+            // The run's kbot.result/v1 as `kbot check` wrote it, with the job and its mails.
+            return match (q.job(id), q.mails_of(id)) {
+                (Ok(Some(job)), Ok(mails)) => {
+                    let r = result_of(&job);
+                    let mails: Vec<Value> = mails
+                        .iter()
+                        .map(|m| json!({"message_id": m.message_id, "rcpt": m.rcpt, "state": m.state}))
+                        .collect();
+                    json_response(&json!({"job": job_json(&job, r.as_ref()), "result": r, "mails": mails}))
+                }
+                (Ok(None), _) => not_found(&format!("run {id}")),
+                (Err(e), _) | (_, Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e),
+            };
+        }
         match run_data(&q, &site, id) {
-            Ok(Some(v)) if as_json => {
-                // The run's JSON is kbot.result/v1 as `kbot check` wrote it, with the job around it.
-                json_response(&json!({"job": v["job"], "result": result_of(&q.job(id).ok().flatten().unwrap()), "mails": v["mails"]}))
-            }
             Ok(Some(v)) => render("run.html.j2", v),
             Ok(None) => not_found(&format!("run {id}")),
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e),
@@ -250,10 +258,9 @@ async fn run_file(State(site): State<Shared>, UrlPath((id, what)): UrlPath<(i64,
                 .unwrap_or_else(|_| not_found("report")),
             "mail" => {
                 let mails: Vec<String> = q
-                    .mails()
+                    .mails_of(id)
                     .unwrap_or_default()
                     .into_iter()
-                    .filter(|m| m.job == id)
                     .map(|m| String::from_utf8_lossy(&m.raw).replace("\r\n", "\n"))
                     .collect();
                 if mails.is_empty() {

@@ -86,23 +86,40 @@ pub fn decide(
 /// Where a tested branch goes on from: the last tested tip when the branch only moved
 /// forward, else (a force-push) the merge base of the old and new tips.
 pub fn range_base(tree: &Path, last: &str, tip: &str) -> Option<String> {
-    let ancestor = Command::new("git")
-        .arg("-C")
-        .arg(tree)
-        .args(["merge-base", "--is-ancestor", last, tip])
-        .status()
-        .ok()?
-        .success();
-    if ancestor {
+    use kbot_kernel::git::git;
+    if git(tree, &["merge-base", "--is-ancestor", last, tip]).is_ok() {
         return Some(last.to_string());
     }
-    let out = Command::new("git").arg("-C").arg(tree).args(["merge-base", last, tip]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+    git(tree, &["merge-base", last, tip]).ok().filter(|s| !s.is_empty())
 }
 
-fn rev_parse(tree: &Path, rev: &str) -> Option<String> {
-    let out = Command::new("git").arg("-C").arg(tree).args(["rev-parse", "--verify", "-q", rev]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+/// Job keys: what makes a job unique, and what can be read back from it.
+fn series_key(inbox: &str, msgid: &str, version: u32) -> String {
+    format!("series:{inbox}:{msgid}:v{version}")
+}
+
+/// The series' message id of a `series_key` (a message id may hold ':').
+fn series_msgid<'a>(key: &'a str, inbox: &str) -> &'a str {
+    let rest = key.strip_prefix(&format!("series:{inbox}:")).unwrap_or("");
+    rest.rsplit_once(":v").map_or(rest, |(m, _)| m)
+}
+
+fn range_key(tree: &str, branch: &str, base: &str, tip: &str) -> String {
+    format!("range:{tree}:{branch}:{base}..{tip}")
+}
+
+/// The branch of a `range_key` (git branch names hold no ':').
+fn range_branch(key: &str) -> &str {
+    key.split(':').nth(2).unwrap_or("")
+}
+
+/// An inbox URL with its trailing slash (threads and the feed hang below it).
+fn inbox_base(url: &str) -> String {
+    if url.ends_with('/') {
+        url.to_string()
+    } else {
+        format!("{url}/")
+    }
 }
 
 fn mail_epoch(date: &str) -> Option<i64> {
@@ -187,7 +204,7 @@ impl Service {
             None => None,
         };
         if let Some(base) = &ib.lore {
-            let base = if base.ends_with('/') { base.clone() } else { format!("{base}/") };
+            let base = inbox_base(base);
             let seen_key = format!("atom-seen:{}", ib.name);
             let seen: HashSet<String> =
                 self.q.cursor(&seen_key)?.unwrap_or_default().lines().map(str::to_string).collect();
@@ -209,8 +226,7 @@ impl Service {
             let mbox = match (&index, &ib.lore) {
                 (Some((ix, dir)), _) => ix.thread_mbox(dir, &msgid)?,
                 (None, Some(base)) => {
-                    let base = if base.ends_with('/') { base.clone() } else { format!("{base}/") };
-                    let t = kbot_lore::Target { base, msgid: msgid.clone() };
+                    let t = kbot_lore::Target { base: inbox_base(base), msgid: msgid.clone() };
                     match kbot_lore::fetch_thread(&t, 3, Duration::from_secs(30), 100 << 20) {
                         Ok(m) => m,
                         Err(kbot_lore::FetchError::NotFound { .. }) => {
@@ -235,7 +251,7 @@ impl Service {
                     continue;
                 }
             };
-            let key = format!("series:{}:{}:v{}", ib.name, series.message_id, series.version);
+            let key = series_key(&ib.name, &series.message_id, series.version);
             let newest = mails.iter().filter_map(|m| m.date.as_deref().and_then(mail_epoch)).max();
             let d =
                 decide(series.missing.is_empty(), self.q.has_job(&key)?, newest, since, first_seen, now(), self.grace);
@@ -266,8 +282,10 @@ impl Service {
 
     fn poll_branch(&mut self, tree: &str, branch: &str) -> Result<(), String> {
         let path = self.tree_path(tree).ok_or("no such tree")?;
-        let tip = rev_parse(&path, &format!("refs/heads/{branch}"))
-            .or_else(|| rev_parse(&path, branch))
+        let repo = kbot_kernel::git::Tree::open(&path)?;
+        let tip = repo
+            .resolve(&format!("refs/heads/{branch}"))
+            .or_else(|| repo.resolve(branch))
             .ok_or_else(|| format!("{}: no branch {branch}", path.display()))?;
         let cursor = format!("tip:{tree}:{branch}");
         match self.q.cursor(&cursor)? {
@@ -281,7 +299,7 @@ impl Service {
                 let base = range_base(&path, &last, &tip)
                     .ok_or_else(|| format!("no common history between {} and {}", &last[..12], &tip[..12]))?;
                 if base != tip {
-                    let key = format!("range:{tree}:{branch}:{base}..{tip}");
+                    let key = range_key(tree, branch, &base, &tip);
                     let title = format!("{tree}/{branch} {}..{}", &base[..12], &tip[..12]);
                     if let Some(id) = self.q.enqueue(&key, "range", tree, &title, &format!("{base}..{tip}"), tree)? {
                         self.say(&format!(
@@ -341,9 +359,7 @@ impl Service {
         let source = match job.kind.as_str() {
             "range" => Some(format!("--range {} --tree {}", job.input, tree.display())),
             _ => {
-                // key = series:<inbox>:<message id>:v<N> (a message id may hold ':').
-                let rest = job.key.strip_prefix(&format!("series:{}:", job.source)).unwrap_or("");
-                let id = rest.rsplit_once(":v").map_or(rest, |(m, _)| m);
+                let id = series_msgid(&job.key, &job.source);
                 let ib = self.cfg.inboxes.iter().find(|i| i.name == job.source);
                 match ib.and_then(|i| i.lore.clone()) {
                     Some(l) => Some(format!("--msgid '{id}' --lore {l}")),
@@ -370,14 +386,10 @@ impl Service {
                 });
             }
         }
-        // Credentials stay in the service.
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().to_string();
-            if let Some(m) = &self.cfg.mail {
-                if Some(&k) == m.password_env.as_ref() || Some(&k) == m.user_env.as_ref() {
-                    c.env_remove(&k);
-                }
-            }
+        // Credentials (SMTP, GitHub) stay in the service.
+        let mail = self.cfg.mail.iter().flat_map(|m| [&m.user_env, &m.password_env]).flatten();
+        for var in mail.chain(self.cfg.trees.iter().filter_map(|t| t.github.as_ref().map(|g| &g.token_env))) {
+            c.env_remove(var);
         }
         c.spawn().map_err(|e| format!("cannot start kbot check: {e}"))
     }
@@ -410,8 +422,7 @@ impl Service {
 
     fn finish(&mut self, r: Running, code: Option<i32>, timed_out: bool, limit: Duration) -> Result<(), Fail> {
         let json = r.dir.join("result.json");
-        let result: Option<kbot_report::CheckResult> =
-            std::fs::read(&json).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let result = kbot_report::CheckResult::load(&json);
         let last_log_line = std::fs::read_to_string(r.dir.join("log")).ok().and_then(|l| {
             let last = l.lines().rev().find(|l| l.starts_with("kbot: error:") || l.starts_with("error:"));
             last.or_else(|| l.lines().rev().find(|l| !l.trim().is_empty())).map(str::to_string)
@@ -443,13 +454,12 @@ impl Service {
                 new,
             )
             .map_err(Fail::env)?;
-        if let Some(j) = self.q.job(r.job.id).map_err(Fail::env)? {
-            if let Some(doc) = kcidb_of(&self.cfg, &j) {
-                let _ = write_atomic(
-                    &r.dir.join("kcidb.json"),
-                    serde_json::to_string_pretty(&doc).unwrap_or_default().as_bytes(),
-                );
-            }
+        if let Some(res) = &result {
+            let doc = kcidb_of(&self.cfg, &r.job, res);
+            let _ = write_atomic(
+                &r.dir.join("kcidb.json"),
+                serde_json::to_string_pretty(&doc).unwrap_or_default().as_bytes(),
+            );
         }
         self.say(&format!(
             "job {} done: {status}{}{} in {:.0}s",
@@ -467,32 +477,17 @@ impl Service {
         res: &kbot_report::CheckResult,
         mc: &kbot_config::MailConfig,
     ) -> Result<Option<kbot_mail::OutMail>, String> {
-        let link = self
-            .cfg
-            .web
-            .as_ref()
-            .and_then(|w| w.url.as_ref())
-            .map(|u| format!("{}/runs/{}", u.trim_end_matches('/'), job.id));
+        let link = run_link(&self.cfg, job.id);
         let s = kbot_mail::Settings { from: &mc.from, cc: &mc.cc, link: link.as_deref(), send_clean: mc.send_clean };
         match job.kind.as_str() {
             "range" => {
-                let branch = job.key.split(':').nth(2).unwrap_or("");
-                let first = res
-                    .arches
-                    .iter()
-                    .flat_map(|a| &a.regressions)
-                    .filter_map(|x| x.first_bad.as_ref())
-                    .min_by_key(|f| f.index);
-                let committer = match (first, self.tree_path(&job.tree)) {
-                    (Some(f), Some(t)) if !f.commit.is_empty() => Command::new("git")
-                        .arg("-C")
-                        .arg(t)
-                        .args(["log", "-1", "--format=%cn <%ce>", &f.commit])
-                        .output()
-                        .ok()
-                        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
+                let committer = match (res.first_bad(), self.tree_path(&job.tree)) {
+                    (Some(f), Some(t)) if !f.commit.is_empty() => {
+                        kbot_kernel::git::git(&t, &["log", "-1", "--format=%cn <%ce>", &f.commit]).ok()
+                    }
                     _ => None,
                 };
+                let branch = range_branch(&job.key);
                 let about = kbot_mail::Subject::Range { tree: &job.tree, branch, committer: committer.as_deref() };
                 kbot_mail::report(res, &job.key, &about, &s)
             }
@@ -558,14 +553,7 @@ impl Service {
             if self.q.cursor(&key).map_err(Fail::env)?.is_some() {
                 continue;
             }
-            let Some(r) = job
-                .result
-                .as_ref()
-                .and_then(|p| std::fs::read(p).ok())
-                .and_then(|b| serde_json::from_slice::<kbot_report::CheckResult>(&b).ok())
-            else {
-                continue;
-            };
+            let Some(r) = job.result.as_ref().and_then(kbot_report::CheckResult::load) else { continue };
             let Ok(token) = std::env::var(&gh.token_env) else {
                 self.q.set_cursor(&key, &format!("failed: {} is not set", gh.token_env)).map_err(Fail::env)?;
                 self.say(&format!(
@@ -575,12 +563,7 @@ impl Service {
                 continue;
             };
             let tip = job.input.split("..").nth(1).unwrap_or("").to_string();
-            let link = self
-                .cfg
-                .web
-                .as_ref()
-                .and_then(|w| w.url.as_ref())
-                .map(|u| format!("{}/runs/{}", u.trim_end_matches('/'), job.id));
+            let link = run_link(&self.cfg, job.id);
             let api = gh.api.clone().unwrap_or_else(|| "https://api.github.com".into());
             let t = kbot_github::Target { repo: &gh.repo, api: &api, token };
             self.q.set_cursor(&key, "posting").map_err(Fail::env)?;
@@ -693,9 +676,13 @@ impl Service {
     }
 }
 
+/// The run's page on the dashboard, when it has a public URL (`web.url`).
+fn run_link(cfg: &Config, id: i64) -> Option<String> {
+    cfg.web.as_ref().and_then(|w| w.url.as_ref()).map(|u| format!("{}/runs/{id}", u.trim_end_matches('/')))
+}
+
 /// The KCIDB document of one finished run.
-pub fn kcidb_of(cfg: &Config, job: &Job) -> Option<serde_json::Value> {
-    let r: kbot_report::CheckResult = serde_json::from_slice(&std::fs::read(job.result.as_ref()?).ok()?).ok()?;
+pub fn kcidb_of(cfg: &Config, job: &Job, r: &kbot_report::CheckResult) -> serde_json::Value {
     let patches: Vec<Vec<u8>> = if job.kind == "series" {
         std::fs::read(&job.input)
             .ok()
@@ -706,8 +693,7 @@ pub fn kcidb_of(cfg: &Config, job: &Job) -> Option<serde_json::Value> {
     } else {
         Vec::new()
     };
-    let url =
-        cfg.web.as_ref().and_then(|w| w.url.as_ref()).map(|u| format!("{}/runs/{}", u.trim_end_matches('/'), job.id));
+    let url = run_link(cfg, job.id);
     let run = kbot_kcidb::RunInfo {
         id: job.id,
         kind: &job.kind,
@@ -716,7 +702,7 @@ pub fn kcidb_of(cfg: &Config, job: &Job) -> Option<serde_json::Value> {
         patches: &patches,
         url: url.as_deref(),
     };
-    Some(kbot_kcidb::export(&run, &r))
+    kbot_kcidb::export(&run, r)
 }
 
 /// The service's state directory: `state_dir`, else `$KBOT_HOME/serve`.
@@ -746,7 +732,12 @@ pub fn export_kcidb(cfg: &Config, home: &Home, job: Option<i64>) -> Result<serde
         }
         None => q.jobs(100_000).map_err(Fail::env)?,
     };
-    Ok(kbot_kcidb::merge(jobs.iter().filter(|j| j.state == "done").filter_map(|j| kcidb_of(cfg, j)).collect()))
+    Ok(kbot_kcidb::merge(
+        jobs.iter()
+            .filter(|j| j.state == "done")
+            .filter_map(|j| Some(kcidb_of(cfg, j, &kbot_report::CheckResult::load(j.result.as_ref()?)?)))
+            .collect(),
+    ))
 }
 
 /// Starts the dashboard (`web.listen`, default 127.0.0.1:8080) on its own thread.
@@ -807,6 +798,15 @@ mod tests {
         assert!(matches!(decide(false, false, None, 0, t, t + 2 * 86400, 600), Decision::Drop(_)));
         assert!(matches!(decide(true, true, None, 0, t, t + 600, 600), Decision::Drop(_)));
         assert!(matches!(decide(true, false, Some(t - 5), t, t, t + 600, 0), Decision::Drop(_)));
+    }
+
+    #[test]
+    fn job_keys_read_back() {
+        let k = series_key("fsdevel", "a:b.v2@x", 3);
+        assert_eq!(series_msgid(&k, "fsdevel"), "a:b.v2@x");
+        assert_eq!(range_branch(&range_key("linux", "master", "a", "b")), "master");
+        assert_eq!(inbox_base("http://x/l"), "http://x/l/");
+        assert_eq!(inbox_base("http://x/l/"), "http://x/l/");
     }
 
     #[test]

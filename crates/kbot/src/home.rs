@@ -90,18 +90,31 @@ impl Lock {
     /// Takes the lock, calling `waiting` once if another kbot holds it.
     pub fn take(path: &Path, waiting: impl FnOnce()) -> std::io::Result<Lock> {
         use std::os::fd::AsRawFd;
+        match Lock::try_take(path)? {
+            Ok(l) => Ok(l),
+            Err(file) => {
+                waiting();
+                // SAFETY: flock on a descriptor we own.
+                if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(Lock { _file: file })
+            }
+        }
+    }
+
+    /// Takes the lock if it is free; else gives the file back (to wait on, or not).
+    pub fn try_take(path: &Path) -> std::io::Result<Result<Lock, std::fs::File>> {
+        use std::os::fd::AsRawFd;
         if let Some(p) = path.parent() {
             std::fs::create_dir_all(p)?;
         }
         let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            waiting();
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            return Ok(Err(file));
         }
-        Ok(Lock { _file: file })
+        Ok(Ok(Lock { _file: file }))
     }
 }
 

@@ -131,8 +131,14 @@ impl Service {
         let state = state_dir(&cfg, &home);
         std::fs::create_dir_all(state.join("jobs"))
             .map_err(|e| Fail::env(format!("state_dir {}: {e}", state.display())))?;
-        let lock = Lock::take(&state.join("serve.lock"), || {})
-            .map_err(|e| Fail::env(format!("state_dir {}: {e}", state.display())))?;
+        let lock = Lock::try_take(&state.join("serve.lock"))
+            .map_err(|e| Fail::env(format!("state_dir {}: {e}", state.display())))?
+            .map_err(|_| {
+                Fail::env(format!(
+                    "another kbot serve is using state_dir {}; stop it or give this one its own state_dir",
+                    state.display()
+                ))
+            })?;
         let q = Queue::open(&state.join("queue.db")).map_err(Fail::env)?;
         let first = match q.cursor("first_start").map_err(Fail::env)? {
             Some(v) => v.parse().unwrap_or_else(|_| now()),

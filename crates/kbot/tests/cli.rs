@@ -215,3 +215,28 @@ fn serve_refuses_a_bad_config_naming_the_key() {
         assert!(!d.path().join("serve").exists(), "nothing may be written for a bad config");
     }
 }
+
+#[test]
+fn a_second_service_on_the_same_state_dir_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = tiny_tree(d.path(), "x\n");
+    let cfg = d.path().join("k.yaml");
+    let yaml = format!(
+        "state_dir: {}\ntrees:\n  - name: t\n    path: {}\n    branches: [main]\npoll_interval: 1h\n",
+        d.path().join("state").display(),
+        tree.display()
+    );
+    std::fs::write(&cfg, yaml).unwrap();
+    let mut first = kbot(d.path()).args(["serve", "--config"]).arg(&cfg).spawn().unwrap();
+    let t = std::time::Instant::now();
+    while !d.path().join("state/queue.db").exists() {
+        assert!(t.elapsed() < std::time::Duration::from_secs(20), "the first service did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let o = kbot(d.path()).args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    // SAFETY: signalling the child we started.
+    unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
+    assert_eq!(first.wait().unwrap().code(), Some(0), "SIGTERM drains and exits 0");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(one_line_error(&o).contains("another kbot serve is using state_dir"), "{}", one_line_error(&o));
+}

@@ -608,6 +608,19 @@ impl Service {
         Ok(())
     }
 
+    /// For --once: a thread is waiting for a grace period that ends within a minute.
+    fn has_pending_soon(&self) -> Result<bool, Fail> {
+        let t = now();
+        for ib in &self.cfg.inboxes {
+            for (_, first) in self.q.pending(&ib.name).map_err(Fail::env)? {
+                if first + self.grace > t && first + self.grace - t <= 60 {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     pub fn idle(&self) -> Result<bool, Fail> {
         Ok(self.running.is_empty() && self.q.count("queued").map_err(Fail::env)? == 0)
     }
@@ -667,21 +680,6 @@ pub fn run(cfg: Config, home: Home, once: bool, quiet: bool) -> Result<i32, Fail
     })
 }
 
-impl Service {
-    /// For --once: a thread is waiting for a grace period that ends within a minute.
-    fn has_pending_soon(&self) -> Result<bool, Fail> {
-        let t = now();
-        for ib in &self.cfg.inboxes {
-            for (_, first) in self.q.pending(&ib.name).map_err(Fail::env)? {
-                if first + self.grace > t && first + self.grace - t <= 60 {
-                    return Ok(true);
-                }
-            }
-        }
-        Ok(false)
-    }
-}
-
 /// The run's page on the dashboard, when it has a public URL (`web.url`).
 fn run_link(cfg: &Config, id: i64) -> Option<String> {
     cfg.web.as_ref().and_then(|w| w.url.as_ref()).map(|u| format!("{}/runs/{id}", u.trim_end_matches('/')))
@@ -734,7 +732,10 @@ pub fn export_kcidb(cfg: &Config, home: &Home, job: Option<i64>) -> Result<serde
     let q = existing_state(cfg, home)?;
     let jobs: Vec<Job> = match job {
         Some(id) => {
-            vec![q.job(id).map_err(Fail::env)?.ok_or_else(|| Fail::usage(format!("--job {id}: no such run")))?]
+            vec![q
+                .job(id)
+                .map_err(Fail::env)?
+                .ok_or_else(|| Fail::usage(format!("--job {id}: no such run; `kbot status` lists the runs")))?]
         }
         None => q.jobs(100_000).map_err(Fail::env)?,
     };

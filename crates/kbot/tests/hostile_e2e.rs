@@ -5,9 +5,11 @@
 //! `$(shell ...)`. kbot must build and test them normally while what they try never reaches
 //! the host.
 
+mod common;
+
 use serde_json::Value;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -80,14 +82,6 @@ fn kbot_check(mbox: &Path, dir: &Path, extra: &[&str]) -> (i32, Value, String) {
     (o.status.code().unwrap_or(-1), v, stderr)
 }
 
-fn worktree_src() -> PathBuf {
-    // The arch worktree kbot builds in (see home.rs): found by the marker it would leave.
-    let home = std::env::var_os("KBOT_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".local/share/kbot"));
-    home.join("work")
-}
-
 #[test]
 #[ignore]
 fn makefile_that_escapes_is_built_and_contained() {
@@ -129,7 +123,7 @@ fn makefile_that_escapes_is_built_and_contained() {
     // And nothing reached the host.
     assert!(!Path::new(&marker).exists(), "{marker} appeared on the host");
     assert!(!beside.exists());
-    let work = worktree_src();
+    let work = common::kbot_home().join("work");
     for e in std::fs::read_dir(&work).unwrap().flatten() {
         assert!(!e.path().join("x86_64/src/kbot-escape").exists(), "wrote into the worktree");
     }

@@ -397,19 +397,17 @@ fn am(dir: &Path, example: &str) {
     }
 }
 
-fn default_tree() -> PathBuf {
-    let home = std::env::var_os("KBOT_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".local/share/kbot"));
-    home.join("trees/default")
-}
-
 #[test]
 #[ignore = "needs python3-aiosmtpd and real kernel builds"]
 fn ci_mode_tests_new_commits_of_a_branch_and_handles_a_force_push() {
     let d = tempfile::tempdir().unwrap();
     let linux = d.path().join("linux");
-    let st = Command::new("git").args(["clone", "-q", "--shared"]).arg(default_tree()).arg(&linux).status().unwrap();
+    let st = Command::new("git")
+        .args(["clone", "-q", "--shared"])
+        .arg(common::kbot_home().join("trees/default"))
+        .arg(&linux)
+        .status()
+        .unwrap();
     assert!(st.success());
     git(&linux, &["checkout", "-q", "-B", "master"]);
     let base = git(&linux, &["rev-parse", "HEAD"]);

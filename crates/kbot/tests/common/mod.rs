@@ -31,6 +31,13 @@ pub fn tiny_tree(dir: &Path, content: &str) -> PathBuf {
     t
 }
 
+/// kbot's data directory as the binary finds it (the tests share its trees and caches).
+pub fn kbot_home() -> PathBuf {
+    std::env::var_os("KBOT_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".local/share/kbot"))
+}
+
 pub fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }

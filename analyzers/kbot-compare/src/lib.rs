@@ -1,0 +1,200 @@
+//! Pure decisions: test results from a console, base-vs-tip regressions, bisection verdicts,
+//! and the evidence text for a report. No I/O, so it is tested without QEMU.
+
+use kbot_bisect::Verdict;
+use kbot_console::Console;
+use kbot_report::TestResult;
+
+/// Frames that show a task stuck in the notification core: what a hang's evidence quotes.
+pub const NOTIFY_FRAMES: &[&str] = &[
+    "synchronize_srcu",
+    "__synchronize_srcu",
+    "fsnotify_destroy_group",
+    "fsnotify_wait_marks_destroyed",
+    "fsnotify_mark_destroy_workfn",
+    "fsnotify_connector_destroy_workfn",
+    "fanotify_handle_event",
+    "fanotify_get_response",
+    "fsnotify_prepare_user_wait",
+];
+
+/// Test results of one boot. Tests that were asked for (`expected`) but never reported count
+/// as a hang when the VM had to be killed, else as a failure.
+pub fn tests_of(console: &Console, expected: &[String], vm_timed_out: bool) -> Vec<TestResult> {
+    let mut v: Vec<TestResult> = console
+        .tests
+        .iter()
+        .map(|t| TestResult { name: t.name.clone(), result: t.outcome.as_str().into(), detail: t.detail.clone() })
+        .collect();
+    for name in expected {
+        if !v.iter().any(|t| &t.name == name) {
+            let (result, why) = if vm_timed_out {
+                ("hang", "no result: the VM did not finish in time")
+            } else if !console.started {
+                ("fail", "no result: the guest agent never started (kernel did not boot?)")
+            } else {
+                ("fail", "no result: the guest agent stopped before this test")
+            };
+            v.push(TestResult { name: name.clone(), result: result.into(), detail: why.into() });
+        }
+    }
+    v
+}
+
+fn is_bad(result: &str) -> bool {
+    result == "fail" || result == "hang"
+}
+
+/// One test per rule of the in-kernel shadow checks: failed when the kernel reported a
+/// violation of it (with the record and the stack as detail).
+pub fn shadow_tests(console: &Console) -> Vec<TestResult> {
+    kbot_refcore::rules::Rule::ALL
+        .iter()
+        .map(|r| r.name())
+        .map(|rule| match console.violations.iter().find(|v| v.rule == rule) {
+            Some(v) => TestResult {
+                name: format!("shadow/{rule}"),
+                result: "fail".into(),
+                detail: format!(
+                    "kernel reported {rule} in pid {} after hooks {}; stack: {}",
+                    v.pid,
+                    v.hooks.join(" -> "),
+                    v.frames.iter().take(8).cloned().collect::<Vec<_>>().join(" <- ")
+                ),
+            },
+            None => TestResult { name: format!("shadow/{rule}"), result: "pass".into(), detail: "no violation".into() },
+        })
+        .collect()
+}
+
+/// The kind of finding a bad result of test `name` is: a failed differential scenario or
+/// in-kernel shadow rule is a divergence from refcore; other tests hang or fail.
+pub fn kind_of(name: &str, result: &str) -> String {
+    if name.starts_with("scenario/") || name.starts_with("shadow/") {
+        "divergence".into()
+    } else {
+        result.into()
+    }
+}
+
+/// Tests that pass on the base and fail or hang on the tip, with their kind.
+pub fn regressions(base: &[TestResult], tip: &[TestResult]) -> Vec<(String, String)> {
+    tip.iter()
+        .filter(|t| is_bad(&t.result))
+        .filter(|t| base.iter().any(|b| b.name == t.name && b.result == "pass"))
+        .map(|t| (t.name.clone(), kind_of(&t.name, &t.result)))
+        .collect()
+}
+
+/// Verdict for one check at one bisection step.
+pub fn verdict(tests: &[TestResult], check: &str) -> Verdict {
+    match tests.iter().find(|t| t.name == check).map(|t| t.result.as_str()) {
+        Some("pass") => Verdict::Good,
+        Some("fail") | Some("hang") => Verdict::Bad,
+        _ => Verdict::Unknown,
+    }
+}
+
+/// The evidence for a failed or hung test: the agent's account, the stacks of tasks blocked
+/// in the notification core, and splats the base did not have.
+pub fn evidence(test: &TestResult, tip: &Console, base: &Console) -> String {
+    let mut s = format!("{}: {}: {}\n", test.name, test.result, test.detail);
+    let mut seen: Vec<(String, Vec<String>)> = Vec::new();
+    for b in tip.blocked_in(NOTIFY_FRAMES) {
+        let frames: Vec<String> = b
+            .frames
+            .iter()
+            .filter(|f| !["__switch_to", "__schedule", "schedule"].contains(&f.as_str()))
+            .take(10)
+            .cloned()
+            .collect();
+        if seen.iter().any(|(t, f)| *t == b.task && *f == frames) {
+            continue;
+        }
+        seen.push((b.task.clone(), frames.clone()));
+        if seen.len() == 1 {
+            s += "\nblocked tasks (sysrq-w):\n";
+        }
+        s += &format!("  {} (pid {}): {}\n", b.task, b.pid, frames.join(" <- "));
+    }
+    for sp in tip.splats.iter().filter(|sp| !base.splats.iter().any(|b| b.title == sp.title)) {
+        s += &format!("\n{}\n", sp.title);
+        for l in sp.excerpt.iter().take(15) {
+            s += &format!("  {l}\n");
+        }
+    }
+    s.trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(name: &str, result: &str) -> TestResult {
+        TestResult { name: name.into(), result: result.into(), detail: String::new() }
+    }
+
+    #[test]
+    fn only_pass_to_bad_is_a_regression() {
+        let base = [t("a", "pass"), t("b", "fail"), t("c", "pass"), t("d", "skip"), t("e", "pass")];
+        let tip = [t("a", "hang"), t("b", "fail"), t("c", "pass"), t("d", "fail"), t("e", "fail")];
+        assert_eq!(regressions(&base, &tip), [("a".to_string(), "hang".to_string()), ("e".into(), "fail".into())]);
+    }
+
+    #[test]
+    fn missing_results_depend_on_how_the_vm_ended() {
+        let c = kbot_console::parse("KTAP version 1\n1..2\nok 1 a\n");
+        let want = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(tests_of(&c, &want, true)[1].result, "hang");
+        assert_eq!(tests_of(&c, &want, false)[1].result, "fail");
+        let none = kbot_console::parse("garbage\n");
+        assert!(tests_of(&none, &want, false)[0].detail.contains("never started"));
+    }
+
+    #[test]
+    fn scenario_failures_are_divergences() {
+        let base = [t("scenario/priority-order", "pass"), t("perm_allow_deny", "pass")];
+        let tip = [t("scenario/priority-order", "fail"), t("perm_allow_deny", "fail")];
+        assert_eq!(
+            regressions(&base, &tip),
+            [
+                ("scenario/priority-order".to_string(), "divergence".to_string()),
+                ("perm_allow_deny".into(), "fail".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn shadow_violations_become_failed_rules() {
+        let c = kbot_console::parse("kbot-shadow: active rules=...\nkbot-shadow: VIOLATION rule=wait-in-srcu pid=9 hooks=srcu-enter,pin,wait-start\nCall Trace:\n fanotify_handle_event+0x1/0x2\n");
+        let t = shadow_tests(&c);
+        assert_eq!(t.len(), 6);
+        assert_eq!(t[0].name, "shadow/wait-in-srcu");
+        assert_eq!(t[0].result, "fail");
+        assert!(
+            t[0].detail.contains("srcu-enter -> pin -> wait-start") && t[0].detail.contains("fanotify_handle_event"),
+            "{}",
+            t[0].detail
+        );
+        assert!(t[1..].iter().all(|x| x.result == "pass"));
+        assert_eq!(kind_of("shadow/wait-in-srcu", "fail"), "divergence");
+    }
+
+    #[test]
+    fn verdicts() {
+        let r = [t("a", "pass"), t("b", "hang"), t("c", "skip")];
+        assert_eq!(verdict(&r, "a"), Verdict::Good);
+        assert_eq!(verdict(&r, "b"), Verdict::Bad);
+        assert_eq!(verdict(&r, "c"), Verdict::Unknown);
+        assert_eq!(verdict(&r, "zz"), Verdict::Unknown);
+    }
+
+    #[test]
+    fn evidence_quotes_blocked_notify_stacks_once() {
+        let log = "task:kworker/u4:1 state:D stack:0 pid:23 tgid:23 ppid:2 flags:0x0\nCall Trace:\n <TASK>\n __schedule+0x1/0x2\n schedule+0x1/0x2\n __synchronize_srcu+0x1/0x2\n fsnotify_mark_destroy_workfn+0x1/0x2\n </TASK>\ntask:kworker/u4:1 state:D stack:0 pid:23 tgid:23 ppid:2 flags:0x0\nCall Trace:\n __schedule+0x1/0x2\n schedule+0x1/0x2\n __synchronize_srcu+0x1/0x2\n fsnotify_mark_destroy_workfn+0x1/0x2\ntask:sh state:D stack:0 pid:9 tgid:9 ppid:1 flags:0x0\nCall Trace:\n schedule+0x1/0x2\n pipe_read+0x1/0x2\n";
+        let tip = kbot_console::parse(log);
+        let e = evidence(&t("x", "hang"), &tip, &Console::default());
+        assert_eq!(e.matches("__synchronize_srcu <- fsnotify_mark_destroy_workfn").count(), 1, "{e}");
+        assert!(!e.contains("pipe_read"));
+    }
+}

@@ -1,0 +1,423 @@
+//! The result of a check as plain data (`kbot.result/v1`, the JSON other tools rely on) and
+//! its Markdown rendering from `templates/`.
+//!
+//! Field meanings are a contract (see DESIGN.md): fields may be added, none may change.
+
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA: &str = "kbot.result/v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Clean,
+    Regression,
+    ApplyFailed,
+    Incomplete,
+    Error,
+}
+
+/// Seconds since the epoch as UTC (year, month, day, hour, minute, second), by Howard
+/// Hinnant's civil_from_days.
+pub fn utc(t: i64) -> [i64; 6] {
+    let (days, secs) = (t.div_euclid(86400), t.rem_euclid(86400));
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    [y, m, d, secs / 3600, secs % 3600 / 60, secs % 60]
+}
+
+impl Status {
+    /// The name as in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Clean => "clean",
+            Status::Regression => "regression",
+            Status::ApplyFailed => "apply-failed",
+            Status::Incomplete => "incomplete",
+            Status::Error => "error",
+        }
+    }
+
+    /// Exit status of `kbot check`: 0 clean, 1 findings, 2 error.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Status::Clean => 0,
+            Status::Regression | Status::ApplyFailed | Status::Incomplete => 1,
+            Status::Error => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PatchInfo {
+    pub index: u32,
+    pub subject: String,
+    pub message_id: String,
+    pub author: String,
+    /// The commit `git am` made for it (absent when it was not applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Trailers given in replies to it (or to the cover letter), e.g. "Reviewed-by: A <a@x>".
+    #[serde(default)]
+    pub trailers: Vec<String>,
+    /// Per-patch checks (Signed-off-by, Fixes:, subject).
+    #[serde(default)]
+    pub checks: Vec<CheckInfo>,
+}
+
+/// One patchwork-style check: success, warning or fail.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CheckInfo {
+    pub name: String,
+    pub state: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SeriesInfo {
+    pub subject: String,
+    pub version: u32,
+    pub total: u32,
+    pub message_id: String,
+    /// The commit the series was applied to.
+    pub base: String,
+    /// Where the base came from: "--base", "base-commit", or "tree HEAD".
+    #[serde(default)]
+    pub base_source: String,
+    pub missing: Vec<u32>,
+    #[serde(default)]
+    pub duplicates: Vec<u32>,
+    pub patches: Vec<PatchInfo>,
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Checks of the series as a whole (cover letter, base-commit).
+    #[serde(default)]
+    pub checks: Vec<CheckInfo>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Apply {
+    pub ok: bool,
+    pub failed_patch: Option<u32>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TestResult {
+    pub name: String,
+    /// pass | fail | hang | skip
+    pub result: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SplatInfo {
+    pub kind: String,
+    pub title: String,
+    pub excerpt: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Run {
+    /// pass | fail | skip
+    pub build: String,
+    pub tests: Vec<TestResult>,
+    /// The commit built and booted.
+    #[serde(default)]
+    pub commit: String,
+    /// pass | fail | timeout | skip: whether the agent ran to its end.
+    #[serde(default)]
+    pub boot: String,
+    #[serde(default)]
+    pub splats: Vec<SplatInfo>,
+    #[serde(default)]
+    pub build_errors: Vec<String>,
+    #[serde(default)]
+    pub build_s: f64,
+    #[serde(default)]
+    pub boot_s: f64,
+    /// The kernel image came from kbot's cache.
+    #[serde(default)]
+    pub cached: bool,
+    #[serde(default)]
+    pub console_log: String,
+    #[serde(default)]
+    pub build_log: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FirstBad {
+    pub index: u32,
+    pub subject: String,
+    #[serde(default)]
+    pub message_id: String,
+    #[serde(default)]
+    pub commit: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Regression {
+    pub test: String,
+    /// hang | fail | build | divergence
+    pub kind: String,
+    /// The first patch of the series that shows the regression; null when bisection was
+    /// inconclusive (see `bisect`).
+    pub first_bad: Option<FirstBad>,
+    pub evidence: String,
+    /// How the first bad patch was found: "bisected", "only patch", or "inconclusive: ...".
+    #[serde(default)]
+    pub bisect: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BisectStep {
+    /// Patches applied (0 = base).
+    pub prefix: u32,
+    pub reason: String,
+    /// check name -> good | bad | unknown
+    pub verdicts: std::collections::BTreeMap<String, String>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ArchResult {
+    pub arch: String,
+    pub base: Run,
+    pub tip: Run,
+    pub regressions: Vec<Regression>,
+    /// Tests that failed on the tip once but not on a rerun.
+    #[serde(default)]
+    pub flaky: Vec<String>,
+    #[serde(default)]
+    pub bisect_steps: Vec<BisectStep>,
+    /// tcg or kvm
+    #[serde(default)]
+    pub accel: String,
+    /// The in-kernel shadow checks: "on", "off: <why>", or which kernels lacked hooks.
+    #[serde(default)]
+    pub shadow: String,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Timings {
+    pub total_s: f64,
+    /// stage name -> seconds (parse, apply, <arch>.build.base, ...)
+    #[serde(default)]
+    pub stages: Vec<(String, f64)>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Environment {
+    pub kbot: String,
+    pub tree: String,
+    pub compiler: String,
+    pub qemu: String,
+    pub config: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub schema: String,
+    pub status: Status,
+    /// For status "error": what went wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub series: SeriesInfo,
+    pub apply: Apply,
+    pub arches: Vec<ArchResult>,
+    pub timings: Timings,
+    #[serde(default)]
+    pub environment: Environment,
+    /// The trailer a fix should carry.
+    #[serde(default)]
+    pub reported_by: String,
+    /// Commands that reproduce this result.
+    #[serde(default)]
+    pub reproduce: Vec<String>,
+    /// The differential scenarios run in every boot.
+    #[serde(default)]
+    pub scenarios: ScenarioInfo,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScenarioInfo {
+    /// Seed of the random scenarios: `scenario/random-<seed>-<i>` replays anywhere.
+    pub seed: u64,
+    pub random: u32,
+    pub corpus: u32,
+}
+
+impl CheckResult {
+    /// Reads a `kbot.result/v1` file; `None` when it is missing or not one.
+    pub fn load(path: impl AsRef<std::path::Path>) -> Option<CheckResult> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+
+    /// The earliest first bad patch over all arches and regressions.
+    pub fn first_bad(&self) -> Option<&FirstBad> {
+        self.arches.iter().flat_map(|a| &a.regressions).filter_map(|x| x.first_bad.as_ref()).min_by_key(|f| f.index)
+    }
+
+    pub fn new(series: SeriesInfo) -> Self {
+        CheckResult {
+            schema: SCHEMA.into(),
+            status: Status::Clean,
+            error: None,
+            series,
+            apply: Apply::default(),
+            arches: Vec::new(),
+            timings: Timings::default(),
+            environment: Environment::default(),
+            reported_by: String::new(),
+            reproduce: Vec::new(),
+            scenarios: ScenarioInfo::default(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("plain data serializes") + "\n"
+    }
+}
+
+pub use kbot_templates::REPORT_MD as MARKDOWN_TEMPLATE;
+
+/// Renders the Markdown report.
+/// One row of the results table: a test and its result per arch on base and tip.
+#[derive(Serialize)]
+struct Row {
+    test: String,
+    cells: Vec<String>,
+}
+
+fn result_rows(r: &CheckResult) -> Vec<Row> {
+    let mut names: Vec<String> = Vec::new();
+    for a in &r.arches {
+        for t in a.base.tests.iter().chain(&a.tip.tests) {
+            if !names.contains(&t.name) {
+                names.push(t.name.clone());
+            }
+        }
+    }
+    let cell =
+        |run: &Run, name: &str| run.tests.iter().find(|t| t.name == name).map_or("-".to_string(), |t| t.result.clone());
+    names
+        .into_iter()
+        .map(|n| Row { cells: r.arches.iter().flat_map(|a| [cell(&a.base, &n), cell(&a.tip, &n)]).collect(), test: n })
+        .collect()
+}
+
+pub fn markdown(r: &CheckResult) -> Result<String, minijinja::Error> {
+    let mut env = minijinja::Environment::new();
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(true)
+            .build()?,
+    );
+    env.add_filter("short", |s: String| s.chars().take(12).collect::<String>());
+    env.add_template("report.md", MARKDOWN_TEMPLATE)?;
+    env.get_template("report.md")?.render(minijinja::context! {
+        r => minijinja::Value::from(minijinja::value::Serde(r)),
+        rows => minijinja::Value::from(minijinja::value::Serde(result_rows(r))),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> CheckResult {
+        let mut r = CheckResult::new(SeriesInfo {
+            subject: "fsnotify: things".into(),
+            version: 2,
+            total: 2,
+            message_id: "c@x".into(),
+            base: "cb0fbf0941b05b9cbdc3bce17f27e4caf29ab28b".into(),
+            patches: vec![
+                PatchInfo {
+                    index: 1,
+                    subject: "one".into(),
+                    message_id: "p1@x".into(),
+                    author: "A <a@x>".into(),
+                    trailers: vec!["Reviewed-by: R <r@x>".into()],
+                    ..Default::default()
+                },
+                PatchInfo {
+                    index: 2,
+                    subject: "two".into(),
+                    message_id: "p2@x".into(),
+                    author: "A <a@x>".into(),
+                    trailers: vec!["Reviewed-by: R <r@x>".into()],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        });
+        r.status = Status::Regression;
+        r.apply.ok = true;
+        r.reported_by = "Reported-by: kbot <kbot@localhost>".into();
+        r.arches.push(ArchResult {
+            arch: "x86_64".into(),
+            base: Run {
+                build: "pass".into(),
+                tests: vec![TestResult { name: "t".into(), result: "pass".into(), detail: "7 ms".into() }],
+                ..Default::default()
+            },
+            tip: Run {
+                build: "pass".into(),
+                tests: vec![TestResult { name: "t".into(), result: "hang".into(), detail: "blocked".into() }],
+                ..Default::default()
+            },
+            regressions: vec![Regression {
+                test: "t".into(),
+                kind: "hang".into(),
+                first_bad: Some(FirstBad {
+                    index: 2,
+                    subject: "two".into(),
+                    message_id: "p2@x".into(),
+                    commit: "abc".into(),
+                }),
+                evidence: "close() blocked".into(),
+                bisect: "bisected".into(),
+            }],
+            ..Default::default()
+        });
+        r
+    }
+
+    #[test]
+    fn json_has_the_contract_fields() {
+        let v: serde_json::Value = serde_json::from_str(&sample().to_json()).unwrap();
+        assert_eq!(v["schema"], "kbot.result/v1");
+        assert_eq!(v["status"], "regression");
+        assert_eq!(v["series"]["patches"][1]["index"], 2);
+        assert_eq!(v["apply"]["failed_patch"], serde_json::Value::Null);
+        assert_eq!(v["arches"][0]["tip"]["tests"][0]["result"], "hang");
+        assert_eq!(v["arches"][0]["regressions"][0]["first_bad"]["index"], 2);
+        assert!(v["timings"]["total_s"].is_number());
+        for s in [Status::ApplyFailed, Status::Incomplete, Status::Error, Status::Clean] {
+            let j = serde_json::to_string(&s).unwrap();
+            assert!(["\"apply-failed\"", "\"incomplete\"", "\"error\"", "\"clean\""].contains(&j.as_str()));
+        }
+    }
+
+    #[test]
+    fn markdown_names_first_bad_patch_and_trailer() {
+        let md = markdown(&sample()).unwrap();
+        assert!(md.contains("[PATCH v2 2/2] two"), "{md}");
+        assert!(md.contains("Reported-by: kbot <kbot@localhost>"), "{md}");
+        assert!(md.contains("close() blocked"), "{md}");
+        assert!(md.contains("REGRESSION"), "{md}");
+        assert!(md.contains("| Reviewed-by: R <r@x> |"), "{md}");
+    }
+}

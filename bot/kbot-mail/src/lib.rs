@@ -1,0 +1,303 @@
+//! Report mails. A regression gets one reply, threaded under the first bad patch
+//! (`In-Reply-To`/`References`, `Re:` its subject), to its author, Cc the list and the patch's
+//! Cc, in the 0-day robot's style, with a ready `Reported-by:` trailer. Everything taken from
+//! the series (subjects, names, addresses, message ids) is checked before it becomes a header:
+//! no line breaks, no second address hidden in one, no control characters.
+
+use kbot_mbox::Mail;
+use kbot_report::CheckResult;
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, Message};
+use std::str::FromStr;
+
+/// A mail ready for the outbox: the exact bytes go to SMTP, on every attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutMail {
+    pub message_id: String,
+    pub sender: String,
+    pub rcpt: Vec<String>,
+    pub raw: Vec<u8>,
+}
+
+pub struct Settings<'a> {
+    /// `Name <addr>` of kbot.
+    pub from: &'a str,
+    /// Extra Cc on every report.
+    pub cc: &'a [String],
+    /// The run's page on the dashboard, for `Closes:` and the footer.
+    pub link: Option<&'a str>,
+    /// Also a short note for a series that passed (`mail.send_clean`).
+    pub send_clean: bool,
+}
+
+/// What the report is about.
+pub enum Subject<'a> {
+    /// A series from a list: reply to the first bad patch's mail (or the cover / first patch).
+    Series { mails: &'a [Mail] },
+    /// Commits of a tree's branch (CI): a new mail to the first bad commit's author, Cc its
+    /// committer (`Name <addr>`, looked up by the caller).
+    Range { tree: &'a str, branch: &'a str, committer: Option<&'a str> },
+}
+
+/// FNV-1a, for stable ids.
+pub fn fnv64(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
+}
+
+/// A header value from untrusted text: control characters (CR, LF, NUL, ...) become spaces,
+/// runs of spaces one, at most `max` characters.
+pub fn clean_header(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            continue;
+        }
+        if out.chars().count() >= max {
+            break;
+        }
+        out.push(c);
+    }
+    out.trim_end().to_string()
+}
+
+/// A body line: control characters (but tabs) become spaces, at most 900 characters.
+fn body_line(l: &str) -> String {
+    if l == "-- " {
+        return l.to_string(); // the signature separator keeps its space
+    }
+    l.chars()
+        .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+        .take(900)
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+}
+
+/// A message id usable in In-Reply-To/References (without brackets), or `None`.
+pub fn clean_msgid(id: &str) -> Option<String> {
+    let ok = !id.is_empty()
+        && id.len() <= 250
+        && id.contains('@')
+        && id.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '<' | '>' | '"' | '\\' | ',' | ';'));
+    ok.then(|| id.to_string())
+}
+
+/// One address from untrusted text, or `None` (a list, a line break, garbage).
+pub fn mailbox(s: &str) -> Option<Mailbox> {
+    if s.contains(|c: char| c.is_control()) || s.len() > 320 {
+        return None;
+    }
+    let m = Mailbox::from_str(s.trim()).ok()?;
+    // Exactly one address: "a@x, b@y" must not pass as one.
+    let addr = m.email.to_string();
+    (!addr.contains([',', ';', ' ']) && addr.matches('@').count() == 1).then_some(m)
+}
+
+#[derive(serde::Serialize)]
+struct Reg {
+    arch: String,
+    test: String,
+    kind: String,
+    bisect: String,
+    evidence: Vec<String>,
+}
+
+fn domain(from: &str) -> String {
+    mailbox(from).map(|m| m.email.domain().to_string()).unwrap_or_else(|| "kbot.invalid".into())
+}
+
+/// The report for a job's regression, or `None` when the result has none.
+pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> Result<Option<OutMail>, String> {
+    let regs: Vec<Reg> = r
+        .arches
+        .iter()
+        .flat_map(|a| {
+            a.regressions.iter().map(|x| Reg {
+                arch: a.arch.clone(),
+                test: x.test.clone(),
+                kind: x.kind.clone(),
+                bisect: x.bisect.clone(),
+                evidence: x.evidence.lines().take(40).map(body_line).collect(),
+            })
+        })
+        .collect();
+    let clean = regs.is_empty();
+    if clean && !(s.send_clean && r.status == kbot_report::Status::Clean && matches!(about, Subject::Series { .. })) {
+        return Ok(None);
+    }
+    let first = r.first_bad();
+    let from = mailbox(s.from).ok_or_else(|| format!("mail.from {:?} is not an address", s.from))?;
+    let message_id = format!("kbot-{:016x}@{}", fnv64(job_key.as_bytes()), domain(s.from));
+    let mut b = Message::builder().from(from.clone()).message_id(Some(format!("<{message_id}>")));
+    let mut rcpt: Vec<Mailbox> = Vec::new();
+    let mut cc: Vec<Mailbox> = Vec::new();
+    let (subject, what, unit, greet, first_bad);
+    match about {
+        Subject::Series { mails } => {
+            // Reply to the first bad patch's mail; the cover letter, then the first patch, else.
+            let patch = first.and_then(|f| r.series.patches.iter().find(|p| p.index == f.index));
+            let target = patch
+                .and_then(|p| mails.iter().find(|m| m.message_id == p.message_id))
+                .or_else(|| mails.iter().find(|m| m.message_id == r.series.message_id))
+                .or_else(|| mails.first())
+                .ok_or("the series has no mails")?;
+            let subj = clean_header(&target.subject, 200);
+            subject = if subj.to_ascii_lowercase().starts_with("re:") { subj } else { format!("Re: {subj}") };
+            if let Some(id) = clean_msgid(&target.message_id) {
+                b = b.in_reply_to(format!("<{id}>"));
+                let mut refs: Vec<String> = target.references.iter().filter_map(|x| clean_msgid(x)).collect();
+                refs.push(id);
+                refs.dedup();
+                b = b.references(refs.iter().map(|x| format!("<{x}>")).collect::<Vec<_>>().join(" "));
+            }
+            if let Some(a) = mailbox(&target.from) {
+                rcpt.push(a);
+            }
+            cc.extend(target.to.iter().chain(target.cc.iter()).filter_map(|x| mailbox(x)));
+            greet = rcpt.first().and_then(|m| m.name.clone()).unwrap_or_else(|| "there".into());
+            what = format!(
+                "\"{}\" (v{}, {} patches)",
+                clean_header(&r.series.subject, 120),
+                r.series.version,
+                r.series.total
+            );
+            unit = "patch";
+            first_bad = first.map(|f| format!("[{}/{}] {}", f.index, r.series.total, clean_header(&f.subject, 150)));
+        }
+        Subject::Range { tree, branch, committer } => {
+            let f = first.ok_or("a range regression without a first bad commit")?;
+            let author =
+                r.series.patches.iter().find(|p| p.index == f.index).map(|p| p.author.clone()).unwrap_or_default();
+            if let Some(a) = mailbox(&author) {
+                rcpt.push(a);
+            }
+            cc.extend(committer.and_then(mailbox));
+            let short = &f.commit[..f.commit.len().min(12)];
+            subject = format!("[kbot] {tree}/{branch}: regression at {short} (\"{}\")", clean_header(&f.subject, 100));
+            greet = rcpt.first().and_then(|m| m.name.clone()).unwrap_or_else(|| "there".into());
+            what = format!("{} new commits on {tree}/{branch}", r.series.total);
+            unit = "commit";
+            first_bad = Some(format!("{short} (\"{}\")", clean_header(&f.subject, 150)));
+        }
+    }
+    cc.extend(s.cc.iter().filter_map(|x| mailbox(x)));
+    // No copies to kbot itself, and each address once.
+    let own = from.email.to_string().to_ascii_lowercase();
+    let mut seen: Vec<String> = vec![own];
+    rcpt.retain(|m| {
+        let k = m.email.to_string().to_ascii_lowercase();
+        let new = !seen.contains(&k);
+        seen.push(k);
+        new
+    });
+    cc.retain(|m| {
+        let k = m.email.to_string().to_ascii_lowercase();
+        let new = !seen.contains(&k);
+        seen.push(k);
+        new
+    });
+    if rcpt.is_empty() {
+        // No usable author address: send to the list (Cc) only.
+        if cc.is_empty() {
+            return Err("no valid recipient address in the series".into());
+        }
+        rcpt.push(cc.remove(0));
+    }
+    for m in &rcpt {
+        b = b.to(m.clone());
+    }
+    for m in &cc {
+        b = b.cc(m.clone());
+    }
+    let arches: Vec<String> = r.arches.iter().map(|a| a.arch.clone()).collect();
+    let ctx = minijinja::context! {
+        greet => clean_header(&greet, 80),
+        what, unit, first_bad, count => regs.len(), regressions => minijinja::Value::from(minijinja::value::Serde(&regs)),
+        base => format!("{} ({})", &r.series.base[..r.series.base.len().min(12)], clean_header(&r.environment.tree, 150)),
+        arches => arches.join(", "),
+        config => r.environment.config.clone(),
+        compiler => r.environment.compiler.clone(),
+        qemu => r.environment.qemu.clone(),
+        reported_by => clean_header(&r.reported_by, 200),
+        clean,
+        tests => r.arches.iter().map(|a| a.tip.tests.len()).sum::<usize>(),
+        link => s.link,
+        reproduce => r.reproduce.clone(),
+        kbot => r.environment.kbot.clone(),
+    };
+    let mut env = minijinja::Environment::new();
+    env.add_template("report", kbot_templates::MAIL_REPORT).map_err(|e| e.to_string())?;
+    let body = env.get_template("report").and_then(|t| t.render(ctx)).map_err(|e| format!("report template: {e}"))?;
+    // SMTP wants CRLF; no line may pass 998 octets.
+    let body: String = body.lines().map(|l| format!("{}\r\n", body_line(l))).collect();
+    let msg = b
+        .subject(subject)
+        .header(ContentType::TEXT_PLAIN)
+        .header(lettre::message::header::UserAgent::from(r.environment.kbot.clone()))
+        // Plain 8bit text as kernel lists expect: lettre would pick quoted-printable for any
+        // line of 76 or more, which console excerpts have. Lines are CRLF and below 998 above.
+        .body(lettre::message::Body::dangerous_pre_encoded(
+            body.into_bytes(),
+            lettre::message::header::ContentTransferEncoding::EightBit,
+        ))
+        .map_err(|e| format!("cannot build the mail: {e}"))?;
+    let envelope = msg.envelope();
+    Ok(Some(OutMail {
+        message_id: format!("<{message_id}>"),
+        sender: envelope.from().map(|a| a.to_string()).unwrap_or_default(),
+        rcpt: envelope.to().iter().map(|a| a.to_string()).collect(),
+        raw: msg.formatted(),
+    }))
+}
+
+/// Why a send failed, and whether trying later may help.
+#[derive(Debug)]
+pub struct SendError {
+    pub transient: bool,
+    pub message: String,
+}
+
+/// Sends the exact bytes `raw` by SMTP (`smtp://host:port` plain, `smtps://host:port` TLS).
+pub fn send(
+    url: &str,
+    creds: Option<(String, String)>,
+    sender: &str,
+    rcpt: &[String],
+    raw: &[u8],
+) -> Result<(), SendError> {
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::{Address, SmtpTransport, Transport};
+    let bad = |m: String| SendError { transient: false, message: m };
+    let (tls, rest) = match (url.strip_prefix("smtp://"), url.strip_prefix("smtps://")) {
+        (Some(r), _) => (false, r),
+        (_, Some(r)) => (true, r),
+        _ => return Err(bad(format!("mail.smtp {url:?}: expected smtp:// or smtps://"))),
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad(format!("mail.smtp {url:?}: bad port")))?),
+        None => (rest, if tls { 465 } else { 25 }),
+    };
+    let mut t = if tls {
+        SmtpTransport::relay(host).map_err(|e| bad(e.to_string()))?.port(port)
+    } else {
+        SmtpTransport::builder_dangerous(host).port(port)
+    };
+    t = t.timeout(Some(std::time::Duration::from_secs(30)));
+    if let Some((u, p)) = creds {
+        t = t.credentials(Credentials::new(u, p));
+    }
+    let from = Address::from_str(sender).map_err(|e| bad(format!("sender {sender:?}: {e}")))?;
+    let to: Vec<Address> = rcpt.iter().filter_map(|r| Address::from_str(r).ok()).collect();
+    let env = lettre::address::Envelope::new(Some(from), to).map_err(|e| bad(e.to_string()))?;
+    t.build().send_raw(&env, raw).map(|_| ()).map_err(|e| SendError {
+        // A server that answered 5xx will answer it again; anything else (refused, timed out,
+        // 4xx) may pass later.
+        transient: !e.is_permanent(),
+        message: format!("SMTP {host}:{port}: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests;

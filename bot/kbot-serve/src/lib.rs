@@ -1,0 +1,847 @@
+//! `kbot serve`: the mailing-list reply bot and the CI service on kernel trees. One loop
+//! (tokio, for the timers and signals) that
+//!
+//! 1. polls each inbox (lore's `new.atom` or a public-inbox v2 mirror) for new messages,
+//!    waits out each thread's grace period, and queues every complete (series, revision) once;
+//! 2. polls each configured branch and queues the commits since the last tested tip as a range
+//!    (after a force-push: since the merge base);
+//! 3. runs queued jobs as `kbot check` child processes (the same engine, sandboxed), at most
+//!    `workers` at once, each under `job_timeout`;
+//! 4. queues one report mail per regression, in the same transaction that finishes the job,
+//!    and sends the outbox by SMTP, retrying later when the server is unreachable.
+//!
+//! All state is in `state_dir/queue.db` ([`kbot_queue`]): killed at any point and restarted,
+//! the service resumes unfinished jobs and never mails a report twice. SIGTERM drains: no new
+//! jobs, running ones finish, mail goes out, then it exits.
+
+use kbot_runner::{write_atomic, Fail, Home, Lock};
+use kbot_config::Config;
+use kbot_queue::{now, Job, NewMail, Queue};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long an incomplete thread is looked at before it is dropped.
+const INCOMPLETE_GIVE_UP: i64 = 24 * 3600;
+/// SMTP attempts before a mail is marked failed.
+const MAIL_ATTEMPTS: i64 = 12;
+
+pub struct Service {
+    cfg: Config,
+    home: Home,
+    state: PathBuf,
+    q: Queue,
+    arches: Vec<String>,
+    grace: i64,
+    since_default: i64,
+    running: Vec<Running>,
+    log_quiet: bool,
+}
+
+struct Running {
+    job: Job,
+    child: Child,
+    started: Instant,
+    dir: PathBuf,
+}
+
+/// What to do with a thread seen in an inbox.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    Enqueue,
+    Wait,
+    Drop(String),
+}
+
+/// Pure: the fate of a thread given what is known about it now.
+pub fn decide(
+    complete: bool,
+    known: bool,
+    newest_date: Option<i64>,
+    since: i64,
+    first_seen: i64,
+    now: i64,
+    grace: i64,
+) -> Decision {
+    if known {
+        return Decision::Drop("already queued".into());
+    }
+    if newest_date.is_some_and(|d| d < since) {
+        return Decision::Drop("older than the inbox's since".into());
+    }
+    if !complete {
+        if now - first_seen > INCOMPLETE_GIVE_UP {
+            return Decision::Drop("still incomplete after a day".into());
+        }
+        return Decision::Wait;
+    }
+    if now - first_seen < grace {
+        return Decision::Wait;
+    }
+    Decision::Enqueue
+}
+
+/// Where a tested branch goes on from: the last tested tip when the branch only moved
+/// forward, else (a force-push) the merge base of the old and new tips.
+pub fn range_base(tree: &Path, last: &str, tip: &str) -> Option<String> {
+    use kbot_kernel::git::git;
+    if git(tree, &["merge-base", "--is-ancestor", last, tip]).is_ok() {
+        return Some(last.to_string());
+    }
+    git(tree, &["merge-base", last, tip]).ok().filter(|s| !s.is_empty())
+}
+
+/// Job keys: what makes a job unique, and what can be read back from it.
+fn series_key(inbox: &str, msgid: &str, version: u32) -> String {
+    format!("series:{inbox}:{msgid}:v{version}")
+}
+
+/// The series' message id of a `series_key` (a message id may hold ':').
+fn series_msgid<'a>(key: &'a str, inbox: &str) -> &'a str {
+    let rest = key.strip_prefix(&format!("series:{inbox}:")).unwrap_or("");
+    rest.rsplit_once(":v").map_or(rest, |(m, _)| m)
+}
+
+fn range_key(tree: &str, branch: &str, base: &str, tip: &str) -> String {
+    format!("range:{tree}:{branch}:{base}..{tip}")
+}
+
+/// The branch of a `range_key` (git branch names hold no ':').
+fn range_branch(key: &str) -> &str {
+    key.split(':').nth(2).unwrap_or("")
+}
+
+/// An inbox URL with its trailing slash (threads and the feed hang below it).
+fn inbox_base(url: &str) -> String {
+    if url.ends_with('/') {
+        url.to_string()
+    } else {
+        format!("{url}/")
+    }
+}
+
+fn mail_epoch(date: &str) -> Option<i64> {
+    mailparse::dateparse(date).ok()
+}
+
+impl Service {
+    pub fn open(cfg: Config, home: Home, quiet: bool) -> Result<(Service, Lock), Fail> {
+        let state = state_dir(&cfg, &home);
+        std::fs::create_dir_all(state.join("jobs"))
+            .map_err(|e| Fail::env(format!("state_dir {}: {e}", state.display())))?;
+        let lock = Lock::try_take(&state.join("serve.lock"))
+            .map_err(|e| Fail::env(format!("state_dir {}: {e}", state.display())))?
+            .map_err(|_| {
+                Fail::env(format!(
+                    "another kbot serve is using state_dir {}; stop it or give this one its own state_dir",
+                    state.display()
+                ))
+            })?;
+        let q = Queue::open(&state.join("queue.db")).map_err(Fail::env)?;
+        let first = match q.cursor("first_start").map_err(Fail::env)? {
+            Some(v) => v.parse().unwrap_or_else(|_| now()),
+            None => {
+                let t = now();
+                q.set_cursor("first_start", &t.to_string()).map_err(Fail::env)?;
+                t
+            }
+        };
+        let arches = cfg.arches.clone().unwrap_or_else(|| vec!["x86_64".into(), "arm64".into()]);
+        let grace = cfg.grace.map_or(600, |d| d.0.as_secs() as i64);
+        Ok((
+            Service { cfg, home, state, q, arches, grace, since_default: first, running: Vec::new(), log_quiet: quiet },
+            lock,
+        ))
+    }
+
+    fn say(&self, what: &str) {
+        if !self.log_quiet {
+            eprintln!("[serve {}] {what}", now());
+        }
+    }
+
+    fn tree_path(&self, name: &str) -> Option<PathBuf> {
+        match self.cfg.trees.iter().find(|t| t.name == name) {
+            Some(t) => Some(t.path.clone().unwrap_or_else(|| self.home.default_tree())),
+            None if name == "default" => Some(self.home.default_tree()),
+            None => None,
+        }
+    }
+
+    /// After a crash: requeue running jobs; mails caught mid-send become uncertain.
+    pub fn recover(&self) -> Result<(), Fail> {
+        let (j, m) = self.q.recover().map_err(Fail::env)?;
+        if j + m > 0 {
+            self.say(&format!("recovered: {j} job(s) requeued, {m} mail(s) uncertain (not resent)"));
+        }
+        Ok(())
+    }
+
+    /// Polls every inbox and branch once; queues what is ready.
+    pub fn poll(&mut self) {
+        for i in 0..self.cfg.inboxes.len() {
+            if let Err(e) = self.poll_inbox(i) {
+                self.say(&format!("inbox {}: {e} (will retry)", self.cfg.inboxes[i].name));
+            }
+        }
+        for t in self.cfg.trees.clone() {
+            for b in &t.branches {
+                if let Err(e) = self.poll_branch(&t.name, b) {
+                    self.say(&format!("tree {} branch {b}: {e} (will retry)", t.name));
+                }
+            }
+        }
+    }
+
+    fn poll_inbox(&mut self, i: usize) -> Result<(), String> {
+        let ib = self.cfg.inboxes[i].clone();
+        let since = ib.since.as_deref().and_then(kbot_config::parse_rfc3339).unwrap_or(self.since_default);
+        // New message ids, and a way to fetch a thread.
+        let index = match &ib.git {
+            Some(dir) => {
+                let (ix, u) = kbot_inbox::open_indexed(dir, &self.state.join(format!("inbox-{}.idx", ib.name)))?;
+                for id in &u.new_ids {
+                    self.q.pending_add(&ib.name, id)?;
+                }
+                Some((ix, dir.clone()))
+            }
+            None => None,
+        };
+        if let Some(base) = &ib.lore {
+            let base = inbox_base(base);
+            let seen_key = format!("atom-seen:{}", ib.name);
+            let seen: HashSet<String> =
+                self.q.cursor(&seen_key)?.unwrap_or_default().lines().map(str::to_string).collect();
+            let ids = kbot_lore::fetch_new(&base, Duration::from_secs(30))?;
+            for id in &ids {
+                if !seen.contains(id) {
+                    self.q.pending_add(&ib.name, id)?;
+                }
+            }
+            // The feed holds the newest messages; remember them so they are looked at once.
+            self.q.set_cursor(&seen_key, &ids.join("\n"))?;
+        }
+        let mut covered: HashSet<String> = HashSet::new();
+        for (msgid, first_seen) in self.q.pending(&ib.name)? {
+            if covered.contains(&msgid) {
+                self.q.pending_remove(&ib.name, &msgid)?;
+                continue;
+            }
+            let mbox = match (&index, &ib.lore) {
+                (Some((ix, dir)), _) => ix.thread_mbox(dir, &msgid)?,
+                (None, Some(base)) => {
+                    let t = kbot_lore::Target { base: inbox_base(base), msgid: msgid.clone() };
+                    match kbot_lore::fetch_thread(&t, 3, Duration::from_secs(30), 100 << 20) {
+                        Ok(m) => m,
+                        Err(kbot_lore::FetchError::NotFound { .. }) => {
+                            self.q.pending_remove(&ib.name, &msgid)?;
+                            continue;
+                        }
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                _ => unreachable!("config validation: one of lore or git"),
+            };
+            let Ok(mails) = kbot_mbox::parse_mbox(&mbox) else {
+                self.q.pending_remove(&ib.name, &msgid)?;
+                continue;
+            };
+            covered.extend(mails.iter().map(|m| m.message_id.clone()));
+            let series = match kbot_series::assemble(&mails, None) {
+                Ok(s) => s,
+                Err(_) => {
+                    // A thread without patches (a discussion): nothing to test.
+                    self.q.pending_remove(&ib.name, &msgid)?;
+                    continue;
+                }
+            };
+            let key = series_key(&ib.name, &series.message_id, series.version);
+            let newest = mails.iter().filter_map(|m| m.date.as_deref().and_then(mail_epoch)).max();
+            let d =
+                decide(series.missing.is_empty(), self.q.has_job(&key)?, newest, since, first_seen, now(), self.grace);
+            match d {
+                Decision::Wait => {}
+                Decision::Drop(why) => {
+                    if why != "already queued" {
+                        self.say(&format!("{}: {:?} v{}: not queued: {why}", ib.name, series.subject, series.version));
+                    }
+                    self.q.pending_remove(&ib.name, &msgid)?;
+                }
+                Decision::Enqueue => {
+                    let file =
+                        self.state.join("jobs").join(format!("series-{:016x}.mbox", kbot_mail::fnv64(key.as_bytes())));
+                    write_atomic(&file, &mbox).map_err(|e| format!("{}: {e}", file.display()))?;
+                    let title = format!("[v{}] {} ({} patches)", series.version, series.subject, series.total);
+                    if let Some(id) =
+                        self.q.enqueue(&key, "series", &ib.name, &title, &file.display().to_string(), &ib.tree)?
+                    {
+                        self.say(&format!("job {id} queued: {}: {title}", ib.name));
+                    }
+                    self.q.pending_remove(&ib.name, &msgid)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_branch(&mut self, tree: &str, branch: &str) -> Result<(), String> {
+        let path = self.tree_path(tree).ok_or("no such tree")?;
+        let repo = kbot_kernel::git::Tree::open(&path)?;
+        let tip = repo
+            .resolve(&format!("refs/heads/{branch}"))
+            .or_else(|| repo.resolve(branch))
+            .ok_or_else(|| format!("{}: no branch {branch}", path.display()))?;
+        let cursor = format!("tip:{tree}:{branch}");
+        match self.q.cursor(&cursor)? {
+            None => {
+                // First sight: this is the baseline, not a change to test.
+                self.q.set_cursor(&cursor, &tip)?;
+                self.say(&format!("watching {tree}/{branch} from {}", &tip[..12]));
+            }
+            Some(last) if last == tip => {}
+            Some(last) => {
+                let base = range_base(&path, &last, &tip)
+                    .ok_or_else(|| format!("no common history between {} and {}", &last[..12], &tip[..12]))?;
+                if base != tip {
+                    let key = range_key(tree, branch, &base, &tip);
+                    let title = format!("{tree}/{branch} {}..{}", &base[..12], &tip[..12]);
+                    if let Some(id) = self.q.enqueue(&key, "range", tree, &title, &format!("{base}..{tip}"), tree)? {
+                        self.say(&format!(
+                            "job {id} queued: {title}{}",
+                            if base != last { " (force-push)" } else { "" }
+                        ));
+                    }
+                }
+                self.q.set_cursor(&cursor, &tip)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Default: one job per 8 cores (each job already runs make with every core and both
+    /// arches side by side), at least one.
+    fn workers(&self) -> usize {
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        self.cfg.workers.map_or((cpus / 8).max(1), |w| w as usize)
+    }
+
+    /// Starts queued jobs while there is room.
+    pub fn start_jobs(&mut self) -> Result<(), Fail> {
+        while self.running.len() < self.workers() {
+            let Some(job) = self.q.claim().map_err(Fail::env)? else { break };
+            let dir = self.state.join("jobs").join(job.id.to_string());
+            let _ = std::fs::create_dir_all(&dir);
+            match self.spawn(&job, &dir) {
+                Ok(child) => {
+                    self.say(&format!("job {} started (attempt {}): {}", job.id, job.attempts, job.title));
+                    self.running.push(Running { job, child, started: Instant::now(), dir });
+                }
+                Err(e) => {
+                    self.say(&format!("job {}: {e}", job.id));
+                    self.q.finish(job.id, "error", None, Some(&e), None).map_err(Fail::env)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn(&self, job: &Job, dir: &Path) -> Result<Child, String> {
+        let tree = self.tree_path(&job.tree).ok_or_else(|| format!("no tree named {}", job.tree))?;
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut c = Command::new(exe);
+        c.arg("check");
+        match job.kind.as_str() {
+            "range" => c.arg("--range").arg(&job.input),
+            _ => c.arg("--mbox").arg(&job.input),
+        };
+        c.arg("--tree").arg(&tree).arg("--arch").arg(self.arches.join(","));
+        c.arg("--json").arg(dir.join("result.json")).arg("--report").arg(dir.join("report.md"));
+        if let Some(m) = &self.cfg.mail {
+            c.arg("--reporter").arg(&m.from);
+        }
+        // Readers of the report reproduce from the list or the tree, not from kbot's files.
+        let source = match job.kind.as_str() {
+            "range" => Some(format!("--range {} --tree {}", job.input, tree.display())),
+            _ => {
+                let id = series_msgid(&job.key, &job.source);
+                let ib = self.cfg.inboxes.iter().find(|i| i.name == job.source);
+                match ib.and_then(|i| i.lore.clone()) {
+                    Some(l) => Some(format!("--msgid '{id}' --lore {l}")),
+                    None => ib.and_then(|i| i.git.as_ref()).map(|g| format!("--msgid '{id}' --inbox {}", g.display())),
+                }
+            }
+        };
+        if let Some(s) = source {
+            // One argument: the value starts with "--".
+            c.arg(format!("--reproduce-as={s}"));
+        }
+        let log = std::fs::File::create(dir.join("log")).map_err(|e| e.to_string())?;
+        c.stdin(Stdio::null()).stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log);
+        // Its own process group (a timeout kills all of it) that dies with the service: a job
+        // of a service killed by SIGKILL must not run on beside the restarted one.
+        {
+            use std::os::unix::process::CommandExt;
+            c.process_group(0);
+            // SAFETY: prctl is async-signal-safe.
+            unsafe {
+                c.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+        }
+        // Credentials (SMTP, GitHub) stay in the service.
+        let mail = self.cfg.mail.iter().flat_map(|m| [&m.user_env, &m.password_env]).flatten();
+        for var in mail.chain(self.cfg.trees.iter().filter_map(|t| t.github.as_ref().map(|g| &g.token_env))) {
+            c.env_remove(var);
+        }
+        c.spawn().map_err(|e| format!("cannot start kbot check: {e}"))
+    }
+
+    /// Collects finished jobs (and kills those over their time limit).
+    pub fn reap(&mut self) -> Result<(), Fail> {
+        let limit = self.cfg.job_timeout.map_or(Duration::from_secs(7200), |d| d.0);
+        let mut i = 0;
+        while i < self.running.len() {
+            let r = &mut self.running[i];
+            let timed_out = r.started.elapsed() > limit;
+            if timed_out {
+                kbot_kernel::proc::kill_group(r.child.id());
+            }
+            match r.child.try_wait() {
+                Ok(Some(status)) => {
+                    let r = self.running.remove(i);
+                    self.finish(r, status.code(), timed_out, limit)?;
+                }
+                Ok(None) => i += 1,
+                Err(e) => {
+                    let id = r.job.id;
+                    self.say(&format!("job {id}: {e}"));
+                    i += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, r: Running, code: Option<i32>, timed_out: bool, limit: Duration) -> Result<(), Fail> {
+        let json = r.dir.join("result.json");
+        let result = kbot_report::CheckResult::load(&json);
+        let last_log_line = std::fs::read_to_string(r.dir.join("log")).ok().and_then(|l| {
+            let last = l.lines().rev().find(|l| l.starts_with("kbot: error:") || l.starts_with("error:"));
+            last.or_else(|| l.lines().rev().find(|l| !l.trim().is_empty())).map(str::to_string)
+        });
+        let (status, error) = match (&result, timed_out) {
+            (_, true) => ("error".to_string(), Some(format!("the job hit its time limit ({} s)", limit.as_secs()))),
+            (Some(res), _) => (res.status.as_str().to_string(), res.error.clone()),
+            (None, _) => (
+                "error".to_string(),
+                Some(last_log_line.unwrap_or_else(|| format!("kbot check exited with {code:?} and no result"))),
+            ),
+        };
+        let mail = match (&result, &self.cfg.mail) {
+            (Some(res), Some(mc)) if !timed_out => self.compose(&r.job, res, mc).unwrap_or_else(|e| {
+                self.say(&format!("job {}: no report mail: {e}", r.job.id));
+                None
+            }),
+            _ => None,
+        };
+        let new =
+            mail.as_ref().map(|m| NewMail { message_id: &m.message_id, sender: &m.sender, rcpt: &m.rcpt, raw: &m.raw });
+        let queued = self
+            .q
+            .finish(
+                r.job.id,
+                &status,
+                json.is_file().then(|| json.display().to_string()).as_deref(),
+                error.as_deref(),
+                new,
+            )
+            .map_err(Fail::env)?;
+        if let Some(res) = &result {
+            let doc = kcidb_of(&self.cfg, &r.job, res);
+            let _ = write_atomic(
+                &r.dir.join("kcidb.json"),
+                serde_json::to_string_pretty(&doc).unwrap_or_default().as_bytes(),
+            );
+        }
+        self.say(&format!(
+            "job {} done: {status}{}{} in {:.0}s",
+            r.job.id,
+            error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
+            if queued { ", report queued" } else { "" },
+            r.started.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+
+    fn compose(
+        &self,
+        job: &Job,
+        res: &kbot_report::CheckResult,
+        mc: &kbot_config::MailConfig,
+    ) -> Result<Option<kbot_mail::OutMail>, String> {
+        let link = run_link(&self.cfg, job.id);
+        let s = kbot_mail::Settings { from: &mc.from, cc: &mc.cc, link: link.as_deref(), send_clean: mc.send_clean };
+        match job.kind.as_str() {
+            "range" => {
+                let committer = match (res.first_bad(), self.tree_path(&job.tree)) {
+                    (Some(f), Some(t)) if !f.commit.is_empty() => {
+                        kbot_kernel::git::git(&t, &["log", "-1", "--format=%cn <%ce>", &f.commit]).ok()
+                    }
+                    _ => None,
+                };
+                let branch = range_branch(&job.key);
+                let about = kbot_mail::Subject::Range { tree: &job.tree, branch, committer: committer.as_deref() };
+                kbot_mail::report(res, &job.key, &about, &s)
+            }
+            _ => {
+                let data = std::fs::read(&job.input).map_err(|e| format!("{}: {e}", job.input))?;
+                let mails = kbot_mbox::parse_mbox(&data).map_err(|e| e.to_string())?;
+                kbot_mail::report(res, &job.key, &kbot_mail::Subject::Series { mails: &mails }, &s)
+            }
+        }
+    }
+
+    /// Sends the outbox (`all`: also mails whose retry time has not come, for --once).
+    pub fn send_mail(&self, all: bool) -> Result<usize, Fail> {
+        let Some(mc) = &self.cfg.mail else { return Ok(0) };
+        let creds = match (&mc.user_env, &mc.password_env) {
+            (Some(u), Some(p)) => match (std::env::var(u), std::env::var(p)) {
+                (Ok(u), Ok(p)) => Some((u, p)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let mut left = 0;
+        for m in self.q.mails_due(all).map_err(Fail::env)? {
+            self.q.mail_sending(m.id).map_err(Fail::env)?;
+            let rcpt: Vec<String> = m.rcpt.split(',').map(str::to_string).collect();
+            match kbot_mail::send(&mc.smtp, creds.clone(), &m.sender, &rcpt, &m.raw) {
+                Ok(()) => {
+                    self.q.mail_sent(m.id).map_err(Fail::env)?;
+                    self.say(&format!("mail {} sent to {}", m.message_id, m.rcpt));
+                }
+                Err(e) => {
+                    let attempts = m.attempts + 1;
+                    let give_up = !e.transient || attempts >= MAIL_ATTEMPTS;
+                    let wait = 60i64 << attempts.min(6);
+                    self.q.mail_retry(m.id, now() + wait, &e.message, give_up).map_err(Fail::env)?;
+                    self.say(&format!(
+                        "mail {}: {}; {}",
+                        m.message_id,
+                        e.message,
+                        if give_up { "given up".to_string() } else { format!("retry in {wait} s") }
+                    ));
+                    if !give_up {
+                        left += 1;
+                    }
+                }
+            }
+        }
+        Ok(left)
+    }
+
+    /// Posts finished range results of GitHub-hosted trees: the commit status on the tip and,
+    /// for a regression, a comment on its open pull requests. Each run is marked `posting`
+    /// before and `done` after; one left `posting` by a crash is not posted again.
+    pub async fn post_github(&self) -> Result<(), Fail> {
+        for job in self.q.jobs(50).map_err(Fail::env)? {
+            if job.state != "done" || job.kind != "range" {
+                continue;
+            }
+            let Some(gh) = self.cfg.trees.iter().find(|t| t.name == job.tree).and_then(|t| t.github.clone()) else {
+                continue;
+            };
+            let key = format!("gh:{}", job.id);
+            if self.q.cursor(&key).map_err(Fail::env)?.is_some() {
+                continue;
+            }
+            let Some(r) = job.result.as_ref().and_then(kbot_report::CheckResult::load) else { continue };
+            let Ok(token) = std::env::var(&gh.token_env) else {
+                self.q.set_cursor(&key, &format!("failed: {} is not set", gh.token_env)).map_err(Fail::env)?;
+                self.say(&format!(
+                    "job {}: GitHub: the token variable {} is not set; not posted",
+                    job.id, gh.token_env
+                ));
+                continue;
+            };
+            let tip = job.input.split("..").nth(1).unwrap_or("").to_string();
+            let link = run_link(&self.cfg, job.id);
+            let api = gh.api.clone().unwrap_or_else(|| "https://api.github.com".into());
+            let t = kbot_github::Target { repo: &gh.repo, api: &api, token };
+            self.q.set_cursor(&key, "posting").map_err(Fail::env)?;
+            let mut outcome = kbot_github::post_status(&t, &tip, &r, link.as_deref()).await;
+            let mut prs = Vec::new();
+            if outcome.is_ok() && r.status == kbot_report::Status::Regression {
+                match kbot_github::pulls_of(&t, &tip).await {
+                    Ok(p) => {
+                        let body = kbot_github::comment_of(&r, link.as_deref());
+                        for n in p {
+                            if let Err(e) = kbot_github::post_comment(&t, n, &body).await {
+                                outcome = Err(e);
+                                break;
+                            }
+                            prs.push(n);
+                        }
+                    }
+                    Err(e) => outcome = Err(e),
+                }
+            }
+            match outcome {
+                Ok(()) => {
+                    self.q.set_cursor(&key, "done").map_err(Fail::env)?;
+                    self.say(&format!(
+                        "job {}: GitHub status on {} posted, comments on PRs {prs:?}",
+                        job.id,
+                        &tip[..tip.len().min(12)]
+                    ));
+                }
+                Err(e) => {
+                    self.q.set_cursor(&key, &format!("failed: {e}")).map_err(Fail::env)?;
+                    self.say(&format!("job {}: GitHub: {e}", job.id));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// For --once: a thread is waiting for a grace period that ends within a minute.
+    fn has_pending_soon(&self) -> Result<bool, Fail> {
+        let t = now();
+        for ib in &self.cfg.inboxes {
+            for (_, first) in self.q.pending(&ib.name).map_err(Fail::env)? {
+                if first + self.grace > t && first + self.grace - t <= 60 {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    pub fn idle(&self) -> Result<bool, Fail> {
+        Ok(self.running.is_empty() && self.q.count("queued").map_err(Fail::env)? == 0)
+    }
+}
+
+/// `kbot serve`: runs until SIGTERM/SIGINT (drains) or, with `once`, until everything pending
+/// is done.
+pub fn run(cfg: Config, home: Home, once: bool, quiet: bool) -> Result<i32, Fail> {
+    // No public mail is processed without the sandbox: refuse to start without it.
+    kbot_runner::sandbox_policy(false, &home, None)?;
+    let (mut svc, _lock) = Service::open(cfg, home, quiet)?;
+    svc.recover()?;
+    if svc.cfg.web.is_some() {
+        let addr = web(&svc.cfg, &svc.home)?;
+        svc.say(&format!("dashboard on http://{addr}/"));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Fail::env(format!("tokio: {e}")))?;
+    rt.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(|e| Fail::env(e.to_string()))?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| Fail::env(e.to_string()))?;
+        let poll_every = svc.cfg.poll_interval.map_or(Duration::from_secs(300), |d| d.0);
+        let mut next_poll = Instant::now();
+        let mut draining = false;
+        loop {
+            if !draining && Instant::now() >= next_poll {
+                svc.poll();
+                next_poll = Instant::now() + poll_every;
+            }
+            svc.reap()?;
+            if !draining {
+                svc.start_jobs()?;
+            }
+            let unsent = svc.send_mail(once || draining)?;
+            svc.post_github().await?;
+            if (once || draining) && svc.running.is_empty() && (draining || svc.idle()?) {
+                // --once waits for the grace of threads seen in this run only if it is short.
+                if once && !draining && svc.has_pending_soon()? {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    next_poll = Instant::now();
+                    continue;
+                }
+                if unsent > 0 {
+                    svc.say(&format!("{unsent} mail(s) not sent yet (SMTP); they stay queued and are retried"));
+                }
+                return Ok(0);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = term.recv() => { draining = true; svc.say("SIGTERM: draining (no new jobs; running ones finish)"); }
+                _ = int.recv() => { draining = true; svc.say("SIGINT: draining (no new jobs; running ones finish)"); }
+            }
+        }
+    })
+}
+
+/// The run's page on the dashboard, when it has a public URL (`web.url`).
+fn run_link(cfg: &Config, id: i64) -> Option<String> {
+    cfg.web.as_ref().and_then(|w| w.url.as_ref()).map(|u| format!("{}/runs/{id}", u.trim_end_matches('/')))
+}
+
+/// The KCIDB document of one finished run.
+pub fn kcidb_of(cfg: &Config, job: &Job, r: &kbot_report::CheckResult) -> serde_json::Value {
+    let patches: Vec<Vec<u8>> = if job.kind == "series" {
+        std::fs::read(&job.input)
+            .ok()
+            .and_then(|d| kbot_mbox::parse_mbox(&d).ok())
+            .and_then(|m| kbot_series::assemble(&m, Some(r.series.version)).ok())
+            .map(|s| s.patches.iter().map(|p| p.mail.to_mbox()).collect())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let url = run_link(cfg, job.id);
+    let run = kbot_kcidb::RunInfo {
+        id: job.id,
+        kind: &job.kind,
+        tree: &job.tree,
+        started: job.created,
+        patches: &patches,
+        url: url.as_deref(),
+    };
+    kbot_kcidb::export(&run, r)
+}
+
+/// The service's state directory: `state_dir`, else `$KBOT_HOME/serve`.
+pub fn state_dir(cfg: &Config, home: &Home) -> PathBuf {
+    cfg.state_dir.clone().unwrap_or_else(|| home.root.join("serve"))
+}
+
+/// The queue of a service that has run (for status, export).
+fn existing_state(cfg: &Config, home: &Home) -> Result<Queue, Fail> {
+    let state = state_dir(cfg, home);
+    let db = state.join("queue.db");
+    if !db.is_file() {
+        return Err(Fail::usage(format!(
+            "no service state in {} (has kbot serve run with this config?)",
+            state.display()
+        )));
+    }
+    Queue::open(&db).map_err(Fail::env)
+}
+
+/// `kbot export kcidb`: every finished run (or one) as one KCIDB v5 document.
+pub fn export_kcidb(cfg: &Config, home: &Home, job: Option<i64>) -> Result<serde_json::Value, Fail> {
+    let q = existing_state(cfg, home)?;
+    let jobs: Vec<Job> = match job {
+        Some(id) => {
+            vec![q
+                .job(id)
+                .map_err(Fail::env)?
+                .ok_or_else(|| Fail::usage(format!("--job {id}: no such run; `kbot status` lists the runs")))?]
+        }
+        None => q.jobs(100_000).map_err(Fail::env)?,
+    };
+    Ok(kbot_kcidb::merge(
+        jobs.iter()
+            .filter(|j| j.state == "done")
+            .filter_map(|j| Some(kcidb_of(cfg, j, &kbot_report::CheckResult::load(j.result.as_ref()?)?)))
+            .collect(),
+    ))
+}
+
+/// Starts the dashboard (`web.listen`, default 127.0.0.1:8080) on its own thread.
+pub fn web(cfg: &Config, home: &Home) -> Result<std::net::SocketAddr, Fail> {
+    let listen = cfg.web.as_ref().and_then(|w| w.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let addr: std::net::SocketAddr =
+        listen.parse().map_err(|_| Fail::usage(format!("web.listen: {listen:?} is not host:port")))?;
+    let state = state_dir(cfg, home);
+    kbot_web::spawn(addr, kbot_web::Site { state })
+        .map_err(|e| Fail::env(format!("web.listen {addr}: {e}; pick a free address")))?;
+    Ok(addr)
+}
+
+/// `kbot status`: jobs (newest first) and the outbox.
+pub fn status(cfg: &Config, home: &Home) -> Result<String, Fail> {
+    let q = existing_state(cfg, home)?;
+    let mut out = String::new();
+    for s in ["queued", "running", "done"] {
+        out += &format!("{s}: {}  ", q.count(s).map_err(Fail::env)?);
+    }
+    out.push('\n');
+    for j in q.jobs(100).map_err(Fail::env)? {
+        out += &format!(
+            "job {:>4}  {:<8} {:<13} attempts {}  {}  [{}]{}\n",
+            j.id,
+            j.state,
+            j.status.as_deref().unwrap_or("-"),
+            j.attempts,
+            j.title,
+            j.source,
+            j.error.as_deref().map(|e| format!("\n           error: {e}")).unwrap_or_default()
+        );
+    }
+    for m in q.mails().map_err(Fail::env)? {
+        out += &format!(
+            "mail {:>3}  {:<9} job {} to {}  {}{}\n",
+            m.id,
+            m.state,
+            m.job,
+            m.rcpt,
+            m.message_id,
+            m.error.as_deref().map(|e| format!("\n           {e}")).unwrap_or_default()
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_wait_for_completion_and_grace() {
+        let t = 1_000_000;
+        assert_eq!(decide(true, false, Some(t), 0, t, t + 600, 600), Decision::Enqueue);
+        assert_eq!(decide(true, false, Some(t), 0, t, t + 10, 600), Decision::Wait);
+        assert_eq!(decide(false, false, Some(t), 0, t, t + 10_000, 600), Decision::Wait);
+        assert!(matches!(decide(false, false, None, 0, t, t + 2 * 86400, 600), Decision::Drop(_)));
+        assert!(matches!(decide(true, true, None, 0, t, t + 600, 600), Decision::Drop(_)));
+        assert!(matches!(decide(true, false, Some(t - 5), t, t, t + 600, 0), Decision::Drop(_)));
+    }
+
+    #[test]
+    fn job_keys_read_back() {
+        let k = series_key("fsdevel", "a:b.v2@x", 3);
+        assert_eq!(series_msgid(&k, "fsdevel"), "a:b.v2@x");
+        assert_eq!(range_branch(&range_key("linux", "master", "a", "b")), "master");
+        assert_eq!(inbox_base("http://x/l"), "http://x/l/");
+        assert_eq!(inbox_base("http://x/l/"), "http://x/l/");
+    }
+
+    #[test]
+    fn force_push_ranges_start_at_the_merge_base() {
+        let d = tempfile::tempdir().unwrap();
+        let g = |args: &[&str]| {
+            let o = Command::new("git")
+                .arg("-C")
+                .arg(d.path())
+                .args(args)
+                .env("GIT_AUTHOR_NAME", "t")
+                .env("GIT_AUTHOR_EMAIL", "t@t")
+                .env("GIT_COMMITTER_NAME", "t")
+                .env("GIT_COMMITTER_EMAIL", "t@t")
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{args:?}");
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        };
+        g(&["init", "-q", "-b", "master"]);
+        g(&["commit", "-q", "--allow-empty", "-m", "a"]);
+        let a = g(&["rev-parse", "HEAD"]);
+        g(&["commit", "-q", "--allow-empty", "-m", "b"]);
+        let b = g(&["rev-parse", "HEAD"]);
+        assert_eq!(range_base(d.path(), &a, &b).as_deref(), Some(a.as_str()));
+        // Rewrite b as b' (force-push): the new range starts at a.
+        g(&["reset", "-q", "--hard", &a]);
+        g(&["commit", "-q", "--allow-empty", "-m", "b2"]);
+        let b2 = g(&["rev-parse", "HEAD"]);
+        assert_eq!(range_base(d.path(), &b, &b2).as_deref(), Some(a.as_str()));
+    }
+}

@@ -1,0 +1,363 @@
+//! The dashboard of `kbot serve`: the list of runs (series and tree ranges; newest first,
+//! status per arch, filters), one page per run (series, patches with trailers and checks,
+//! base/tip results per arch, regressions with the first bad patch and evidence, bisection
+//! steps, the timeline of stages), the logs, the report mail as sent and the JSON. HTML is
+//! rendered on the server from `templates/` and needs no JavaScript; a running job's page
+//! refreshes itself and shows its progress. Every page is also served as JSON (`.json`).
+//! Links are stable: `/runs/<id>` is the job's id in the queue.
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use kbot_queue::{Job, Queue};
+use kbot_report::CheckResult;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub struct Site {
+    /// The service's state directory (queue.db, jobs/).
+    pub state: PathBuf,
+}
+
+fn env() -> minijinja::Environment<'static> {
+    let mut e = minijinja::Environment::new();
+    for (name, src) in kbot_templates::WEB {
+        e.add_template(name, src).expect("template");
+    }
+    e
+}
+
+/// The status shown for a job: its result when done, else its state.
+pub fn shown(job: &Job) -> String {
+    job.status.clone().unwrap_or_else(|| job.state.clone())
+}
+
+/// Per arch at a glance: error, regression or clean.
+pub fn arch_status(r: &CheckResult) -> Vec<Value> {
+    r.arches
+        .iter()
+        .map(|a| {
+            let s = if a.error.is_some() {
+                "error"
+            } else if !a.regressions.is_empty() {
+                "regression"
+            } else {
+                "clean"
+            };
+            json!({"arch": a.arch, "status": s})
+        })
+        .collect()
+}
+
+fn result_of(job: &Job) -> Option<CheckResult> {
+    CheckResult::load(job.result.as_ref()?)
+}
+
+fn time(t: i64) -> String {
+    let [y, m, d, h, mi, se] = kbot_report::utc(t);
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{se:02} UTC")
+}
+
+#[derive(Deserialize, Default, Debug)]
+pub struct Filter {
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub source: String,
+}
+
+fn job_json(j: &Job, r: Option<&CheckResult>) -> Value {
+    json!({
+        "id": j.id, "key": j.key, "kind": j.kind, "source": j.source, "tree": j.tree, "title": j.title,
+        "state": j.state, "status": j.status, "shown": shown(j), "attempts": j.attempts, "error": j.error,
+        "created": j.created, "updated": time(j.updated),
+        "arches": r.map(arch_status).unwrap_or_default(),
+    })
+}
+
+/// The run list as data (newest first, filtered).
+pub fn index_data(q: &Queue, f: &Filter) -> Result<Value, String> {
+    let jobs = q.jobs(500)?;
+    let statuses: BTreeSet<String> = jobs.iter().map(shown).collect();
+    let sources: BTreeSet<String> = jobs.iter().flat_map(|j| [j.source.clone(), j.tree.clone()]).collect();
+    let runs: Vec<Value> = jobs
+        .iter()
+        .filter(|j| f.status.is_empty() || shown(j) == f.status)
+        .filter(|j| f.source.is_empty() || j.source == f.source || j.tree == f.source)
+        .map(|j| job_json(j, result_of(j).as_ref()))
+        .collect();
+    Ok(
+        json!({"runs": runs, "statuses": statuses, "sources": sources, "filter": {"status": f.status, "source": f.source}}),
+    )
+}
+
+fn file_name(p: &str) -> Option<String> {
+    std::path::Path::new(p).file_name().map(|n| n.to_string_lossy().into_owned())
+}
+
+/// The logs of an arch a run page links to: (name, path) from the result.
+fn arch_logs(a: &kbot_report::ArchResult) -> Vec<(String, String)> {
+    [&a.base.build_log, &a.base.console_log, &a.tip.build_log, &a.tip.console_log]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| file_name(p).map(|n| (n, p.clone())))
+        .collect()
+}
+
+/// One run as data: the job, its result with per-arch test rows, mails, live progress.
+pub fn run_data(q: &Queue, site: &Site, id: i64) -> Result<Option<Value>, String> {
+    let Some(job) = q.job(id)? else { return Ok(None) };
+    let r = result_of(&job);
+    let dir = site.state.join("jobs").join(id.to_string());
+    let mails: Vec<Value> = q
+        .mails_of(id)?
+        .into_iter()
+        .map(|m| json!({"message_id": m.message_id, "rcpt": m.rcpt, "state": m.state, "error": m.error}))
+        .collect();
+    let live = (job.state == "running")
+        .then(|| std::fs::read_to_string(dir.join("log")).ok())
+        .flatten()
+        .map(|l| l.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+    let mut rv = r.as_ref().map(|r| serde_json::to_value(r).unwrap_or(Value::Null)).unwrap_or(Value::Null);
+    if let (Some(r), Some(obj)) = (&r, rv.as_object_mut()) {
+        let mut regs = Vec::new();
+        for (i, a) in r.arches.iter().enumerate() {
+            let mut names: Vec<String> = a.base.tests.iter().map(|t| t.name.clone()).collect();
+            for t in &a.tip.tests {
+                if !names.contains(&t.name) {
+                    names.push(t.name.clone());
+                }
+            }
+            let res = |run: &kbot_report::Run, n: &str| {
+                run.tests.iter().find(|t| t.name == n).map(|t| t.result.clone()).unwrap_or_else(|| "-".into())
+            };
+            let rows: Vec<Value> =
+                names.iter().map(|n| json!({"name": n, "base": res(&a.base, n), "tip": res(&a.tip, n)})).collect();
+            let logs: Vec<String> = arch_logs(a).into_iter().map(|(n, _)| n).collect();
+            if let Some(arch) = obj.get_mut("arches").and_then(|x| x.get_mut(i)).and_then(|x| x.as_object_mut()) {
+                arch.insert("rows".into(), json!(rows));
+                arch.insert("logs".into(), json!(logs));
+            }
+            for g in &a.regressions {
+                let mut v = serde_json::to_value(g).unwrap_or(Value::Null);
+                v["arch"] = json!(a.arch);
+                regs.push(v);
+            }
+        }
+        obj.insert("regressions_all".into(), json!(regs));
+    }
+    Ok(Some(json!({
+        "job": job_json(&job, r.as_ref()), "shown": shown(&job), "r": rv, "mails": mails, "live": live,
+        "has_report": dir.join("report.md").is_file(),
+        "refresh": if job.state == "done" { Value::Null } else { json!(5) },
+    })))
+}
+
+type Shared = Arc<Site>;
+
+fn text(status: StatusCode, ctype: &'static str, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, ctype)], body).into_response()
+}
+
+fn not_found(what: &str) -> Response {
+    text(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", format!("{what}: not found\n"))
+}
+
+fn render(name: &str, mut ctx: Value) -> Response {
+    ctx["root"] = json!("");
+    match env().get_template(name).and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&ctx)))) {
+        Ok(html) => text(StatusCode::OK, "text/html; charset=utf-8", html),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8", format!("template: {e}\n")),
+    }
+}
+
+fn json_response(v: &Value) -> Response {
+    text(StatusCode::OK, "application/json", serde_json::to_string_pretty(v).unwrap_or_default())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking task")
+}
+
+fn queue(site: &Site) -> Result<Queue, String> {
+    Queue::open(&site.state.join("queue.db"))
+}
+
+async fn index(State(site): State<Shared>, Query(f): Query<Filter>) -> Response {
+    blocking(move || match queue(&site).and_then(|q| index_data(&q, &f)) {
+        Ok(v) => render("index.html.j2", v),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e),
+    })
+    .await
+}
+
+async fn index_json(State(site): State<Shared>, Query(f): Query<Filter>) -> Response {
+    blocking(move || match queue(&site).and_then(|q| index_data(&q, &f)) {
+        Ok(v) => json_response(&v["runs"]),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e),
+    })
+    .await
+}
+
+async fn run(State(site): State<Shared>, UrlPath(id): UrlPath<String>) -> Response {
+    let (id, as_json) = match id.strip_suffix(".json") {
+        Some(i) => (i.to_string(), true),
+        None => (id, false),
+    };
+    let Ok(id) = id.parse::<i64>() else { return not_found("run") };
+    blocking(move || {
+        let q = match queue(&site) {
+            Ok(q) => q,
+            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e),
+        };
+        if as_json {
+            // The run's kbot.result/v1 as `kbot check` wrote it, with the job and its mails.
+            return match (q.job(id), q.mails_of(id)) {
+                (Ok(Some(job)), Ok(mails)) => {
+                    let r = result_of(&job);
+                    let mails: Vec<Value> = mails
+                        .iter()
+                        .map(|m| json!({"message_id": m.message_id, "rcpt": m.rcpt, "state": m.state}))
+                        .collect();
+                    json_response(&json!({"job": job_json(&job, r.as_ref()), "result": r, "mails": mails}))
+                }
+                (Ok(None), _) => not_found(&format!("run {id}")),
+                (Err(e), _) | (_, Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e),
+            };
+        }
+        match run_data(&q, &site, id) {
+            Ok(Some(v)) => render("run.html.j2", v),
+            Ok(None) => not_found(&format!("run {id}")),
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e),
+        }
+    })
+    .await
+}
+
+async fn run_file(State(site): State<Shared>, UrlPath((id, what)): UrlPath<(i64, String)>) -> Response {
+    blocking(move || {
+        let dir = site.state.join("jobs").join(id.to_string());
+        let q = match queue(&site) {
+            Ok(q) => q,
+            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e),
+        };
+        if q.job(id).ok().flatten().is_none() {
+            return not_found(&format!("run {id}"));
+        }
+        match what.as_str() {
+            "log" => std::fs::read_to_string(dir.join("log"))
+                .map(|b| text(StatusCode::OK, "text/plain; charset=utf-8", b))
+                .unwrap_or_else(|_| not_found("job log")),
+            "report.md" => std::fs::read_to_string(dir.join("report.md"))
+                .map(|b| text(StatusCode::OK, "text/markdown; charset=utf-8", b))
+                .unwrap_or_else(|_| not_found("report")),
+            "mail" => {
+                let mails: Vec<String> = q
+                    .mails_of(id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|m| String::from_utf8_lossy(&m.raw).replace("\r\n", "\n"))
+                    .collect();
+                if mails.is_empty() {
+                    not_found("mail")
+                } else {
+                    text(StatusCode::OK, "text/plain; charset=utf-8", mails.join("\n\n"))
+                }
+            }
+            _ => not_found(&what),
+        }
+    })
+    .await
+}
+
+async fn arch_log(State(site): State<Shared>, UrlPath((id, arch, name)): UrlPath<(i64, String, String)>) -> Response {
+    blocking(move || {
+        let Some(job) = queue(&site).ok().and_then(|q| q.job(id).ok().flatten()) else { return not_found("run") };
+        // Only files the result names: a URL cannot reach anything else.
+        let path = result_of(&job)
+            .and_then(|r| r.arches.into_iter().find(|a| a.arch == arch))
+            .and_then(|a| arch_logs(&a).into_iter().find(|(n, _)| *n == name).map(|(_, p)| p));
+        match path.and_then(|p| std::fs::read(p).ok()) {
+            Some(b) => text(StatusCode::OK, "text/plain; charset=utf-8", String::from_utf8_lossy(&b).into_owned()),
+            None => not_found(&name),
+        }
+    })
+    .await
+}
+
+pub fn router(site: Site) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/index.json", get(index_json))
+        .route("/runs/{id}", get(run))
+        .route("/runs/{id}/{what}", get(run_file))
+        .route("/runs/{id}/logs/{arch}/{name}", get(arch_log))
+        .with_state(Arc::new(site))
+}
+
+/// Serves the dashboard on `listen` until the process ends (its own runtime and thread, so
+/// the service's loop never stalls a page).
+pub fn spawn(listen: std::net::SocketAddr, site: Site) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let l = std::net::TcpListener::bind(listen)?;
+    l.set_nonblocking(true)?;
+    Ok(std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(l).expect("listener");
+            let _ = axum::serve(l, router(site)).await;
+        });
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc() {
+        assert_eq!(time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(time(1_795_622_729), "2026-11-25 16:05:29 UTC");
+    }
+
+    #[test]
+    fn list_filters_and_pages_render() {
+        let d = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(&d.path().join("queue.db")).unwrap();
+        q.enqueue("a", "series", "fsdevel", "[v1] A <script>", "/a", "default").unwrap();
+        q.enqueue("b", "range", "linux", "linux/master x..y", "x..y", "linux").unwrap();
+        let a = q.claim().unwrap().unwrap();
+        q.finish(a.id, "clean", None, None, None).unwrap();
+        let all = index_data(&q, &Filter::default()).unwrap();
+        assert_eq!(all["runs"].as_array().unwrap().len(), 2);
+        let f = Filter { status: "clean".into(), source: String::new() };
+        let v = index_data(&q, &f).unwrap();
+        assert_eq!(v["runs"].as_array().unwrap().len(), 1);
+        let f = Filter { status: String::new(), source: "linux".into() };
+        assert_eq!(index_data(&q, &f).unwrap()["runs"][0]["kind"], "range");
+        let mut ctx = all.clone();
+        ctx["root"] = json!("");
+        let html = env()
+            .get_template("index.html.j2")
+            .unwrap()
+            .render(minijinja::Value::from(minijinja::value::Serde(&ctx)))
+            .unwrap();
+        assert!(html.contains("href=\"/runs/1\"") && html.contains("href=\"/runs/2\""), "{html}");
+        assert!(html.contains("&lt;script&gt;") && !html.contains("A <script>"), "titles are escaped");
+        let site = Site { state: d.path().to_path_buf() };
+        let mut run = run_data(&q, &site, 2).unwrap().unwrap();
+        assert_eq!(run["refresh"], 5, "a queued run refreshes itself");
+        run["root"] = json!("");
+        let html = env()
+            .get_template("run.html.j2")
+            .unwrap()
+            .render(minijinja::Value::from(minijinja::value::Serde(&run)))
+            .unwrap();
+        assert!(html.contains("Run #2"), "{html}");
+        assert!(run_data(&q, &site, 99).unwrap().is_none());
+    }
+}

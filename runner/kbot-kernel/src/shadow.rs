@@ -1,0 +1,133 @@
+//! kbot's shadow checks in the kernel under test: the reference core's rules (the same
+//! `rules.rs` as the `kbot-refcore` crate) built into the kernel as a Rust component, fed by
+//! hooks that kbot adds to the notification core and to SRCU after checking out a commit.
+//!
+//! Why hooks in the source: fs/notify has no tracepoints in 6.12, kprobes on inlined static
+//! functions are unreliable, and a small patch is cheap to rebuild incrementally. The SRCU
+//! hook sits in `__srcu_read_lock`/`__srcu_read_unlock` (filtered on `fsnotify_mark_srcu`),
+//! not at fs/notify's call sites, so a series that moves or drops those calls — the bug
+//! class itself — is still observed. Hunks that do not apply are reported, and the shadow
+//! results of that kernel are not used.
+
+use crate::git::git;
+use crate::proc::{run_logged, Exit};
+use crate::Arch;
+use std::path::Path;
+use std::time::Duration;
+
+pub use kbot_images::{SHADOW_GLUE as GLUE, SHADOW_HEADER as HEADER, SHADOW_HOOKS_PATCH as HOOKS_PATCH};
+pub use kbot_refcore::rules::SOURCE as RULES;
+pub const FRAGMENT: &str = "CONFIG_RUST=y\nCONFIG_KBOT_SHADOW=y\n";
+
+/// How the hooks are applied. One line of context: hooks still go in when a series edits
+/// the lines around them.
+const APPLY: &[&str] = &["apply", "--reject", "-C1", "--whitespace=nowarn"];
+
+/// The kconfig addition for shadow kernels, with a hash of the component's sources as a
+/// comment: it is part of the kernel cache key, so changed hooks or rules mean new kernels.
+pub fn config_extra() -> String {
+    let h = crate::fnv64(format!("{HOOKS_PATCH}{HEADER}{GLUE}{RULES}{}", APPLY.join(" ")).as_bytes());
+    format!("{FRAGMENT}# kbot-shadow sources {h:016x}\n")
+}
+
+
+/// Whether Rust for Linux works for this tree and arch: `make rustavailable`.
+pub fn available(sandbox: &kbot_sandbox::Policy, src: &Path, out: &Path, arch: Arch, log: &Path) -> Result<(), String> {
+    let mut jail = sandbox.jail();
+    let (mut cmd, _, _) =
+        crate::build::make_cmd(&mut jail, src, out, arch, 1, false).map_err(|e| format!("cannot run make: {e}"))?;
+    cmd.arg("rustavailable");
+    match run_logged(&mut cmd, log, Duration::from_secs(120), 1 << 20) {
+        Ok(e) if e.success() => Ok(()),
+        Ok(Exit::TimedOut) => Err("make rustavailable timed out".into()),
+        Ok(_) => {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let why = text
+                .lines()
+                .find(|l| l.contains("***"))
+                .unwrap_or("make rustavailable failed")
+                .trim_start_matches("*** ")
+                .trim();
+            Err(format!(
+                "Rust for Linux is not available ({why}); `kbot setup` installs rust-src, bindgen-cli and libclang-dev"
+            ))
+        }
+        Err(e) => Err(format!("cannot run make: {e}")),
+    }
+}
+
+fn write_if_changed(path: &Path, content: &str) -> Result<(), String> {
+    if std::fs::read_to_string(path).is_ok_and(|c| c == content) {
+        return Ok(());
+    }
+    std::fs::write(path, content).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Instruments a checked-out worktree. Returns the files whose hooks did not apply (their
+/// hunks are left out); an error when the component itself cannot be added.
+pub fn instrument(wt: &Path) -> Result<Vec<String>, String> {
+    write_if_changed(&wt.join("include/linux/kbot_shadow.h"), HEADER)?;
+    write_if_changed(&wt.join("fs/notify/kbot_shadow.rs"), GLUE)?;
+    write_if_changed(&wt.join("fs/notify/kbot_rules.rs"), RULES)?;
+    let patch = wt.join(".kbot-shadow-hooks.patch");
+    std::fs::write(&patch, HOOKS_PATCH).map_err(|e| e.to_string())?;
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(wt)
+        .args(APPLY)
+        .arg(&patch)
+        .output()
+        .map_err(|e| format!("cannot run git apply: {e}"))?;
+    let _ = std::fs::remove_file(&patch);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let rejected = rejected_files(&stderr);
+    for f in &rejected {
+        let _ = std::fs::remove_file(wt.join(format!("{f}.rej")));
+    }
+    if rejected.iter().any(|f| f.ends_with("Kconfig") || f.ends_with("Makefile")) {
+        // Leave the tree as it was checked out.
+        let _ = git(wt, &["checkout", "-q", "--", "."]);
+        return Err(format!("the shadow component's build glue did not apply ({})", rejected.join(", ")));
+    }
+    if !out.status.success() && rejected.is_empty() {
+        let _ = git(wt, &["checkout", "-q", "--", "."]);
+        return Err(format!("git apply of the shadow hooks failed: {}", stderr.lines().next().unwrap_or("")));
+    }
+    Ok(rejected)
+}
+
+/// Files with rejected hunks, from `git apply --reject`'s report.
+pub fn rejected_files(stderr: &str) -> Vec<String> {
+    let mut v: Vec<String> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("Applying patch ").or_else(|| l.strip_prefix("Applied patch ")))
+        .filter(|l| l.contains("reject"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_git_apply_rejects() {
+        let err = "Checking patch fs/notify/mark.c...\nerror: while searching for:\nApplying patch fs/notify/mark.c with 1 reject...\nRejected hunk #1.\nApplied patch fs/notify/group.c cleanly.\nApplying patch kernel/rcu/srcutree.c with 2 rejects...\n";
+        assert_eq!(rejected_files(err), ["fs/notify/mark.c", "kernel/rcu/srcutree.c"]);
+        assert!(rejected_files("").is_empty());
+    }
+
+    #[test]
+    fn the_component_uses_the_reference_core_source() {
+        assert!(GLUE.contains("#[path = \"kbot_rules.rs\"]"));
+        assert!(RULES.contains("pub struct Monitor"));
+        for r in kbot_refcore::rules::Rule::ALL.map(|r| r.name()) {
+            assert!(RULES.contains(&format!("\"{r}\"")), "{r}");
+            assert!(GLUE.contains(r), "{r}");
+        }
+        assert!(HOOKS_PATCH.contains("kernel/rcu/srcutree.c"));
+    }
+}

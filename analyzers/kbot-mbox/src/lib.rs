@@ -13,7 +13,17 @@ pub enum MboxError {
     #[error("not an mbox: line {line} should start a mail with 'From ' or a header, found {found:?}")]
     NotMbox { line: usize, found: String },
     #[error("mail {index} (line {line}) cannot be parsed: {reason}")]
-    BadMail { index: usize, line: usize, reason: String },
+    BadMail { index: usize, line: usize, reason: MailError },
+}
+
+/// Why one message cannot be parsed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum MailError {
+    /// mailparse's own message (its error type is neither `Clone` nor `PartialEq`).
+    #[error("{0}")]
+    Parse(String),
+    #[error("it has no headers")]
+    NoHeaders,
 }
 
 /// One mail of an mbox.
@@ -185,10 +195,10 @@ fn collect_text(m: &ParsedMail, out: &mut String) {
 }
 
 /// Parses one message.
-pub fn parse_mail(raw: Vec<u8>, line: usize) -> Result<Mail, String> {
-    let m = mailparse::parse_mail(&raw).map_err(|e| e.to_string())?;
+pub fn parse_mail(raw: Vec<u8>, line: usize) -> Result<Mail, MailError> {
+    let m = mailparse::parse_mail(&raw).map_err(|e| MailError::Parse(e.to_string()))?;
     if m.headers.is_empty() {
-        return Err("it has no headers".into());
+        return Err(MailError::NoHeaders);
     }
     let h = |name: &str| m.headers.get_first_value(name).map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "));
     let mut body = String::new();
@@ -251,6 +261,13 @@ mod tests {
         assert_eq!(m[1].in_reply_to.as_deref(), Some("1@x"));
         assert_eq!(m[1].references, vec!["0@x", "1@x"]);
         assert_eq!(m[1].line, 10);
+    }
+
+    #[test]
+    fn a_mail_without_headers_is_explained() {
+        assert_eq!(parse_mail(b"\nbody only\n".to_vec(), 3), Err(MailError::NoHeaders));
+        let e = MboxError::BadMail { index: 2, line: 3, reason: MailError::NoHeaders };
+        assert_eq!(e.to_string(), "mail 2 (line 3) cannot be parsed: it has no headers");
     }
 
     #[test]

@@ -66,36 +66,77 @@ pub fn format(steps: &[Step]) -> String {
     steps.iter().map(format_step).collect::<Vec<_>>().join("; ")
 }
 
-fn num(tok: Option<&str>, prefix: char, what: &str) -> Result<u8, String> {
-    let tok = tok.ok_or_else(|| format!("missing {what}"))?;
-    tok.strip_prefix(prefix)
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| format!("{what} should look like {prefix}N, not {tok:?}"))
+/// Why a step's text is not a step. The messages name what was expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    #[error("missing {0}")]
+    Missing(&'static str),
+    #[error("{what} should look like {prefix}N, not {tok:?}")]
+    BadNumber { what: &'static str, prefix: char, tok: String },
+    #[error("unknown mask {0:?} (open, perm)")]
+    UnknownMask(String),
+    #[error("task t{0} out of range (at most {max} tasks)", max = kbot_refcore::MAX_TASKS)]
+    TaskOutOfRange(u8),
+    #[error("unknown group class {0:?}")]
+    UnknownClass(Option<String>),
+    #[error("unknown step {0:?}")]
+    UnknownStep(String),
+    #[error("unexpected {0:?}")]
+    Unexpected(String),
+    #[error("inode i{0} out of range")]
+    InodeOutOfRange(u8),
 }
 
-fn parse_mask(tok: Option<&str>) -> Result<u32, String> {
-    let tok = tok.ok_or("missing mask")?;
-    tok.split('+').try_fold(0, |m, p| match p {
-        "open" => Ok(m | mask::OPEN),
-        "perm" => Ok(m | mask::OPEN_PERM),
-        _ => Err(format!("unknown mask {p:?} (open, perm)")),
+/// A scenario text with a bad step: which one (1-based, comments and blank steps not
+/// counted), its text, and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("step {index} ({text:?}): {error}")]
+pub struct ParseError {
+    pub index: usize,
+    pub text: String,
+    pub error: StepError,
+}
+
+/// A step refcore cannot take (the scenario is malformed): the step and refcore's reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{step}: {invalid:?}")]
+pub struct PredictError {
+    pub step: String,
+    pub invalid: kbot_refcore::Invalid,
+}
+
+fn num(tok: Option<&str>, prefix: char, what: &'static str) -> Result<u8, StepError> {
+    let tok = tok.ok_or(StepError::Missing(what))?;
+    tok.strip_prefix(prefix).and_then(|n| n.parse().ok()).ok_or_else(|| StepError::BadNumber {
+        what,
+        prefix,
+        tok: tok.to_string(),
     })
 }
 
-pub fn parse_step(text: &str) -> Result<Step, String> {
+fn parse_mask(tok: Option<&str>) -> Result<u32, StepError> {
+    let tok = tok.ok_or(StepError::Missing("mask"))?;
+    tok.split('+').try_fold(0, |m, p| match p {
+        "open" => Ok(m | mask::OPEN),
+        "perm" => Ok(m | mask::OPEN_PERM),
+        _ => Err(StepError::UnknownMask(p.to_string())),
+    })
+}
+
+pub fn parse_step(text: &str) -> Result<Step, StepError> {
     let mut w = text.split_whitespace();
     let task = num(w.next(), 't', "task")?;
     if task as usize >= kbot_refcore::MAX_TASKS {
-        return Err(format!("task t{task} out of range (at most {} tasks)", kbot_refcore::MAX_TASKS));
+        return Err(StepError::TaskOutOfRange(task));
     }
-    let verb = w.next().ok_or("missing verb")?;
+    let verb = w.next().ok_or(StepError::Missing("verb"))?;
     let op = match verb {
         "group" => Op::CreateGroup(match w.next() {
             Some("inotify") => Class::Inotify,
             Some("notif") => Class::FanNotif,
             Some("content") => Class::FanContent,
             Some("precontent") => Class::FanPreContent,
-            other => return Err(format!("unknown group class {other:?}")),
+            other => return Err(StepError::UnknownClass(other.map(str::to_string))),
         }),
         "mark" => Op::AddMark {
             group: num(w.next(), 'g', "group")?,
@@ -112,25 +153,25 @@ pub fn parse_step(text: &str) -> Result<Step, String> {
         },
         "unlink" => Op::Unlink { inode: num(w.next(), 'i', "inode")? },
         "close" => Op::Close { group: num(w.next(), 'g', "group")? },
-        other => return Err(format!("unknown step {other:?}")),
+        other => return Err(StepError::UnknownStep(other.to_string())),
     };
     if let Some(extra) = w.next() {
-        return Err(format!("unexpected {extra:?}"));
+        return Err(StepError::Unexpected(extra.to_string()));
     }
     if let Op::AddMark { inode, .. } | Op::RemoveMark { inode, .. } | Op::Open { inode } | Op::Unlink { inode } = op {
         if inode as usize >= kbot_refcore::MAX_INODES {
-            return Err(format!("inode i{inode} out of range"));
+            return Err(StepError::InodeOutOfRange(inode));
         }
     }
     Ok(Step { task, op })
 }
 
-pub fn parse(text: &str) -> Result<Vec<Step>, String> {
+pub fn parse(text: &str) -> Result<Vec<Step>, ParseError> {
     text.split([';', '\n'])
         .map(str::trim)
         .filter(|s| !s.is_empty() && !s.starts_with('#'))
         .enumerate()
-        .map(|(i, s)| parse_step(s).map_err(|e| format!("step {} ({s:?}): {e}", i + 1)))
+        .map(|(i, s)| parse_step(s).map_err(|error| ParseError { index: i + 1, text: s.to_string(), error }))
         .collect()
 }
 
@@ -145,12 +186,12 @@ pub struct StepObs {
 }
 
 /// refcore's prediction for each step.
-pub fn predict(steps: &[Step], sem: Semantics) -> Result<Vec<StepObs>, String> {
+pub fn predict(steps: &[Step], sem: Semantics) -> Result<Vec<StepObs>, PredictError> {
     let mut m = Model::new(sem);
     steps
         .iter()
         .map(|s| {
-            let o = m.step(*s).map_err(|e| format!("{}: {e:?}", format_step(s)))?;
+            let o = m.step(*s).map_err(|invalid| PredictError { step: format_step(s), invalid })?;
             let mut released: Vec<(u8, Ret)> = o.released.as_slice().iter().map(|r| (r.task, r.ret)).collect();
             released.sort_by_key(|r| r.0);
             Ok(StepObs { ret: o.ret, events: o.events.as_slice().to_vec(), released })
@@ -445,11 +486,33 @@ mod tests {
 
     #[test]
     fn bad_text_is_explained() {
-        assert!(parse("t0 fly g0").unwrap_err().contains("unknown step"));
-        assert!(parse("t0 open x3").unwrap_err().contains("inode should look like iN"));
-        assert!(parse("t0 group weird").unwrap_err().contains("group class"));
-        assert!(parse("t9 open i0").unwrap_err().contains("out of range"));
-        assert!(parse("t0 mark g0 i0 write").unwrap_err().contains("unknown mask"));
+        assert!(parse("t0 fly g0").unwrap_err().to_string().contains("unknown step"));
+        assert!(parse("t0 open x3").unwrap_err().to_string().contains("inode should look like iN"));
+        assert!(parse("t0 group weird").unwrap_err().to_string().contains("group class"));
+        assert!(parse("t9 open i0").unwrap_err().to_string().contains("out of range"));
+        assert!(parse("t0 mark g0 i0 write").unwrap_err().to_string().contains("unknown mask"));
+    }
+
+    /// The exact messages (the CLI and the agent's console show them as they are).
+    #[test]
+    fn error_messages_are_stable() {
+        let msg = |t: &str| parse(t).unwrap_err().to_string();
+        assert_eq!(msg("t0 fly g0"), r#"step 1 ("t0 fly g0"): unknown step "fly""#);
+        assert_eq!(msg("# c\nt0 open i0; t0 open x3"), r#"step 2 ("t0 open x3"): inode should look like iN, not "x3""#);
+        assert_eq!(msg("t0 group weird"), r#"step 1 ("t0 group weird"): unknown group class Some("weird")"#);
+        assert_eq!(msg("t0 group"), r#"step 1 ("t0 group"): unknown group class None"#);
+        assert_eq!(msg("t9 open i0"), r#"step 1 ("t9 open i0"): task t9 out of range (at most 8 tasks)"#);
+        assert_eq!(msg("t0 open i8"), r#"step 1 ("t0 open i8"): inode i8 out of range"#);
+        assert_eq!(msg("t0 mark g0 i0 write"), r#"step 1 ("t0 mark g0 i0 write"): unknown mask "write" (open, perm)"#);
+        assert_eq!(msg("t0 mark g0 i0"), r#"step 1 ("t0 mark g0 i0"): missing mask"#);
+        assert_eq!(msg("t0"), r#"step 1 ("t0"): missing verb"#);
+        assert_eq!(msg("t0 close g1 now"), r#"step 1 ("t0 close g1 now"): unexpected "now""#);
+        assert_eq!(parse_step("").unwrap_err().to_string(), "missing task");
+        let blocked = parse("t0 group content; t0 mark g0 i0 perm; t1 open i0; t1 open i0").unwrap();
+        assert_eq!(
+            predict(&blocked, Semantics::Current).unwrap_err().to_string(),
+            "t1 open i0: TaskBlocked { task: 1 }"
+        );
     }
 
     #[test]

@@ -287,7 +287,7 @@ impl Service {
 
     fn poll_branch(&mut self, tree: &str, branch: &str) -> Result<(), String> {
         let path = self.tree_path(tree).ok_or("no such tree")?;
-        let repo = kbot_kernel::git::Tree::open(&path)?;
+        let repo = kbot_kernel::git::Tree::open(&path).map_err(|e| e.to_string())?;
         let tip = repo
             .resolve(&format!("refs/heads/{branch}"))
             .or_else(|| repo.resolve(branch))

@@ -302,7 +302,7 @@ fn diverged(text: String, sig: &str) -> Diverged {
 }
 
 pub fn run_once(steps: &[Step], dir: &str, t: &Timing) -> Result<(), Diverged> {
-    let pred = predict(steps, Semantics::Current).map_err(|e| diverged(e, "setup"))?;
+    let pred = predict(steps, Semantics::Current).map_err(|e| diverged(e.to_string(), "setup"))?;
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| diverged(format!("mkdir {dir}: {e}"), "setup"))?;
     let mut kern = Kernel { dir: dir.to_string(), ..Default::default() };

@@ -11,6 +11,17 @@ pub enum GitError {
     Failed { args: String, dir: String, msg: String },
 }
 
+/// Why a path is not a usable tree.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("cannot run git: {0}")]
+    Spawn(std::io::Error),
+    #[error("{} is not a git repository", .0.display())]
+    NotARepository(PathBuf),
+}
+
 fn git_cmd(dir: &Path) -> Command {
     let mut c = Command::new("git");
     c.arg("-C").arg(dir);
@@ -41,14 +52,14 @@ pub struct Tree {
 
 impl Tree {
     /// Opens a repository; the error says what is wrong with `path`.
-    pub fn open(path: &Path) -> Result<Tree, String> {
+    pub fn open(path: &Path) -> Result<Tree, OpenError> {
         if !path.is_dir() {
-            return Err(format!("{} is not a directory", path.display()));
+            return Err(OpenError::NotADirectory(path.to_path_buf()));
         }
         match git(path, &["rev-parse", "--show-toplevel"]) {
             Ok(top) => Ok(Tree { path: PathBuf::from(top) }),
-            Err(GitError::Spawn(e)) => Err(format!("cannot run git: {e}")),
-            Err(_) => Err(format!("{} is not a git repository", path.display())),
+            Err(GitError::Spawn(e)) => Err(OpenError::Spawn(e)),
+            Err(_) => Err(OpenError::NotARepository(path.to_path_buf())),
         }
     }
 
@@ -203,5 +214,15 @@ mod tests {
         assert_eq!(ids.len(), 1, "the root commit is not listed: {ids:?}");
         assert_eq!(ids[0].1, t.resolve("HEAD").unwrap());
         assert_eq!(ids[0].0.len(), 40);
+    }
+
+    #[test]
+    fn open_says_what_is_wrong() {
+        let d = tempfile::tempdir().unwrap();
+        let e = Tree::open(d.path()).unwrap_err();
+        assert_eq!(e.to_string(), format!("{} is not a git repository", d.path().display()));
+        let f = d.path().join("f");
+        std::fs::write(&f, "").unwrap();
+        assert_eq!(Tree::open(&f).unwrap_err().to_string(), format!("{} is not a directory", f.display()));
     }
 }

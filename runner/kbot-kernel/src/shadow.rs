@@ -12,7 +12,7 @@
 use crate::git::git;
 use crate::proc::{run_logged, Exit};
 use crate::Arch;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use kbot_images::{SHADOW_GLUE as GLUE, SHADOW_HEADER as HEADER, SHADOW_HOOKS_PATCH as HOOKS_PATCH};
@@ -30,16 +30,43 @@ pub fn config_extra() -> String {
     format!("{FRAGMENT}# kbot-shadow sources {h:016x}\n")
 }
 
+/// Why the shadow checks cannot be built into this kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum ShadowError {
+    #[error("cannot run make: {0}")]
+    Make(std::io::Error),
+    #[error("make rustavailable timed out")]
+    RustAvailableTimedOut,
+    /// `why` is make's `***` line.
+    #[error("Rust for Linux is not available ({why}); `kbot setup` installs rust-src, bindgen-cli and libclang-dev")]
+    NoRust { why: String },
+    #[error("cannot write {}: {err}", .path.display())]
+    Write { path: PathBuf, err: std::io::Error },
+    #[error("{0}")]
+    Io(std::io::Error),
+    #[error("cannot run git apply: {0}")]
+    Spawn(std::io::Error),
+    #[error("the shadow component's build glue did not apply ({})", .0.join(", "))]
+    GlueRejected(Vec<String>),
+    /// `first` is the first line of git apply's standard error.
+    #[error("git apply of the shadow hooks failed: {first}")]
+    ApplyFailed { first: String },
+}
 
 /// Whether Rust for Linux works for this tree and arch: `make rustavailable`.
-pub fn available(sandbox: &kbot_sandbox::Policy, src: &Path, out: &Path, arch: Arch, log: &Path) -> Result<(), String> {
+pub fn available(
+    sandbox: &kbot_sandbox::Policy,
+    src: &Path,
+    out: &Path,
+    arch: Arch,
+    log: &Path,
+) -> Result<(), ShadowError> {
     let mut jail = sandbox.jail();
-    let (mut cmd, _, _) =
-        crate::build::make_cmd(&mut jail, src, out, arch, 1, false).map_err(|e| format!("cannot run make: {e}"))?;
+    let (mut cmd, _, _) = crate::build::make_cmd(&mut jail, src, out, arch, 1, false).map_err(ShadowError::Make)?;
     cmd.arg("rustavailable");
     match run_logged(&mut cmd, log, Duration::from_secs(120), 1 << 20) {
         Ok(e) if e.success() => Ok(()),
-        Ok(Exit::TimedOut) => Err("make rustavailable timed out".into()),
+        Ok(Exit::TimedOut) => Err(ShadowError::RustAvailableTimedOut),
         Ok(_) => {
             let text = std::fs::read_to_string(log).unwrap_or_default();
             let why = text
@@ -48,36 +75,34 @@ pub fn available(sandbox: &kbot_sandbox::Policy, src: &Path, out: &Path, arch: A
                 .unwrap_or("make rustavailable failed")
                 .trim_start_matches("*** ")
                 .trim();
-            Err(format!(
-                "Rust for Linux is not available ({why}); `kbot setup` installs rust-src, bindgen-cli and libclang-dev"
-            ))
+            Err(ShadowError::NoRust { why: why.to_string() })
         }
-        Err(e) => Err(format!("cannot run make: {e}")),
+        Err(e) => Err(ShadowError::Make(e)),
     }
 }
 
-fn write_if_changed(path: &Path, content: &str) -> Result<(), String> {
+fn write_if_changed(path: &Path, content: &str) -> Result<(), ShadowError> {
     if std::fs::read_to_string(path).is_ok_and(|c| c == content) {
         return Ok(());
     }
-    std::fs::write(path, content).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    std::fs::write(path, content).map_err(|err| ShadowError::Write { path: path.to_path_buf(), err })
 }
 
 /// Instruments a checked-out worktree. Returns the files whose hooks did not apply (their
 /// hunks are left out); an error when the component itself cannot be added.
-pub fn instrument(wt: &Path) -> Result<Vec<String>, String> {
+pub fn instrument(wt: &Path) -> Result<Vec<String>, ShadowError> {
     write_if_changed(&wt.join("include/linux/kbot_shadow.h"), HEADER)?;
     write_if_changed(&wt.join("fs/notify/kbot_shadow.rs"), GLUE)?;
     write_if_changed(&wt.join("fs/notify/kbot_rules.rs"), RULES)?;
     let patch = wt.join(".kbot-shadow-hooks.patch");
-    std::fs::write(&patch, HOOKS_PATCH).map_err(|e| e.to_string())?;
+    std::fs::write(&patch, HOOKS_PATCH).map_err(ShadowError::Io)?;
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(wt)
         .args(APPLY)
         .arg(&patch)
         .output()
-        .map_err(|e| format!("cannot run git apply: {e}"))?;
+        .map_err(ShadowError::Spawn)?;
     let _ = std::fs::remove_file(&patch);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let rejected = rejected_files(&stderr);
@@ -87,11 +112,11 @@ pub fn instrument(wt: &Path) -> Result<Vec<String>, String> {
     if rejected.iter().any(|f| f.ends_with("Kconfig") || f.ends_with("Makefile")) {
         // Leave the tree as it was checked out.
         let _ = git(wt, &["checkout", "-q", "--", "."]);
-        return Err(format!("the shadow component's build glue did not apply ({})", rejected.join(", ")));
+        return Err(ShadowError::GlueRejected(rejected));
     }
     if !out.status.success() && rejected.is_empty() {
         let _ = git(wt, &["checkout", "-q", "--", "."]);
-        return Err(format!("git apply of the shadow hooks failed: {}", stderr.lines().next().unwrap_or("")));
+        return Err(ShadowError::ApplyFailed { first: stderr.lines().next().unwrap_or("").to_string() });
     }
     Ok(rejected)
 }
@@ -118,6 +143,20 @@ mod tests {
         let err = "Checking patch fs/notify/mark.c...\nerror: while searching for:\nApplying patch fs/notify/mark.c with 1 reject...\nRejected hunk #1.\nApplied patch fs/notify/group.c cleanly.\nApplying patch kernel/rcu/srcutree.c with 2 rejects...\n";
         assert_eq!(rejected_files(err), ["fs/notify/mark.c", "kernel/rcu/srcutree.c"]);
         assert!(rejected_files("").is_empty());
+    }
+
+    #[test]
+    fn errors_read_as_before() {
+        assert_eq!(
+            ShadowError::NoRust { why: "Rust compiler 'rustc' could not be found.".into() }.to_string(),
+            "Rust for Linux is not available (Rust compiler 'rustc' could not be found.); `kbot setup` installs \
+             rust-src, bindgen-cli and libclang-dev"
+        );
+        assert_eq!(
+            ShadowError::GlueRejected(vec!["fs/notify/Kconfig".into(), "fs/notify/Makefile".into()]).to_string(),
+            "the shadow component's build glue did not apply (fs/notify/Kconfig, fs/notify/Makefile)"
+        );
+        assert_eq!(ShadowError::RustAvailableTimedOut.to_string(), "make rustavailable timed out");
     }
 
     #[test]

@@ -724,7 +724,7 @@ fn check_arch(ctx: &Ctx, arch: Arch, wt: &Worktree, agent: &Path) -> ArchResult 
                 false
             }
             Err(e) => {
-                r.error = Some(e);
+                r.error = Some(e.to_string());
                 return r;
             }
         },

@@ -40,7 +40,7 @@ pub fn select(name: Option<&str>, seed: Option<u64>, index: u32, file: Option<&P
 
 /// The scenario, one step per line, with what refcore predicts for each.
 pub fn show(sc: &Scenario) -> Result<String, Fail> {
-    let pred = predict(&sc.steps, Semantics::Current).map_err(Fail::usage)?;
+    let pred = predict(&sc.steps, Semantics::Current).map_err(|e| Fail::usage(e.to_string()))?;
     let mut out = format!("{} ({} steps)\n", sc.name, sc.steps.len());
     for (i, (s, p)) in sc.steps.iter().zip(&pred).enumerate() {
         let mut line = format!("{:>3}. {:<24} {}", i + 1, format_step(s), ret_name(p.ret));

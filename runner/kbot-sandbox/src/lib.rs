@@ -58,6 +58,18 @@ pub struct Policy {
     pub path_extra: Vec<PathBuf>,
 }
 
+/// Why this host cannot run the sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error(
+        "bubblewrap (bwrap) is not installed: run `kbot setup` (or apt-get install bubblewrap), or pass \
+         --no-sandbox for a series you trust"
+    )]
+    NoBwrap,
+    #[error("setpriv (util-linux) is not installed: kbot needs it to drop root in the sandbox")]
+    NoSetpriv,
+}
+
 /// The uid/gid kbot drops to when it runs as root: Debian's `nobody`/`nogroup`.
 pub const NOBODY: (u32, u32) = (65534, 65534);
 
@@ -77,17 +89,13 @@ impl Policy {
 
     /// The sandbox for this host: bwrap from PATH, `nobody` when root, the given paths hidden,
     /// the rustup toolchain of the current user made visible read-only.
-    pub fn detect(hide: &[PathBuf]) -> Result<Policy, String> {
-        let bwrap = find_in_path("bwrap").ok_or_else(|| {
-            "bubblewrap (bwrap) is not installed: run `kbot setup` (or apt-get install bubblewrap), or pass \
-             --no-sandbox for a series you trust"
-                .to_string()
-        })?;
+    pub fn detect(hide: &[PathBuf]) -> Result<Policy, DetectError> {
+        let bwrap = find_in_path("bwrap").ok_or(DetectError::NoBwrap)?;
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
         let setpriv = find_in_path("setpriv").unwrap_or_default();
         if root && setpriv.as_os_str().is_empty() {
-            return Err("setpriv (util-linux) is not installed: kbot needs it to drop root in the sandbox".into());
+            return Err(DetectError::NoSetpriv);
         }
         let mut hide: Vec<PathBuf> = hide.to_vec();
         let home = std::env::var_os("HOME").map(PathBuf::from);

@@ -7,14 +7,8 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Good,
-    Bad,
-    /// No verdict: infrastructure trouble or a result that did not reproduce.
-    Unknown,
-}
+/// A check's verdict at one step: the result vocabulary's.
+pub use kbot_report::Verdict;
 
 /// Runs the checks on the series applied up to `prefix` patches.
 pub trait Tester {

@@ -3,7 +3,7 @@
 
 use kbot_bisect::Verdict;
 use kbot_console::Console;
-use kbot_report::TestResult;
+use kbot_report::{Outcome, RegressionKind, TestResult};
 
 /// Frames that show a task stuck in the notification core: what a hang's evidence quotes.
 pub const NOTIFY_FRAMES: &[&str] = &[
@@ -24,25 +24,21 @@ pub fn tests_of(console: &Console, expected: &[String], vm_timed_out: bool) -> V
     let mut v: Vec<TestResult> = console
         .tests
         .iter()
-        .map(|t| TestResult { name: t.name.clone(), result: t.outcome.as_str().into(), detail: t.detail.clone() })
+        .map(|t| TestResult { name: t.name.clone(), result: t.outcome, detail: t.detail.clone() })
         .collect();
     for name in expected {
         if !v.iter().any(|t| &t.name == name) {
             let (result, why) = if vm_timed_out {
-                ("hang", "no result: the VM did not finish in time")
+                (Outcome::Hang, "no result: the VM did not finish in time")
             } else if !console.started {
-                ("fail", "no result: the guest agent never started (kernel did not boot?)")
+                (Outcome::Fail, "no result: the guest agent never started (kernel did not boot?)")
             } else {
-                ("fail", "no result: the guest agent stopped before this test")
+                (Outcome::Fail, "no result: the guest agent stopped before this test")
             };
-            v.push(TestResult { name: name.clone(), result: result.into(), detail: why.into() });
+            v.push(TestResult { name: name.clone(), result, detail: why.into() });
         }
     }
     v
-}
-
-fn is_bad(result: &str) -> bool {
-    result == "fail" || result == "hang"
 }
 
 /// One test per rule of the in-kernel shadow checks: failed when the kernel reported a
@@ -54,7 +50,7 @@ pub fn shadow_tests(console: &Console) -> Vec<TestResult> {
         .map(|rule| match console.violations.iter().find(|v| v.rule == rule) {
             Some(v) => TestResult {
                 name: format!("shadow/{rule}"),
-                result: "fail".into(),
+                result: Outcome::Fail,
                 detail: format!(
                     "kernel reported {rule} in pid {} after hooks {}; stack: {}",
                     v.pid,
@@ -62,36 +58,38 @@ pub fn shadow_tests(console: &Console) -> Vec<TestResult> {
                     v.frames.iter().take(8).cloned().collect::<Vec<_>>().join(" <- ")
                 ),
             },
-            None => TestResult { name: format!("shadow/{rule}"), result: "pass".into(), detail: "no violation".into() },
+            None => TestResult { name: format!("shadow/{rule}"), result: Outcome::Pass, detail: "no violation".into() },
         })
         .collect()
 }
 
 /// The kind of finding a bad result of test `name` is: a failed differential scenario or
 /// in-kernel shadow rule is a divergence from refcore; other tests hang or fail.
-pub fn kind_of(name: &str, result: &str) -> String {
+pub fn kind_of(name: &str, result: Outcome) -> RegressionKind {
     if name.starts_with("scenario/") || name.starts_with("shadow/") {
-        "divergence".into()
+        RegressionKind::Divergence
+    } else if result == Outcome::Hang {
+        RegressionKind::Hang
     } else {
-        result.into()
+        RegressionKind::Fail
     }
 }
 
 /// Tests that pass on the base and fail or hang on the tip, with their kind.
-pub fn regressions(base: &[TestResult], tip: &[TestResult]) -> Vec<(String, String)> {
+pub fn regressions(base: &[TestResult], tip: &[TestResult]) -> Vec<(String, RegressionKind)> {
     tip.iter()
-        .filter(|t| is_bad(&t.result))
-        .filter(|t| base.iter().any(|b| b.name == t.name && b.result == "pass"))
-        .map(|t| (t.name.clone(), kind_of(&t.name, &t.result)))
+        .filter(|t| t.result.is_bad())
+        .filter(|t| base.iter().any(|b| b.name == t.name && b.result == Outcome::Pass))
+        .map(|t| (t.name.clone(), kind_of(&t.name, t.result)))
         .collect()
 }
 
 /// Verdict for one check at one bisection step.
 pub fn verdict(tests: &[TestResult], check: &str) -> Verdict {
-    match tests.iter().find(|t| t.name == check).map(|t| t.result.as_str()) {
-        Some("pass") => Verdict::Good,
-        Some("fail") | Some("hang") => Verdict::Bad,
-        _ => Verdict::Unknown,
+    match tests.iter().find(|t| t.name == check).map(|t| t.result) {
+        Some(Outcome::Pass) => Verdict::Good,
+        Some(Outcome::Fail | Outcome::Hang) => Verdict::Bad,
+        Some(Outcome::Skip) | None => Verdict::Unknown,
     }
 }
 
@@ -131,22 +129,22 @@ mod tests {
     use super::*;
 
     fn t(name: &str, result: &str) -> TestResult {
-        TestResult { name: name.into(), result: result.into(), detail: String::new() }
+        TestResult { name: name.into(), result: Outcome::parse(result).unwrap(), detail: String::new() }
     }
 
     #[test]
     fn only_pass_to_bad_is_a_regression() {
         let base = [t("a", "pass"), t("b", "fail"), t("c", "pass"), t("d", "skip"), t("e", "pass")];
         let tip = [t("a", "hang"), t("b", "fail"), t("c", "pass"), t("d", "fail"), t("e", "fail")];
-        assert_eq!(regressions(&base, &tip), [("a".to_string(), "hang".to_string()), ("e".into(), "fail".into())]);
+        assert_eq!(regressions(&base, &tip), [("a".to_string(), RegressionKind::Hang), ("e".into(), RegressionKind::Fail)]);
     }
 
     #[test]
     fn missing_results_depend_on_how_the_vm_ended() {
         let c = kbot_console::parse("KTAP version 1\n1..2\nok 1 a\n");
         let want = vec!["a".to_string(), "b".to_string()];
-        assert_eq!(tests_of(&c, &want, true)[1].result, "hang");
-        assert_eq!(tests_of(&c, &want, false)[1].result, "fail");
+        assert_eq!(tests_of(&c, &want, true)[1].result, Outcome::Hang);
+        assert_eq!(tests_of(&c, &want, false)[1].result, Outcome::Fail);
         let none = kbot_console::parse("garbage\n");
         assert!(tests_of(&none, &want, false)[0].detail.contains("never started"));
     }
@@ -158,8 +156,8 @@ mod tests {
         assert_eq!(
             regressions(&base, &tip),
             [
-                ("scenario/priority-order".to_string(), "divergence".to_string()),
-                ("perm_allow_deny".into(), "fail".into())
+                ("scenario/priority-order".to_string(), RegressionKind::Divergence),
+                ("perm_allow_deny".into(), RegressionKind::Fail)
             ]
         );
     }
@@ -170,14 +168,14 @@ mod tests {
         let t = shadow_tests(&c);
         assert_eq!(t.len(), 6);
         assert_eq!(t[0].name, "shadow/wait-in-srcu");
-        assert_eq!(t[0].result, "fail");
+        assert_eq!(t[0].result, Outcome::Fail);
         assert!(
             t[0].detail.contains("srcu-enter -> pin -> wait-start") && t[0].detail.contains("fanotify_handle_event"),
             "{}",
             t[0].detail
         );
-        assert!(t[1..].iter().all(|x| x.result == "pass"));
-        assert_eq!(kind_of("shadow/wait-in-srcu", "fail"), "divergence");
+        assert!(t[1..].iter().all(|x| x.result == Outcome::Pass));
+        assert_eq!(kind_of("shadow/wait-in-srcu", Outcome::Fail), RegressionKind::Divergence);
     }
 
     #[test]

@@ -6,23 +6,11 @@ use regex::Regex;
 use serde::Serialize;
 use std::sync::LazyLock;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Pass,
-    Fail,
-    Hang,
-    Skip,
-}
+pub use kbot_report::{Outcome, SplatKind};
 
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Pass => "pass",
-            Outcome::Fail => "fail",
-            Outcome::Hang => "hang",
-            Outcome::Skip => "skip",
-        }
+impl From<&Splat> for kbot_report::SplatInfo {
+    fn from(s: &Splat) -> Self {
+        kbot_report::SplatInfo { kind: s.kind, title: s.title.clone(), excerpt: s.excerpt.clone() }
     }
 }
 
@@ -37,9 +25,7 @@ pub struct TestLine {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Splat {
-    /// One of the table's kinds: hung-task, rcu-stall, soft-lockup, bug, oops, warning,
-    /// lockdep, panic, ubsan, kasan.
-    pub kind: &'static str,
+    pub kind: SplatKind,
     /// A short stable title, e.g. `WARNING in fsnotify_destroy_mark`.
     pub title: String,
     /// 1-based line in the console log.
@@ -110,7 +96,7 @@ enum Title {
 }
 
 struct Rule {
-    kind: &'static str,
+    kind: SplatKind,
     re: Regex,
     title: Title,
 }
@@ -119,41 +105,57 @@ struct Rule {
 static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     let r = |kind, pat: &str, title| Rule { kind, re: Regex::new(pat).unwrap(), title };
     vec![
-        r("hung-task", r"^INFO: task \S+:\d+ blocked for more than \d+ seconds", Title::InStack("INFO: task hung")),
         r(
-            "rcu-stall",
+            SplatKind::HungTask,
+            r"^INFO: task \S+:\d+ blocked for more than \d+ seconds",
+            Title::InStack("INFO: task hung"),
+        ),
+        r(
+            SplatKind::RcuStall,
             r"^rcu: INFO: \S+ (self-)?detected stalls? on CPUs?/tasks",
             Title::InStack("INFO: rcu detected stall"),
         ),
-        r("rcu-stall", r"^INFO: rcu_\S+ (self-)?detected stalls?", Title::InStack("INFO: rcu detected stall")),
-        r("soft-lockup", r"^watchdog: BUG: soft lockup - CPU#\d+ stuck for", Title::InStack("BUG: soft lockup")),
+        r(SplatKind::RcuStall, r"^INFO: rcu_\S+ (self-)?detected stalls?", Title::InStack("INFO: rcu detected stall")),
         r(
-            "lockdep",
+            SplatKind::SoftLockup,
+            r"^watchdog: BUG: soft lockup - CPU#\d+ stuck for",
+            Title::InStack("BUG: soft lockup"),
+        ),
+        r(
+            SplatKind::Lockdep,
             r"^WARNING: possible (circular|recursive) locking dependency detected",
             Title::InStack("possible deadlock"),
         ),
-        r("lockdep", r"^WARNING: inconsistent lock state", Title::InStack("inconsistent lock state")),
+        r(SplatKind::Lockdep, r"^WARNING: inconsistent lock state", Title::InStack("inconsistent lock state")),
         r(
-            "lockdep",
+            SplatKind::Lockdep,
             r"^BUG: sleeping function called from invalid context",
             Title::InStack("BUG: sleeping function called from invalid context"),
         ),
-        r("kasan", r"^BUG: KASAN: ", Title::Line),
-        r("ubsan", r"^UBSAN: ", Title::Line),
-        r("bug", r"^kernel BUG at (\S+)!", Title::Line),
-        r("oops", r"^BUG: kernel NULL pointer dereference", Title::InStack("BUG: kernel NULL pointer dereference")),
-        r("oops", r"^BUG: unable to handle page fault", Title::InStack("BUG: unable to handle page fault")),
+        r(SplatKind::Kasan, r"^BUG: KASAN: ", Title::Line),
+        r(SplatKind::Ubsan, r"^UBSAN: ", Title::Line),
+        r(SplatKind::Bug, r"^kernel BUG at (\S+)!", Title::Line),
         r(
-            "oops",
+            SplatKind::Oops,
+            r"^BUG: kernel NULL pointer dereference",
+            Title::InStack("BUG: kernel NULL pointer dereference"),
+        ),
+        r(SplatKind::Oops, r"^BUG: unable to handle page fault", Title::InStack("BUG: unable to handle page fault")),
+        r(
+            SplatKind::Oops,
             r"^Unable to handle kernel NULL pointer dereference",
             Title::InStack("Unable to handle kernel NULL pointer dereference"),
         ),
-        r("oops", r"^Unable to handle kernel paging request", Title::InStack("Unable to handle kernel paging request")),
-        r("oops", r"^(Oops|general protection fault)", Title::InStack("general protection fault")),
-        r("bug", r"^BUG: ", Title::Line),
-        r("warning", r"^WARNING: CPU: \d+ PID: \d+ at \S+ ([A-Za-z0-9_.]+)\+", Title::InCapture("WARNING")),
-        r("warning", r"^WARNING: ", Title::Line),
-        r("panic", r"^Kernel panic - not syncing: ", Title::Line),
+        r(
+            SplatKind::Oops,
+            r"^Unable to handle kernel paging request",
+            Title::InStack("Unable to handle kernel paging request"),
+        ),
+        r(SplatKind::Oops, r"^(Oops|general protection fault)", Title::InStack("general protection fault")),
+        r(SplatKind::Bug, r"^BUG: ", Title::Line),
+        r(SplatKind::Warning, r"^WARNING: CPU: \d+ PID: \d+ at \S+ ([A-Za-z0-9_.]+)\+", Title::InCapture("WARNING")),
+        r(SplatKind::Warning, r"^WARNING: ", Title::Line),
+        r(SplatKind::Panic, r"^Kernel panic - not syncing: ", Title::Line),
     ]
 });
 

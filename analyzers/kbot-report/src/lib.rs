@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+mod vocab;
+pub use vocab::{BootState, BuildState, CheckState, Outcome, RegressionKind, SplatKind, Verdict};
+
 pub const SCHEMA: &str = "kbot.result/v1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,6 +18,11 @@ pub enum Status {
     ApplyFailed,
     Incomplete,
     Error,
+}
+
+/// The first 12 characters of a commit id (or all of a shorter string): how kbot names commits.
+pub fn short_commit(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
 }
 
 /// Seconds since the epoch as UTC (year, month, day, hour, minute, second), by Howard
@@ -73,10 +81,10 @@ pub struct PatchInfo {
 }
 
 /// One patchwork-style check: success, warning or fail.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckInfo {
     pub name: String,
-    pub state: String,
+    pub state: CheckState,
     pub detail: String,
 }
 
@@ -112,29 +120,27 @@ pub struct Apply {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TestResult {
     pub name: String,
-    /// pass | fail | hang | skip
-    pub result: String,
+    pub result: Outcome,
     pub detail: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SplatInfo {
-    pub kind: String,
+    pub kind: SplatKind,
     pub title: String,
     pub excerpt: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Run {
-    /// pass | fail | skip
-    pub build: String,
+    pub build: BuildState,
     pub tests: Vec<TestResult>,
     /// The commit built and booted.
     #[serde(default)]
     pub commit: String,
-    /// pass | fail | timeout | skip: whether the agent ran to its end.
+    /// Whether the agent ran to its end.
     #[serde(default)]
-    pub boot: String,
+    pub boot: BootState,
     #[serde(default)]
     pub splats: Vec<SplatInfo>,
     #[serde(default)]
@@ -165,8 +171,7 @@ pub struct FirstBad {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Regression {
     pub test: String,
-    /// hang | fail | build | divergence
-    pub kind: String,
+    pub kind: RegressionKind,
     /// The first patch of the series that shows the regression; null when bisection was
     /// inconclusive (see `bisect`).
     pub first_bad: Option<FirstBad>,
@@ -181,8 +186,8 @@ pub struct BisectStep {
     /// Patches applied (0 = base).
     pub prefix: u32,
     pub reason: String,
-    /// check name -> good | bad | unknown
-    pub verdicts: std::collections::BTreeMap<String, String>,
+    /// check name -> verdict
+    pub verdicts: std::collections::BTreeMap<String, Verdict>,
     pub seconds: f64,
 }
 
@@ -308,7 +313,7 @@ fn result_rows(r: &CheckResult) -> Vec<Row> {
         }
     }
     let cell =
-        |run: &Run, name: &str| run.tests.iter().find(|t| t.name == name).map_or("-".to_string(), |t| t.result.clone());
+        |run: &Run, name: &str| run.tests.iter().find(|t| t.name == name).map_or("-".to_string(), |t| t.result.to_string());
     names
         .into_iter()
         .map(|n| Row { cells: r.arches.iter().flat_map(|a| [cell(&a.base, &n), cell(&a.tip, &n)]).collect(), test: n })
@@ -369,18 +374,18 @@ mod tests {
         r.arches.push(ArchResult {
             arch: "x86_64".into(),
             base: Run {
-                build: "pass".into(),
-                tests: vec![TestResult { name: "t".into(), result: "pass".into(), detail: "7 ms".into() }],
+                build: BuildState::Pass,
+                tests: vec![TestResult { name: "t".into(), result: Outcome::Pass, detail: "7 ms".into() }],
                 ..Default::default()
             },
             tip: Run {
-                build: "pass".into(),
-                tests: vec![TestResult { name: "t".into(), result: "hang".into(), detail: "blocked".into() }],
+                build: BuildState::Pass,
+                tests: vec![TestResult { name: "t".into(), result: Outcome::Hang, detail: "blocked".into() }],
                 ..Default::default()
             },
             regressions: vec![Regression {
                 test: "t".into(),
-                kind: "hang".into(),
+                kind: RegressionKind::Hang,
                 first_bad: Some(FirstBad {
                     index: 2,
                     subject: "two".into(),

@@ -2,18 +2,13 @@
 //! Pure: whether a commit exists is asked through a callback.
 
 use crate::{Patch, Series};
-use serde::Serialize;
+pub use kbot_report::CheckState;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CheckItem {
-    pub name: String,
-    /// success | warning | fail
-    pub state: String,
-    pub detail: String,
-}
+/// A check's result, as in `kbot.result/v1`.
+pub use kbot_report::CheckInfo as CheckItem;
 
-fn item(name: &str, state: &str, detail: impl Into<String>) -> CheckItem {
-    CheckItem { name: name.into(), state: state.into(), detail: detail.into() }
+fn item(name: &str, state: CheckState, detail: impl Into<String>) -> CheckItem {
+    CheckItem { name: name.into(), state, detail: detail.into() }
 }
 
 /// The address in `Name <addr>` (or a bare address), lower-cased.
@@ -39,32 +34,42 @@ pub fn patch_checks(p: &Patch, commit_exists: &dyn Fn(&str) -> bool) -> Vec<Chec
     let sobs = own_trailers(body, "Signed-off-by");
     let from = address(&p.author);
     v.push(if sobs.is_empty() {
-        item("signed-off-by", "fail", "no Signed-off-by: line")
+        item("signed-off-by", CheckState::Fail, "no Signed-off-by: line")
     } else if sobs.iter().any(|s| address(s) == from) {
-        item("signed-off-by", "success", format!("Signed-off-by matches From <{from}>"))
+        item("signed-off-by", CheckState::Success, format!("Signed-off-by matches From <{from}>"))
     } else {
-        item("signed-off-by", "warning", format!("no Signed-off-by from the author <{from}>: {}", sobs.join(", ")))
+        item(
+            "signed-off-by",
+            CheckState::Warning,
+            format!("no Signed-off-by from the author <{from}>: {}", sobs.join(", ")),
+        )
     });
     for f in own_trailers(body, "Fixes") {
         let sha = f.split_whitespace().next().unwrap_or("");
         let well_formed = sha.len() >= 12 && sha.chars().all(|c| c.is_ascii_hexdigit()) && f.contains("(\"");
         v.push(if !commit_exists(sha) {
-            item("fixes", "fail", format!("Fixes: {f}: no such commit in the tree"))
+            item("fixes", CheckState::Fail, format!("Fixes: {f}: no such commit in the tree"))
         } else if !well_formed {
-            item("fixes", "warning", format!("Fixes: {f}: use at least 12 characters of the id and (\"subject\")"))
+            item(
+                "fixes",
+                CheckState::Warning,
+                format!("Fixes: {f}: use at least 12 characters of the id and (\"subject\")"),
+            )
         } else {
-            item("fixes", "success", format!("Fixes: {f}"))
+            item("fixes", CheckState::Success, format!("Fixes: {f}"))
         });
     }
     let s = &p.subject;
     v.push(match s.split_once(": ") {
-        _ if s.chars().count() > 75 => {
-            item("subject", "warning", format!("subject is {} characters long (at most 75)", s.chars().count()))
-        }
+        _ if s.chars().count() > 75 => item(
+            "subject",
+            CheckState::Warning,
+            format!("subject is {} characters long (at most 75)", s.chars().count()),
+        ),
         Some((prefix, rest)) if !prefix.is_empty() && !rest.trim().is_empty() => {
-            item("subject", "success", "subsystem: summary")
+            item("subject", CheckState::Success, "subsystem: summary")
         }
-        _ => item("subject", "warning", "subject lacks a 'subsystem: ' prefix"),
+        _ => item("subject", CheckState::Warning, "subject lacks a 'subsystem: ' prefix"),
     });
     v
 }
@@ -73,13 +78,17 @@ pub fn patch_checks(p: &Patch, commit_exists: &dyn Fn(&str) -> bool) -> Vec<Chec
 pub fn series_checks(s: &Series) -> Vec<CheckItem> {
     let mut v = Vec::new();
     if s.total > 2 && s.cover.is_none() {
-        v.push(item("cover-letter", "warning", format!("a series of {} patches has no cover letter", s.total)));
+        v.push(item(
+            "cover-letter",
+            CheckState::Warning,
+            format!("a series of {} patches has no cover letter", s.total),
+        ));
     } else if s.cover.is_some() {
-        v.push(item("cover-letter", "success", "cover letter present"));
+        v.push(item("cover-letter", CheckState::Success, "cover letter present"));
     }
     v.push(match &s.base_commit {
-        Some(b) => item("base-commit", "success", format!("base-commit: {b}")),
-        None => item("base-commit", "warning", "no base-commit: footer (git format-patch --base)"),
+        Some(b) => item("base-commit", CheckState::Success, format!("base-commit: {b}")),
+        None => item("base-commit", CheckState::Warning, "no base-commit: footer (git format-patch --base)"),
     });
     v
 }
@@ -120,9 +129,9 @@ mod tests {
             [("signed-off-by", "warning"), ("fixes", "fail"), ("subject", "warning")]
         );
         let none = patch("Ann <ann@x.org>", "fsnotify: x", "no trailers\n");
-        assert_eq!(patch_checks(&none, &exists)[0].state, "fail");
+        assert_eq!(patch_checks(&none, &exists)[0].state, CheckState::Fail);
         let short = patch("Ann <ann@x.org>", "fsnotify: x", "Fixes: 3e8ed0ead64c\nSigned-off-by: Ann <ann@x.org>\n");
-        assert_eq!(patch_checks(&short, &exists)[1].state, "warning");
+        assert_eq!(patch_checks(&short, &exists)[1].state, CheckState::Warning);
     }
 
     #[test]

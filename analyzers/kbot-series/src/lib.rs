@@ -266,6 +266,56 @@ pub fn assemble(mails: &[Mail], want_version: Option<u32>) -> Result<Series, Ser
     })
 }
 
+/// A series made of commits of a tree, in order (patch `i` is the `i`-th mail, as
+/// `git format-patch -1` gives each commit): version 1, no cover letter, nothing missing.
+pub fn from_commits(mails: &[Mail]) -> Result<Series, SeriesError> {
+    let first = mails.first().ok_or(SeriesError::NoPatches { mails: 0 })?;
+    let tags = parse_subject(&first.subject);
+    let patches: Vec<Patch> = mails
+        .iter()
+        .zip(1..)
+        .map(|(m, index)| Patch {
+            index,
+            subject: parse_subject(&m.subject).title,
+            message_id: m.message_id.clone(),
+            author: m.from.clone(),
+            mail: m.clone(),
+        })
+        .collect();
+    Ok(Series {
+        subject: tags.title,
+        version: 1,
+        total: patches.len() as u32,
+        message_id: first.message_id.clone(),
+        rfc: false,
+        prefixes: Vec::new(),
+        cover: None,
+        patches,
+        missing: Vec::new(),
+        duplicates: Vec::new(),
+        without_diff: Vec::new(),
+        base_commit: None,
+        other_versions: Vec::new(),
+        from_older: Vec::new(),
+        prerequisites: Vec::new(),
+    })
+}
+
+impl From<&Patch> for kbot_report::PatchInfo {
+    /// The patch as the result names it; its commit, trailers and checks come later.
+    fn from(p: &Patch) -> Self {
+        kbot_report::PatchInfo {
+            index: p.index,
+            subject: p.subject.clone(),
+            message_id: p.message_id.clone(),
+            author: p.author.clone(),
+            commit: None,
+            trailers: Vec::new(),
+            checks: Vec::new(),
+        }
+    }
+}
+
 impl Series {
     pub fn is_complete(&self) -> bool {
         self.missing.is_empty()

@@ -4,7 +4,7 @@
 //! paths under `kbot.`, and one issue with its incident per regression (culprit: the code).
 //! Ids are `kbot:<run>[-...]`.
 
-use kbot_report::{CheckResult, Run};
+use kbot_report::{BootState, BuildState, CheckResult, Outcome, Run};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -47,13 +47,12 @@ pub fn path_of(name: &str) -> String {
 }
 
 /// kbot's test results as KCIDB statuses.
-pub fn status_of(result: &str) -> &'static str {
+/// KCIDB's status of a test outcome.
+pub fn status_of(result: Outcome) -> &'static str {
     match result {
-        "pass" => "PASS",
-        "skip" => "SKIP",
-        "timeout" | "error" => "ERROR",
-        "" | "-" => "MISS",
-        _ => "FAIL", // fail, hang, divergence, violation, splat
+        Outcome::Pass => "PASS",
+        Outcome::Skip => "SKIP",
+        Outcome::Fail | Outcome::Hang => "FAIL",
     }
 }
 
@@ -105,7 +104,7 @@ pub fn export(run: &RunInfo, r: &CheckResult) -> Value {
             "id": build_id, "checkout_id": checkout_id, "origin": ORIGIN, "architecture": a.arch,
             "compiler": r.environment.compiler, "config_name": "tinyconfig+kbot",
             "start_time": start, "duration": tip.build_s,
-            "status": match tip.build.as_str() { "pass" => "PASS", "fail" => "FAIL", _ => "MISS" },
+            "status": match tip.build { BuildState::Pass => "PASS", BuildState::Fail => "FAIL", BuildState::Skip => "MISS" },
         });
         if let Some(u) = log_url(run, &a.arch, &tip.build_log) {
             b["log_url"] = json!(u);
@@ -119,7 +118,12 @@ pub fn export(run: &RunInfo, r: &CheckResult) -> Value {
         let boot_id = format!("{build_id}-boot");
         let mut boot = json!({
             "id": boot_id, "build_id": build_id, "origin": ORIGIN, "path": "kbot.boot",
-            "status": match tip.boot.as_str() { "pass" => "PASS", "skip" | "" => "MISS", "timeout" => "ERROR", _ => "FAIL" },
+            "status": match tip.boot {
+                BootState::Pass => "PASS",
+                BootState::Skip => "MISS",
+                BootState::Timeout => "ERROR",
+                BootState::Fail => "FAIL",
+            },
             "start_time": start, "duration": tip.boot_s,
         });
         if let Some(u) = &console {
@@ -131,7 +135,7 @@ pub fn export(run: &RunInfo, r: &CheckResult) -> Value {
             let id = format!("{build_id}-t{n}");
             let mut x = json!({
                 "id": id, "build_id": build_id, "origin": ORIGIN, "path": path_of(&t.name),
-                "status": status_of(&t.result), "start_time": start,
+                "status": status_of(t.result), "start_time": start,
                 "misc": {"kbot_result": t.result},
             });
             if !t.detail.is_empty() {
@@ -195,9 +199,7 @@ mod tests {
 
     #[test]
     fn a_regression_run() {
-        let r =
-            CheckResult::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../kbot-mail/testdata/srcu-stall-regression.json"))
-                .unwrap();
+        let r = CheckResult::load(kbot_testdata::fixture("srcu-stall-regression.json")).unwrap();
         let patches = vec![b"a".to_vec(), b"b".to_vec()];
         let run = RunInfo {
             id: 7,
@@ -232,7 +234,7 @@ mod tests {
         assert_eq!(path_of("scenario/random-7-3"), "kbot.scenario.random-7-3");
         assert_eq!(path_of("shadow/wait-in-srcu"), "kbot.shadow.wait-in-srcu");
         assert_eq!(path_of("a b/c:d"), "kbot.a_b.c_d");
-        assert_eq!(status_of("hang"), "FAIL");
-        assert_eq!(status_of("timeout"), "ERROR");
+        assert_eq!(status_of(Outcome::Hang), "FAIL");
+        assert_eq!(status_of(Outcome::Skip), "SKIP");
     }
 }

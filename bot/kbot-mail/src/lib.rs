@@ -98,7 +98,7 @@ pub fn mailbox(s: &str) -> Option<Mailbox> {
 struct Reg {
     arch: String,
     test: String,
-    kind: String,
+    kind: kbot_report::RegressionKind,
     bisect: String,
     evidence: Vec<String>,
 }
@@ -116,7 +116,7 @@ pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> 
             a.regressions.iter().map(|x| Reg {
                 arch: a.arch.clone(),
                 test: x.test.clone(),
-                kind: x.kind.clone(),
+                kind: x.kind,
                 bisect: x.bisect.clone(),
                 evidence: x.evidence.lines().take(40).map(body_line).collect(),
             })

@@ -342,14 +342,13 @@ fn bench_cmd(mbox: Option<PathBuf>, arch: &str, jobs: Option<usize>, quiet: bool
 }
 
 fn print_summary(r: &kbot_report::CheckResult, json: &Option<PathBuf>, report: &Option<PathBuf>) {
-    let status =
-        serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(str::to_uppercase)).unwrap_or_default();
+    let status = r.status.as_str().to_uppercase();
     println!(
         "kbot: {status}: {:?} (v{}, {} patches) on {}",
         r.series.subject,
         r.series.version,
         r.series.total,
-        &r.series.base[..12.min(r.series.base.len())]
+        kbot_report::short_commit(&r.series.base)
     );
     if let Some(e) = &r.error {
         println!("  error: {e}");
@@ -365,7 +364,7 @@ fn print_summary(r: &kbot_report::CheckResult, json: &Option<PathBuf>, report: &
     }
     for a in &r.arches {
         let count = |run: &kbot_report::Run| {
-            format!("{}/{} pass", run.tests.iter().filter(|t| t.result == "pass").count(), run.tests.len())
+            format!("{}/{} pass", run.tests.iter().filter(|t| t.result == kbot_report::Outcome::Pass).count(), run.tests.len())
         };
         println!(
             "  {}: base build {} tests {}; tip build {} tests {}",

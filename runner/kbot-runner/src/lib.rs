@@ -9,6 +9,8 @@ pub mod agent;
 pub mod bench;
 pub mod check;
 pub mod home;
+pub mod lab;
+pub mod pipeline;
 pub mod progress;
 pub mod replay;
 pub mod setup;
@@ -77,9 +79,4 @@ pub fn set_ccache_dir(home: &Home) {
     if std::env::var_os("CCACHE_DIR").is_none() {
         std::env::set_var("CCACHE_DIR", home.ccache_dir());
     }
-}
-
-/// The first 12 characters of a commit id (or all of a shorter string).
-pub fn short(commit: &str) -> &str {
-    &commit[..12.min(commit.len())]
 }

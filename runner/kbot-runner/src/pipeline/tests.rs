@@ -1,0 +1,271 @@
+//! The pipeline's decisions on a fake lab: kernels "build" or not per prefix, boots print
+//! KTAP that the real console parser reads, and every build and boot is recorded so the tests
+//! can say what the pipeline asked for, not only what it concluded.
+
+use super::*;
+use crate::lab::LabError;
+use kbot_kernel::Arch;
+use kbot_report::Status;
+use std::path::{Path, PathBuf};
+
+type OutcomeFn = Box<dyn Fn(usize, &str, usize) -> Outcome>;
+
+struct FakeLab {
+    tests: Vec<&'static str>,
+    /// Per prefix: does it build?
+    builds: Box<dyn Fn(usize) -> bool>,
+    /// Per prefix: does the kernel reach the agent?
+    starts: Box<dyn Fn(usize) -> bool>,
+    /// (prefix, test, how many boots of that prefix came before) -> outcome.
+    outcome: OutcomeFn,
+    /// Boots whose QEMU fails to start (lab trouble), by prefix.
+    qemu_fails: Vec<usize>,
+    kernels: Vec<usize>,
+    boots: Vec<(usize, Option<Vec<String>>)>,
+}
+
+impl FakeLab {
+    fn new(outcome: impl Fn(usize, &str, usize) -> Outcome + 'static) -> FakeLab {
+        FakeLab {
+            tests: vec!["close_with_pending_perm", "perm_allow_deny", "scenario/seed-stall"],
+            builds: Box::new(|_| true),
+            starts: Box::new(|_| true),
+            outcome: Box::new(outcome),
+            qemu_fails: Vec::new(),
+            kernels: Vec::new(),
+            boots: Vec::new(),
+        }
+    }
+
+    fn boots_of(&self, prefix: usize) -> usize {
+        self.boots.iter().filter(|(p, _)| *p == prefix).count()
+    }
+}
+
+impl Lab for FakeLab {
+    fn arch(&self) -> Arch {
+        Arch::X86_64
+    }
+
+    fn say(&self, _stage: &str, _msg: &str) {}
+
+    fn kernel(&mut self, prefix: usize) -> Result<Kernel, LabError> {
+        self.kernels.push(prefix);
+        let ok = (self.builds)(prefix);
+        Ok(Kernel {
+            image: ok.then(|| PathBuf::from(format!("/fake/bzImage-{prefix}"))),
+            errors: if ok { vec![] } else { vec![format!("fs/notify/mark.c:5:1: error: broken at {prefix}")] },
+            log: PathBuf::from(format!("/fake/build-{prefix}.log")),
+            seconds: 1.0,
+            cached: false,
+        })
+    }
+
+    fn boot(&mut self, prefix: usize, _image: &Path, only: Option<&[String]>, _shrink: bool) -> Result<Boot, LabError> {
+        if self.qemu_fails.contains(&prefix) {
+            return Err(LabError("cannot start qemu-system-x86_64: no such file".into()));
+        }
+        let before = self.boots_of(prefix);
+        self.boots.push((prefix, only.map(<[String]>::to_vec)));
+        let names: Vec<String> = match only {
+            Some(o) => o.to_vec(),
+            None => self.tests.iter().map(|t| t.to_string()).collect(),
+        };
+        let mut log = String::new();
+        if (self.starts)(prefix) {
+            log += &format!("KTAP version 1\n1..{}\n", names.len());
+            for (i, t) in names.iter().enumerate() {
+                log += &match (self.outcome)(prefix, t, before) {
+                    Outcome::Pass => format!("ok {} {t}\n", i + 1),
+                    Outcome::Fail => format!("# {t}: permission answer lost\nnot ok {} {t}\n", i + 1),
+                    Outcome::Hang => format!("not ok {} {t} # TIMEOUT blocked > 3000 ms\n", i + 1),
+                    Outcome::Skip => format!("ok {} {t} # SKIP no fanotify\n", i + 1),
+                };
+            }
+            log += "# kbot-agent done in 5 ms\n";
+        } else {
+            log += "Kernel panic - not syncing: VFS: Unable to mount root fs\n";
+        }
+        let console = kbot_console::parse(&log);
+        // As the real lab: without `only`, what the agent reported is what was expected.
+        let expected: Vec<String> = match only {
+            Some(o) => o.to_vec(),
+            None => console.tests.iter().map(|t| t.name.clone()).collect(),
+        };
+        let tests = kbot_compare::tests_of(&console, &expected, false);
+        Ok(Boot {
+            finished: console.done,
+            timed_out: false,
+            console,
+            tests,
+            log: PathBuf::from(format!("/fake/console-{prefix}.log")),
+            seconds: 1.0,
+        })
+    }
+}
+
+fn series(n: usize) -> (Vec<String>, Vec<PatchInfo>) {
+    let commits = (0..=n).map(|i| format!("{i:040x}")).collect();
+    let patches = (1..=n)
+        .map(|i| PatchInfo {
+            index: i as u32,
+            subject: format!("fsnotify: step {i}"),
+            message_id: format!("p{i}@x"),
+            ..Default::default()
+        })
+        .collect();
+    (commits, patches)
+}
+
+fn run(lab: &mut FakeLab, n: usize) -> ArchResult {
+    let (commits, patches) = series(n);
+    test_arch(lab, &Prefixes { commits: &commits, patches: &patches })
+}
+
+/// `test` hangs from patch `from` on; everything else passes.
+fn hangs_from(test: &'static str, from: usize) -> impl Fn(usize, &str, usize) -> Outcome {
+    move |p, t, _| if t == test && p >= from { Outcome::Hang } else { Outcome::Pass }
+}
+
+#[test]
+fn a_clean_series_boots_base_and_tip_once_each() {
+    let mut lab = FakeLab::new(|_, _, _| Outcome::Pass);
+    let r = run(&mut lab, 3);
+    assert!(r.regressions.is_empty() && r.error.is_none() && r.bisect_steps.is_empty(), "{r:?}");
+    assert_eq!(lab.kernels, [0, 3]);
+    assert_eq!(lab.boots.iter().map(|b| b.0).collect::<Vec<_>>(), [0, 3]);
+    assert_eq!((r.base.build, r.base.boot, r.tip.boot), (BuildState::Pass, BootState::Pass, BootState::Pass));
+    assert_eq!(r.tip.tests.len(), 3);
+}
+
+#[test]
+fn a_hang_is_confirmed_bisected_to_its_first_bad_patch_with_evidence() {
+    let mut lab = FakeLab::new(hangs_from("close_with_pending_perm", 3));
+    let r = run(&mut lab, 5);
+    assert_eq!(r.regressions.len(), 1, "{r:?}");
+    let g = &r.regressions[0];
+    assert_eq!((g.test.as_str(), g.kind), ("close_with_pending_perm", RegressionKind::Hang));
+    let fb = g.first_bad.as_ref().expect("first bad");
+    assert_eq!((fb.index, fb.subject.as_str(), fb.commit.as_str()), (3, "fsnotify: step 3", &*format!("{:040x}", 3)));
+    assert!(g.bisect.starts_with("bisected in ") && g.bisect.contains(&r.bisect_steps.len().to_string()), "{}", g.bisect);
+    assert!(g.evidence.starts_with("close_with_pending_perm: hang:"), "{}", g.evidence);
+    // Confirmation reran the tip for just that test; bisection booted only prefixes between.
+    assert_eq!(lab.boots[2], (5, Some(vec!["close_with_pending_perm".to_string()])));
+    let steps: Vec<u32> = r.bisect_steps.iter().map(|s| s.prefix).collect();
+    assert!(steps.contains(&2) && steps.contains(&3) && steps.iter().all(|p| (1..5).contains(p)), "{steps:?}");
+    let at3 = r.bisect_steps.iter().find(|s| s.prefix == 3).unwrap();
+    assert_eq!(at3.verdicts["close_with_pending_perm"], Verdict::Bad);
+}
+
+#[test]
+fn a_failure_that_does_not_reproduce_is_flaky_not_a_regression() {
+    // Fails only on the tip's first boot.
+    let mut lab = FakeLab::new(|p, t, before| {
+        if p == 2 && t == "perm_allow_deny" && before == 0 {
+            Outcome::Fail
+        } else {
+            Outcome::Pass
+        }
+    });
+    let r = run(&mut lab, 2);
+    assert!(r.regressions.is_empty(), "{r:?}");
+    assert_eq!(r.flaky, ["perm_allow_deny"]);
+    assert_eq!(lab.boots.len(), 3, "base, tip, rerun; no bisection");
+}
+
+#[test]
+fn a_test_broken_on_the_base_is_not_a_regression() {
+    let mut lab = FakeLab::new(|_, t, _| if t == "perm_allow_deny" { Outcome::Fail } else { Outcome::Pass });
+    let r = run(&mut lab, 3);
+    assert!(r.regressions.is_empty() && r.flaky.is_empty(), "{r:?}");
+}
+
+#[test]
+fn a_build_break_is_bisected_without_booting_the_steps() {
+    let mut lab = FakeLab::new(|_, _, _| Outcome::Pass);
+    lab.builds = Box::new(|p| p < 2);
+    let r = run(&mut lab, 4);
+    assert_eq!(r.tip.build, BuildState::Fail);
+    assert_eq!(r.tip.boot, BootState::Skip);
+    let g = &r.regressions[0];
+    assert_eq!((g.test.as_str(), g.kind, g.first_bad.as_ref().map(|f| f.index)), ("build", RegressionKind::Build, Some(2)));
+    assert!(g.evidence.contains(">> fs/notify/mark.c:5:1: error: broken at 2"), "{}", g.evidence);
+    assert_eq!(lab.boots.iter().map(|b| b.0).collect::<Vec<_>>(), [0], "only the base boots");
+}
+
+#[test]
+fn a_base_that_does_not_build_is_an_error_and_nothing_else_is_built() {
+    let mut lab = FakeLab::new(|_, _, _| Outcome::Pass);
+    lab.builds = Box::new(|_| false);
+    let r = run(&mut lab, 3);
+    let e = r.error.as_deref().unwrap_or_default();
+    assert!(e.starts_with("the base 000000000000 does not build; see /fake/build-0.log"), "{e}");
+    assert_eq!(r.base.build, BuildState::Fail);
+    assert_eq!(lab.kernels, [0]);
+    assert!(r.regressions.is_empty());
+}
+
+#[test]
+fn a_tip_that_never_reaches_the_agent_is_a_boot_regression() {
+    let mut lab = FakeLab::new(|_, _, _| Outcome::Pass);
+    lab.starts = Box::new(|p| p < 1);
+    let r = run(&mut lab, 2);
+    assert_eq!(r.tip.boot, BootState::Fail);
+    let names: Vec<&str> = r.regressions.iter().map(|g| g.test.as_str()).collect();
+    assert_eq!(names, ["boot"]);
+    let boot = r.regressions.iter().find(|g| g.test == "boot").unwrap();
+    assert_eq!((boot.kind, boot.first_bad.as_ref().map(|f| f.index)), (RegressionKind::Fail, Some(1)));
+    assert!(boot.evidence.contains("did not reach the agent") || boot.evidence.contains("never started"), "{}", boot.evidence);
+}
+
+#[test]
+fn lab_trouble_on_the_tip_is_an_error_that_keeps_the_base() {
+    let mut lab = FakeLab::new(|_, _, _| Outcome::Pass);
+    lab.qemu_fails = vec![3];
+    let r = run(&mut lab, 3);
+    assert_eq!(r.error.as_deref(), Some("cannot start qemu-system-x86_64: no such file"));
+    assert_eq!(r.base.boot, BootState::Pass);
+    assert_eq!(r.tip.build, BuildState::Skip, "the tip's run is not recorded half-way");
+}
+
+#[test]
+fn a_single_patch_needs_no_bisection() {
+    let mut lab = FakeLab::new(hangs_from("scenario/seed-stall", 1));
+    let r = run(&mut lab, 1);
+    let g = &r.regressions[0];
+    assert_eq!((g.kind, g.bisect.as_str()), (RegressionKind::Divergence, "the only patch"));
+    assert!(r.bisect_steps.is_empty());
+    assert_eq!(lab.boots.len(), 3, "base, tip, confirmation");
+}
+
+#[test]
+fn two_checks_breaking_at_different_patches_get_their_own_first_bad() {
+    let mut lab = FakeLab::new(|p, t, _| match t {
+        "close_with_pending_perm" if p >= 2 => Outcome::Hang,
+        "perm_allow_deny" if p >= 4 => Outcome::Fail,
+        _ => Outcome::Pass,
+    });
+    let r = run(&mut lab, 6);
+    let fb: Vec<(&str, Option<u32>)> =
+        r.regressions.iter().map(|g| (g.test.as_str(), g.first_bad.as_ref().map(|f| f.index))).collect();
+    assert_eq!(fb, [("close_with_pending_perm", Some(2)), ("perm_allow_deny", Some(4))]);
+}
+
+#[test]
+fn status_prefers_regressions_over_errors() {
+    let bad = ArchResult {
+        arch: "arm64".into(),
+        regressions: vec![Regression {
+            test: "t".into(),
+            kind: RegressionKind::Hang,
+            first_bad: None,
+            evidence: String::new(),
+            bisect: String::new(),
+        }],
+        ..Default::default()
+    };
+    let broken = ArchResult { arch: "x86_64".into(), error: Some("VM timed out".into()), ..Default::default() };
+    assert_eq!(crate::check::status_of(&[broken.clone(), bad]).0, Status::Regression);
+    assert_eq!(crate::check::status_of(&[broken]), (Status::Error, Some("x86_64: VM timed out".into())));
+    assert_eq!(crate::check::status_of(&[]).0, Status::Clean);
+}

@@ -1,9 +1,8 @@
 use super::*;
 
 fn fixture() -> (CheckResult, Vec<Mail>) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
-    let r = CheckResult::load(dir.join("srcu-stall-regression.json")).unwrap();
-    let mut mails = kbot_mbox::parse_mbox(&std::fs::read(dir.join("srcu-stall-regression.mbox")).unwrap()).unwrap();
+    let r = CheckResult::load(kbot_testdata::fixture("srcu-stall-regression.json")).unwrap();
+    let mut mails = kbot_mbox::parse_mbox(&kbot_testdata::fixture_bytes("srcu-stall-regression.mbox")).unwrap();
     for m in &mut mails {
         m.to = vec!["linux-fsdevel@vger.kernel.org".into()];
         m.cc = vec!["Jan Kara <jack@suse.cz>".into(), "kbot@example.org".into()];

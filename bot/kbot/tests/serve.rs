@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{examples, split, Inbox};
+use common::{examples, git, split, Inbox};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -370,20 +370,6 @@ fn killed_mid_job_and_restarted_mails_exactly_once() {
     let o = kbot(&["serve", "--once"], &cfg);
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(smtp.mails().len(), 1);
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        // As kbot commits with `git am`, so the commit ids (and kbot's kernel cache) match.
-        .env("GIT_COMMITTER_NAME", "kbot")
-        .env("GIT_COMMITTER_EMAIL", "kbot@localhost")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 /// `git am` of the patches of an example series (not its cover letter).

@@ -6,19 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn git(dir: &Path, args: &[&str]) {
-    let st = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@t")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@t")
-        .status()
-        .unwrap();
-    assert!(st.success(), "git {args:?}");
-}
+pub use kbot_testdata::git;
 
 /// A one-commit tree under `dir` whose fs/notify/mark.c holds `content`.
 pub fn tiny_tree(dir: &Path, content: &str) -> PathBuf {

@@ -5,6 +5,8 @@
 pub const REPORT_MD: &str = include_str!("report.md.j2");
 /// The plain-text mail reply to a series (0-day style).
 pub const MAIL_REPORT: &str = include_str!("mail-report.txt.j2");
+/// The comment on a GitHub pull request whose commits have a regression (Markdown).
+pub const GITHUB_COMMENT: &str = include_str!("github-comment.md.j2");
 /// The dashboard's pages: `(name, source)`, the base layout first.
 pub const WEB: &[(&str, &str)] = &[
     ("base.html.j2", include_str!("web-base.html.j2")),

@@ -30,41 +30,48 @@ pub fn status_of(r: &CheckResult) -> (&'static str, String) {
     (state, text.chars().take(140).collect())
 }
 
-/// The pull request comment for a regression (Markdown).
+/// The pull request comment for a regression (Markdown), from `templates/github-comment.md.j2`.
 pub fn comment_of(r: &CheckResult, link: Option<&str>) -> String {
-    let mut s = String::from("**kbot found a regression** in the commits of this pull request.\n\n");
-    s += "| arch | test | kind | first bad commit |\n|---|---|---|---|\n";
-    for a in &r.arches {
-        for g in &a.regressions {
-            let fb = g
-                .first_bad
-                .as_ref()
-                .map(|f| format!("`{}` {}", &f.commit[..f.commit.len().min(12)], f.subject.replace('|', "\\|")))
-                .unwrap_or_else(|| "not found".into());
-            s += &format!("| {} | `{}` | {} | {} |\n", a.arch, g.test, g.kind, fb);
-        }
-    }
-    if let Some(first) = r.arches.iter().flat_map(|a| &a.regressions).next() {
-        s += "\n<details><summary>evidence</summary>\n\n```\n";
-        s += &first.evidence.lines().take(30).collect::<Vec<_>>().join("\n");
-        s += "\n```\n</details>\n";
-    }
-    s += &format!("\n{}\n", r.reported_by);
-    if let Some(l) = link {
-        s += &format!("Closes: {l}\n\nFull results, logs and the bisection: {l}\n");
-    }
-    s
+    let mut env = minijinja::Environment::new();
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(true)
+            .build()
+            .expect("the default delimiters"),
+    );
+    env.add_template("github-comment.md", kbot_templates::GITHUB_COMMENT).expect("the comment template parses");
+    let first = r.arches.iter().flat_map(|a| &a.regressions).next();
+    let ctx = minijinja::context! {
+        r => minijinja::Value::from(minijinja::value::Serde(r)),
+        first => first.map(|g| minijinja::Value::from(minijinja::value::Serde(g))),
+        link,
+    };
+    env.get_template("github-comment.md").and_then(|t| t.render(ctx)).expect("the comment template renders")
 }
 
-fn client(t: &Target) -> Result<Octocrab, String> {
+/// A GitHub request that failed (after its retries).
+#[derive(Debug, thiserror::Error)]
+pub enum GithubError {
+    #[error("github api {api}: {source}")]
+    Api { api: String, source: octocrab::Error },
+    #[error("github client: {0}")]
+    Client(octocrab::Error),
+    /// `what` is the request: `commit status`, `pull requests`, `pull request comment`.
+    #[error("{what}: {source}")]
+    Request { what: &'static str, source: octocrab::Error },
+}
+
+fn client(t: &Target) -> Result<Octocrab, GithubError> {
     Octocrab::builder()
         .base_uri(t.api)
-        .map_err(|e| format!("github api {}: {e}", t.api))?
+        .map_err(|source| GithubError::Api { api: t.api.to_string(), source })?
         .personal_token(t.token.clone())
         .set_connect_timeout(Some(Duration::from_secs(20)))
         .set_read_timeout(Some(Duration::from_secs(30)))
         .build()
-        .map_err(|e| format!("github client: {e}"))
+        .map_err(GithubError::Client)
 }
 
 /// Whether an error is worth trying again: rate limits, server errors, the network.
@@ -79,7 +86,7 @@ fn transient(e: &octocrab::Error) -> bool {
     }
 }
 
-async fn retry<T, F, Fut>(what: &str, mut f: F) -> Result<T, String>
+async fn retry<T, F, Fut>(what: &'static str, mut f: F) -> Result<T, GithubError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, octocrab::Error>>,
@@ -92,14 +99,14 @@ where
                 tokio::time::sleep(pause).await;
                 pause *= 2;
             }
-            Err(e) => return Err(format!("{what}: {e}")),
+            Err(source) => return Err(GithubError::Request { what, source }),
         }
     }
     unreachable!()
 }
 
 /// Sets the `kbot` commit status on `sha`.
-pub async fn post_status(t: &Target<'_>, sha: &str, r: &CheckResult, link: Option<&str>) -> Result<(), String> {
+pub async fn post_status(t: &Target<'_>, sha: &str, r: &CheckResult, link: Option<&str>) -> Result<(), GithubError> {
     let gh = client(t)?;
     let (state, description) = status_of(r);
     let mut body = json!({"state": state, "description": description, "context": "kbot"});
@@ -111,7 +118,7 @@ pub async fn post_status(t: &Target<'_>, sha: &str, r: &CheckResult, link: Optio
 }
 
 /// The open pull requests that contain `sha`.
-pub async fn pulls_of(t: &Target<'_>, sha: &str) -> Result<Vec<u64>, String> {
+pub async fn pulls_of(t: &Target<'_>, sha: &str) -> Result<Vec<u64>, GithubError> {
     let gh = client(t)?;
     let route = format!("/repos/{}/commits/{sha}/pulls", t.repo);
     let v: Value = retry("pull requests", || gh.get::<Value, _, ()>(route.clone(), None)).await?;
@@ -121,7 +128,7 @@ pub async fn pulls_of(t: &Target<'_>, sha: &str) -> Result<Vec<u64>, String> {
 }
 
 /// Comments on pull request `number`.
-pub async fn post_comment(t: &Target<'_>, number: u64, body: &str) -> Result<(), String> {
+pub async fn post_comment(t: &Target<'_>, number: u64, body: &str) -> Result<(), GithubError> {
     let gh = client(t)?;
     let route = format!("/repos/{}/issues/{number}/comments", t.repo);
     let b = json!({"body": body});
@@ -132,11 +139,13 @@ pub async fn post_comment(t: &Target<'_>, number: u64, body: &str) -> Result<(),
 mod tests {
     use super::*;
 
+    fn fixture() -> CheckResult {
+        CheckResult::load(kbot_testdata::fixture("srcu-stall-regression.json")).unwrap()
+    }
+
     #[test]
     fn status_and_comment_text() {
-        let r =
-            CheckResult::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../kbot-mail/testdata/srcu-stall-regression.json"))
-                .unwrap();
+        let r = fixture();
         let (state, d) = status_of(&r);
         assert_eq!(state, "failure");
         assert!(
@@ -146,5 +155,48 @@ mod tests {
         let c = comment_of(&r, Some("https://k/runs/3"));
         assert!(c.contains("| x86_64 | `fanotify_close_with_pending_perm` | hang | `de9d78b04111`"), "{c}");
         assert!(c.contains("Closes: https://k/runs/3"));
+    }
+
+    /// The whole comment for the shared fixture, as `testdata/srcu-stall-regression.comment.md`
+    /// (`KBOT_BLESS=1` rewrites it after a reviewed change of the template).
+    #[test]
+    fn comment_golden() {
+        let got = comment_of(&fixture(), Some("https://k/runs/3"));
+        let want = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/srcu-stall-regression.comment.md");
+        if std::env::var_os("KBOT_BLESS").is_some() {
+            std::fs::write(&want, &got).unwrap();
+        }
+        assert_eq!(got, std::fs::read_to_string(&want).unwrap());
+    }
+
+    #[test]
+    fn comment_edge_cases() {
+        let r = fixture();
+        let plain = comment_of(&r, None);
+        assert!(!plain.contains("Closes:") && plain.ends_with("\n\nReported-by: kbot <kbot@localhost>\n"), "{plain}");
+        let mut r2 = r.clone();
+        r2.arches[0].regressions[0].first_bad = None;
+        if let Some(f) = r2.arches[0].regressions[1].first_bad.as_mut() {
+            f.subject = "a | b <c> & {{ d }}".into();
+        }
+        r2.arches[0].regressions[0].evidence = (0..50).map(|i| format!("line {i}")).collect::<Vec<_>>().join("\n");
+        let c = comment_of(&r2, None);
+        assert!(c.contains("| x86_64 | `inotify_close_with_pending_perm` | hang | not found |\n"), "{c}");
+        assert!(c.contains("`de9d78b04111` a \\| b <c> & {{ d }} |\n"), "not escaped for HTML, not a template: {c}");
+        assert!(
+            c.contains("```\nline 0\n") && c.contains("\nline 29\n```\n</details>\n") && !c.contains("line 30"),
+            "{c}"
+        );
+        r2.arches[0].regressions[0].evidence = String::new();
+        assert!(comment_of(&r2, None).contains("```\n\n```"));
+        for a in &mut r2.arches {
+            a.regressions.clear();
+        }
+        assert_eq!(
+            comment_of(&r2, Some("u")),
+            "**kbot found a regression** in the commits of this pull request.\n\n\
+             | arch | test | kind | first bad commit |\n|---|---|---|---|\n\n\
+             Reported-by: kbot <kbot@localhost>\nCloses: u\n\nFull results, logs and the bisection: u\n"
+        );
     }
 }

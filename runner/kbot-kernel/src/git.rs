@@ -185,20 +185,7 @@ impl Worktree {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn run(dir: &Path, args: &[&str]) {
-        let st = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@t")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@t")
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
+    use kbot_testdata::git as run;
 
     #[test]
     fn patch_ids_skip_the_root_and_find_applied_patches() {

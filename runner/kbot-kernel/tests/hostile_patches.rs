@@ -3,22 +3,9 @@
 //! (which must apply like any other).
 
 use kbot_kernel::git::{Tree, Worktree};
+use kbot_testdata::git;
 use std::path::Path;
 use std::process::Command;
-
-fn git(dir: &Path, args: &[&str]) {
-    let st = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@t")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@t")
-        .status()
-        .unwrap();
-    assert!(st.success(), "git {args:?}");
-}
 
 fn setup(d: &Path) -> (Tree, Worktree) {
     let t = d.join("tree");

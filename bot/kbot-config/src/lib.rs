@@ -115,69 +115,98 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+/// A duration that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("expected a duration like 90, 30s, 10m or 2h, not {0:?}")]
+    NotADuration(String),
+    #[error("unknown unit {unit:?} in {text:?} (use s, m, h or d)")]
+    UnknownUnit { unit: String, text: String },
+    #[error("{0:?} is too long")]
+    TooLong(String),
+}
+
+/// Why a config is not accepted: one line naming the key and the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Not YAML, or not the shape of a config (the parser's message, on one line).
+    #[error("{0}")]
+    Syntax(String),
+    /// A value that is not valid for its key.
+    #[error("{key}: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+fn bad(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), problem: problem.into() }
+}
+
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, DurationError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("expected a duration like 90, 30s, 10m or 2h, not {s:?}"))?;
+    let n: u64 = num.parse().map_err(|_| DurationError::NotADuration(s.to_string()))?;
     let mult = match unit.trim() {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86400,
-        u => return Err(format!("unknown unit {u:?} in {s:?} (use s, m, h or d)")),
+        u => return Err(DurationError::UnknownUnit { unit: u.to_string(), text: s.to_string() }),
     };
-    n.checked_mul(mult).map(std::time::Duration::from_secs).ok_or_else(|| format!("{s:?} is too long"))
+    n.checked_mul(mult).map(std::time::Duration::from_secs).ok_or_else(|| DurationError::TooLong(s.to_string()))
 }
 
 /// Parses and checks a config. `Err` is one line naming the key and the problem.
-pub fn parse(text: &str) -> Result<Config, String> {
-    let c: Config = serde_norway::from_str(text).map_err(|e| e.to_string().replace('\n', " "))?;
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let c: Config = serde_norway::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string().replace('\n', " ")))?;
     validate(&c)?;
     Ok(c)
 }
 
-fn http_url(key: &str, u: &str) -> Result<(), String> {
+fn http_url(key: &str, u: &str) -> Result<(), ConfigError> {
     if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < 10 || u.contains(char::is_whitespace) {
-        return Err(format!("{key}: expected an http(s) URL, not {u:?}"));
+        return Err(bad(key, format!("expected an http(s) URL, not {u:?}")));
     }
     Ok(())
 }
 
-fn validate(c: &Config) -> Result<(), String> {
+fn validate(c: &Config) -> Result<(), ConfigError> {
     if let Some(l) = &c.lore {
         http_url("lore", l)?;
     }
     if let Some(a) = &c.arches {
         if a.is_empty() {
-            return Err("arches: name at least one of x86_64, arm64".into());
+            return Err(bad("arches", "name at least one of x86_64, arm64"));
         }
         if let Some(x) = a.iter().find(|x| !ARCHES.contains(&x.as_str())) {
-            return Err(format!("arches: unknown architecture {x:?}; use x86_64 and/or arm64"));
+            return Err(bad("arches", format!("unknown architecture {x:?}; use x86_64 and/or arm64")));
         }
     }
     for (i, t) in c.trees.iter().enumerate() {
         if !valid_name(&t.name) {
-            return Err(format!("trees[{i}].name: {:?} is not a name (letters, digits, - and _)", t.name));
+            return Err(bad(
+                format!("trees[{i}].name"),
+                format!("{:?} is not a name (letters, digits, - and _)", t.name),
+            ));
         }
         if c.trees[..i].iter().any(|o| o.name == t.name) {
-            return Err(format!("trees[{i}].name: {:?} is used twice", t.name));
+            return Err(bad(format!("trees[{i}].name"), format!("{:?} is used twice", t.name)));
         }
         if t.path.is_none() && t.name != "default" {
-            return Err(format!("trees[{i}].path: missing (only the tree named default may omit it)"));
+            return Err(bad(format!("trees[{i}].path"), "missing (only the tree named default may omit it)"));
         }
         if let Some(b) = t.branches.iter().find(|b| b.is_empty() || b.starts_with('-') || b.contains("..")) {
-            return Err(format!("trees[{i}].branches: {b:?} is not a branch name"));
+            return Err(bad(format!("trees[{i}].branches"), format!("{b:?} is not a branch name")));
         }
         if let Some(g) = &t.github {
             let parts: Vec<&str> = g.repo.split('/').collect();
             if parts.len() != 2 || !parts.iter().all(|p| valid_name(&p.replace('.', "_"))) {
-                return Err(format!("trees[{i}].github.repo: expected owner/name, not {:?}", g.repo));
+                return Err(bad(format!("trees[{i}].github.repo"), format!("expected owner/name, not {:?}", g.repo)));
             }
             if !valid_name(&g.token_env) {
-                return Err(format!(
-                    "trees[{i}].github.token_env: expected an environment variable name, not {:?}",
-                    g.token_env
+                return Err(bad(
+                    format!("trees[{i}].github.token_env"),
+                    format!("expected an environment variable name, not {:?}", g.token_env),
                 ));
             }
             if let Some(a) = &g.api {
@@ -187,23 +216,32 @@ fn validate(c: &Config) -> Result<(), String> {
     }
     for (i, b) in c.inboxes.iter().enumerate() {
         if !valid_name(&b.name) {
-            return Err(format!("inboxes[{i}].name: {:?} is not a name (letters, digits, - and _)", b.name));
+            return Err(bad(
+                format!("inboxes[{i}].name"),
+                format!("{:?} is not a name (letters, digits, - and _)", b.name),
+            ));
         }
         if c.inboxes[..i].iter().any(|o| o.name == b.name) {
-            return Err(format!("inboxes[{i}].name: {:?} is used twice", b.name));
+            return Err(bad(format!("inboxes[{i}].name"), format!("{:?} is used twice", b.name)));
         }
         match (&b.lore, &b.git) {
             (Some(l), None) => http_url(&format!("inboxes[{i}].lore"), l)?,
             (None, Some(_)) => {}
-            _ => return Err(format!("inboxes[{i}]: give exactly one of lore (URL) or git (a public-inbox mirror)")),
+            _ => {
+                return Err(bad(
+                    format!("inboxes[{i}]"),
+                    "give exactly one of lore (URL) or git (a public-inbox mirror)",
+                ))
+            }
         }
         let known = c.trees.iter().any(|t| t.name == b.tree) || (b.tree == "default" && c.trees.is_empty());
         if !known {
-            return Err(format!("inboxes[{i}].tree: no tree named {:?} in trees", b.tree));
+            return Err(bad(format!("inboxes[{i}].tree"), format!("no tree named {:?} in trees", b.tree)));
         }
         if let Some(s) = &b.since {
-            parse_rfc3339(s)
-                .ok_or_else(|| format!("inboxes[{i}].since: expected a time like 2026-11-01T00:00:00Z, not {s:?}"))?;
+            parse_rfc3339(s).ok_or_else(|| {
+                bad(format!("inboxes[{i}].since"), format!("expected a time like 2026-11-01T00:00:00Z, not {s:?}"))
+            })?;
         }
     }
     if let Some(m) = &c.mail {
@@ -213,30 +251,30 @@ fn validate(c: &Config) -> Result<(), String> {
             !host.is_empty() && port.parse::<u16>().is_ok()
         });
         if !ok {
-            return Err(format!("mail.smtp: expected smtp://host:port or smtps://host:port, not {:?}", m.smtp));
+            return Err(bad("mail.smtp", format!("expected smtp://host:port or smtps://host:port, not {:?}", m.smtp)));
         }
         if !looks_like_mailbox(&m.from) {
-            return Err(format!("mail.from: expected \"Name <addr@host>\" or addr@host, not {:?}", m.from));
+            return Err(bad("mail.from", format!("expected \"Name <addr@host>\" or addr@host, not {:?}", m.from)));
         }
         if let Some(x) = m.cc.iter().find(|x| !looks_like_mailbox(x)) {
-            return Err(format!("mail.cc: {x:?} is not an address"));
+            return Err(bad("mail.cc", format!("{x:?} is not an address")));
         }
     }
     if let Some(w) = &c.web {
         if let Some(l) = &w.listen {
             l.parse::<std::net::SocketAddr>()
-                .map_err(|_| format!("web.listen: expected host:port like 127.0.0.1:8080, not {l:?}"))?;
+                .map_err(|_| bad("web.listen", format!("expected host:port like 127.0.0.1:8080, not {l:?}")))?;
         }
         if let Some(u) = &w.url {
             http_url("web.url", u)?;
         }
     }
     if c.workers == Some(0) {
-        return Err("workers: must be at least 1".into());
+        return Err(bad("workers", "must be at least 1"));
     }
     for (k, d) in [("job_timeout", c.job_timeout), ("poll_interval", c.poll_interval)] {
         if d.is_some_and(|d| d.0.is_zero()) {
-            return Err(format!("{k}: must be more than 0"));
+            return Err(bad(k, "must be more than 0"));
         }
     }
     Ok(())

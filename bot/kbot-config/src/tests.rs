@@ -16,6 +16,7 @@ fn config_cases() {
         match parse(&text) {
             Ok(_) => assert_eq!(expect, "ok", "{}: parsed, expected an error", p.display()),
             Err(err) => {
+                let err = err.to_string();
                 assert!(!err.contains('\n'), "{}: errors are one line: {err}", p.display());
                 assert!(expect != "ok" && err.contains(expect), "{}: got {err:?}, expected {expect:?}", p.display());
             }
@@ -57,4 +58,19 @@ fn shipped_files_load() {
             parse(&std::fs::read_to_string(&p).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         }
     }
+}
+
+#[test]
+fn error_texts() {
+    let e = parse("workers: 0\n").unwrap_err();
+    assert_eq!(e, ConfigError::Invalid { key: "workers".into(), problem: "must be at least 1".into() });
+    assert_eq!(e.to_string(), "workers: must be at least 1");
+    assert_eq!(
+        parse("trees:\n  - name: a b\n").unwrap_err().to_string(),
+        "trees[0].name: \"a b\" is not a name (letters, digits, - and _)"
+    );
+    assert_eq!(parse_duration("10x").unwrap_err().to_string(), "unknown unit \"x\" in \"10x\" (use s, m, h or d)");
+    assert_eq!(parse_duration("x").unwrap_err().to_string(), "expected a duration like 90, 30s, 10m or 2h, not \"x\"");
+    assert_eq!(parse_duration("99999999999999999d").unwrap_err().to_string(), "\"99999999999999999d\" is too long");
+    assert!(matches!(parse("[").unwrap_err(), ConfigError::Syntax(_)));
 }

@@ -33,11 +33,43 @@ pub struct Update {
     pub seconds: f64,
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An inbox that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum InboxError {
+    #[error("{} is not a public-inbox v2 mirror: it has no git/N.git epochs", .0.display())]
+    NoGitDir(PathBuf),
+    #[error("{} is not a public-inbox v2 mirror: git/ holds no N.git epoch", .0.display())]
+    NoEpoch(PathBuf),
+    /// An epoch's repository that cannot be opened or walked.
+    #[error("{}: {source}", path.display())]
+    Epoch { path: PathBuf, source: BoxError },
+    /// A commit, tree or blob of an epoch that cannot be read.
+    #[error(transparent)]
+    Object(BoxError),
+    #[error("no message <{mid}> in the inbox {}", dir.display())]
+    NoMessage { mid: String, dir: PathBuf },
+    #[error("epoch {0} is gone")]
+    EpochGone(usize),
+    #[error("message <{id}>: {source}")]
+    Message { id: String, source: BoxError },
+    #[error("cannot write the index {}: {source}", path.display())]
+    WriteIndex { path: PathBuf, source: std::io::Error },
+}
+
+fn epoch_error(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> InboxError {
+    InboxError::Epoch { path: path.to_path_buf(), source: Box::new(e) }
+}
+
+fn object_error(e: impl std::error::Error + Send + Sync + 'static) -> InboxError {
+    InboxError::Object(Box::new(e))
+}
+
 /// The epochs of an inbox, in order.
-pub fn epochs(dir: &Path) -> Result<Vec<(usize, PathBuf)>, String> {
+pub fn epochs(dir: &Path) -> Result<Vec<(usize, PathBuf)>, InboxError> {
     let git = dir.join("git");
-    let rd = std::fs::read_dir(&git)
-        .map_err(|_| format!("{} is not a public-inbox v2 mirror: it has no git/N.git epochs", dir.display()))?;
+    let rd = std::fs::read_dir(&git).map_err(|_| InboxError::NoGitDir(dir.to_path_buf()))?;
     let mut v: Vec<(usize, PathBuf)> = rd
         .flatten()
         .filter_map(|e| {
@@ -48,7 +80,7 @@ pub fn epochs(dir: &Path) -> Result<Vec<(usize, PathBuf)>, String> {
         .collect();
     v.sort();
     if v.is_empty() {
-        return Err(format!("{} is not a public-inbox v2 mirror: git/ holds no N.git epoch", dir.display()));
+        return Err(InboxError::NoEpoch(dir.to_path_buf()));
     }
     Ok(v)
 }
@@ -129,29 +161,29 @@ impl Index {
     }
 
     /// Indexes the commits added to each epoch since the last update.
-    pub fn update(&mut self, dir: &Path) -> Result<Update, String> {
+    pub fn update(&mut self, dir: &Path) -> Result<Update, InboxError> {
         let t = Instant::now();
         let before = self.msgs.len();
         let mut new_ids = Vec::new();
         for (n, path) in epochs(dir)? {
-            let repo = gix::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let repo = gix::open(&path).map_err(|e| epoch_error(&path, e))?;
             let Ok(head) = repo.head_id() else { continue };
             let head = head.detach();
             let stop = self.tips.get(&n).and_then(|t| gix::ObjectId::from_hex(t.as_bytes()).ok());
             if stop == Some(head) {
                 continue;
             }
-            let walk = repo.rev_walk([head]).all().map_err(|e| format!("{}: {e}", path.display()))?;
+            let walk = repo.rev_walk([head]).all().map_err(|e| epoch_error(&path, e))?;
             for info in walk {
-                let info = info.map_err(|e| format!("{}: {e}", path.display()))?;
+                let info = info.map_err(|e| epoch_error(&path, e))?;
                 if Some(info.id) == stop {
                     break;
                 }
-                let commit = info.object().map_err(|e| e.to_string())?;
-                let tree = commit.tree().map_err(|e| e.to_string())?;
+                let commit = info.object().map_err(object_error)?;
+                let tree = commit.tree().map_err(object_error)?;
                 // A commit that removes a message has no `m` (public-inbox writes `d`).
                 let Some(entry) = tree.find_entry("m") else { continue };
-                let blob = entry.object().map_err(|e| e.to_string())?;
+                let blob = entry.object().map_err(object_error)?;
                 if let Some((mid, refs)) = headers(&blob.data) {
                     // The newest copy of a message id wins; walking newest first, keep the first.
                     if let std::collections::hash_map::Entry::Vacant(v) = self.msgs.entry(mid) {
@@ -197,18 +229,19 @@ impl Index {
     }
 
     /// The thread of `mid` as an mboxrd, or an error when the inbox does not have `mid`.
-    pub fn thread_mbox(&self, dir: &Path, mid: &str) -> Result<Vec<u8>, String> {
+    pub fn thread_mbox(&self, dir: &Path, mid: &str) -> Result<Vec<u8>, InboxError> {
         if !self.msgs.contains_key(mid) {
-            return Err(format!("no message <{mid}> in the inbox {}", dir.display()));
+            return Err(InboxError::NoMessage { mid: mid.to_string(), dir: dir.to_path_buf() });
         }
         let repos: HashMap<usize, gix::Repository> =
             epochs(dir)?.into_iter().filter_map(|(n, p)| gix::open(&p).ok().map(|r| (n, r))).collect();
         let mut out = Vec::new();
         for id in self.thread_ids(mid) {
             let e = &self.msgs[&id];
-            let repo = repos.get(&e.epoch).ok_or_else(|| format!("epoch {} is gone", e.epoch))?;
-            let oid = gix::ObjectId::from_hex(e.blob.as_bytes()).map_err(|x| x.to_string())?;
-            let blob = repo.find_object(oid).map_err(|x| format!("message <{id}>: {x}"))?;
+            let repo = repos.get(&e.epoch).ok_or(InboxError::EpochGone(e.epoch))?;
+            let oid = gix::ObjectId::from_hex(e.blob.as_bytes()).map_err(object_error)?;
+            let blob =
+                repo.find_object(oid).map_err(|x| InboxError::Message { id: id.clone(), source: Box::new(x) })?;
             kbot_mbox::append_mboxrd(&mut out, b"From mboxrd@z Thu Jan  1 00:00:00 1970", &blob.data);
             out.push(b'\n');
         }
@@ -217,11 +250,11 @@ impl Index {
 }
 
 /// Loads the index at `index_path`, updates it from `dir` and saves it.
-pub fn open_indexed(dir: &Path, index_path: &Path) -> Result<(Index, Update), String> {
+pub fn open_indexed(dir: &Path, index_path: &Path) -> Result<(Index, Update), InboxError> {
     let mut ix = Index::load(index_path);
     let u = ix.update(dir)?;
     if u.new > 0 || !index_path.exists() {
-        ix.save(index_path).map_err(|e| format!("cannot write the index {}: {e}", index_path.display()))?;
+        ix.save(index_path).map_err(|source| InboxError::WriteIndex { path: index_path.to_path_buf(), source })?;
     }
     Ok((ix, u))
 }
@@ -240,6 +273,17 @@ mod tests {
     #[test]
     fn not_an_inbox() {
         let d = tempfile::tempdir().unwrap();
-        assert!(epochs(d.path()).unwrap_err().contains("not a public-inbox v2 mirror"));
+        let e = epochs(d.path()).unwrap_err();
+        assert!(matches!(e, InboxError::NoGitDir(_)), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!("{} is not a public-inbox v2 mirror: it has no git/N.git epochs", d.path().display())
+        );
+        std::fs::create_dir(d.path().join("git")).unwrap();
+        let e = epochs(d.path()).unwrap_err().to_string();
+        assert!(e.ends_with("is not a public-inbox v2 mirror: git/ holds no N.git epoch"), "{e}");
+        let ix = Index::load(&d.path().join("none.idx"));
+        let e = ix.thread_mbox(d.path(), "a@b").unwrap_err().to_string();
+        assert_eq!(e, format!("no message <a@b> in the inbox {}", d.path().display()));
     }
 }

@@ -11,26 +11,37 @@ pub struct Target {
     pub msgid: String,
 }
 
+/// A message id or lore link that cannot be fetched as given.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum TargetError {
+    #[error("{0}: a lore link looks like https://lore.kernel.org/<list>/<message-id>/")]
+    BadLink(String),
+    #[error("{0:?} is not a message id")]
+    NotAMessageId(String),
+    #[error("--lore {0}: expected an http(s) URL of an inbox, e.g. https://lore.kernel.org/all/")]
+    BadLore(String),
+}
+
 /// Reads `ID`, `<ID>` or a lore link `https://host/<list>/<ID>/[...]`; `lore` is the base
 /// URL used for a bare id.
-pub fn parse_target(id: &str, lore: &str) -> Result<Target, String> {
+pub fn parse_target(id: &str, lore: &str) -> Result<Target, TargetError> {
     let id = id.trim();
     if id.starts_with("http://") || id.starts_with("https://") {
         let (scheme, rest) = id.split_once("://").expect("checked");
         let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
         // host / list / msgid [/ t.mbox.gz ...]
         if parts.len() < 3 {
-            return Err(format!("{id}: a lore link looks like https://lore.kernel.org/<list>/<message-id>/"));
+            return Err(TargetError::BadLink(id.to_string()));
         }
         let msgid = unescape(parts[2]);
         return Ok(Target { base: format!("{scheme}://{}/{}/", parts[0], parts[1]), msgid });
     }
     let msgid = id.trim_start_matches('<').trim_end_matches('>').trim().to_string();
     if msgid.is_empty() || msgid.contains(char::is_whitespace) {
-        return Err(format!("{id:?} is not a message id"));
+        return Err(TargetError::NotAMessageId(id.to_string()));
     }
     if !(lore.starts_with("http://") || lore.starts_with("https://")) {
-        return Err(format!("--lore {lore}: expected an http(s) URL of an inbox, e.g. https://lore.kernel.org/all/"));
+        return Err(TargetError::BadLore(lore.to_string()));
     }
     let base = if lore.ends_with('/') { lore.to_string() } else { format!("{lore}/") };
     Ok(Target { base, msgid })
@@ -96,9 +107,9 @@ fn agent(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
-pub fn gunzip(data: &[u8]) -> Result<Vec<u8>, String> {
+pub fn gunzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data).read_to_end(&mut out).map_err(|e| e.to_string())?;
+    flate2::read::GzDecoder::new(data).read_to_end(&mut out)?;
     Ok(out)
 }
 
@@ -134,7 +145,7 @@ pub fn fetch_thread(t: &Target, attempts: u32, timeout: Duration, max_bytes: u64
                     last = e.to_string();
                     continue;
                 }
-                return gunzip(&body).map_err(|detail| FetchError::BadGzip { url, detail });
+                return gunzip(&body).map_err(|e| FetchError::BadGzip { url, detail: e.to_string() });
             }
             Err(e) => last = e.to_string(),
         }
@@ -168,17 +179,33 @@ pub fn atom_msgids(xml: &str, base: &str) -> Vec<String> {
     out
 }
 
+/// An inbox's feed that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error("{url}: {source}")]
+    Request { url: String, source: ureq::Error },
+    #[error("{url}: HTTP {status}")]
+    Http { url: String, status: u16 },
+    #[error("{url}: {source}")]
+    Read { url: String, source: std::io::Error },
+}
+
 /// Fetches `<base>new.atom` (the newest messages of the inbox) and returns their ids.
-pub fn fetch_new(base: &str, timeout: Duration) -> Result<Vec<String>, String> {
+pub fn fetch_new(base: &str, timeout: Duration) -> Result<Vec<String>, FeedError> {
     let url = format!("{base}new.atom");
     let agent = agent(timeout);
-    let resp = agent.get(&url).call().map_err(|e| format!("{url}: {e}"))?;
+    let resp = match agent.get(&url).call() {
+        Ok(r) => r,
+        Err(source) => return Err(FeedError::Request { url, source }),
+    };
     let status = resp.status().as_u16();
     if status != 200 {
-        return Err(format!("{url}: HTTP {status}"));
+        return Err(FeedError::Http { url, status });
     }
     let mut body = Vec::new();
-    resp.into_body().into_reader().take(16 << 20).read_to_end(&mut body).map_err(|e| format!("{url}: {e}"))?;
+    if let Err(source) = resp.into_body().into_reader().take(16 << 20).read_to_end(&mut body) {
+        return Err(FeedError::Read { url, source });
+    }
     Ok(atom_msgids(&String::from_utf8_lossy(&body), base))
 }
 
@@ -208,9 +235,16 @@ mod tests {
             "https://lore.kernel.org/linux-fsdevel/20170315130158.1234-1-jack@suse.cz/t.mbox.gz"
         );
         assert_eq!(parse_target("https://lore.kernel.org/l/a%2Fb@c/", lore).unwrap().msgid, "a/b@c");
-        assert!(parse_target("", lore).is_err());
-        assert!(parse_target("a b", lore).is_err());
-        assert!(parse_target("x@y", "ftp://x").is_err());
+        assert_eq!(parse_target("", lore).unwrap_err().to_string(), "\"\" is not a message id");
+        assert_eq!(parse_target("a b", lore).unwrap_err(), TargetError::NotAMessageId("a b".into()));
+        assert_eq!(
+            parse_target("x@y", "ftp://x").unwrap_err().to_string(),
+            "--lore ftp://x: expected an http(s) URL of an inbox, e.g. https://lore.kernel.org/all/"
+        );
+        assert_eq!(
+            parse_target("https://lore.kernel.org/x", lore).unwrap_err().to_string(),
+            "https://lore.kernel.org/x: a lore link looks like https://lore.kernel.org/<list>/<message-id>/"
+        );
     }
 
     #[test]
@@ -235,6 +269,9 @@ mod tests {
         let t = parse_target("x@y", "http://127.0.0.1:9/inbox/").unwrap();
         let e = fetch_thread(&t, 2, Duration::from_secs(5), 1 << 20).unwrap_err();
         assert!(matches!(e, FetchError::Unreachable { attempts: 2, .. }), "{e}");
+        let e = fetch_new("http://127.0.0.1:9/inbox/", Duration::from_secs(5)).unwrap_err();
+        assert!(matches!(e, FeedError::Request { .. }), "{e}");
+        assert!(e.to_string().starts_with("http://127.0.0.1:9/inbox/new.atom: "), "{e}");
     }
 
     #[test]

@@ -9,16 +9,128 @@
 //!   crash is `uncertain` on restart and is not sent again (never twice), but listed.
 //! - `pending`: threads seen but not yet queued (waiting for the rest of the series).
 //! - `cursors`: small named values (last tested branch tips, first start).
+//!
+//! The closed vocabularies of the rows ([`JobKind`], [`JobState`], [`MailState`]) are enums
+//! here and the same words as always in the database. [`JobDir`] is the layout of one job's
+//! files (`jobs/<id>/`).
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension};
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+mod jobdir;
+pub use jobdir::{queue_path, JobDir};
+
+/// An error of the queue, one line.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("cannot create {}: {source}", dir.display())]
+    CreateDir { dir: PathBuf, source: std::io::Error },
+    #[error("cannot open {}: {source}", path.display())]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("queue database: {0}")]
+    Db(#[from] rusqlite::Error),
+}
+
+/// A word in the database that is not one of its column's vocabulary.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: unknown value {word:?}")]
+pub struct UnknownWord {
+    pub what: &'static str,
+    pub word: String,
+}
+
+macro_rules! words {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $word:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vm])* $var),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+
+            /// The word as stored in the database.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$var => $word),+
+                }
+            }
+
+            /// The value of a word of the database.
+            pub fn parse(s: &str) -> Option<$name> {
+                match s {
+                    $($word => Some($name::$var),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // `pad`: widths and alignment apply (`{:<8}`).
+                f.pad(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownWord;
+            fn from_str(s: &str) -> Result<$name, UnknownWord> {
+                $name::parse(s).ok_or_else(|| UnknownWord { what: stringify!($name), word: s.to_string() })
+            }
+        }
+
+        impl ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $name {
+            fn column_result(v: ValueRef<'_>) -> FromSqlResult<$name> {
+                v.as_str()?.parse().map_err(|e: UnknownWord| FromSqlError::Other(Box::new(e)))
+            }
+        }
+    };
+}
+
+words! {
+    /// What a job tests.
+    JobKind {
+        /// A patch series from an inbox (`input` is the mbox path).
+        Series = "series",
+        /// New commits of a tree's branch (`input` is `BASE..TIP`).
+        Range = "range",
+    }
+}
+
+words! {
+    /// Where a job is.
+    JobState { Queued = "queued", Running = "running", Done = "done" }
+}
+
+words! {
+    /// Where a mail of the outbox is.
+    MailState {
+        /// Waiting to be sent (at `next_try`).
+        Pending = "pending",
+        /// Handed to SMTP; left so by a crash it becomes `Uncertain`.
+        Sending = "sending",
+        Sent = "sent",
+        /// Caught mid-send by a crash: not sent again (it may have arrived).
+        Uncertain = "uncertain",
+        /// Given up.
+        Failed = "failed",
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
     pub id: i64,
     pub key: String,
-    /// `series` or `range`.
-    pub kind: String,
+    pub kind: JobKind,
     /// The inbox or tree it came from.
     pub source: String,
     pub title: String,
@@ -26,15 +138,29 @@ pub struct Job {
     pub input: String,
     /// The tree name it is tested on.
     pub tree: String,
-    /// `queued`, `running`, `done`.
-    pub state: String,
+    pub state: JobState,
     pub attempts: i64,
     /// kbot.result/v1 status once done (`clean`, `regression`, `error`, ...).
     pub status: Option<String>,
+    /// The result file's path once done, when the job wrote one.
     pub result: Option<String>,
     pub error: Option<String>,
     pub created: i64,
     pub updated: i64,
+}
+
+impl Job {
+    /// Its files in the service's state directory `state`.
+    pub fn dir(&self, state: &Path) -> JobDir {
+        JobDir::new(state, self.id)
+    }
+
+    /// Its result, parsed, once it is done and `kbot check` wrote one (`None` before, as the
+    /// queue records it, even when a file is left from an interrupted attempt).
+    pub fn load_result(&self, state: &Path) -> Option<kbot_report::CheckResult> {
+        self.result.as_ref()?;
+        self.dir(state).load_result()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,8 +172,7 @@ pub struct Mail {
     /// Envelope recipients, comma separated.
     pub rcpt: String,
     pub raw: Vec<u8>,
-    /// `pending`, `sending`, `sent`, `uncertain`, `failed`.
-    pub state: String,
+    pub state: MailState,
     pub attempts: i64,
     pub next_try: i64,
     pub error: Option<String>,
@@ -65,11 +190,7 @@ pub struct Queue {
     db: Connection,
 }
 
-type R<T> = Result<T, String>;
-
-fn e(x: rusqlite::Error) -> String {
-    format!("queue database: {x}")
-}
+type R<T> = Result<T, QueueError>;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
@@ -133,13 +254,13 @@ pub fn now() -> i64 {
 impl Queue {
     pub fn open(path: &Path) -> R<Queue> {
         if let Some(d) = path.parent() {
-            std::fs::create_dir_all(d).map_err(|x| format!("cannot create {}: {x}", d.display()))?;
+            std::fs::create_dir_all(d).map_err(|source| QueueError::CreateDir { dir: d.to_path_buf(), source })?;
         }
-        let db = Connection::open(path).map_err(|x| format!("cannot open {}: {x}", path.display()))?;
-        db.busy_timeout(std::time::Duration::from_secs(10)).map_err(e)?;
-        db.pragma_update(None, "journal_mode", "WAL").map_err(e)?;
-        db.pragma_update(None, "synchronous", "FULL").map_err(e)?;
-        db.execute_batch(SCHEMA).map_err(e)?;
+        let db = Connection::open(path).map_err(|source| QueueError::Open { path: path.to_path_buf(), source })?;
+        db.busy_timeout(std::time::Duration::from_secs(10))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "FULL")?;
+        db.execute_batch(SCHEMA)?;
         Ok(Queue { db })
     }
 
@@ -147,35 +268,41 @@ impl Queue {
     /// Returns (jobs requeued, mails made uncertain).
     pub fn recover(&self) -> R<(usize, usize)> {
         let t = now();
-        let j = self
-            .db
-            .execute("UPDATE jobs SET state='queued', updated=?1 WHERE state='running'", params![t])
-            .map_err(e)?;
+        let j = self.db.execute(
+            "UPDATE jobs SET state=?2, updated=?1 WHERE state=?3",
+            params![t, JobState::Queued, JobState::Running],
+        )?;
         let m = self
             .db
             .execute(
-                "UPDATE mails SET state='uncertain', error='the service stopped during SMTP; not resent (it may have arrived)' WHERE state='sending'",
-                [],
+                "UPDATE mails SET state=?1, error='the service stopped during SMTP; not resent (it may have arrived)' WHERE state=?2",
+                params![MailState::Uncertain, MailState::Sending],
             )
-            .map_err(e)?;
+            ?;
         // GitHub posts caught mid-way: not posted again either.
-        self.db
-            .execute("UPDATE cursors SET value='uncertain' WHERE name LIKE 'gh:%' AND value='posting'", [])
-            .map_err(e)?;
+        self.db.execute("UPDATE cursors SET value='uncertain' WHERE name LIKE 'gh:%' AND value='posting'", [])?;
         Ok((j, m))
     }
 
     /// Queues a job unless one with `key` exists. Returns its id when it was added.
     #[allow(clippy::too_many_arguments)]
-    pub fn enqueue(&self, key: &str, kind: &str, source: &str, title: &str, input: &str, tree: &str) -> R<Option<i64>> {
+    pub fn enqueue(
+        &self,
+        key: &str,
+        kind: JobKind,
+        source: &str,
+        title: &str,
+        input: &str,
+        tree: &str,
+    ) -> R<Option<i64>> {
         let t = now();
         let n = self
             .db
             .execute(
-                "INSERT OR IGNORE INTO jobs (key, kind, source, title, input, tree, state, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?7)",
-                params![key, kind, source, title, input, tree, t],
+                "INSERT OR IGNORE INTO jobs (key, kind, source, title, input, tree, state, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?8, ?7, ?7)",
+                params![key, kind, source, title, input, tree, t, JobState::Queued],
             )
-            .map_err(e)?;
+            ?;
         Ok((n == 1).then(|| self.db.last_insert_rowid()))
     }
 
@@ -183,26 +310,28 @@ impl Queue {
         self.db
             .query_row("SELECT 1 FROM jobs WHERE key=?1", params![key], |_| Ok(()))
             .optional()
-            .map_err(e)
             .map(|o| o.is_some())
+            .map_err(QueueError::from)
     }
 
     /// Takes the oldest queued job and marks it running.
     pub fn claim(&mut self) -> R<Option<Job>> {
-        let tx = self.db.transaction().map_err(e)?;
+        let tx = self.db.transaction()?;
         let job = tx
-            .query_row(&format!("SELECT {JOB_COLS} FROM jobs WHERE state='queued' ORDER BY id LIMIT 1"), [], job_row)
-            .optional()
-            .map_err(e)?;
+            .query_row(
+                &format!("SELECT {JOB_COLS} FROM jobs WHERE state=?1 ORDER BY id LIMIT 1"),
+                params![JobState::Queued],
+                job_row,
+            )
+            .optional()?;
         if let Some(j) = &job {
             tx.execute(
-                "UPDATE jobs SET state='running', attempts=attempts+1, updated=?2 WHERE id=?1",
-                params![j.id, now()],
-            )
-            .map_err(e)?;
+                "UPDATE jobs SET state=?3, attempts=attempts+1, updated=?2 WHERE id=?1",
+                params![j.id, now(), JobState::Running],
+            )?;
         }
-        tx.commit().map_err(e)?;
-        Ok(job.map(|j| Job { state: "running".into(), attempts: j.attempts + 1, ..j }))
+        tx.commit()?;
+        Ok(job.map(|j| Job { state: JobState::Running, attempts: j.attempts + 1, ..j }))
     }
 
     /// Finishes a job and, in the same transaction, queues its report mail (ignored when a
@@ -215,129 +344,124 @@ impl Queue {
         error: Option<&str>,
         mail: Option<NewMail>,
     ) -> R<bool> {
-        let tx = self.db.transaction().map_err(e)?;
+        let tx = self.db.transaction()?;
         tx.execute(
-            "UPDATE jobs SET state='done', status=?2, result=?3, error=?4, updated=?5 WHERE id=?1",
-            params![id, status, result, error, now()],
-        )
-        .map_err(e)?;
+            "UPDATE jobs SET state=?6, status=?2, result=?3, error=?4, updated=?5 WHERE id=?1",
+            params![id, status, result, error, now(), JobState::Done],
+        )?;
         let mut queued = false;
         if let Some(m) = mail {
             queued = tx
                 .execute(
-                    "INSERT OR IGNORE INTO mails (job, message_id, sender, rcpt, raw, state) VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
-                    params![id, m.message_id, m.sender, m.rcpt.join(","), m.raw],
+                    "INSERT OR IGNORE INTO mails (job, message_id, sender, rcpt, raw, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![id, m.message_id, m.sender, m.rcpt.join(","), m.raw, MailState::Pending],
                 )
-                .map_err(e)?
+                ?
                 == 1;
         }
-        tx.commit().map_err(e)?;
+        tx.commit()?;
         Ok(queued)
     }
 
     /// Puts a running job back (a graceful stop interrupted it).
     pub fn requeue(&self, id: i64) -> R<()> {
-        self.db.execute("UPDATE jobs SET state='queued', updated=?2 WHERE id=?1", params![id, now()]).map_err(e)?;
+        self.db.execute("UPDATE jobs SET state=?3, updated=?2 WHERE id=?1", params![id, now(), JobState::Queued])?;
         Ok(())
     }
 
     pub fn jobs(&self, limit: usize) -> R<Vec<Job>> {
-        let mut st = self.db.prepare(&format!("SELECT {JOB_COLS} FROM jobs ORDER BY id DESC LIMIT ?1")).map_err(e)?;
-        let rows = st.query_map(params![limit as i64], job_row).map_err(e)?;
-        rows.collect::<Result<_, _>>().map_err(e)
+        let mut st = self.db.prepare(&format!("SELECT {JOB_COLS} FROM jobs ORDER BY id DESC LIMIT ?1"))?;
+        let rows = st.query_map(params![limit as i64], job_row)?;
+        rows.collect::<Result<_, _>>().map_err(QueueError::from)
     }
 
     pub fn job(&self, id: i64) -> R<Option<Job>> {
         self.db
             .query_row(&format!("SELECT {JOB_COLS} FROM jobs WHERE id=?1"), params![id], job_row)
             .optional()
-            .map_err(e)
+            .map_err(QueueError::from)
     }
 
-    pub fn count(&self, state: &str) -> R<i64> {
-        self.db.query_row("SELECT COUNT(*) FROM jobs WHERE state=?1", params![state], |r| r.get(0)).map_err(e)
+    pub fn count(&self, state: JobState) -> R<i64> {
+        self.db
+            .query_row("SELECT COUNT(*) FROM jobs WHERE state=?1", params![state], |r| r.get(0))
+            .map_err(QueueError::from)
     }
 
     /// Mails to send now: pending with their retry time reached (`all`: regardless of it).
     pub fn mails_due(&self, all: bool) -> R<Vec<Mail>> {
         let mut st = self
             .db
-            .prepare(&format!(
-                "SELECT {MAIL_COLS} FROM mails WHERE state='pending' AND (?1 OR next_try <= ?2) ORDER BY id"
-            ))
-            .map_err(e)?;
-        let rows = st.query_map(params![all, now()], mail_row).map_err(e)?;
-        rows.collect::<Result<_, _>>().map_err(e)
+            .prepare(&format!("SELECT {MAIL_COLS} FROM mails WHERE state=?3 AND (?1 OR next_try <= ?2) ORDER BY id"))?;
+        let rows = st.query_map(params![all, now(), MailState::Pending], mail_row)?;
+        rows.collect::<Result<_, _>>().map_err(QueueError::from)
     }
 
     pub fn mails(&self) -> R<Vec<Mail>> {
-        let mut st = self.db.prepare(&format!("SELECT {MAIL_COLS} FROM mails ORDER BY id")).map_err(e)?;
-        let rows = st.query_map([], mail_row).map_err(e)?;
-        rows.collect::<Result<_, _>>().map_err(e)
+        let mut st = self.db.prepare(&format!("SELECT {MAIL_COLS} FROM mails ORDER BY id"))?;
+        let rows = st.query_map([], mail_row)?;
+        rows.collect::<Result<_, _>>().map_err(QueueError::from)
     }
 
     /// The mails of one job.
     pub fn mails_of(&self, job: i64) -> R<Vec<Mail>> {
-        let mut st = self.db.prepare(&format!("SELECT {MAIL_COLS} FROM mails WHERE job=?1 ORDER BY id")).map_err(e)?;
-        let rows = st.query_map(params![job], mail_row).map_err(e)?;
-        rows.collect::<Result<_, _>>().map_err(e)
+        let mut st = self.db.prepare(&format!("SELECT {MAIL_COLS} FROM mails WHERE job=?1 ORDER BY id"))?;
+        let rows = st.query_map(params![job], mail_row)?;
+        rows.collect::<Result<_, _>>().map_err(QueueError::from)
     }
 
     pub fn mail_sending(&self, id: i64) -> R<()> {
-        self.db.execute("UPDATE mails SET state='sending', attempts=attempts+1 WHERE id=?1", params![id]).map_err(e)?;
+        self.db
+            .execute("UPDATE mails SET state=?2, attempts=attempts+1 WHERE id=?1", params![id, MailState::Sending])?;
         Ok(())
     }
 
     pub fn mail_sent(&self, id: i64) -> R<()> {
-        self.db.execute("UPDATE mails SET state='sent', error=NULL WHERE id=?1", params![id]).map_err(e)?;
+        self.db.execute("UPDATE mails SET state=?2, error=NULL WHERE id=?1", params![id, MailState::Sent])?;
         Ok(())
     }
 
     /// SMTP did not take it: try again at `next_try`, or give up (`failed`) when `give_up`.
     pub fn mail_retry(&self, id: i64, next_try: i64, error: &str, give_up: bool) -> R<()> {
-        self.db
-            .execute(
-                "UPDATE mails SET state=?4, next_try=?2, error=?3 WHERE id=?1",
-                params![id, next_try, error, if give_up { "failed" } else { "pending" }],
-            )
-            .map_err(e)?;
+        self.db.execute(
+            "UPDATE mails SET state=?4, next_try=?2, error=?3 WHERE id=?1",
+            params![id, next_try, error, if give_up { MailState::Failed } else { MailState::Pending }],
+        )?;
         Ok(())
     }
 
     /// Remembers a thread to look at again until it is complete and its grace is over.
     pub fn pending_add(&self, source: &str, msgid: &str) -> R<()> {
-        self.db
-            .execute(
-                "INSERT OR IGNORE INTO pending (source, msgid, first_seen) VALUES (?1, ?2, ?3)",
-                params![source, msgid, now()],
-            )
-            .map_err(e)?;
+        self.db.execute(
+            "INSERT OR IGNORE INTO pending (source, msgid, first_seen) VALUES (?1, ?2, ?3)",
+            params![source, msgid, now()],
+        )?;
         Ok(())
     }
 
     pub fn pending(&self, source: &str) -> R<Vec<(String, i64)>> {
-        let mut st =
-            self.db.prepare("SELECT msgid, first_seen FROM pending WHERE source=?1 ORDER BY first_seen").map_err(e)?;
-        let rows = st.query_map(params![source], |r| Ok((r.get(0)?, r.get(1)?))).map_err(e)?;
-        rows.collect::<Result<_, _>>().map_err(e)
+        let mut st = self.db.prepare("SELECT msgid, first_seen FROM pending WHERE source=?1 ORDER BY first_seen")?;
+        let rows = st.query_map(params![source], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>().map_err(QueueError::from)
     }
 
     pub fn pending_remove(&self, source: &str, msgid: &str) -> R<()> {
-        self.db.execute("DELETE FROM pending WHERE source=?1 AND msgid=?2", params![source, msgid]).map_err(e)?;
+        self.db.execute("DELETE FROM pending WHERE source=?1 AND msgid=?2", params![source, msgid])?;
         Ok(())
     }
 
     pub fn cursor(&self, name: &str) -> R<Option<String>> {
-        self.db.query_row("SELECT value FROM cursors WHERE name=?1", params![name], |r| r.get(0)).optional().map_err(e)
+        self.db
+            .query_row("SELECT value FROM cursors WHERE name=?1", params![name], |r| r.get(0))
+            .optional()
+            .map_err(QueueError::from)
     }
 
     pub fn set_cursor(&self, name: &str, value: &str) -> R<()> {
-        self.db
-            .execute(
-                "INSERT INTO cursors (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value=?2",
-                params![name, value],
-            )
-            .map_err(e)?;
+        self.db.execute(
+            "INSERT INTO cursors (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value=?2",
+            params![name, value],
+        )?;
         Ok(())
     }
 }
@@ -355,11 +479,11 @@ mod tests {
     #[test]
     fn a_key_is_queued_once_and_claimed_in_order() {
         let (_d, mut q) = q();
-        assert!(q.enqueue("a", "series", "fsdevel", "A", "/a.mbox", "default").unwrap().is_some());
-        assert!(q.enqueue("a", "series", "fsdevel", "A again", "/a.mbox", "default").unwrap().is_none());
-        q.enqueue("b", "range", "linux", "B", "x..y", "linux").unwrap();
+        assert!(q.enqueue("a", JobKind::Series, "fsdevel", "A", "/a.mbox", "default").unwrap().is_some());
+        assert!(q.enqueue("a", JobKind::Series, "fsdevel", "A again", "/a.mbox", "default").unwrap().is_none());
+        q.enqueue("b", JobKind::Range, "linux", "B", "x..y", "linux").unwrap();
         let j = q.claim().unwrap().unwrap();
-        assert_eq!((j.key.as_str(), j.state.as_str(), j.attempts), ("a", "running", 1));
+        assert_eq!((j.key.as_str(), j.state, j.attempts), ("a", JobState::Running, 1));
         assert_eq!(q.claim().unwrap().unwrap().key, "b");
         assert!(q.claim().unwrap().is_none());
     }
@@ -370,8 +494,8 @@ mod tests {
         let p = d.path().join("q.db");
         {
             let mut q = Queue::open(&p).unwrap();
-            q.enqueue("a", "series", "s", "A", "/a", "t").unwrap();
-            q.enqueue("b", "series", "s", "B", "/b", "t").unwrap();
+            q.enqueue("a", JobKind::Series, "s", "A", "/a", "t").unwrap();
+            q.enqueue("b", JobKind::Series, "s", "B", "/b", "t").unwrap();
             let a = q.claim().unwrap().unwrap();
             let m = NewMail { message_id: "<r1@k>", sender: "k@x", rcpt: &["a@x".into()], raw: b"mail" };
             assert!(q.finish(a.id, "regression", None, None, Some(m)).unwrap());
@@ -385,7 +509,7 @@ mod tests {
         let b = q.claim().unwrap().unwrap();
         assert_eq!((b.key.as_str(), b.attempts), ("b", 2));
         assert!(q.mails_due(true).unwrap().is_empty(), "an uncertain mail is not sent again");
-        assert_eq!(q.mails().unwrap()[0].state, "uncertain");
+        assert_eq!(q.mails().unwrap()[0].state, MailState::Uncertain);
         // The same report from a job run again is not queued twice.
         let m = NewMail { message_id: "<r1@k>", sender: "k@x", rcpt: &["a@x".into()], raw: b"mail" };
         assert!(!q.finish(b.id, "regression", None, None, Some(m)).unwrap());
@@ -395,7 +519,7 @@ mod tests {
     #[test]
     fn failed_sends_wait_for_their_retry_time() {
         let (_d, mut q) = q();
-        q.enqueue("a", "series", "s", "A", "/a", "t").unwrap();
+        q.enqueue("a", JobKind::Series, "s", "A", "/a", "t").unwrap();
         let a = q.claim().unwrap().unwrap();
         let m = NewMail { message_id: "<r@k>", sender: "k@x", rcpt: &["a@x".into(), "l@x".into()], raw: b"m" };
         q.finish(a.id, "regression", None, None, Some(m)).unwrap();
@@ -421,5 +545,58 @@ mod tests {
         q.set_cursor("tip:linux:master", "abc").unwrap();
         q.set_cursor("tip:linux:master", "def").unwrap();
         assert_eq!(q.cursor("tip:linux:master").unwrap().as_deref(), Some("def"));
+    }
+
+    #[test]
+    fn words_are_the_database_text() {
+        for k in JobKind::ALL {
+            assert_eq!(k.as_str().parse::<JobKind>().unwrap(), *k);
+        }
+        for k in JobState::ALL {
+            assert_eq!(JobState::parse(k.as_str()), Some(*k));
+        }
+        for k in MailState::ALL {
+            assert_eq!(MailState::parse(&k.to_string()), Some(*k));
+        }
+        assert_eq!(format!("[{:<8}]", JobState::Done), "[done    ]");
+        assert_eq!("bogus".parse::<MailState>().unwrap_err().to_string(), "MailState: unknown value \"bogus\"");
+    }
+
+    #[test]
+    fn a_database_written_as_text_loads() {
+        // Rows as an older service (strings everywhere) left them.
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("q.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute_batch(
+                "INSERT INTO jobs (key, kind, source, title, input, tree, state, attempts, status, created, updated)
+                   VALUES ('k1', 'series', 's', 'T', '/a', 't', 'done', 1, 'clean', 1, 2),
+                          ('k2', 'range', 't', 'R', 'a..b', 't', 'running', 1, NULL, 1, 2);
+                 INSERT INTO mails (job, message_id, sender, rcpt, raw, state) VALUES (1, '<m@k>', 'k@x', 'a@x', X'00', 'sent');",
+            )
+            .unwrap();
+        }
+        let q = Queue::open(&p).unwrap();
+        let jobs = q.jobs(10).unwrap();
+        assert_eq!((jobs[1].kind, jobs[1].state), (JobKind::Series, JobState::Done));
+        assert_eq!((jobs[0].kind, jobs[0].state), (JobKind::Range, JobState::Running));
+        assert_eq!(q.mails().unwrap()[0].state, MailState::Sent);
+        assert_eq!((q.count(JobState::Done).unwrap(), q.count(JobState::Queued).unwrap()), (1, 0));
+        q.recover().unwrap();
+        let state: String = q.db.query_row("SELECT state FROM jobs WHERE key='k2'", [], |r| r.get(0)).unwrap();
+        assert_eq!(state, "queued", "stored as the same word");
+        q.db.execute("UPDATE jobs SET kind='other' WHERE key='k1'", []).unwrap();
+        let e = q.job(1).unwrap_err().to_string();
+        assert!(e.starts_with("queue database: ") && e.contains("\"other\""), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("f"), "").unwrap();
+        let e = Queue::open(&d.path().join("f/sub/q.db")).err().unwrap().to_string();
+        assert!(e.starts_with(&format!("cannot create {}: ", d.path().join("f/sub").display())), "{e}");
     }
 }

@@ -14,9 +14,9 @@
 //! the service resumes unfinished jobs and never mails a report twice. SIGTERM drains: no new
 //! jobs, running ones finish, mail goes out, then it exits.
 
-use kbot_runner::{write_atomic, Fail, Home, Lock};
 use kbot_config::Config;
-use kbot_queue::{now, Job, NewMail, Queue};
+use kbot_queue::{now, Job, JobDir, JobKind, JobState, NewMail, Queue, QueueError};
+use kbot_runner::{write_atomic, Fail, Home, Lock};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,7 +43,33 @@ struct Running {
     job: Job,
     child: Child,
     started: Instant,
-    dir: PathBuf,
+    dir: JobDir,
+}
+
+/// What can go wrong while polling an inbox or a branch (said, and tried again next poll).
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Inbox(#[from] kbot_inbox::InboxError),
+    #[error(transparent)]
+    Feed(#[from] kbot_lore::FeedError),
+    #[error(transparent)]
+    Fetch(#[from] kbot_lore::FetchError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<String> for PollError {
+    fn from(s: String) -> PollError {
+        PollError::Other(s)
+    }
+}
+
+/// A service error that stops the loop: the environment is not as it must be.
+fn env(e: impl std::fmt::Display) -> Fail {
+    Fail::env(e.to_string())
 }
 
 /// What to do with a thread seen in an inbox.
@@ -128,7 +154,7 @@ fn mail_epoch(date: &str) -> Option<i64> {
 impl Service {
     pub fn open(cfg: Config, home: Home, quiet: bool) -> Result<(Service, Lock), Fail> {
         let state = state_dir(&cfg, &home);
-        std::fs::create_dir_all(state.join("jobs"))
+        std::fs::create_dir_all(JobDir::root(&state))
             .map_err(|e| Fail::env(format!("state_dir {}: {e}", state.display())))?;
         let lock = Lock::try_take(&state.join("serve.lock"))
             .map_err(|e| Fail::env(format!("state_dir {}: {e}", state.display())))?
@@ -138,12 +164,12 @@ impl Service {
                     state.display()
                 ))
             })?;
-        let q = Queue::open(&state.join("queue.db")).map_err(Fail::env)?;
-        let first = match q.cursor("first_start").map_err(Fail::env)? {
+        let q = Queue::open(&kbot_queue::queue_path(&state)).map_err(env)?;
+        let first = match q.cursor("first_start").map_err(env)? {
             Some(v) => v.parse().unwrap_or_else(|_| now()),
             None => {
                 let t = now();
-                q.set_cursor("first_start", &t.to_string()).map_err(Fail::env)?;
+                q.set_cursor("first_start", &t.to_string()).map_err(env)?;
                 t
             }
         };
@@ -171,7 +197,7 @@ impl Service {
 
     /// After a crash: requeue running jobs; mails caught mid-send become uncertain.
     pub fn recover(&self) -> Result<(), Fail> {
-        let (j, m) = self.q.recover().map_err(Fail::env)?;
+        let (j, m) = self.q.recover().map_err(env)?;
         if j + m > 0 {
             self.say(&format!("recovered: {j} job(s) requeued, {m} mail(s) uncertain (not resent)"));
         }
@@ -194,7 +220,7 @@ impl Service {
         }
     }
 
-    fn poll_inbox(&mut self, i: usize) -> Result<(), String> {
+    fn poll_inbox(&mut self, i: usize) -> Result<(), PollError> {
         let ib = self.cfg.inboxes[i].clone();
         let since = ib.since.as_deref().and_then(kbot_config::parse_rfc3339).unwrap_or(self.since_default);
         // New message ids, and a way to fetch a thread.
@@ -238,7 +264,7 @@ impl Service {
                             self.q.pending_remove(&ib.name, &msgid)?;
                             continue;
                         }
-                        Err(e) => return Err(e.to_string()),
+                        Err(e) => return Err(e.into()),
                     }
                 }
                 _ => unreachable!("config validation: one of lore or git"),
@@ -269,13 +295,18 @@ impl Service {
                     self.q.pending_remove(&ib.name, &msgid)?;
                 }
                 Decision::Enqueue => {
-                    let file =
-                        self.state.join("jobs").join(format!("series-{:016x}.mbox", kbot_mail::fnv64(key.as_bytes())));
+                    let file = JobDir::root(&self.state)
+                        .join(format!("series-{:016x}.mbox", kbot_mail::fnv64(key.as_bytes())));
                     write_atomic(&file, &mbox).map_err(|e| format!("{}: {e}", file.display()))?;
                     let title = format!("[v{}] {} ({} patches)", series.version, series.subject, series.total);
-                    if let Some(id) =
-                        self.q.enqueue(&key, "series", &ib.name, &title, &file.display().to_string(), &ib.tree)?
-                    {
+                    if let Some(id) = self.q.enqueue(
+                        &key,
+                        JobKind::Series,
+                        &ib.name,
+                        &title,
+                        &file.display().to_string(),
+                        &ib.tree,
+                    )? {
                         self.say(&format!("job {id} queued: {}: {title}", ib.name));
                     }
                     self.q.pending_remove(&ib.name, &msgid)?;
@@ -285,8 +316,8 @@ impl Service {
         Ok(())
     }
 
-    fn poll_branch(&mut self, tree: &str, branch: &str) -> Result<(), String> {
-        let path = self.tree_path(tree).ok_or("no such tree")?;
+    fn poll_branch(&mut self, tree: &str, branch: &str) -> Result<(), PollError> {
+        let path = self.tree_path(tree).ok_or_else(|| PollError::Other("no such tree".into()))?;
         let repo = kbot_kernel::git::Tree::open(&path).map_err(|e| e.to_string())?;
         let tip = repo
             .resolve(&format!("refs/heads/{branch}"))
@@ -306,7 +337,9 @@ impl Service {
                 if base != tip {
                     let key = range_key(tree, branch, &base, &tip);
                     let title = format!("{tree}/{branch} {}..{}", &base[..12], &tip[..12]);
-                    if let Some(id) = self.q.enqueue(&key, "range", tree, &title, &format!("{base}..{tip}"), tree)? {
+                    if let Some(id) =
+                        self.q.enqueue(&key, JobKind::Range, tree, &title, &format!("{base}..{tip}"), tree)?
+                    {
                         self.say(&format!(
                             "job {id} queued: {title}{}",
                             if base != last { " (force-push)" } else { "" }
@@ -329,9 +362,9 @@ impl Service {
     /// Starts queued jobs while there is room.
     pub fn start_jobs(&mut self) -> Result<(), Fail> {
         while self.running.len() < self.workers() {
-            let Some(job) = self.q.claim().map_err(Fail::env)? else { break };
-            let dir = self.state.join("jobs").join(job.id.to_string());
-            let _ = std::fs::create_dir_all(&dir);
+            let Some(job) = self.q.claim().map_err(env)? else { break };
+            let dir = job.dir(&self.state);
+            let _ = std::fs::create_dir_all(dir.path());
             match self.spawn(&job, &dir) {
                 Ok(child) => {
                     self.say(&format!("job {} started (attempt {}): {}", job.id, job.attempts, job.title));
@@ -339,31 +372,31 @@ impl Service {
                 }
                 Err(e) => {
                     self.say(&format!("job {}: {e}", job.id));
-                    self.q.finish(job.id, "error", None, Some(&e), None).map_err(Fail::env)?;
+                    self.q.finish(job.id, "error", None, Some(&e), None).map_err(env)?;
                 }
             }
         }
         Ok(())
     }
 
-    fn spawn(&self, job: &Job, dir: &Path) -> Result<Child, String> {
+    fn spawn(&self, job: &Job, dir: &JobDir) -> Result<Child, String> {
         let tree = self.tree_path(&job.tree).ok_or_else(|| format!("no tree named {}", job.tree))?;
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut c = Command::new(exe);
         c.arg("check");
-        match job.kind.as_str() {
-            "range" => c.arg("--range").arg(&job.input),
-            _ => c.arg("--mbox").arg(&job.input),
+        match job.kind {
+            JobKind::Range => c.arg("--range").arg(&job.input),
+            JobKind::Series => c.arg("--mbox").arg(&job.input),
         };
         c.arg("--tree").arg(&tree).arg("--arch").arg(self.arches.join(","));
-        c.arg("--json").arg(dir.join("result.json")).arg("--report").arg(dir.join("report.md"));
+        c.arg("--json").arg(dir.result_json()).arg("--report").arg(dir.report_md());
         if let Some(m) = &self.cfg.mail {
             c.arg("--reporter").arg(&m.from);
         }
         // Readers of the report reproduce from the list or the tree, not from kbot's files.
-        let source = match job.kind.as_str() {
-            "range" => Some(format!("--range {} --tree {}", job.input, tree.display())),
-            _ => {
+        let source = match job.kind {
+            JobKind::Range => Some(format!("--range {} --tree {}", job.input, tree.display())),
+            JobKind::Series => {
                 let id = series_msgid(&job.key, &job.source);
                 let ib = self.cfg.inboxes.iter().find(|i| i.name == job.source);
                 match ib.and_then(|i| i.lore.clone()) {
@@ -376,7 +409,7 @@ impl Service {
             // One argument: the value starts with "--".
             c.arg(format!("--reproduce-as={s}"));
         }
-        let log = std::fs::File::create(dir.join("log")).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(dir.log()).map_err(|e| e.to_string())?;
         c.stdin(Stdio::null()).stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log);
         // Its own process group (a timeout kills all of it) that dies with the service: a job
         // of a service killed by SIGKILL must not run on beside the restarted one.
@@ -426,25 +459,30 @@ impl Service {
     }
 
     fn finish(&mut self, r: Running, code: Option<i32>, timed_out: bool, limit: Duration) -> Result<(), Fail> {
-        let json = r.dir.join("result.json");
-        let result = kbot_report::CheckResult::load(&json);
-        let last_log_line = std::fs::read_to_string(r.dir.join("log")).ok().and_then(|l| {
-            let last = l.lines().rev().find(|l| l.starts_with("kbot: error:") || l.starts_with("error:"));
-            last.or_else(|| l.lines().rev().find(|l| !l.trim().is_empty())).map(str::to_string)
-        });
+        // Read once, here: the result, and a series' mails for the report mail and KCIDB.
+        let json = r.dir.result_json();
+        let result = r.dir.load_result();
+        let mails = match (&result, r.job.kind) {
+            (Some(_), JobKind::Series) => series_mails(&r.job).map(Some),
+            _ => Ok(None),
+        };
         let (status, error) = match (&result, timed_out) {
             (_, true) => ("error".to_string(), Some(format!("the job hit its time limit ({} s)", limit.as_secs()))),
             (Some(res), _) => (res.status.as_str().to_string(), res.error.clone()),
             (None, _) => (
                 "error".to_string(),
-                Some(last_log_line.unwrap_or_else(|| format!("kbot check exited with {code:?} and no result"))),
+                Some(
+                    r.dir.last_error_line().unwrap_or_else(|| format!("kbot check exited with {code:?} and no result")),
+                ),
             ),
         };
         let mail = match (&result, &self.cfg.mail) {
-            (Some(res), Some(mc)) if !timed_out => self.compose(&r.job, res, mc).unwrap_or_else(|e| {
-                self.say(&format!("job {}: no report mail: {e}", r.job.id));
-                None
-            }),
+            (Some(res), Some(mc)) if !timed_out => {
+                mails.clone().and_then(|m| self.compose(&r.job, res, m.as_deref(), mc)).unwrap_or_else(|e| {
+                    self.say(&format!("job {}: no report mail: {e}", r.job.id));
+                    None
+                })
+            }
             _ => None,
         };
         let new =
@@ -458,13 +496,11 @@ impl Service {
                 error.as_deref(),
                 new,
             )
-            .map_err(Fail::env)?;
+            .map_err(env)?;
         if let Some(res) = &result {
-            let doc = kcidb_of(&self.cfg, &r.job, res);
-            let _ = write_atomic(
-                &r.dir.join("kcidb.json"),
-                serde_json::to_string_pretty(&doc).unwrap_or_default().as_bytes(),
-            );
+            let doc = kcidb_of(&self.cfg, &r.job, res, mails.as_ref().ok().and_then(Option::as_deref).unwrap_or(&[]));
+            let _ =
+                write_atomic(&r.dir.kcidb_json(), serde_json::to_string_pretty(&doc).unwrap_or_default().as_bytes());
         }
         self.say(&format!(
             "job {} done: {status}{}{} in {:.0}s",
@@ -476,16 +512,18 @@ impl Service {
         Ok(())
     }
 
+    /// The report mail of a finished job; `mails` are a series' mails (none for a range).
     fn compose(
         &self,
         job: &Job,
         res: &kbot_report::CheckResult,
+        mails: Option<&[kbot_mbox::Mail]>,
         mc: &kbot_config::MailConfig,
     ) -> Result<Option<kbot_mail::OutMail>, String> {
         let link = run_link(&self.cfg, job.id);
         let s = kbot_mail::Settings { from: &mc.from, cc: &mc.cc, link: link.as_deref(), send_clean: mc.send_clean };
-        match job.kind.as_str() {
-            "range" => {
+        match (job.kind, mails) {
+            (JobKind::Range, _) => {
                 let committer = match (res.first_bad(), self.tree_path(&job.tree)) {
                     (Some(f), Some(t)) if !f.commit.is_empty() => {
                         kbot_kernel::git::git(&t, &["log", "-1", "--format=%cn <%ce>", &f.commit]).ok()
@@ -496,11 +534,10 @@ impl Service {
                 let about = kbot_mail::Subject::Range { tree: &job.tree, branch, committer: committer.as_deref() };
                 kbot_mail::report(res, &job.key, &about, &s)
             }
-            _ => {
-                let data = std::fs::read(&job.input).map_err(|e| format!("{}: {e}", job.input))?;
-                let mails = kbot_mbox::parse_mbox(&data).map_err(|e| e.to_string())?;
-                kbot_mail::report(res, &job.key, &kbot_mail::Subject::Series { mails: &mails }, &s)
+            (JobKind::Series, Some(mails)) => {
+                kbot_mail::report(res, &job.key, &kbot_mail::Subject::Series { mails }, &s)
             }
+            (JobKind::Series, None) => Err(format!("{}: the series' mails were not read", job.input)),
         }
     }
 
@@ -515,19 +552,19 @@ impl Service {
             _ => None,
         };
         let mut left = 0;
-        for m in self.q.mails_due(all).map_err(Fail::env)? {
-            self.q.mail_sending(m.id).map_err(Fail::env)?;
+        for m in self.q.mails_due(all).map_err(env)? {
+            self.q.mail_sending(m.id).map_err(env)?;
             let rcpt: Vec<String> = m.rcpt.split(',').map(str::to_string).collect();
             match kbot_mail::send(&mc.smtp, creds.clone(), &m.sender, &rcpt, &m.raw) {
                 Ok(()) => {
-                    self.q.mail_sent(m.id).map_err(Fail::env)?;
+                    self.q.mail_sent(m.id).map_err(env)?;
                     self.say(&format!("mail {} sent to {}", m.message_id, m.rcpt));
                 }
                 Err(e) => {
                     let attempts = m.attempts + 1;
                     let give_up = !e.transient || attempts >= MAIL_ATTEMPTS;
                     let wait = 60i64 << attempts.min(6);
-                    self.q.mail_retry(m.id, now() + wait, &e.message, give_up).map_err(Fail::env)?;
+                    self.q.mail_retry(m.id, now() + wait, &e.message, give_up).map_err(env)?;
                     self.say(&format!(
                         "mail {}: {}; {}",
                         m.message_id,
@@ -547,20 +584,20 @@ impl Service {
     /// for a regression, a comment on its open pull requests. Each run is marked `posting`
     /// before and `done` after; one left `posting` by a crash is not posted again.
     pub async fn post_github(&self) -> Result<(), Fail> {
-        for job in self.q.jobs(50).map_err(Fail::env)? {
-            if job.state != "done" || job.kind != "range" {
+        for job in self.q.jobs(50).map_err(env)? {
+            if job.state != JobState::Done || job.kind != JobKind::Range {
                 continue;
             }
             let Some(gh) = self.cfg.trees.iter().find(|t| t.name == job.tree).and_then(|t| t.github.clone()) else {
                 continue;
             };
             let key = format!("gh:{}", job.id);
-            if self.q.cursor(&key).map_err(Fail::env)?.is_some() {
+            if self.q.cursor(&key).map_err(env)?.is_some() {
                 continue;
             }
-            let Some(r) = job.result.as_ref().and_then(kbot_report::CheckResult::load) else { continue };
+            let Some(r) = job.load_result(&self.state) else { continue };
             let Ok(token) = std::env::var(&gh.token_env) else {
-                self.q.set_cursor(&key, &format!("failed: {} is not set", gh.token_env)).map_err(Fail::env)?;
+                self.q.set_cursor(&key, &format!("failed: {} is not set", gh.token_env)).map_err(env)?;
                 self.say(&format!(
                     "job {}: GitHub: the token variable {} is not set; not posted",
                     job.id, gh.token_env
@@ -571,7 +608,7 @@ impl Service {
             let link = run_link(&self.cfg, job.id);
             let api = gh.api.clone().unwrap_or_else(|| "https://api.github.com".into());
             let t = kbot_github::Target { repo: &gh.repo, api: &api, token };
-            self.q.set_cursor(&key, "posting").map_err(Fail::env)?;
+            self.q.set_cursor(&key, "posting").map_err(env)?;
             let mut outcome = kbot_github::post_status(&t, &tip, &r, link.as_deref()).await;
             let mut prs = Vec::new();
             if outcome.is_ok() && r.status == kbot_report::Status::Regression {
@@ -591,7 +628,7 @@ impl Service {
             }
             match outcome {
                 Ok(()) => {
-                    self.q.set_cursor(&key, "done").map_err(Fail::env)?;
+                    self.q.set_cursor(&key, "done").map_err(env)?;
                     self.say(&format!(
                         "job {}: GitHub status on {} posted, comments on PRs {prs:?}",
                         job.id,
@@ -599,7 +636,7 @@ impl Service {
                     ));
                 }
                 Err(e) => {
-                    self.q.set_cursor(&key, &format!("failed: {e}")).map_err(Fail::env)?;
+                    self.q.set_cursor(&key, &format!("failed: {e}")).map_err(env)?;
                     self.say(&format!("job {}: GitHub: {e}", job.id));
                 }
             }
@@ -611,7 +648,7 @@ impl Service {
     fn has_pending_soon(&self) -> Result<bool, Fail> {
         let t = now();
         for ib in &self.cfg.inboxes {
-            for (_, first) in self.q.pending(&ib.name).map_err(Fail::env)? {
+            for (_, first) in self.q.pending(&ib.name).map_err(env)? {
                 if first + self.grace > t && first + self.grace - t <= 60 {
                     return Ok(true);
                 }
@@ -621,7 +658,7 @@ impl Service {
     }
 
     pub fn idle(&self) -> Result<bool, Fail> {
-        Ok(self.running.is_empty() && self.q.count("queued").map_err(Fail::env)? == 0)
+        Ok(self.running.is_empty() && self.q.count(JobState::Queued).map_err(env)? == 0)
     }
 }
 
@@ -684,22 +721,24 @@ fn run_link(cfg: &Config, id: i64) -> Option<String> {
     cfg.web.as_ref().and_then(|w| w.url.as_ref()).map(|u| format!("{}/runs/{id}", u.trim_end_matches('/')))
 }
 
-/// The KCIDB document of one finished run.
-pub fn kcidb_of(cfg: &Config, job: &Job, r: &kbot_report::CheckResult) -> serde_json::Value {
-    let patches: Vec<Vec<u8>> = if job.kind == "series" {
-        std::fs::read(&job.input)
-            .ok()
-            .and_then(|d| kbot_mbox::parse_mbox(&d).ok())
-            .and_then(|m| kbot_series::assemble(&m, Some(r.series.version)).ok())
+/// The mails of a series job, from the service's copy of its thread.
+fn series_mails(job: &Job) -> Result<Vec<kbot_mbox::Mail>, String> {
+    let data = std::fs::read(&job.input).map_err(|e| format!("{}: {e}", job.input))?;
+    kbot_mbox::parse_mbox(&data).map_err(|e| e.to_string())
+}
+
+/// The KCIDB document of one finished run; `mails` are a series' mails (none for a range).
+pub fn kcidb_of(cfg: &Config, job: &Job, r: &kbot_report::CheckResult, mails: &[kbot_mbox::Mail]) -> serde_json::Value {
+    let patches: Vec<Vec<u8>> = match job.kind {
+        JobKind::Series => kbot_series::assemble(mails, Some(r.series.version))
             .map(|s| s.patches.iter().map(|p| p.mail.to_mbox()).collect())
-            .unwrap_or_default()
-    } else {
-        Vec::new()
+            .unwrap_or_default(),
+        JobKind::Range => Vec::new(),
     };
     let url = run_link(cfg, job.id);
     let run = kbot_kcidb::RunInfo {
         id: job.id,
-        kind: &job.kind,
+        kind: job.kind.as_str(),
         tree: &job.tree,
         started: job.created,
         patches: &patches,
@@ -716,32 +755,37 @@ pub fn state_dir(cfg: &Config, home: &Home) -> PathBuf {
 /// The queue of a service that has run (for status, export).
 fn existing_state(cfg: &Config, home: &Home) -> Result<Queue, Fail> {
     let state = state_dir(cfg, home);
-    let db = state.join("queue.db");
+    let db = kbot_queue::queue_path(&state);
     if !db.is_file() {
         return Err(Fail::usage(format!(
             "no service state in {} (has kbot serve run with this config?)",
             state.display()
         )));
     }
-    Queue::open(&db).map_err(Fail::env)
+    Queue::open(&db).map_err(env)
 }
 
 /// `kbot export kcidb`: every finished run (or one) as one KCIDB v5 document.
 pub fn export_kcidb(cfg: &Config, home: &Home, job: Option<i64>) -> Result<serde_json::Value, Fail> {
+    let state = state_dir(cfg, home);
     let q = existing_state(cfg, home)?;
     let jobs: Vec<Job> = match job {
         Some(id) => {
             vec![q
                 .job(id)
-                .map_err(Fail::env)?
+                .map_err(env)?
                 .ok_or_else(|| Fail::usage(format!("--job {id}: no such run; `kbot status` lists the runs")))?]
         }
-        None => q.jobs(100_000).map_err(Fail::env)?,
+        None => q.jobs(100_000).map_err(env)?,
     };
     Ok(kbot_kcidb::merge(
         jobs.iter()
-            .filter(|j| j.state == "done")
-            .filter_map(|j| Some(kcidb_of(cfg, j, &kbot_report::CheckResult::load(j.result.as_ref()?)?)))
+            .filter(|j| j.state == JobState::Done)
+            .filter_map(|j| {
+                let r = j.load_result(&state)?;
+                let mails = if j.kind == JobKind::Series { series_mails(j).unwrap_or_default() } else { Vec::new() };
+                Some(kcidb_of(cfg, j, &r, &mails))
+            })
             .collect(),
     ))
 }
@@ -761,11 +805,11 @@ pub fn web(cfg: &Config, home: &Home) -> Result<std::net::SocketAddr, Fail> {
 pub fn status(cfg: &Config, home: &Home) -> Result<String, Fail> {
     let q = existing_state(cfg, home)?;
     let mut out = String::new();
-    for s in ["queued", "running", "done"] {
-        out += &format!("{s}: {}  ", q.count(s).map_err(Fail::env)?);
+    for s in JobState::ALL {
+        out += &format!("{s}: {}  ", q.count(*s).map_err(env)?);
     }
     out.push('\n');
-    for j in q.jobs(100).map_err(Fail::env)? {
+    for j in q.jobs(100).map_err(env)? {
         out += &format!(
             "job {:>4}  {:<8} {:<13} attempts {}  {}  [{}]{}\n",
             j.id,
@@ -777,7 +821,7 @@ pub fn status(cfg: &Config, home: &Home) -> Result<String, Fail> {
             j.error.as_deref().map(|e| format!("\n           error: {e}")).unwrap_or_default()
         );
     }
-    for m in q.mails().map_err(Fail::env)? {
+    for m in q.mails().map_err(env)? {
         out += &format!(
             "mail {:>3}  {:<9} job {} to {}  {}{}\n",
             m.id,
@@ -818,20 +862,7 @@ mod tests {
     #[test]
     fn force_push_ranges_start_at_the_merge_base() {
         let d = tempfile::tempdir().unwrap();
-        let g = |args: &[&str]| {
-            let o = Command::new("git")
-                .arg("-C")
-                .arg(d.path())
-                .args(args)
-                .env("GIT_AUTHOR_NAME", "t")
-                .env("GIT_AUTHOR_EMAIL", "t@t")
-                .env("GIT_COMMITTER_NAME", "t")
-                .env("GIT_COMMITTER_EMAIL", "t@t")
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "{args:?}");
-            String::from_utf8_lossy(&o.stdout).trim().to_string()
-        };
+        let g = |args: &[&str]| kbot_testdata::git(d.path(), args);
         g(&["init", "-q", "-b", "master"]);
         g(&["commit", "-q", "--allow-empty", "-m", "a"]);
         let a = g(&["rev-parse", "HEAD"]);

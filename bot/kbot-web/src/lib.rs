@@ -11,7 +11,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use kbot_queue::{Job, Queue};
+use kbot_queue::{Job, JobDir, JobState, Queue, QueueError};
 use kbot_report::CheckResult;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -34,7 +34,7 @@ fn env() -> minijinja::Environment<'static> {
 
 /// The status shown for a job: its result when done, else its state.
 pub fn shown(job: &Job) -> String {
-    job.status.clone().unwrap_or_else(|| job.state.clone())
+    job.status.clone().unwrap_or_else(|| job.state.to_string())
 }
 
 /// Per arch at a glance: error, regression or clean.
@@ -54,10 +54,6 @@ pub fn arch_status(r: &CheckResult) -> Vec<Value> {
         .collect()
 }
 
-fn result_of(job: &Job) -> Option<CheckResult> {
-    CheckResult::load(job.result.as_ref()?)
-}
-
 fn time(t: i64) -> String {
     let [y, m, d, h, mi, se] = kbot_report::utc(t);
     format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{se:02} UTC")
@@ -73,15 +69,15 @@ pub struct Filter {
 
 fn job_json(j: &Job, r: Option<&CheckResult>) -> Value {
     json!({
-        "id": j.id, "key": j.key, "kind": j.kind, "source": j.source, "tree": j.tree, "title": j.title,
-        "state": j.state, "status": j.status, "shown": shown(j), "attempts": j.attempts, "error": j.error,
+        "id": j.id, "key": j.key, "kind": j.kind.as_str(), "source": j.source, "tree": j.tree, "title": j.title,
+        "state": j.state.as_str(), "status": j.status, "shown": shown(j), "attempts": j.attempts, "error": j.error,
         "created": j.created, "updated": time(j.updated),
         "arches": r.map(arch_status).unwrap_or_default(),
     })
 }
 
 /// The run list as data (newest first, filtered).
-pub fn index_data(q: &Queue, f: &Filter) -> Result<Value, String> {
+pub fn index_data(q: &Queue, site: &Site, f: &Filter) -> Result<Value, QueueError> {
     let jobs = q.jobs(500)?;
     let statuses: BTreeSet<String> = jobs.iter().map(shown).collect();
     let sources: BTreeSet<String> = jobs.iter().flat_map(|j| [j.source.clone(), j.tree.clone()]).collect();
@@ -89,7 +85,7 @@ pub fn index_data(q: &Queue, f: &Filter) -> Result<Value, String> {
         .iter()
         .filter(|j| f.status.is_empty() || shown(j) == f.status)
         .filter(|j| f.source.is_empty() || j.source == f.source || j.tree == f.source)
-        .map(|j| job_json(j, result_of(j).as_ref()))
+        .map(|j| job_json(j, j.load_result(&site.state).as_ref()))
         .collect();
     Ok(
         json!({"runs": runs, "statuses": statuses, "sources": sources, "filter": {"status": f.status, "source": f.source}}),
@@ -110,19 +106,16 @@ fn arch_logs(a: &kbot_report::ArchResult) -> Vec<(String, String)> {
 }
 
 /// One run as data: the job, its result with per-arch test rows, mails, live progress.
-pub fn run_data(q: &Queue, site: &Site, id: i64) -> Result<Option<Value>, String> {
+pub fn run_data(q: &Queue, site: &Site, id: i64) -> Result<Option<Value>, QueueError> {
     let Some(job) = q.job(id)? else { return Ok(None) };
-    let r = result_of(&job);
-    let dir = site.state.join("jobs").join(id.to_string());
+    let r = job.load_result(&site.state);
+    let dir = job.dir(&site.state);
     let mails: Vec<Value> = q
         .mails_of(id)?
         .into_iter()
-        .map(|m| json!({"message_id": m.message_id, "rcpt": m.rcpt, "state": m.state, "error": m.error}))
+        .map(|m| json!({"message_id": m.message_id, "rcpt": m.rcpt, "state": m.state.as_str(), "error": m.error}))
         .collect();
-    let live = (job.state == "running")
-        .then(|| std::fs::read_to_string(dir.join("log")).ok())
-        .flatten()
-        .map(|l| l.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+    let live = (job.state == JobState::Running).then(|| dir.log_tail(40)).flatten();
     let mut rv = r.as_ref().map(|r| serde_json::to_value(r).unwrap_or(Value::Null)).unwrap_or(Value::Null);
     if let (Some(r), Some(obj)) = (&r, rv.as_object_mut()) {
         let mut regs = Vec::new();
@@ -134,7 +127,7 @@ pub fn run_data(q: &Queue, site: &Site, id: i64) -> Result<Option<Value>, String
                 }
             }
             let res = |run: &kbot_report::Run, n: &str| {
-                run.tests.iter().find(|t| t.name == n).map(|t| t.result.clone()).unwrap_or_else(|| "-".into())
+                run.tests.iter().find(|t| t.name == n).map(|t| t.result.to_string()).unwrap_or_else(|| "-".into())
             };
             let rows: Vec<Value> =
                 names.iter().map(|n| json!({"name": n, "base": res(&a.base, n), "tip": res(&a.tip, n)})).collect();
@@ -153,8 +146,8 @@ pub fn run_data(q: &Queue, site: &Site, id: i64) -> Result<Option<Value>, String
     }
     Ok(Some(json!({
         "job": job_json(&job, r.as_ref()), "shown": shown(&job), "r": rv, "mails": mails, "live": live,
-        "has_report": dir.join("report.md").is_file(),
-        "refresh": if job.state == "done" { Value::Null } else { json!(5) },
+        "has_report": dir.report_md().is_file(),
+        "refresh": if job.state == JobState::Done { Value::Null } else { json!(5) },
     })))
 }
 
@@ -184,22 +177,26 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.expect("blocking task")
 }
 
-fn queue(site: &Site) -> Result<Queue, String> {
-    Queue::open(&site.state.join("queue.db"))
+fn queue(site: &Site) -> Result<Queue, QueueError> {
+    Queue::open(&kbot_queue::queue_path(&site.state))
+}
+
+fn server_error(e: QueueError) -> Response {
+    text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e.to_string())
 }
 
 async fn index(State(site): State<Shared>, Query(f): Query<Filter>) -> Response {
-    blocking(move || match queue(&site).and_then(|q| index_data(&q, &f)) {
+    blocking(move || match queue(&site).and_then(|q| index_data(&q, &site, &f)) {
         Ok(v) => render("index.html.j2", v),
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e),
+        Err(e) => server_error(e),
     })
     .await
 }
 
 async fn index_json(State(site): State<Shared>, Query(f): Query<Filter>) -> Response {
-    blocking(move || match queue(&site).and_then(|q| index_data(&q, &f)) {
+    blocking(move || match queue(&site).and_then(|q| index_data(&q, &site, &f)) {
         Ok(v) => json_response(&v["runs"]),
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e),
+        Err(e) => server_error(e),
     })
     .await
 }
@@ -213,27 +210,27 @@ async fn run(State(site): State<Shared>, UrlPath(id): UrlPath<String>) -> Respon
     blocking(move || {
         let q = match queue(&site) {
             Ok(q) => q,
-            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e),
+            Err(e) => return server_error(e),
         };
         if as_json {
             // The run's kbot.result/v1 as `kbot check` wrote it, with the job and its mails.
             return match (q.job(id), q.mails_of(id)) {
                 (Ok(Some(job)), Ok(mails)) => {
-                    let r = result_of(&job);
+                    let r = job.load_result(&site.state);
                     let mails: Vec<Value> = mails
                         .iter()
-                        .map(|m| json!({"message_id": m.message_id, "rcpt": m.rcpt, "state": m.state}))
+                        .map(|m| json!({"message_id": m.message_id, "rcpt": m.rcpt, "state": m.state.as_str()}))
                         .collect();
                     json_response(&json!({"job": job_json(&job, r.as_ref()), "result": r, "mails": mails}))
                 }
                 (Ok(None), _) => not_found(&format!("run {id}")),
-                (Err(e), _) | (_, Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e),
+                (Err(e), _) | (_, Err(e)) => server_error(e),
             };
         }
         match run_data(&q, &site, id) {
             Ok(Some(v)) => render("run.html.j2", v),
             Ok(None) => not_found(&format!("run {id}")),
-            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e),
+            Err(e) => server_error(e),
         }
     })
     .await
@@ -241,19 +238,19 @@ async fn run(State(site): State<Shared>, UrlPath(id): UrlPath<String>) -> Respon
 
 async fn run_file(State(site): State<Shared>, UrlPath((id, what)): UrlPath<(i64, String)>) -> Response {
     blocking(move || {
-        let dir = site.state.join("jobs").join(id.to_string());
+        let dir = JobDir::new(&site.state, id);
         let q = match queue(&site) {
             Ok(q) => q,
-            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e),
+            Err(e) => return server_error(e),
         };
         if q.job(id).ok().flatten().is_none() {
             return not_found(&format!("run {id}"));
         }
         match what.as_str() {
-            "log" => std::fs::read_to_string(dir.join("log"))
+            "log" => std::fs::read_to_string(dir.log())
                 .map(|b| text(StatusCode::OK, "text/plain; charset=utf-8", b))
                 .unwrap_or_else(|_| not_found("job log")),
-            "report.md" => std::fs::read_to_string(dir.join("report.md"))
+            "report.md" => std::fs::read_to_string(dir.report_md())
                 .map(|b| text(StatusCode::OK, "text/markdown; charset=utf-8", b))
                 .unwrap_or_else(|_| not_found("report")),
             "mail" => {
@@ -279,7 +276,8 @@ async fn arch_log(State(site): State<Shared>, UrlPath((id, arch, name)): UrlPath
     blocking(move || {
         let Some(job) = queue(&site).ok().and_then(|q| q.job(id).ok().flatten()) else { return not_found("run") };
         // Only files the result names: a URL cannot reach anything else.
-        let path = result_of(&job)
+        let path = job
+            .load_result(&site.state)
             .and_then(|r| r.arches.into_iter().find(|a| a.arch == arch))
             .and_then(|a| arch_logs(&a).into_iter().find(|(n, _)| *n == name).map(|(_, p)| p));
         match path.and_then(|p| std::fs::read(p).ok()) {
@@ -317,6 +315,7 @@ pub fn spawn(listen: std::net::SocketAddr, site: Site) -> std::io::Result<std::t
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kbot_queue::JobKind;
 
     #[test]
     fn times_are_utc() {
@@ -328,17 +327,20 @@ mod tests {
     fn list_filters_and_pages_render() {
         let d = tempfile::tempdir().unwrap();
         let mut q = Queue::open(&d.path().join("queue.db")).unwrap();
-        q.enqueue("a", "series", "fsdevel", "[v1] A <script>", "/a", "default").unwrap();
-        q.enqueue("b", "range", "linux", "linux/master x..y", "x..y", "linux").unwrap();
+        q.enqueue("a", JobKind::Series, "fsdevel", "[v1] A <script>", "/a", "default").unwrap();
+        q.enqueue("b", JobKind::Range, "linux", "linux/master x..y", "x..y", "linux").unwrap();
         let a = q.claim().unwrap().unwrap();
         q.finish(a.id, "clean", None, None, None).unwrap();
-        let all = index_data(&q, &Filter::default()).unwrap();
+        let site = Site { state: d.path().to_path_buf() };
+        let all = index_data(&q, &site, &Filter::default()).unwrap();
         assert_eq!(all["runs"].as_array().unwrap().len(), 2);
         let f = Filter { status: "clean".into(), source: String::new() };
-        let v = index_data(&q, &f).unwrap();
+        let v = index_data(&q, &site, &f).unwrap();
         assert_eq!(v["runs"].as_array().unwrap().len(), 1);
         let f = Filter { status: String::new(), source: "linux".into() };
-        assert_eq!(index_data(&q, &f).unwrap()["runs"][0]["kind"], "range");
+        assert_eq!(index_data(&q, &site, &f).unwrap()["runs"][0]["kind"], "range");
+        assert_eq!(all["runs"][1]["state"], "done");
+        assert_eq!(all["runs"][0]["shown"], "queued");
         let mut ctx = all.clone();
         ctx["root"] = json!("");
         let html = env()
@@ -348,7 +350,6 @@ mod tests {
             .unwrap();
         assert!(html.contains("href=\"/runs/1\"") && html.contains("href=\"/runs/2\""), "{html}");
         assert!(html.contains("&lt;script&gt;") && !html.contains("A <script>"), "titles are escaped");
-        let site = Site { state: d.path().to_path_buf() };
         let mut run = run_data(&q, &site, 2).unwrap().unwrap();
         assert_eq!(run["refresh"], 5, "a queued run refreshes itself");
         run["root"] = json!("");

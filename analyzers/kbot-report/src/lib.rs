@@ -25,6 +25,17 @@ pub fn short_commit(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
 }
 
+/// A command line from its words, each quoted for a POSIX shell where needed, so a pasted
+/// reproduce line runs exactly this command whatever a Message-ID or path holds. A word with
+/// a NUL byte (which no shell can pass) is replaced by `<invalid>`.
+pub fn shell_line<S: AsRef<str>>(words: &[S]) -> String {
+    words
+        .iter()
+        .map(|w| shlex::try_quote(w.as_ref()).map_or_else(|_| "'<invalid>'".to_string(), |q| q.into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Seconds since the epoch as UTC (year, month, day, hour, minute, second), by Howard
 /// Hinnant's civil_from_days.
 pub fn utc(t: i64) -> [i64; 6] {
@@ -414,6 +425,33 @@ mod tests {
             let j = serde_json::to_string(&s).unwrap();
             assert!(["\"apply-failed\"", "\"incomplete\"", "\"error\"", "\"clean\""].contains(&j.as_str()));
         }
+    }
+
+    #[test]
+    fn shell_lines_quote_what_a_shell_would_run() {
+        // Pasted into a real shell, each line gives back exactly its words and runs nothing.
+        let dir = std::env::temp_dir().join(format!("kbot-shell-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let marker = dir.join("x");
+        let hostile = [
+            format!("c9'$(touch${{IFS}}{})'@example.org", marker.display()),
+            format!("a`touch {}`b@x", marker.display()),
+            "x\"; touch /dev/null; \"y".to_string(),
+            "sp ace\ttab\nnewline!*?[a]~{a,b}".to_string(),
+            String::new(),
+        ];
+        for w in &hostile {
+            let words = ["--msgid", w.as_str(), "--lore", "http://127.0.0.1:8/x/"];
+            let line = shell_line(&words);
+            let out = std::process::Command::new("bash").arg("-c").arg(format!("printf '%s\\0' {line}")).output().unwrap();
+            let got: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().split_terminator('\0').collect();
+            assert_eq!(got, words, "{line}");
+        }
+        assert!(!marker.exists(), "a reproduce line ran a command");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(shell_line(&["a\0b"]), "'<invalid>'");
+        // Plain ids and URLs stay readable.
+        assert_eq!(shell_line(&["--msgid", "cover.1795614032.git.alice@example.org"]), "--msgid cover.1795614032.git.alice@example.org");
     }
 
     #[test]

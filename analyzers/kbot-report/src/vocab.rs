@@ -54,12 +54,25 @@ impl Outcome {
 
 words! {
     /// Whether a kernel was built.
-    BuildState { Pass = "pass", Fail = "fail", Skip = "skip" }
+    #[derive(Default)]
+    BuildState {
+        Pass = "pass",
+        Fail = "fail",
+        #[default]
+        Skip = "skip",
+    }
 }
 
 words! {
     /// Whether the guest agent ran to its end.
-    BootState { Pass = "pass", Fail = "fail", Timeout = "timeout", Skip = "skip" }
+    #[derive(Default)]
+    BootState {
+        Pass = "pass",
+        Fail = "fail",
+        Timeout = "timeout",
+        #[default]
+        Skip = "skip",
+    }
 }
 
 words! {
@@ -103,18 +116,6 @@ words! {
         Bad = "bad",
         /// No verdict: infrastructure trouble or a result that did not reproduce.
         Unknown = "unknown",
-    }
-}
-
-impl Default for BuildState {
-    fn default() -> Self {
-        BuildState::Skip
-    }
-}
-
-impl Default for BootState {
-    fn default() -> Self {
-        BootState::Skip
     }
 }
 

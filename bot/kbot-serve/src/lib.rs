@@ -395,13 +395,17 @@ impl Service {
         }
         // Readers of the report reproduce from the list or the tree, not from kbot's files.
         let source = match job.kind {
-            JobKind::Range => Some(format!("--range {} --tree {}", job.input, tree.display())),
+            JobKind::Range => {
+                Some(kbot_report::shell_line(&["--range", &job.input, "--tree", &tree.display().to_string()]))
+            }
             JobKind::Series => {
                 let id = series_msgid(&job.key, &job.source);
                 let ib = self.cfg.inboxes.iter().find(|i| i.name == job.source);
                 match ib.and_then(|i| i.lore.clone()) {
-                    Some(l) => Some(format!("--msgid '{id}' --lore {l}")),
-                    None => ib.and_then(|i| i.git.as_ref()).map(|g| format!("--msgid '{id}' --inbox {}", g.display())),
+                    Some(l) => Some(kbot_report::shell_line(&["--msgid", id, "--lore", &l])),
+                    None => ib
+                        .and_then(|i| i.git.as_ref())
+                        .map(|g| kbot_report::shell_line(&["--msgid", id, "--inbox", &g.display().to_string()])),
                 }
             }
         };

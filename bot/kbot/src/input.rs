@@ -16,14 +16,18 @@ pub enum Source {
 }
 
 impl Source {
-    /// The options that name this input again, for the report's reproduce line.
+    /// The options that name this input again, for the report's reproduce line, quoted for
+    /// a shell (a Message-ID is the sender's text).
     pub fn reproduce(&self) -> String {
-        match self {
-            Source::Mbox(m) => format!("--mbox {}", m.display()),
-            Source::Range(r) => format!("--range {r}"),
-            Source::Msgid { id, lore } => format!("--msgid '{id}' --lore {lore}"),
-            Source::Inbox { id, dir } => format!("--msgid '{id}' --inbox {}", dir.display()),
-        }
+        let words: Vec<String> = match self {
+            Source::Mbox(m) => vec!["--mbox".into(), m.display().to_string()],
+            Source::Range(r) => vec!["--range".into(), r.clone()],
+            Source::Msgid { id, lore } => vec!["--msgid".into(), id.clone(), "--lore".into(), lore.clone()],
+            Source::Inbox { id, dir } => {
+                vec!["--msgid".into(), id.clone(), "--inbox".into(), dir.display().to_string()]
+            }
+        };
+        kbot_report::shell_line(&words)
     }
 
     /// Reads or fetches the series for the engine.

@@ -228,7 +228,7 @@ fn check_report(mail: &str) {
     assert!(mail.contains("fanotify_close_with_pending_perm"), "{mail}");
     // Reproduced from the list, not from the service's files.
     assert!(
-        mail.contains("kbot check --msgid 'cover.1795614032.git.alice@example.org' --lore http://127.0.0.1:"),
+        mail.contains("kbot check --msgid cover.1795614032.git.alice@example.org --lore http://127.0.0.1:"),
         "{mail}"
     );
 }

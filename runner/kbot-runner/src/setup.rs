@@ -147,6 +147,41 @@ fn rust_for_linux(progress: &Progress) {
     }
 }
 
+/// Python packages from PyPI that the tests use (Debian has no package for them): kcidb-io,
+/// KCIDB's own schema, validates the export. Installed for the `python3` on PATH.
+pub const PYPI: &[(&str, &str)] = &[("kcidb-io", "kcidb_io")];
+
+fn pypi(progress: &Progress) -> Result<(), Fail> {
+    let missing: Vec<&str> = PYPI
+        .iter()
+        .filter(|(_, module)| {
+            !Command::new("python3").args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
+        })
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    progress.say("setup", "pypi", &format!("python3 -m pip install {}", missing.join(" ")));
+    let pip = |extra: &[&str]| {
+        Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args(extra)
+            .args(&missing)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // Debian's own python3 refuses system-wide pip installs (PEP 668): then into the user's site.
+    if pip(&[]) || pip(&["--user", "--break-system-packages"]) {
+        Ok(())
+    } else {
+        Err(Fail::env(format!(
+            "python3 -m pip install {} failed; check the network to PyPI (or install it by hand)",
+            missing.join(" ")
+        )))
+    }
+}
+
 fn rustup_targets(progress: &Progress) -> Result<(), Fail> {
     let out = Command::new("rustup")
         .args(["target", "list", "--installed"])
@@ -255,6 +290,7 @@ pub fn run(home: &Home, opts: &SetupOpts, progress: &Progress) -> Result<PathBuf
     }
     rustup_targets(progress)?;
     rust_for_linux(progress);
+    pypi(progress)?;
     for arch in Arch::ALL {
         progress.say(arch.name(), "agent", "building the guest agent");
         agent::build(arch)?;

@@ -136,7 +136,10 @@ mod tests {
     fn only_pass_to_bad_is_a_regression() {
         let base = [t("a", "pass"), t("b", "fail"), t("c", "pass"), t("d", "skip"), t("e", "pass")];
         let tip = [t("a", "hang"), t("b", "fail"), t("c", "pass"), t("d", "fail"), t("e", "fail")];
-        assert_eq!(regressions(&base, &tip), [("a".to_string(), RegressionKind::Hang), ("e".into(), RegressionKind::Fail)]);
+        assert_eq!(
+            regressions(&base, &tip),
+            [("a".to_string(), RegressionKind::Hang), ("e".into(), RegressionKind::Fail)]
+        );
     }
 
     #[test]

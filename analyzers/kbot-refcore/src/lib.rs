@@ -20,6 +20,10 @@
 
 pub mod rules;
 
+/// The source of [`rules`]: the runner builds it into the kernel under test as is (so it
+/// must not refer to its own file name).
+pub const RULES_SOURCE: &str = include_str!("rules.rs");
+
 pub const MAX_TASKS: usize = 8;
 pub const MAX_GROUPS: usize = 8;
 pub const MAX_MARKS: usize = 16;

@@ -16,9 +16,6 @@
 //!   task waits for a listener inside a read-side section, so it cannot end until user space
 //!   answers (the stall itself, as the model predicts it under pre-4.12 semantics).
 
-/// This file's source: the runner builds it into the kernel under test as is.
-pub const SOURCE: &str = include_str!("rules.rs");
-
 /// A hook in the kernel's notification core.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Hook {

@@ -323,8 +323,9 @@ fn result_rows(r: &CheckResult) -> Vec<Row> {
             }
         }
     }
-    let cell =
-        |run: &Run, name: &str| run.tests.iter().find(|t| t.name == name).map_or("-".to_string(), |t| t.result.to_string());
+    let cell = |run: &Run, name: &str| {
+        run.tests.iter().find(|t| t.name == name).map_or("-".to_string(), |t| t.result.to_string())
+    };
     names
         .into_iter()
         .map(|n| Row { cells: r.arches.iter().flat_map(|a| [cell(&a.base, &n), cell(&a.tip, &n)]).collect(), test: n })
@@ -443,7 +444,8 @@ mod tests {
         for w in &hostile {
             let words = ["--msgid", w.as_str(), "--lore", "http://127.0.0.1:8/x/"];
             let line = shell_line(&words);
-            let out = std::process::Command::new("bash").arg("-c").arg(format!("printf '%s\\0' {line}")).output().unwrap();
+            let out =
+                std::process::Command::new("bash").arg("-c").arg(format!("printf '%s\\0' {line}")).output().unwrap();
             let got: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().split_terminator('\0').collect();
             assert_eq!(got, words, "{line}");
         }
@@ -451,7 +453,10 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(shell_line(&["a\0b"]), "'<invalid>'");
         // Plain ids and URLs stay readable.
-        assert_eq!(shell_line(&["--msgid", "cover.1795614032.git.alice@example.org"]), "--msgid cover.1795614032.git.alice@example.org");
+        assert_eq!(
+            shell_line(&["--msgid", "cover.1795614032.git.alice@example.org"]),
+            "--msgid cover.1795614032.git.alice@example.org"
+        );
     }
 
     #[test]

@@ -39,10 +39,7 @@ pub enum Subject<'a> {
     Range { tree: &'a str, branch: &'a str, committer: Option<&'a str> },
 }
 
-/// FNV-1a, for stable ids.
-pub fn fnv64(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
-}
+use kbot_kernel::fnv64;
 
 /// A header value from untrusted text: control characters (CR, LF, NUL, ...) become spaces,
 /// runs of spaces one, at most `max` characters.
@@ -108,7 +105,24 @@ fn domain(from: &str) -> String {
 }
 
 /// The report for a job's regression, or `None` when the result has none.
-pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> Result<Option<OutMail>, String> {
+/// Why a report mail cannot be written (config or input trouble, never a transient one).
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("mail.from {0:?} is not an address")]
+    BadFrom(String),
+    #[error("the series has no mails")]
+    NoMails,
+    #[error("a range regression without a first bad commit")]
+    NoFirstBad,
+    #[error("no valid recipient address in the series")]
+    NoRecipient,
+    #[error("report template: {0}")]
+    Template(#[from] minijinja::Error),
+    #[error("cannot build the mail: {0}")]
+    Build(String),
+}
+
+pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> Result<Option<OutMail>, ReportError> {
     let regs: Vec<Reg> = r
         .arches
         .iter()
@@ -127,7 +141,7 @@ pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> 
         return Ok(None);
     }
     let first = r.first_bad();
-    let from = mailbox(s.from).ok_or_else(|| format!("mail.from {:?} is not an address", s.from))?;
+    let from = mailbox(s.from).ok_or_else(|| ReportError::BadFrom(s.from.to_string()))?;
     let message_id = format!("kbot-{:016x}@{}", fnv64(job_key.as_bytes()), domain(s.from));
     let mut b = Message::builder().from(from.clone()).message_id(Some(format!("<{message_id}>")));
     let mut rcpt: Vec<Mailbox> = Vec::new();
@@ -141,7 +155,7 @@ pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> 
                 .and_then(|p| mails.iter().find(|m| m.message_id == p.message_id))
                 .or_else(|| mails.iter().find(|m| m.message_id == r.series.message_id))
                 .or_else(|| mails.first())
-                .ok_or("the series has no mails")?;
+                .ok_or(ReportError::NoMails)?;
             let subj = clean_header(&target.subject, 200);
             subject = if subj.to_ascii_lowercase().starts_with("re:") { subj } else { format!("Re: {subj}") };
             if let Some(id) = clean_msgid(&target.message_id) {
@@ -166,14 +180,14 @@ pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> 
             first_bad = first.map(|f| format!("[{}/{}] {}", f.index, r.series.total, clean_header(&f.subject, 150)));
         }
         Subject::Range { tree, branch, committer } => {
-            let f = first.ok_or("a range regression without a first bad commit")?;
+            let f = first.ok_or(ReportError::NoFirstBad)?;
             let author =
                 r.series.patches.iter().find(|p| p.index == f.index).map(|p| p.author.clone()).unwrap_or_default();
             if let Some(a) = mailbox(&author) {
                 rcpt.push(a);
             }
             cc.extend(committer.and_then(mailbox));
-            let short = &f.commit[..f.commit.len().min(12)];
+            let short = kbot_report::short_commit(&f.commit);
             subject = format!("[kbot] {tree}/{branch}: regression at {short} (\"{}\")", clean_header(&f.subject, 100));
             greet = rcpt.first().and_then(|m| m.name.clone()).unwrap_or_else(|| "there".into());
             what = format!("{} new commits on {tree}/{branch}", r.series.total);
@@ -200,7 +214,7 @@ pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> 
     if rcpt.is_empty() {
         // No usable author address: send to the list (Cc) only.
         if cc.is_empty() {
-            return Err("no valid recipient address in the series".into());
+            return Err(ReportError::NoRecipient);
         }
         rcpt.push(cc.remove(0));
     }
@@ -214,7 +228,7 @@ pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> 
     let ctx = minijinja::context! {
         greet => clean_header(&greet, 80),
         what, unit, first_bad, count => regs.len(), regressions => minijinja::Value::from(minijinja::value::Serde(&regs)),
-        base => format!("{} ({})", &r.series.base[..r.series.base.len().min(12)], clean_header(&r.environment.tree, 150)),
+        base => format!("{} ({})", kbot_report::short_commit(&r.series.base), clean_header(&r.environment.tree, 150)),
         arches => arches.join(", "),
         config => r.environment.config.clone(),
         compiler => r.environment.compiler.clone(),
@@ -227,8 +241,8 @@ pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> 
         kbot => r.environment.kbot.clone(),
     };
     let mut env = minijinja::Environment::new();
-    env.add_template("report", kbot_templates::MAIL_REPORT).map_err(|e| e.to_string())?;
-    let body = env.get_template("report").and_then(|t| t.render(ctx)).map_err(|e| format!("report template: {e}"))?;
+    env.add_template("report", kbot_templates::MAIL_REPORT)?;
+    let body = env.get_template("report").and_then(|t| t.render(ctx))?;
     // SMTP wants CRLF; no line may pass 998 octets.
     let body: String = body.lines().map(|l| format!("{}\r\n", body_line(l))).collect();
     let msg = b
@@ -241,7 +255,7 @@ pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> 
             body.into_bytes(),
             lettre::message::header::ContentTransferEncoding::EightBit,
         ))
-        .map_err(|e| format!("cannot build the mail: {e}"))?;
+        .map_err(|e| ReportError::Build(e.to_string()))?;
     let envelope = msg.envelope();
     Ok(Some(OutMail {
         message_id: format!("<{message_id}>"),

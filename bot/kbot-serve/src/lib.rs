@@ -16,6 +16,7 @@
 
 use kbot_config::Config;
 use kbot_queue::{now, Job, JobDir, JobKind, JobState, NewMail, Queue, QueueError};
+use kbot_report::short_commit;
 use kbot_runner::{write_atomic, Fail, Home, Lock};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -296,7 +297,7 @@ impl Service {
                 }
                 Decision::Enqueue => {
                     let file = JobDir::root(&self.state)
-                        .join(format!("series-{:016x}.mbox", kbot_mail::fnv64(key.as_bytes())));
+                        .join(format!("series-{:016x}.mbox", kbot_kernel::fnv64(key.as_bytes())));
                     write_atomic(&file, &mbox).map_err(|e| format!("{}: {e}", file.display()))?;
                     let title = format!("[v{}] {} ({} patches)", series.version, series.subject, series.total);
                     if let Some(id) = self.q.enqueue(
@@ -328,15 +329,16 @@ impl Service {
             None => {
                 // First sight: this is the baseline, not a change to test.
                 self.q.set_cursor(&cursor, &tip)?;
-                self.say(&format!("watching {tree}/{branch} from {}", &tip[..12]));
+                self.say(&format!("watching {tree}/{branch} from {}", short_commit(&tip)));
             }
             Some(last) if last == tip => {}
             Some(last) => {
-                let base = range_base(&path, &last, &tip)
-                    .ok_or_else(|| format!("no common history between {} and {}", &last[..12], &tip[..12]))?;
+                let base = range_base(&path, &last, &tip).ok_or_else(|| {
+                    format!("no common history between {} and {}", short_commit(&last), short_commit(&tip))
+                })?;
                 if base != tip {
                     let key = range_key(tree, branch, &base, &tip);
-                    let title = format!("{tree}/{branch} {}..{}", &base[..12], &tip[..12]);
+                    let title = format!("{tree}/{branch} {}..{}", short_commit(&base), short_commit(&tip));
                     if let Some(id) =
                         self.q.enqueue(&key, JobKind::Range, tree, &title, &format!("{base}..{tip}"), tree)?
                     {
@@ -536,10 +538,10 @@ impl Service {
                 };
                 let branch = range_branch(&job.key);
                 let about = kbot_mail::Subject::Range { tree: &job.tree, branch, committer: committer.as_deref() };
-                kbot_mail::report(res, &job.key, &about, &s)
+                kbot_mail::report(res, &job.key, &about, &s).map_err(|e| e.to_string())
             }
             (JobKind::Series, Some(mails)) => {
-                kbot_mail::report(res, &job.key, &kbot_mail::Subject::Series { mails }, &s)
+                kbot_mail::report(res, &job.key, &kbot_mail::Subject::Series { mails }, &s).map_err(|e| e.to_string())
             }
             (JobKind::Series, None) => Err(format!("{}: the series' mails were not read", job.input)),
         }
@@ -636,7 +638,7 @@ impl Service {
                     self.say(&format!(
                         "job {}: GitHub status on {} posted, comments on PRs {prs:?}",
                         job.id,
-                        &tip[..tip.len().min(12)]
+                        short_commit(&tip)
                     ));
                 }
                 Err(e) => {

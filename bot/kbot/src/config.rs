@@ -1,7 +1,7 @@
 //! The config file as `kbot` reads it: [`kbot_config`] parses and checks; this names the file.
 
-use kbot_runner::Fail;
 pub use kbot_config::{Config, DEFAULT_LORE};
+use kbot_runner::Fail;
 use std::path::{Path, PathBuf};
 
 /// `--config` / `KBOT_CONFIG`, else the repository's `config/kbot.yaml` when it exists.

@@ -8,9 +8,15 @@ use std::time::Duration;
 pub enum Source {
     Mbox(PathBuf),
     /// A message id (or lore link) of any message of the thread, and the inbox base URL.
-    Msgid { id: String, lore: String },
+    Msgid {
+        id: String,
+        lore: String,
+    },
     /// A message id looked up in a local public-inbox v2 mirror.
-    Inbox { id: String, dir: PathBuf },
+    Inbox {
+        id: String,
+        dir: PathBuf,
+    },
     /// `BASE..TIP` in the tree.
     Range(String),
 }
@@ -40,8 +46,7 @@ impl Source {
             Source::Range(r) => Ok(check::Input::Range(r)),
             Source::Inbox { id, dir } => {
                 let mid = id.trim().trim_start_matches('<').trim_end_matches('>');
-                let canon =
-                    dir.canonicalize().map_err(|e| Fail::usage(format!("--inbox {}: {e}", dir.display())))?;
+                let canon = dir.canonicalize().map_err(|e| Fail::usage(format!("--inbox {}: {e}", dir.display())))?;
                 let index = home
                     .root
                     .join("inbox-index")

@@ -364,7 +364,11 @@ fn print_summary(r: &kbot_report::CheckResult, json: &Option<PathBuf>, report: &
     }
     for a in &r.arches {
         let count = |run: &kbot_report::Run| {
-            format!("{}/{} pass", run.tests.iter().filter(|t| t.result == kbot_report::Outcome::Pass).count(), run.tests.len())
+            format!(
+                "{}/{} pass",
+                run.tests.iter().filter(|t| t.result == kbot_report::Outcome::Pass).count(),
+                run.tests.len()
+            )
         };
         println!(
             "  {}: base build {} tests {}; tip build {} tests {}",
@@ -439,14 +443,12 @@ fn main() {
                 std::thread::park();
             }
         }),
-        Cmd::Export { format: _, config, job } => {
-            Home::locate().and_then(|home| {
-                let cfg = config::load(&config)?;
-                let doc = serve::export_kcidb(&cfg, &home, job)?;
-                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-                Ok(0)
-            })
-        }
+        Cmd::Export { format: _, config, job } => Home::locate().and_then(|home| {
+            let cfg = config::load(&config)?;
+            let doc = serve::export_kcidb(&cfg, &home, job)?;
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            Ok(0)
+        }),
         Cmd::Status { config } => Home::locate().and_then(|home| {
             let cfg = config::load(&config)?;
             print!("{}", serve::status(&cfg, &home)?);

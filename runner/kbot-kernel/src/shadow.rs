@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use kbot_images::{SHADOW_GLUE as GLUE, SHADOW_HEADER as HEADER, SHADOW_HOOKS_PATCH as HOOKS_PATCH};
-pub use kbot_refcore::rules::SOURCE as RULES;
+pub use kbot_refcore::RULES_SOURCE as RULES;
 pub const FRAGMENT: &str = "CONFIG_RUST=y\nCONFIG_KBOT_SHADOW=y\n";
 
 /// How the hooks are applied. One line of context: hooks still go in when a series edits
@@ -163,6 +163,9 @@ mod tests {
     fn the_component_uses_the_reference_core_source() {
         assert!(GLUE.contains("#[path = \"kbot_rules.rs\"]"));
         assert!(RULES.contains("pub struct Monitor"));
+        // The rules are copied into the kernel as fs/notify/kbot_rules.rs: nothing in them may
+        // name files beside them.
+        assert!(!RULES.contains("include_str!") && !RULES.contains("#[path"), "rules.rs must stand alone");
         for r in kbot_refcore::rules::Rule::ALL.map(|r| r.name()) {
             assert!(RULES.contains(&format!("\"{r}\"")), "{r}");
             assert!(GLUE.contains(r), "{r}");

@@ -192,7 +192,12 @@ fn series_notes(series: &Series) -> Vec<String> {
 
 /// Where the series goes: `--base`, the range's start, the series' `base-commit:`, else the
 /// tree's HEAD (with a note saying so). Returns the commit and where it came from.
-fn pick_base(args: &CheckArgs, tree: &Tree, series: &Series, notes: &mut Vec<String>) -> Result<(String, String), Fail> {
+fn pick_base(
+    args: &CheckArgs,
+    tree: &Tree,
+    series: &Series,
+    notes: &mut Vec<String>,
+) -> Result<(String, String), Fail> {
     if let Some(b) = &args.base {
         let c = tree
             .resolve(b)
@@ -391,8 +396,9 @@ fn worktrees(
         if !p.join(".git").exists() {
             progress.say(a.name(), "worktree", &format!("creating {} (first run on this tree only)", p.display()));
         }
-        let wt =
-            tree.worktree(&p, base).map_err(|e| Fail::env(format!("cannot create the worktree {}: {e}", p.display())))?;
+        let wt = tree
+            .worktree(&p, base)
+            .map_err(|e| Fail::env(format!("cannot create the worktree {}: {e}", p.display())))?;
         out.insert(*a, wt);
     }
     Ok(out)
@@ -499,7 +505,11 @@ struct Labs<'a> {
 
 impl Labs<'_> {
     /// The arches side by side, each on all cores.
-    fn test_arches(&self, worktrees: &BTreeMap<Arch, Worktree>, patches: &[PatchInfo]) -> Result<Vec<ArchResult>, Fail> {
+    fn test_arches(
+        &self,
+        worktrees: &BTreeMap<Arch, Worktree>,
+        patches: &[PatchInfo],
+    ) -> Result<Vec<ArchResult>, Fail> {
         let agents: Vec<(Arch, PathBuf)> = self
             .args
             .arches
@@ -531,7 +541,14 @@ impl Labs<'_> {
 
     /// Prepares one arch's lab (initramfs, the base checked out, the shadow checks decided)
     /// and runs the pipeline on it.
-    fn test_arch(&self, arch: Arch, wt: &Worktree, agent: &Path, params: &BootParams, patches: &[PatchInfo]) -> ArchResult {
+    fn test_arch(
+        &self,
+        arch: Arch,
+        wt: &Worktree,
+        agent: &Path,
+        params: &BootParams,
+        patches: &[PatchInfo],
+    ) -> ArchResult {
         let dir = self.run_dir.join(arch.name());
         let initrd = dir.join("initramfs.cpio");
         let fail = |e: String| ArchResult { arch: arch.name().into(), error: Some(e), ..Default::default() };

@@ -81,9 +81,9 @@ pub fn test_arch(lab: &mut dyn Lab, s: &Prefixes) -> ArchResult {
     let mut r = ArchResult { arch: lab.arch().name().into(), ..Default::default() };
     let base = match base(lab, s) {
         Ok(b) => b,
-        Err((run, e)) => {
-            r.base = run.unwrap_or_default();
-            return failed(lab, r, e);
+        Err(f) => {
+            r.base = f.run.unwrap_or_default();
+            return failed(lab, r, f.why);
         }
     };
     r.base = run_of(&base.0, Some(&base.1), &s.commits[0]);
@@ -129,22 +129,32 @@ fn failed(lab: &dyn Lab, mut r: ArchResult, e: String) -> ArchResult {
     r
 }
 
+/// Why the base cannot serve as the reference, with what is known of its run.
+struct BaseFailure {
+    run: Option<Run>,
+    why: String,
+}
+
+fn base_failure(run: Option<Run>, why: String) -> Box<BaseFailure> {
+    Box::new(BaseFailure { run, why })
+}
+
 /// The base must build and run the tests to the end, or nothing can be compared.
-fn base(lab: &mut dyn Lab, s: &Prefixes) -> Result<(Kernel, Boot), (Option<Run>, String)> {
+fn base(lab: &mut dyn Lab, s: &Prefixes) -> Result<(Kernel, Boot), Box<BaseFailure>> {
     let base = &s.commits[0];
-    let kb = lab.kernel(0).map_err(|e| (None, e.0))?;
+    let kb = lab.kernel(0).map_err(|e| base_failure(None, e.0))?;
     let Some(img) = kb.image.clone() else {
         let why = format!("the base {} does not build; see {}", short_commit(base), kb.log.display());
-        return Err((Some(run_of(&kb, None, base)), why));
+        return Err(base_failure(Some(run_of(&kb, None, base)), why));
     };
-    let bb = lab.boot(0, &img, None, false).map_err(|e| (Some(run_of(&kb, None, base)), e.0))?;
+    let bb = lab.boot(0, &img, None, false).map_err(|e| base_failure(Some(run_of(&kb, None, base)), e.0))?;
     if !bb.finished {
         let why = format!(
             "the base kernel did not run the tests to the end ({}); see {}",
             if bb.timed_out { "VM timed out" } else { "VM stopped early" },
             bb.log.display()
         );
-        return Err((Some(run_of(&kb, Some(&bb), base)), why));
+        return Err(base_failure(Some(run_of(&kb, Some(&bb), base)), why));
     }
     Ok((kb, bb))
 }
@@ -225,7 +235,8 @@ fn step(lab: &mut dyn Lab, n: usize, prefix: usize, checks: &[Check], b: &mut Bi
 }
 
 fn bisect(lab: &mut dyn Lab, n: usize, checks: &[Check]) -> Bisection {
-    let mut b = Bisection { found: BTreeMap::new(), steps: Vec::new(), builds: BTreeMap::new(), boots: BTreeMap::new() };
+    let mut b =
+        Bisection { found: BTreeMap::new(), steps: Vec::new(), builds: BTreeMap::new(), boots: BTreeMap::new() };
     if n == 1 {
         b.found = checks.iter().map(|c| (c.name().to_string(), Found::FirstBad { first_bad: 1 })).collect();
         return b;
@@ -280,7 +291,15 @@ fn bisect_and_report(
 }
 
 /// One regression: its kind, first bad patch, how that was found, and the evidence.
-fn finding(arch: &str, s: &Prefixes, c: &Check, b: &Bisection, base: &Boot, tip: Option<&Boot>, tip_run: &Run) -> Regression {
+fn finding(
+    arch: &str,
+    s: &Prefixes,
+    c: &Check,
+    b: &Bisection,
+    base: &Boot,
+    tip: Option<&Boot>,
+    tip_run: &Run,
+) -> Regression {
     let n = s.n();
     let steps = b.steps.len();
     let (first_bad, how) = match b.found.get(c.name()) {
@@ -314,7 +333,12 @@ fn finding(arch: &str, s: &Prefixes, c: &Check, b: &Bisection, base: &Boot, tip:
     };
     let first_bad = first_bad.map(|i| {
         let p = &s.patches[i - 1];
-        FirstBad { index: p.index, subject: p.subject.clone(), message_id: p.message_id.clone(), commit: s.commits[i].clone() }
+        FirstBad {
+            index: p.index,
+            subject: p.subject.clone(),
+            message_id: p.message_id.clone(),
+            commit: s.commits[i].clone(),
+        }
     });
     Regression { test: c.name().to_string(), kind, first_bad, evidence, bisect: how }
 }
@@ -322,7 +346,14 @@ fn finding(arch: &str, s: &Prefixes, c: &Check, b: &Bisection, base: &Boot, tip:
 /// The evidence of a failed test or boot: from the first bad prefix's boot when it showed the
 /// failure, else from the tip's. A scenario's minimal form was shrunk on the tip's first boot
 /// only, so scenarios always quote the tip.
-fn test_evidence(c: &Check, first_bad: Option<usize>, b: &Bisection, base: &Boot, tip: Option<&Boot>, kind: RegressionKind) -> String {
+fn test_evidence(
+    c: &Check,
+    first_bad: Option<usize>,
+    b: &Bisection,
+    base: &Boot,
+    tip: Option<&Boot>,
+    kind: RegressionKind,
+) -> String {
     let name = c.name();
     let boot = first_bad
         .and_then(|f| b.boots.get(&f))

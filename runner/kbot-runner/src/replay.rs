@@ -90,7 +90,7 @@ fn kernel_image(
     if let Some(img) = found {
         Ok(img)
     } else {
-        Err(Fail::usage(format!("no {arch} kernel for {} in kbot's cache; run kbot check on a series with that commit first, or pass --kernel", &c[..12])))
+        Err(Fail::usage(format!("no {arch} kernel for {} in kbot's cache; run kbot check on a series with that commit first, or pass --kernel", kbot_report::short_commit(&c))))
     }
 }
 

@@ -155,7 +155,10 @@ fn pypi(progress: &Progress) -> Result<(), Fail> {
     let missing: Vec<&str> = PYPI
         .iter()
         .filter(|(_, module)| {
-            !Command::new("python3").args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
+            !Command::new("python3")
+                .args(["-c", &format!("import {module}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
         })
         .map(|(pkg, _)| *pkg)
         .collect();

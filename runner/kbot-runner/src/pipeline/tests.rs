@@ -147,7 +147,11 @@ fn a_hang_is_confirmed_bisected_to_its_first_bad_patch_with_evidence() {
     assert_eq!((g.test.as_str(), g.kind), ("close_with_pending_perm", RegressionKind::Hang));
     let fb = g.first_bad.as_ref().expect("first bad");
     assert_eq!((fb.index, fb.subject.as_str(), fb.commit.as_str()), (3, "fsnotify: step 3", &*format!("{:040x}", 3)));
-    assert!(g.bisect.starts_with("bisected in ") && g.bisect.contains(&r.bisect_steps.len().to_string()), "{}", g.bisect);
+    assert!(
+        g.bisect.starts_with("bisected in ") && g.bisect.contains(&r.bisect_steps.len().to_string()),
+        "{}",
+        g.bisect
+    );
     assert!(g.evidence.starts_with("close_with_pending_perm: hang:"), "{}", g.evidence);
     // Confirmation reran the tip for just that test; bisection booted only prefixes between.
     assert_eq!(lab.boots[2], (5, Some(vec!["close_with_pending_perm".to_string()])));
@@ -160,13 +164,16 @@ fn a_hang_is_confirmed_bisected_to_its_first_bad_patch_with_evidence() {
 #[test]
 fn a_failure_that_does_not_reproduce_is_flaky_not_a_regression() {
     // Fails only on the tip's first boot.
-    let mut lab = FakeLab::new(|p, t, before| {
-        if p == 2 && t == "perm_allow_deny" && before == 0 {
-            Outcome::Fail
-        } else {
-            Outcome::Pass
-        }
-    });
+    let mut lab =
+        FakeLab::new(
+            |p, t, before| {
+                if p == 2 && t == "perm_allow_deny" && before == 0 {
+                    Outcome::Fail
+                } else {
+                    Outcome::Pass
+                }
+            },
+        );
     let r = run(&mut lab, 2);
     assert!(r.regressions.is_empty(), "{r:?}");
     assert_eq!(r.flaky, ["perm_allow_deny"]);
@@ -188,7 +195,10 @@ fn a_build_break_is_bisected_without_booting_the_steps() {
     assert_eq!(r.tip.build, BuildState::Fail);
     assert_eq!(r.tip.boot, BootState::Skip);
     let g = &r.regressions[0];
-    assert_eq!((g.test.as_str(), g.kind, g.first_bad.as_ref().map(|f| f.index)), ("build", RegressionKind::Build, Some(2)));
+    assert_eq!(
+        (g.test.as_str(), g.kind, g.first_bad.as_ref().map(|f| f.index)),
+        ("build", RegressionKind::Build, Some(2))
+    );
     assert!(g.evidence.contains(">> fs/notify/mark.c:5:1: error: broken at 2"), "{}", g.evidence);
     assert_eq!(lab.boots.iter().map(|b| b.0).collect::<Vec<_>>(), [0], "only the base boots");
 }
@@ -215,7 +225,11 @@ fn a_tip_that_never_reaches_the_agent_is_a_boot_regression() {
     assert_eq!(names, ["boot"]);
     let boot = r.regressions.iter().find(|g| g.test == "boot").unwrap();
     assert_eq!((boot.kind, boot.first_bad.as_ref().map(|f| f.index)), (RegressionKind::Fail, Some(1)));
-    assert!(boot.evidence.contains("did not reach the agent") || boot.evidence.contains("never started"), "{}", boot.evidence);
+    assert!(
+        boot.evidence.contains("did not reach the agent") || boot.evidence.contains("never started"),
+        "{}",
+        boot.evidence
+    );
 }
 
 #[test]

@@ -13,3 +13,47 @@ pub const WEB: &[(&str, &str)] = &[
     ("index.html.j2", include_str!("web-index.html.j2")),
     ("run.html.j2", include_str!("web-run.html.j2")),
 ];
+
+/// A template environment for text templates (report, mail, comment): blocks trim their own
+/// line, and the text keeps its last newline; with the `short` filter (first 12 characters,
+/// how kbot names commits) and the named templates added.
+pub fn text_environment(
+    templates: &[(&'static str, &'static str)],
+) -> Result<minijinja::Environment<'static>, minijinja::Error> {
+    let mut env = minijinja::Environment::new();
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(true)
+            .build()?,
+    );
+    env.add_filter("short", |s: String| s.chars().take(12).collect::<String>());
+    for (name, src) in templates {
+        env.add_template(name, src)?;
+    }
+    Ok(env)
+}
+
+/// The dashboard's environment (HTML: autoescaped by the `.html.j2` names).
+pub fn web_environment() -> Result<minijinja::Environment<'static>, minijinja::Error> {
+    let mut env = minijinja::Environment::new();
+    for (name, src) in WEB {
+        env.add_template(name, src)?;
+    }
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_template_parses() {
+        super::text_environment(&[
+            ("report.md", super::REPORT_MD),
+            ("mail", super::MAIL_REPORT),
+            ("comment", super::GITHUB_COMMENT),
+        ])
+        .unwrap();
+        super::web_environment().unwrap();
+    }
+}

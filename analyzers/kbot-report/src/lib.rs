@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 mod vocab;
-pub use vocab::{BootState, BuildState, CheckState, Outcome, RegressionKind, SplatKind, Verdict};
+pub use vocab::{BootState, BuildState, CheckState, Outcome, RegressionKind, SplatKind, UnknownWord, Verdict};
 
 pub const SCHEMA: &str = "kbot.result/v1";
 
@@ -333,16 +333,7 @@ fn result_rows(r: &CheckResult) -> Vec<Row> {
 }
 
 pub fn markdown(r: &CheckResult) -> Result<String, minijinja::Error> {
-    let mut env = minijinja::Environment::new();
-    env.set_syntax(
-        minijinja::syntax::SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(true)
-            .keep_trailing_newline(true)
-            .build()?,
-    );
-    env.add_filter("short", |s: String| s.chars().take(12).collect::<String>());
-    env.add_template("report.md", MARKDOWN_TEMPLATE)?;
+    let env = kbot_templates::text_environment(&[("report.md", MARKDOWN_TEMPLATE)])?;
     env.get_template("report.md")?.render(minijinja::context! {
         r => minijinja::Value::from(minijinja::value::Serde(r)),
         rows => minijinja::Value::from(minijinja::value::Serde(result_rows(r))),

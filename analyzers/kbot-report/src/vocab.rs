@@ -2,13 +2,22 @@
 //! words is one of these enums. Serialized as the same lower-case words as always, so the JSON
 //! does not change (a golden test in `tests/golden.rs` proves it).
 
-use serde::{Deserialize, Serialize};
-use std::fmt;
+/// A word that is not one of its vocabulary's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: unknown value {word:?}")]
+pub struct UnknownWord {
+    pub what: &'static str,
+    pub word: String,
+}
 
-macro_rules! words {
+/// An enum for a closed vocabulary of words: `as_str`, `parse`, `ALL`, `Display` (padded),
+/// `FromStr` and serde as the words themselves. Every crate with such a vocabulary (the
+/// result, the service's queue) declares it with this.
+#[macro_export]
+macro_rules! closed_words {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $word:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
         pub enum $name {
             $($(#[$vm])* #[serde(rename = $word)] $var),+
         }
@@ -16,14 +25,14 @@ macro_rules! words {
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$var),+];
 
-            /// The word as in the JSON.
+            /// The word.
             pub fn as_str(self) -> &'static str {
                 match self {
                     $($name::$var => $word),+
                 }
             }
 
-            /// The enum value of a word of the JSON.
+            /// The value of a word.
             pub fn parse(s: &str) -> Option<$name> {
                 match s {
                     $($word => Some($name::$var),)+
@@ -32,15 +41,23 @@ macro_rules! words {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                // `pad`: widths and alignment apply (`{:<8}`).
+                f.pad(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::UnknownWord;
+            fn from_str(s: &str) -> Result<$name, $crate::UnknownWord> {
+                $name::parse(s).ok_or_else(|| $crate::UnknownWord { what: stringify!($name), word: s.to_string() })
             }
         }
     };
 }
 
-words! {
+crate::closed_words! {
     /// What one test did in one boot.
     Outcome { Pass = "pass", Fail = "fail", Hang = "hang", Skip = "skip" }
 }
@@ -52,7 +69,7 @@ impl Outcome {
     }
 }
 
-words! {
+crate::closed_words! {
     /// Whether a kernel was built.
     #[derive(Default)]
     BuildState {
@@ -63,7 +80,7 @@ words! {
     }
 }
 
-words! {
+crate::closed_words! {
     /// Whether the guest agent ran to its end.
     #[derive(Default)]
     BootState {
@@ -75,7 +92,7 @@ words! {
     }
 }
 
-words! {
+crate::closed_words! {
     /// What kind of finding a regression is.
     RegressionKind {
         /// A test that blocked past its watchdog.
@@ -88,12 +105,12 @@ words! {
     }
 }
 
-words! {
+crate::closed_words! {
     /// A patchwork-style check's state.
     CheckState { Success = "success", Warning = "warning", Fail = "fail" }
 }
 
-words! {
+crate::closed_words! {
     /// The kind of a kernel splat (the console parser's table).
     SplatKind {
         HungTask = "hung-task",
@@ -109,7 +126,7 @@ words! {
     }
 }
 
-words! {
+crate::closed_words! {
     /// A check's verdict at one bisection step.
     Verdict {
         Good = "good",

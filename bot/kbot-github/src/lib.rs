@@ -32,16 +32,8 @@ pub fn status_of(r: &CheckResult) -> (&'static str, String) {
 
 /// The pull request comment for a regression (Markdown), from `templates/github-comment.md.j2`.
 pub fn comment_of(r: &CheckResult, link: Option<&str>) -> String {
-    let mut env = minijinja::Environment::new();
-    env.set_syntax(
-        minijinja::syntax::SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(true)
-            .keep_trailing_newline(true)
-            .build()
-            .expect("the default delimiters"),
-    );
-    env.add_template("github-comment.md", kbot_templates::GITHUB_COMMENT).expect("the comment template parses");
+    let env = kbot_templates::text_environment(&[("github-comment.md", kbot_templates::GITHUB_COMMENT)])
+        .expect("the comment template parses");
     let first = r.arches.iter().flat_map(|a| &a.regressions).next();
     let ctx = minijinja::context! {
         r => minijinja::Value::from(minijinja::value::Serde(r)),

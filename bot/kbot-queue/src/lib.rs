@@ -16,7 +16,6 @@
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 mod jobdir;
@@ -33,55 +32,11 @@ pub enum QueueError {
     Db(#[from] rusqlite::Error),
 }
 
-/// A word in the database that is not one of its column's vocabulary.
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: unknown value {word:?}")]
-pub struct UnknownWord {
-    pub what: &'static str,
-    pub word: String,
-}
+pub use kbot_report::UnknownWord;
 
-macro_rules! words {
-    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $word:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vm])* $var),+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$var),+];
-
-            /// The word as stored in the database.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$var => $word),+
-                }
-            }
-
-            /// The value of a word of the database.
-            pub fn parse(s: &str) -> Option<$name> {
-                match s {
-                    $($word => Some($name::$var),)+
-                    _ => None,
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                // `pad`: widths and alignment apply (`{:<8}`).
-                f.pad(self.as_str())
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = UnknownWord;
-            fn from_str(s: &str) -> Result<$name, UnknownWord> {
-                $name::parse(s).ok_or_else(|| UnknownWord { what: stringify!($name), word: s.to_string() })
-            }
-        }
-
+/// The database stores a vocabulary's words as TEXT.
+macro_rules! sql_words {
+    ($($name:ident),+) => {$(
         impl ToSql for $name {
             fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
                 Ok(ToSqlOutput::from(self.as_str()))
@@ -93,10 +48,10 @@ macro_rules! words {
                 v.as_str()?.parse().map_err(|e: UnknownWord| FromSqlError::Other(Box::new(e)))
             }
         }
-    };
+    )+};
 }
 
-words! {
+kbot_report::closed_words! {
     /// What a job tests.
     JobKind {
         /// A patch series from an inbox (`input` is the mbox path).
@@ -106,12 +61,12 @@ words! {
     }
 }
 
-words! {
+kbot_report::closed_words! {
     /// Where a job is.
     JobState { Queued = "queued", Running = "running", Done = "done" }
 }
 
-words! {
+kbot_report::closed_words! {
     /// Where a mail of the outbox is.
     MailState {
         /// Waiting to be sent (at `next_try`).
@@ -125,6 +80,8 @@ words! {
         Failed = "failed",
     }
 }
+
+sql_words!(JobKind, JobState, MailState);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {

@@ -25,11 +25,7 @@ pub struct Site {
 }
 
 fn env() -> minijinja::Environment<'static> {
-    let mut e = minijinja::Environment::new();
-    for (name, src) in kbot_templates::WEB {
-        e.add_template(name, src).expect("template");
-    }
-    e
+    kbot_templates::web_environment().expect("the dashboard's templates parse")
 }
 
 /// The status shown for a job: its result when done, else its state.

@@ -101,6 +101,45 @@ pub fn command(jail: &mut kbot_sandbox::Jail, spec: &VmSpec) -> io::Result<Comma
 }
 
 /// Boots the VM; every console line goes to `log` and to `on_line` as it arrives.
+/// Sends whole console lines to `tx`; a line that never ends is cut: a hostile kernel must
+/// not make kbot buffer without bound.
+fn read_lines(mut r: impl Read + Send + 'static, tx: mpsc::Sender<String>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut buf: Vec<u8> = Vec::new();
+        while let Ok(n) = r.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            for line in take_lines(&mut buf, MAX_LINE) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        }
+        if !buf.is_empty() {
+            let _ = tx.send(String::from_utf8_lossy(&buf).trim_end_matches('\r').to_string());
+        }
+    })
+}
+
+/// Keeps the start of QEMU's stderr (what it says when it cannot start); drains the rest.
+fn read_start(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        while let Ok(n) = r.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            let room = (64 * 1024usize).saturating_sub(kept.len());
+            kept.extend_from_slice(&chunk[..n.min(room)]);
+        }
+        String::from_utf8_lossy(&kept).into_owned()
+    })
+}
+
 pub fn run(
     sandbox: &kbot_sandbox::Policy,
     spec: &VmSpec,
@@ -114,42 +153,8 @@ pub fn run(
     own_group(&mut cmd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
     let (tx, rx) = mpsc::channel::<String>();
-    let stdout = child.stdout.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut r = stdout;
-        let mut chunk = vec![0u8; 64 * 1024];
-        let mut buf: Vec<u8> = Vec::new();
-        while let Ok(n) = r.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            // Whole lines, and a line that never ends is cut: a hostile kernel must not make
-            // kbot buffer without bound.
-            for line in take_lines(&mut buf, MAX_LINE) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        }
-        if !buf.is_empty() {
-            let _ = tx.send(String::from_utf8_lossy(&buf).trim_end_matches('\r').to_string());
-        }
-    });
-    let mut stderr = child.stderr.take().expect("piped");
-    let err_reader = std::thread::spawn(move || {
-        // Keep the start (what QEMU says when it cannot start); drain the rest.
-        let mut kept = Vec::new();
-        let mut chunk = vec![0u8; 16 * 1024];
-        while let Ok(n) = stderr.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            let room = (64 * 1024usize).saturating_sub(kept.len());
-            kept.extend_from_slice(&chunk[..n.min(room)]);
-        }
-        String::from_utf8_lossy(&kept).into_owned()
-    });
+    let reader = read_lines(child.stdout.take().expect("piped"), tx);
+    let err_reader = read_start(child.stderr.take().expect("piped"));
     let mut out = File::create(log)?;
     let mut console = String::new();
     let mut deadline = t + spec.timeout;

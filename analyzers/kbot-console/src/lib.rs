@@ -93,6 +93,10 @@ enum Title {
     InCapture(&'static str),
     /// `<prefix> in <function>` where the function is the first interesting stack frame.
     InStack(&'static str),
+    /// `<prefix> in <function>` where the function is the one that faulted: the `RIP:` (x86)
+    /// or `pc :` (arm64) line's, or, when that is a generic helper (memcpy, a user-copy
+    /// routine, a lock primitive), the first non-generic frame of the stack.
+    AtPc(&'static str),
 }
 
 struct Rule {
@@ -138,20 +142,25 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         r(
             SplatKind::Oops,
             r"^BUG: kernel NULL pointer dereference",
-            Title::InStack("BUG: kernel NULL pointer dereference"),
+            Title::AtPc("BUG: kernel NULL pointer dereference"),
         ),
-        r(SplatKind::Oops, r"^BUG: unable to handle page fault", Title::InStack("BUG: unable to handle page fault")),
+        r(
+            SplatKind::Oops,
+            r"^BUG: unable to handle (page fault|kernel paging request)",
+            Title::AtPc("BUG: unable to handle page fault"),
+        ),
         r(
             SplatKind::Oops,
             r"^Unable to handle kernel NULL pointer dereference",
-            Title::InStack("Unable to handle kernel NULL pointer dereference"),
+            Title::AtPc("Unable to handle kernel NULL pointer dereference"),
         ),
         r(
             SplatKind::Oops,
             r"^Unable to handle kernel paging request",
-            Title::InStack("Unable to handle kernel paging request"),
+            Title::AtPc("Unable to handle kernel paging request"),
         ),
-        r(SplatKind::Oops, r"^(Oops|general protection fault)", Title::InStack("general protection fault")),
+        r(SplatKind::Oops, r"^(Oops: )?general protection fault", Title::AtPc("general protection fault")),
+        r(SplatKind::Oops, r"^(Internal error: )?Oops", Title::AtPc("Oops")),
         r(SplatKind::Bug, r"^BUG: ", Title::Line),
         r(SplatKind::Warning, r"^WARNING: CPU: \d+ PID: \d+ at \S+ ([A-Za-z0-9_.]+)\+", Title::InCapture("WARNING")),
         r(SplatKind::Warning, r"^WARNING: ", Title::Line),
@@ -198,6 +207,116 @@ const WAIT_FRAMES: &[&str] = &[
     "el0_svc_common",
 ];
 
+/// Frames that say nothing about the bug when a fault is named: helpers every caller uses
+/// (string and memory routines, user copies, locks, sanitizer hooks), the fault's own
+/// handling, and the plumbing that calls everything (initcalls, kthreads, syscall entry).
+/// Besides these, any frame of [`WAIT_FRAMES`] is generic.
+const GENERIC_FRAMES: &[&str] = &[
+    "memcpy",
+    "__memcpy",
+    "memcpy_orig",
+    "memmove",
+    "__memmove",
+    "memset",
+    "__memset",
+    "memset_orig",
+    "memcmp",
+    "__memcmp",
+    "bcmp",
+    "strlen",
+    "strnlen",
+    "strcmp",
+    "strncmp",
+    "strcpy",
+    "strncpy",
+    "strscpy",
+    "strchr",
+    "_copy_to_user",
+    "_copy_from_user",
+    "copy_user_generic",
+    "copy_user_generic_string",
+    "copy_user_enhanced_fast_string",
+    "rep_movs_alternative",
+    "__arch_copy_to_user",
+    "__arch_copy_from_user",
+    "_raw_spin_lock",
+    "_raw_spin_lock_irq",
+    "_raw_spin_lock_irqsave",
+    "_raw_spin_lock_bh",
+    "_raw_read_lock",
+    "_raw_write_lock",
+    "queued_spin_lock_slowpath",
+    "native_queued_spin_lock_slowpath",
+    "do_raw_spin_lock",
+    "mutex_lock",
+    "__mutex_lock",
+    "down_read",
+    "down_write",
+    "refcount_warn_saturate",
+    "kasan_report",
+    "kasan_check_range",
+    "check_memory_region",
+    "asm_exc_page_fault",
+    "exc_page_fault",
+    "do_user_addr_fault",
+    "handle_page_fault",
+    "page_fault_oops",
+    "kernelmode_fixup_or_oops",
+    "__bad_area_nosemaphore",
+    "bad_area_nosemaphore",
+    "asm_exc_general_protection",
+    "exc_general_protection",
+    "die",
+    "die_addr",
+    "__die",
+    "__die_body",
+    "oops_end",
+    "do_mem_abort",
+    "do_translation_fault",
+    "do_page_fault",
+    "do_bad_area",
+    "__do_kernel_fault",
+    "die_kernel_fault",
+    "el1_abort",
+    "el1h_64_sync_handler",
+    "el1h_64_sync",
+    "do_one_initcall",
+    "do_initcalls",
+    "do_initcall_level",
+    "do_basic_setup",
+    "kernel_init_freeable",
+    "kernel_init",
+];
+
+/// `RIP: 0010:func+0x31/0x1b0` (x86_64, also the old `IP: [<...>] func+...`) or
+/// `pc : func+0x24/0x1a0` (arm64).
+static PC: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(?:RIP: (?:[0-9a-f]{4}:)?|IP: (?:\[<[0-9a-f]+>\]\s*)?|pc : )([A-Za-z_][A-Za-z0-9_.]*)\+0x[0-9a-f]+/0x[0-9a-f]+")
+        .unwrap()
+});
+
+fn is_generic(f: &str) -> bool {
+    GENERIC_FRAMES.contains(&f)
+        || WAIT_FRAMES.contains(&f)
+        || f.starts_with("__x86_indirect_thunk")
+        || f.starts_with("__asan_")
+        || f.starts_with("__kasan_")
+        || f.starts_with("__ubsan_")
+        || f.starts_with("__sanitizer_")
+        || f.starts_with("__put_user_")
+        || f.starts_with("__get_user_")
+}
+
+/// The function a fault happened in: the first `RIP:`/`pc :` of the splat unless it is a
+/// generic helper, else the first non-generic frame of its stack.
+pub fn faulting_function(excerpt: &[String]) -> Option<String> {
+    let pc = excerpt.iter().find_map(|l| PC.captures(l)).map(|c| c[1].to_string());
+    if let Some(f) = pc.filter(|f| !is_generic(f)) {
+        return Some(f);
+    }
+    frames(excerpt.iter().map(String::as_str)).into_iter().find(|f| !is_generic(f))
+}
+
 fn strip_timestamp(l: &str) -> &str {
     let l = match TIMESTAMP.find(l) {
         Some(m) => &l[m.end()..],
@@ -223,13 +342,53 @@ pub fn interesting_frame(frames: &[String]) -> Option<&str> {
     frames.iter().map(String::as_str).find(|f| !WAIT_FRAMES.contains(f))
 }
 
+/// `Oops: 0002 [#1] SMP` (x86) and `Internal error: Oops: ...` (arm64): the line a fault's
+/// report carries after its first line, not a splat of its own then.
+static OOPS_LINE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(Internal error: )?Oops\b").unwrap());
+
+/// What differs between two reports of the same bug: exit codes, addresses, line and column
+/// numbers, pids, CPU numbers, durations. Each rule is (pattern, replacement).
+static TITLE_NOISE: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
+    [
+        (r"\s*\bexitcode=0x[0-9a-fA-F]+", ""),
+        (r"\b0x[0-9a-fA-F]+\b", "ADDR"),
+        (r"\b[0-9a-fA-F]{8,}\b", "ADDR"),
+        (r"(\.[A-Za-z]{1,3}):\d+(:\d+)?\b", "$1"),
+        (r"(?i)\b(pid|tgid|ppid)([:=]\s*|\s+)\d+\b", "${1}${2}N"),
+        (r"\b(task \S+?):\d+\b", "$1"),
+        (r"\b(CPU#?|CPU: )\d+\b", "${1}N"),
+        (r"\bfor \d+s\b", "for Ns"),
+        (r"\s+", " "),
+    ]
+    .into_iter()
+    .map(|(re, to)| (Regex::new(re).unwrap(), to))
+    .collect()
+});
+
+/// A splat title with what varies between runs of the same bug taken out (addresses, line
+/// numbers, pids, exit codes), for deciding whether the tip's splat is one the base had.
+pub fn title_key(title: &str) -> String {
+    let mut t = title.trim().to_string();
+    for (re, to) in TITLE_NOISE.iter() {
+        t = re.replace_all(&t, *to).into_owned();
+    }
+    t.trim().to_string()
+}
+
 /// Where a splat ends: the kernel's end marker, a blank line, another splat, or the agent.
-fn splat_end(lines: &[&str], start: usize) -> usize {
+/// The `Oops:` line of a fault that began with `BUG: ...`/`Unable to handle ...` belongs to it.
+fn splat_end(lines: &[&str], start: usize, kind: SplatKind) -> usize {
     let mut i = start + 1;
+    let mut oops_seen = OOPS_LINE.is_match(lines[start]);
     while i < lines.len() && i - start < EXCERPT_LINES {
         let l = lines[i];
         if l.starts_with("---[ end") {
             return i + 1;
+        }
+        if kind == SplatKind::Oops && !oops_seen && OOPS_LINE.is_match(l) {
+            oops_seen = true;
+            i += 1;
+            continue;
         }
         if l.trim().is_empty() || RULES.iter().any(|r| r.re.is_match(l)) || l.starts_with("KTAP") || RESULT.is_match(l)
         {
@@ -320,7 +479,7 @@ pub fn parse(log: &str) -> Console {
             i = end;
             continue;
         } else if let Some(rule) = RULES.iter().find(|r| r.re.is_match(l)) {
-            let end = splat_end(&lines, i);
+            let end = splat_end(&lines, i, rule.kind);
             let excerpt: Vec<String> = lines[i..end].iter().map(|s| s.to_string()).collect();
             let title = match rule.title {
                 Title::Line => l.trim().to_string(),
@@ -332,6 +491,7 @@ pub fn parse(log: &str) -> Console {
                     let fr = frames(excerpt.iter().map(String::as_str));
                     interesting_frame(&fr).map_or_else(|| p.to_string(), |f| format!("{p} in {f}"))
                 }
+                Title::AtPc(p) => faulting_function(&excerpt).map_or_else(|| p.to_string(), |f| format!("{p} in {f}")),
             };
             c.splats.push(Splat { kind: rule.kind, title, line: i + 1, excerpt });
             i = end.max(i + 1);
@@ -403,6 +563,65 @@ mod tests {
         );
         assert_eq!(c.tests.len(), 1);
         assert_eq!(c.tests[0].outcome, Outcome::Pass);
+    }
+
+    #[test]
+    fn title_keys_drop_what_varies_between_runs() {
+        let same = [
+            (
+                "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000009",
+                "Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b",
+            ),
+            ("kernel BUG at fs/notify/mark.c:123!", "kernel BUG at fs/notify/mark.c:140!"),
+            (
+                "UBSAN: shift-out-of-bounds in fs/notify/fanotify/fanotify.c:12:5",
+                "UBSAN: shift-out-of-bounds in fs/notify/fanotify/fanotify.c:40:9",
+            ),
+            ("BUG: scheduling while atomic: sh/1/0x00000002", "BUG: scheduling while atomic: sh/1/0x00000003"),
+            ("BUG: bad page state in process init  pfn:0a2c1", "BUG: bad page state in process init pfn:0a2c1"),
+            (
+                "general protection fault at address 0xdead000000000122 pid 73",
+                "general protection fault at address 0xdead000000000100 pid 80",
+            ),
+            ("WARNING: CPU: 1 PID: 73 at fs/notify/mark.c:200 x", "WARNING: CPU: 0 PID: 1 at fs/notify/mark.c:210 x"),
+            ("BUG: spinlock bad magic on CPU#1, init/1", "BUG: spinlock bad magic on CPU#0, init/1"),
+        ];
+        for (a, b) in same {
+            assert_eq!(title_key(a), title_key(b), "{a} / {b}");
+        }
+        assert_eq!(
+            title_key("Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000009"),
+            "Kernel panic - not syncing: Attempted to kill init!"
+        );
+        // What names the bug stays.
+        let differ = [
+            ("WARNING in fsnotify_put_mark", "WARNING in fsnotify_destroy_mark"),
+            ("kernel BUG at fs/notify/mark.c:1!", "kernel BUG at fs/notify/group.c:1!"),
+            ("BUG: KASAN: slab-use-after-free in ext4_read", "BUG: KASAN: slab-use-after-free in ext2_read"),
+        ];
+        for (a, b) in differ {
+            assert_ne!(title_key(a), title_key(b), "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn a_fault_is_named_by_its_pc_not_its_callers() {
+        let x86 = "BUG: kernel NULL pointer dereference, address: 0000000000000000\n#PF: supervisor write access in kernel mode\nOops: 0002 [#1] SMP\nRIP: 0010:fanotify_user_setup+0x31/0x1b0\nCall Trace:\n <TASK>\n do_one_initcall+0x47/0x1f0\n kernel_init_freeable+0x1a4/0x230\n kernel_init+0x1a/0x130\n ret_from_fork+0x34/0x50\n </TASK>\n";
+        let c = parse(x86);
+        let titles: Vec<&str> = c.splats.iter().map(|s| s.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            ["BUG: kernel NULL pointer dereference in fanotify_user_setup"],
+            "the Oops line is part of it"
+        );
+        let arm = "Unable to handle kernel paging request at virtual address dead000000000108\nInternal error: Oops: 0000000096000044 [#1] SMP\npc : __memset+0x10/0x188\nlr : fsnotify_put_mark+0x2c/0x90\nCall trace:\n __memset+0x10/0x188\n fsnotify_put_mark+0x2c/0x90\n do_one_initcall+0x60/0x1d8\n";
+        assert_eq!(
+            parse(arm).splats[0].title,
+            "Unable to handle kernel paging request in fsnotify_put_mark",
+            "memset is generic"
+        );
+        let gpf = "general protection fault, probably for non-canonical address 0xdead000000000122: 0000 [#1] SMP\nRIP: 0010:fsnotify_detach_mark+0x11/0x80\nCall Trace:\n fsnotify_destroy_group+0x40/0x100\n";
+        assert_eq!(parse(gpf).splats[0].title, "general protection fault in fsnotify_detach_mark");
     }
 
     /// Each `testdata/NAME.log` is parsed and compared with `testdata/NAME.txt`

@@ -41,9 +41,31 @@ pub fn tests_of(console: &Console, expected: &[String], vm_timed_out: bool) -> V
     v
 }
 
+/// Why a boot's shadow rules have no verdict when no violation was seen, or `None` when the
+/// boot ran what they watch (the agent's tests and scenarios) to the end. The rules watch
+/// whatever runs: "no violation" on a kernel that never reached user space, or whose agent
+/// stopped early, says nothing about the tests that did not run.
+pub fn shadow_unseen(console: &Console, vm_timed_out: bool) -> Option<&'static str> {
+    if !console.started {
+        Some("not run: the kernel did not reach user space")
+    } else if !console.shadow {
+        Some("not run: the kernel's shadow checks did not start")
+    } else if !console.done {
+        Some(if vm_timed_out {
+            "not run to the end: the VM did not finish in time (no violation until then)"
+        } else {
+            "not run to the end: the guest agent stopped early (no violation until then)"
+        })
+    } else {
+        None
+    }
+}
+
 /// One test per rule of the in-kernel shadow checks: failed when the kernel reported a
-/// violation of it (with the record and the stack as detail).
-pub fn shadow_tests(console: &Console) -> Vec<TestResult> {
+/// violation of it (with the record and the stack as detail); passed when the boot ran to its
+/// end without one; skipped, with the reason, when the boot did not get that far.
+pub fn shadow_tests(console: &Console, vm_timed_out: bool) -> Vec<TestResult> {
+    let unseen = shadow_unseen(console, vm_timed_out);
     kbot_refcore::rules::Rule::ALL
         .iter()
         .map(|r| r.name())
@@ -58,7 +80,12 @@ pub fn shadow_tests(console: &Console) -> Vec<TestResult> {
                     v.frames.iter().take(8).cloned().collect::<Vec<_>>().join(" <- ")
                 ),
             },
-            None => TestResult { name: format!("shadow/{rule}"), result: Outcome::Pass, detail: "no violation".into() },
+            None => match unseen {
+                Some(why) => TestResult { name: format!("shadow/{rule}"), result: Outcome::Skip, detail: why.into() },
+                None => {
+                    TestResult { name: format!("shadow/{rule}"), result: Outcome::Pass, detail: "no violation".into() }
+                }
+            },
         })
         .collect()
 }
@@ -93,6 +120,13 @@ pub fn verdict(tests: &[TestResult], check: &str) -> Verdict {
     }
 }
 
+/// Whether the base had a splat like `title`: titles are compared without what varies between
+/// runs of the same bug (addresses, line numbers, pids, exit codes).
+pub fn base_had_splat(base: &Console, title: &str) -> bool {
+    let key = kbot_console::title_key(title);
+    base.splats.iter().any(|b| kbot_console::title_key(&b.title) == key)
+}
+
 /// The evidence for a failed or hung test: the agent's account, the stacks of tasks blocked
 /// in the notification core, and splats the base did not have.
 pub fn evidence(test: &TestResult, tip: &Console, base: &Console) -> String {
@@ -115,7 +149,7 @@ pub fn evidence(test: &TestResult, tip: &Console, base: &Console) -> String {
         }
         s += &format!("  {} (pid {}): {}\n", b.task, b.pid, frames.join(" <- "));
     }
-    for sp in tip.splats.iter().filter(|sp| !base.splats.iter().any(|b| b.title == sp.title)) {
+    for sp in tip.splats.iter().filter(|sp| !base_had_splat(base, &sp.title)) {
         s += &format!("\n{}\n", sp.title);
         for l in sp.excerpt.iter().take(15) {
             s += &format!("  {l}\n");
@@ -168,7 +202,8 @@ mod tests {
     #[test]
     fn shadow_violations_become_failed_rules() {
         let c = kbot_console::parse("kbot-shadow: active rules=...\nkbot-shadow: VIOLATION rule=wait-in-srcu pid=9 hooks=srcu-enter,pin,wait-start\nCall Trace:\n fanotify_handle_event+0x1/0x2\n");
-        let t = shadow_tests(&c);
+        let c = kbot_console::Console { started: true, done: true, ..c };
+        let t = shadow_tests(&c, false);
         assert_eq!(t.len(), 6);
         assert_eq!(t[0].name, "shadow/wait-in-srcu");
         assert_eq!(t[0].result, Outcome::Fail);
@@ -179,6 +214,49 @@ mod tests {
         );
         assert!(t[1..].iter().all(|x| x.result == Outcome::Pass));
         assert_eq!(kind_of("shadow/wait-in-srcu", Outcome::Fail), RegressionKind::Divergence);
+    }
+
+    /// The boot of a patch whose initcall oopses: the shadow component started, the kernel
+    /// never reached user space. No rule passed: none of what it watches ran.
+    #[test]
+    fn shadow_rules_of_a_kernel_that_never_reached_user_space_are_skipped() {
+        let log = include_str!("../../kbot-console/testdata/oops-x86-null-initcall.log");
+        let c = kbot_console::parse(log);
+        assert!(c.shadow && !c.started && c.violations.is_empty());
+        let t = shadow_tests(&c, false);
+        assert_eq!(t.len(), kbot_refcore::rules::Rule::ALL.len());
+        for x in &t {
+            assert_eq!(x.result, Outcome::Skip, "{x:?}");
+            assert_eq!(x.detail, "not run: the kernel did not reach user space");
+        }
+        assert!(t.iter().all(|x| verdict(&t, &x.name) == Verdict::Unknown));
+        // A violation still fails whatever came after it; a stopped agent or a component that
+        // never started gives no pass either.
+        let v = kbot_console::parse(
+            "kbot-shadow: active rules=x\nKTAP version 1\nkbot-shadow: VIOLATION rule=wait-in-srcu pid=9 hooks=pin\n",
+        );
+        let t = shadow_tests(&v, true);
+        assert_eq!(t[0].result, Outcome::Fail);
+        assert!(t[1..].iter().all(|x| x.result == Outcome::Skip && x.detail.contains("did not finish in time")));
+        let off = kbot_console::parse("KTAP version 1\n1..0\n# kbot-agent done in 1 ms\n");
+        assert!(shadow_tests(&off, false)
+            .iter()
+            .all(|x| x.result == Outcome::Skip && x.detail.contains("did not start")));
+        let full =
+            kbot_console::parse("kbot-shadow: active rules=x\nKTAP version 1\n1..0\n# kbot-agent done in 1 ms\n");
+        assert!(shadow_tests(&full, false).iter().all(|x| x.result == Outcome::Pass));
+    }
+
+    #[test]
+    fn a_splat_the_base_had_is_not_new_though_its_numbers_differ() {
+        let base = kbot_console::parse("Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000009\n");
+        let tip = kbot_console::parse(
+            "Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b\nkernel BUG at fs/notify/mark.c:120!\n",
+        );
+        let e = evidence(&t("boot", "fail"), &tip, &base);
+        assert!(!e.contains("Attempted to kill init"), "{e}");
+        assert!(e.contains("kernel BUG at fs/notify/mark.c:120!"), "{e}");
+        assert!(base_had_splat(&base, "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000001"));
     }
 
     #[test]

@@ -8,6 +8,9 @@ use kbot_kernel::Arch;
 use kbot_report::Status;
 use std::path::{Path, PathBuf};
 
+/// A real x86_64 console of a patch whose initcall writes through NULL (fanotify_user_setup).
+const INITCALL_OOPS: &str = include_str!("../../../../analyzers/kbot-console/testdata/oops-x86-null-initcall.log");
+
 type OutcomeFn = Box<dyn Fn(usize, &str, usize) -> Outcome>;
 
 struct FakeLab {
@@ -20,6 +23,9 @@ struct FakeLab {
     outcome: OutcomeFn,
     /// Boots whose QEMU fails to start (lab trouble), by prefix.
     qemu_fails: Vec<usize>,
+    /// The kernels carry the shadow checks (as `QemuLab` with hooks applied): their rules are
+    /// tests of every boot, and a kernel that does not reach the agent oopses in an initcall.
+    shadow: bool,
     kernels: Vec<usize>,
     boots: Vec<(usize, Option<Vec<String>>)>,
 }
@@ -32,6 +38,7 @@ impl FakeLab {
             starts: Box::new(|_| true),
             outcome: Box::new(outcome),
             qemu_fails: Vec::new(),
+            shadow: false,
             kernels: Vec::new(),
             boots: Vec::new(),
         }
@@ -72,6 +79,9 @@ impl Lab for FakeLab {
             None => self.tests.iter().map(|t| t.to_string()).collect(),
         };
         let mut log = String::new();
+        if self.shadow {
+            log += "kbot-shadow: active rules=wait-in-srcu\n";
+        }
         if (self.starts)(prefix) {
             log += &format!("KTAP version 1\n1..{}\n", names.len());
             for (i, t) in names.iter().enumerate() {
@@ -83,6 +93,8 @@ impl Lab for FakeLab {
                 };
             }
             log += "# kbot-agent done in 5 ms\n";
+        } else if self.shadow {
+            log += INITCALL_OOPS;
         } else {
             log += "Kernel panic - not syncing: VFS: Unable to mount root fs\n";
         }
@@ -92,7 +104,10 @@ impl Lab for FakeLab {
             Some(o) => o.to_vec(),
             None => console.tests.iter().map(|t| t.name.clone()).collect(),
         };
-        let tests = kbot_compare::tests_of(&console, &expected, false);
+        let mut tests = kbot_compare::tests_of(&console, &expected, false);
+        if self.shadow {
+            tests.extend(kbot_compare::shadow_tests(&console, false));
+        }
         Ok(Boot {
             finished: console.done,
             timed_out: false,
@@ -229,6 +244,42 @@ fn a_tip_that_never_reaches_the_agent_is_a_boot_regression() {
         boot.evidence.contains("did not reach the agent") || boot.evidence.contains("never started"),
         "{}",
         boot.evidence
+    );
+}
+
+/// Issue #20: an initcall oops at patch 2/2 was found and bisected, but the summary said
+/// "tip build pass tests 6/6 pass": the shadow rules of a kernel that never reached user space
+/// counted as passed. They did not run: skipped, with the reason.
+#[test]
+fn an_initcall_oops_fails_the_boot_and_passes_no_test() {
+    let mut lab = FakeLab::new(|_, _, _| Outcome::Pass);
+    lab.shadow = true;
+    lab.starts = Box::new(|p| p < 2);
+    let r = run(&mut lab, 2);
+    assert!(r.base.tests.iter().any(|t| t.name.starts_with("shadow/")), "{:?}", r.base.tests);
+    assert!(r.base.tests.iter().all(|t| t.result == Outcome::Pass), "{:?}", r.base.tests);
+    assert_eq!(r.tip.boot, BootState::Fail);
+    assert!(!r.tip.tests.is_empty());
+    for t in &r.tip.tests {
+        assert_eq!(
+            (t.result, t.detail.as_str()),
+            (Outcome::Skip, "not run: the kernel did not reach user space"),
+            "{t:?}"
+        );
+    }
+    let names: Vec<&str> = r.regressions.iter().map(|g| g.test.as_str()).collect();
+    assert_eq!(names, ["boot"]);
+    let g = &r.regressions[0];
+    assert_eq!((g.first_bad.as_ref().map(|f| f.index), g.bisect.as_str()), (Some(2), "bisected in 1 step"));
+    assert!(g.evidence.contains("BUG: kernel NULL pointer dereference in fanotify_user_setup"), "{}", g.evidence);
+    assert!(!g.evidence.contains("general protection fault"), "{}", g.evidence);
+    let titles: Vec<&str> = r.tip.splats.iter().map(|s| s.title.as_str()).collect();
+    assert_eq!(
+        titles,
+        [
+            "BUG: kernel NULL pointer dereference in fanotify_user_setup",
+            "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000009"
+        ]
     );
 }
 

@@ -107,7 +107,13 @@ crate::closed_words! {
 
 crate::closed_words! {
     /// A patchwork-style check's state.
-    CheckState { Success = "success", Warning = "warning", Fail = "fail" }
+    CheckState {
+        Success = "success",
+        Warning = "warning",
+        Fail = "fail",
+        /// The check could not run or gave no verdict (its detail says why): not a pass.
+        Error = "error",
+    }
 }
 
 crate::closed_words! {

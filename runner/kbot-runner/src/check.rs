@@ -435,7 +435,13 @@ fn checkpatch(
         if !kbot_series::has_diff(&p.mail.body) {
             continue;
         }
-        let Some(c) = kbot_kernel::checkpatch::run(&args.sandbox, &wt0.path, f, &f.with_extension("checkpatch")) else {
+        let log = f.with_extension("checkpatch");
+        let Some(c) = kbot_kernel::checkpatch::run(&args.sandbox, &wt0.path, f, &log) else {
+            // No verdict is not a pass: the check is reported as an error, with the reason.
+            let has_script = wt0.path.join("scripts/checkpatch.pl").is_file();
+            let text = std::fs::read(&log).ok().map(|b| String::from_utf8_lossy(&b).into_owned());
+            let detail = checkpatch_failure(has_script, text.as_deref(), &log);
+            info.checks.push(CheckInfo { name: "checkpatch".into(), state: CheckState::Error, detail });
             continue;
         };
         let state = if c.errors > 0 {
@@ -452,6 +458,30 @@ fn checkpatch(
         info.checks.push(CheckInfo { name: "checkpatch".into(), state, detail });
     }
     Ok(())
+}
+
+/// Why checkpatch gave no verdict, from what it left: no script in the base tree, no log (the
+/// sandbox could not be set up), the time limit's note, an empty log (perl did not start), or
+/// the last line it printed (a Perl error, output without checkpatch's `total:` line).
+fn checkpatch_failure(has_script: bool, log_text: Option<&str>, log: &Path) -> String {
+    if !has_script {
+        return "not run: the base tree has no scripts/checkpatch.pl".into();
+    }
+    let Some(text) = log_text else {
+        return "not run: checkpatch.pl could not be set up in the sandbox".into();
+    };
+    let last = text.lines().map(str::trim).rfind(|l| !l.is_empty());
+    let why = match last {
+        Some(l) if l.starts_with("[kbot: killed after") => {
+            format!("was stopped by its time limit ({})", l.trim_start_matches('[').trim_end_matches(']'))
+        }
+        None => "gave no output (perl could not be started)".to_string(),
+        Some(l) => {
+            let l: String = l.chars().map(|c| if c.is_control() { ' ' } else { c }).take(200).collect();
+            format!("gave no verdict: {l}")
+        }
+    };
+    format!("checkpatch.pl {why}; see {}", log.display())
 }
 
 /// The commits to test: `commits[0]` the base, `commits[i]` the series up to patch `i`. A
@@ -614,5 +644,26 @@ impl Labs<'_> {
                 Err(e) => Err(e.to_string()),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod checkpatch_tests {
+    use super::checkpatch_failure;
+    use std::path::Path;
+
+    #[test]
+    fn a_checkpatch_without_verdict_says_why() {
+        let log = Path::new("/run/patches/0001.checkpatch");
+        assert_eq!(checkpatch_failure(false, None, log), "not run: the base tree has no scripts/checkpatch.pl");
+        assert!(checkpatch_failure(true, None, log).contains("could not be set up"));
+        assert_eq!(
+            checkpatch_failure(true, Some(""), log),
+            "checkpatch.pl gave no output (perl could not be started); see /run/patches/0001.checkpatch"
+        );
+        let e = checkpatch_failure(true, Some("p.mbox:3: WARNING: x\n\n[kbot: killed after 60 s]\n"), log);
+        assert!(e.starts_with("checkpatch.pl was stopped by its time limit (kbot: killed after 60 s)"), "{e}");
+        let e = checkpatch_failure(true, Some("Can't locate Foo.pm in @INC\x1b[31m\nBEGIN failed\n"), log);
+        assert!(e.starts_with("checkpatch.pl gave no verdict: BEGIN failed; see "), "{e}");
     }
 }

@@ -413,10 +413,31 @@ mod tests {
         assert_eq!(v["arches"][0]["tip"]["tests"][0]["result"], "hang");
         assert_eq!(v["arches"][0]["regressions"][0]["first_bad"]["index"], 2);
         assert!(v["timings"]["total_s"].is_number());
-        for s in [Status::ApplyFailed, Status::Incomplete, Status::Error, Status::Clean] {
-            let j = serde_json::to_string(&s).unwrap();
-            assert!(["\"apply-failed\"", "\"incomplete\"", "\"error\"", "\"clean\""].contains(&j.as_str()));
+        // Each status is exactly its word, in the JSON and in `as_str`, and reads back; the
+        // exit status of `kbot check` is part of the contract too.
+        let statuses = [
+            (Status::Clean, "clean", 0),
+            (Status::Regression, "regression", 1),
+            (Status::ApplyFailed, "apply-failed", 1),
+            (Status::Incomplete, "incomplete", 1),
+            (Status::Error, "error", 2),
+        ];
+        for (s, word, code) in statuses {
+            // No wildcard: a new status stops this test compiling until it is given its word here.
+            match s {
+                Status::Clean | Status::Regression | Status::ApplyFailed | Status::Incomplete | Status::Error => {}
+            }
+            assert_eq!(serde_json::to_value(s).unwrap(), serde_json::Value::from(word), "{s:?}");
+            assert_eq!(s.as_str(), word, "{s:?}");
+            assert_eq!(serde_json::from_value::<Status>(word.into()).unwrap(), s);
+            assert_eq!(s.exit_code(), code, "{s:?}");
+            let mut r = sample();
+            r.status = s;
+            let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+            assert_eq!(v["status"], word, "{s:?}");
         }
+        assert!(serde_json::from_value::<Status>("apply_failed".into()).is_err());
+        assert!(serde_json::from_value::<Status>("Clean".into()).is_err());
     }
 
     #[test]

@@ -14,9 +14,58 @@ pub const WEB: &[(&str, &str)] = &[
     ("run.html.j2", include_str!("web-run.html.j2")),
 ];
 
+/// Unicode's format characters (general category Cf, Unicode 15.1: bidi embeddings, overrides
+/// and isolates such as U+202E and U+2066..U+2069, zero-width spaces and joiners, the BOM,
+/// tag characters, ...) and the line and paragraph separators U+2028/U+2029: characters that
+/// are invisible or reorder what is shown, so a subject or name from a series holding them
+/// reads differently from what it is ("Trojan Source").
+pub fn is_invisible(c: char) -> bool {
+    const CF: &[(u32, u32)] = &[
+        (0x00AD, 0x00AD),
+        (0x0600, 0x0605),
+        (0x061C, 0x061C),
+        (0x06DD, 0x06DD),
+        (0x070F, 0x070F),
+        (0x0890, 0x0891),
+        (0x08E2, 0x08E2),
+        (0x180E, 0x180E),
+        (0x200B, 0x200F),
+        (0x2028, 0x2029),
+        (0x202A, 0x202E),
+        (0x2060, 0x2064),
+        (0x2066, 0x206F),
+        (0xFEFF, 0xFEFF),
+        (0xFFF9, 0xFFFB),
+        (0x110BD, 0x110BD),
+        (0x110CD, 0x110CD),
+        (0x13430, 0x1343F),
+        (0x1BCA0, 0x1BCA3),
+        (0x1D173, 0x1D17A),
+        (0xE0001, 0xE0001),
+        (0xE0020, 0xE007F),
+    ];
+    let c = c as u32;
+    CF.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
+}
+
+/// `s` with every control character but newline and tab, and every [`is_invisible`]
+/// character, written as `<U+XXXX>`: what a report shows of text from a series.
+pub fn visible(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if (c.is_control() && c != '\n' && c != '\t') || is_invisible(c) {
+            out.push_str(&format!("<U+{:04X}>", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A template environment for text templates (report, mail, comment): blocks trim their own
 /// line, and the text keeps its last newline; with the `short` filter (first 12 characters,
-/// how kbot names commits) and the named templates added.
+/// how kbot names commits), the `visible` filter ([`visible`]: control and invisible
+/// characters as `<U+XXXX>`) and the named templates added.
 pub fn text_environment(
     templates: &[(&'static str, &'static str)],
 ) -> Result<minijinja::Environment<'static>, minijinja::Error> {
@@ -29,6 +78,7 @@ pub fn text_environment(
             .build()?,
     );
     env.add_filter("short", |s: String| s.chars().take(12).collect::<String>());
+    env.add_filter("visible", |s: String| visible(&s));
     for (name, src) in templates {
         env.add_template(name, src)?;
     }
@@ -55,5 +105,33 @@ mod tests {
         ])
         .unwrap();
         super::web_environment().unwrap();
+    }
+
+    #[test]
+    fn visible_shows_what_would_hide_or_reorder_text() {
+        use super::{is_invisible, visible};
+        for c in [
+            '\u{202E}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            '\u{200B}',
+            '\u{FEFF}',
+            '\u{E0041}',
+            '\u{2028}',
+        ] {
+            assert!(is_invisible(c), "{:04X}", c as u32);
+        }
+        for c in ['a', 'é', ' ', '\u{00A0}', '—', '中', '\u{1F600}'] {
+            assert!(!is_invisible(c), "{:04X}", c as u32);
+        }
+        assert_eq!(
+            visible("fix \u{202E}gnp.exe\u{202C}\n\tok\x1b[0m\r"),
+            "fix <U+202E>gnp.exe<U+202C>\n\tok<U+001B>[0m<U+000D>"
+        );
+        let env = super::text_environment(&[("t", "{% filter visible %}{{ s }}\n{% endfilter %}")]).unwrap();
+        let out = env.get_template("t").unwrap().render(minijinja::context! { s => "a\u{2066}b" }).unwrap();
+        assert_eq!(out, "a<U+2066>b\n");
     }
 }

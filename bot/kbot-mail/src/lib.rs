@@ -41,12 +41,21 @@ pub enum Subject<'a> {
 
 use kbot_kernel::fnv64;
 
-/// A header value from untrusted text: control characters (CR, LF, NUL, ...) become spaces,
-/// runs of spaces one, at most `max` characters.
+/// What a mail takes of untrusted text as is: not a control character (CR, LF, NUL, ESC, ...)
+/// and not an invisible or reordering one (bidi overrides and isolates such as U+202E and
+/// U+2066..U+2069, zero-width characters, the other Unicode format characters, U+2028/2029).
+fn shown_as_is(c: char) -> bool {
+    !c.is_control() && !kbot_templates::is_invisible(c)
+}
+
+/// A header value from untrusted text: control characters (CR, LF, NUL, ...) and invisible
+/// or reordering ones (bidi, zero-width, other Unicode format characters) become spaces, runs
+/// of spaces one, at most `max` characters. Only ever a space replaces a character, so no
+/// address can be formed from pieces that were apart.
 pub fn clean_header(s: &str, max: usize) -> String {
     let mut out = String::new();
     for c in s.chars() {
-        let c = if c.is_control() { ' ' } else { c };
+        let c = if shown_as_is(c) { c } else { ' ' };
         if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
             continue;
         }
@@ -58,13 +67,14 @@ pub fn clean_header(s: &str, max: usize) -> String {
     out.trim_end().to_string()
 }
 
-/// A body line: control characters (but tabs) become spaces, at most 900 characters.
+/// A body line: control characters (but tabs) and invisible or reordering characters become
+/// spaces, at most 900 characters.
 fn body_line(l: &str) -> String {
     if l == "-- " {
         return l.to_string(); // the signature separator keeps its space
     }
     l.chars()
-        .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+        .map(|c| if shown_as_is(c) || c == '\t' { c } else { ' ' })
         .take(900)
         .collect::<String>()
         .trim_end()
@@ -80,15 +90,18 @@ pub fn clean_msgid(id: &str) -> Option<String> {
     ok.then(|| id.to_string())
 }
 
-/// One address from untrusted text, or `None` (a list, a line break, garbage).
+/// One address from untrusted text, or `None` (a list, a line break, garbage, an address
+/// with invisible characters). The display name is cleaned like a header value.
 pub fn mailbox(s: &str) -> Option<Mailbox> {
     if s.contains(|c: char| c.is_control()) || s.len() > 320 {
         return None;
     }
-    let m = Mailbox::from_str(s.trim()).ok()?;
+    let mut m = Mailbox::from_str(s.trim()).ok()?;
     // Exactly one address: "a@x, b@y" must not pass as one.
     let addr = m.email.to_string();
-    (!addr.contains([',', ';', ' ']) && addr.matches('@').count() == 1).then_some(m)
+    let one = !addr.contains([',', ';', ' ']) && addr.matches('@').count() == 1 && addr.chars().all(shown_as_is);
+    m.name = m.name.map(|n| clean_header(&n, 200)).filter(|n| !n.is_empty());
+    one.then_some(m)
 }
 
 #[derive(serde::Serialize)]
@@ -315,3 +328,76 @@ pub fn send(
 
 #[cfg(test)]
 mod tests;
+
+/// Properties of the cleaning, over many generated hostile strings (a small xorshift
+/// generator: deterministic, no dependency).
+#[cfg(test)]
+mod cleaning_properties {
+    use super::*;
+
+    /// Letters and what separates addresses, line breaks and other controls, bidi and
+    /// other invisible characters, non-ASCII letters.
+    const ALPHABET: &str = "abx.@@,;:<>\"  \t\r\n\0\x1b\u{85}\u{7f}\u{202A}\u{202B}\u{202C}\u{202D}\u{202E}\u{2066}\u{2067}\u{2068}\u{2069}\u{200B}\u{200D}\u{200E}\u{FEFF}\u{00AD}\u{061C}\u{E0041}\u{2028}\u{2029}é中";
+
+    fn strings(n: usize) -> impl Iterator<Item = String> {
+        let alphabet: Vec<char> = ALPHABET.chars().collect();
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        (0..n).map(move |_| {
+            let len = (next() % 60) as usize;
+            (0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect()
+        })
+    }
+
+    /// What must never leave the cleaning (but tabs in a body): controls, and invisible or
+    /// reordering characters, the bidi ones named on their own.
+    fn hidden(c: char) -> bool {
+        c.is_control()
+            || kbot_templates::is_invisible(c)
+            || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    }
+
+    /// Every run of non-spaces in `out` is a piece of `input` as it was: nothing was joined.
+    fn only_pieces_of(out: &str, input: &str) -> bool {
+        out.split([' ', '\t']).filter(|w| !w.is_empty()).all(|w| input.contains(w))
+    }
+
+    #[test]
+    fn header_values_have_no_line_break_no_invisible_character_and_no_new_address() {
+        for (i, s) in strings(20_000).enumerate() {
+            let max = 1 + i % 80;
+            let h = clean_header(&s, max);
+            assert!(h.chars().all(|c| c != '\r' && c != '\n' && !hidden(c)), "{s:?} -> {h:?}");
+            assert!(h.chars().count() <= max, "{s:?} -> {h:?}");
+            assert!(only_pieces_of(&h, &s), "{s:?} -> {h:?}");
+            assert!(h.matches('@').count() <= s.matches('@').count());
+            let b = body_line(&s);
+            assert!(b.chars().all(|c| c == '\t' || !hidden(c)), "{s:?} -> {b:?}");
+            assert!(only_pieces_of(&b, &s), "{s:?} -> {b:?}");
+        }
+    }
+
+    #[test]
+    fn a_mailbox_is_one_address_of_the_input_with_a_clean_name() {
+        let mut some = 0;
+        for s in strings(20_000).map(|s| format!("{s} <u{}@example.org>", s.len())).chain(strings(5_000)) {
+            let Some(m) = mailbox(&s) else { continue };
+            some += 1;
+            let addr = m.email.to_string();
+            assert!(s.contains(&addr) && addr.matches('@').count() == 1, "{s:?} -> {addr:?}");
+            assert!(!addr.contains(hidden), "{s:?} -> {addr:?}");
+            if let Some(n) = &m.name {
+                assert!(!n.contains(hidden), "{s:?} -> {n:?}");
+            }
+        }
+        assert!(some > 500, "the generator must reach valid mailboxes: {some}");
+        let m = mailbox("Eve \u{202E}gnirts\u{2066} <eve@example.org>").unwrap();
+        assert_eq!((m.name.as_deref(), m.email.to_string().as_str()), (Some("Eve gnirts"), "eve@example.org"));
+        assert_eq!(clean_header("fix\u{202E}@evil.example\u{2069}.org", 100), "fix @evil.example .org");
+    }
+}

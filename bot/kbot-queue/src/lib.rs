@@ -7,8 +7,11 @@
 //!   under a stable Message-ID (unique), so a job run again after a crash cannot add a second
 //!   copy. A mail is marked `sending` before SMTP and `sent` after; one left `sending` by a
 //!   crash is `uncertain` on restart and is not sent again (never twice), but listed.
-//! - `pending`: threads seen but not yet queued (waiting for the rest of the series).
-//! - `cursors`: small named values (last tested branch tips, first start).
+//! - `pending`: threads seen but not yet queued (waiting for the rest of the series, or, after
+//!   a failed fetch, for their retry time: attempts and the last error are kept).
+//! - `gaps`: stretches of an inbox that scrolled past its feed between two polls, until they
+//!   are backfilled; `lost`: threads and gaps given up on, with the reason (`kbot status`).
+//! - `cursors`: small named values (last tested branch tips, first start, the last feed).
 //!
 //! The closed vocabularies of the rows ([`JobKind`], [`JobState`], [`MailState`]) are enums
 //! here and the same words as always in the database. [`JobDir`] is the layout of one job's
@@ -135,6 +138,44 @@ pub struct Mail {
     pub error: Option<String>,
 }
 
+/// A thread seen in an inbox and not yet queued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub source: String,
+    pub msgid: String,
+    pub first_seen: i64,
+    /// Failed fetches so far, the next try and the last error.
+    pub attempts: i64,
+    pub next_try: i64,
+    pub error: Option<String>,
+}
+
+/// A stretch of an inbox's messages that scrolled past its feed between two polls: those
+/// received from `from_ts` to `to_ts` (Unix seconds), between the message `low` (the newest
+/// seen before) and `high` (the oldest of the feed now).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gap {
+    pub id: i64,
+    pub source: String,
+    pub from_ts: i64,
+    pub to_ts: i64,
+    pub low: String,
+    pub high: String,
+    pub attempts: i64,
+    pub next_try: i64,
+    pub error: Option<String>,
+    pub created: i64,
+}
+
+/// Something of an inbox that was given up on (a thread, a gap), and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lost {
+    pub source: String,
+    pub what: String,
+    pub error: String,
+    pub at: i64,
+}
+
 /// A mail to queue with a finished job.
 pub struct NewMail<'a> {
     pub message_id: &'a str,
@@ -163,7 +204,18 @@ CREATE TABLE IF NOT EXISTS pending (
     source TEXT NOT NULL, msgid TEXT NOT NULL, first_seen INTEGER NOT NULL,
     PRIMARY KEY (source, msgid));
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS gaps (
+    id INTEGER PRIMARY KEY, source TEXT NOT NULL, from_ts INTEGER NOT NULL, to_ts INTEGER NOT NULL,
+    low TEXT NOT NULL, high TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_try INTEGER NOT NULL DEFAULT 0, error TEXT, created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS lost (
+    id INTEGER PRIMARY KEY, source TEXT NOT NULL, what TEXT NOT NULL, error TEXT NOT NULL,
+    at INTEGER NOT NULL);
 ";
+
+/// Columns added to `pending` after its first release (a thread's failed fetches).
+const PENDING_RETRY_COLS: [(&str, &str); 3] =
+    [("attempts", "INTEGER NOT NULL DEFAULT 0"), ("next_try", "INTEGER NOT NULL DEFAULT 0"), ("error", "TEXT")];
 
 const JOB_COLS: &str =
     "id, key, kind, source, title, input, tree, state, attempts, status, result, error, created, updated";
@@ -218,6 +270,15 @@ impl Queue {
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
         db.execute_batch(SCHEMA)?;
+        let cols: Vec<String> = db
+            .prepare("SELECT name FROM pragma_table_info('pending')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for (name, decl) in PENDING_RETRY_COLS {
+            if !cols.iter().any(|c| c == name) {
+                db.execute_batch(&format!("ALTER TABLE pending ADD COLUMN {name} {decl}"))?;
+            }
+        }
         Ok(Queue { db })
     }
 
@@ -396,14 +457,121 @@ impl Queue {
         Ok(())
     }
 
+    /// The threads of `source` to look at now (id, first seen): those whose retry time
+    /// (after a failed fetch) has come, oldest first.
     pub fn pending(&self, source: &str) -> R<Vec<(String, i64)>> {
-        let mut st = self.db.prepare("SELECT msgid, first_seen FROM pending WHERE source=?1 ORDER BY first_seen")?;
-        let rows = st.query_map(params![source], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mut st = self.db.prepare(
+            "SELECT msgid, first_seen FROM pending WHERE source=?1 AND next_try <= ?2 ORDER BY first_seen, rowid",
+        )?;
+        let rows = st.query_map(params![source, now()], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<Result<_, _>>().map_err(QueueError::from)
+    }
+
+    /// Every waiting thread, of all sources, with its failed fetches.
+    pub fn pending_all(&self) -> R<Vec<Pending>> {
+        let mut st = self.db.prepare(
+            "SELECT source, msgid, first_seen, attempts, next_try, error FROM pending ORDER BY first_seen, rowid",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(Pending {
+                source: r.get(0)?,
+                msgid: r.get(1)?,
+                first_seen: r.get(2)?,
+                attempts: r.get(3)?,
+                next_try: r.get(4)?,
+                error: r.get(5)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>().map_err(QueueError::from)
+    }
+
+    /// A thread could not be fetched: counts the attempt, keeps the error, and waits until
+    /// `next_try(attempts so far)`. Returns the attempts so far (0: no such thread).
+    pub fn pending_failed(&self, source: &str, msgid: &str, error: &str, next_try: impl Fn(i64) -> i64) -> R<i64> {
+        let Some(n) = self
+            .db
+            .query_row("SELECT attempts FROM pending WHERE source=?1 AND msgid=?2", params![source, msgid], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+        else {
+            return Ok(0);
+        };
+        self.db.execute(
+            "UPDATE pending SET attempts=?3, next_try=?4, error=?5 WHERE source=?1 AND msgid=?2",
+            params![source, msgid, n + 1, next_try(n + 1), error],
+        )?;
+        Ok(n + 1)
     }
 
     pub fn pending_remove(&self, source: &str, msgid: &str) -> R<()> {
         self.db.execute("DELETE FROM pending WHERE source=?1 AND msgid=?2", params![source, msgid])?;
+        Ok(())
+    }
+
+    /// Gives up on something of `source` (a thread, a range of an inbox) and says why; it
+    /// stays listed (`lost`), nothing is dropped without a word.
+    pub fn lose(&self, source: &str, what: &str, error: &str) -> R<()> {
+        self.db.execute(
+            "INSERT INTO lost (source, what, error, at) VALUES (?1, ?2, ?3, ?4)",
+            params![source, what, error, now()],
+        )?;
+        Ok(())
+    }
+
+    /// What was given up, newest first.
+    pub fn lost(&self, limit: usize) -> R<Vec<Lost>> {
+        let mut st = self.db.prepare("SELECT source, what, error, at FROM lost ORDER BY id DESC LIMIT ?1")?;
+        let rows = st.query_map(params![limit as i64], |r| {
+            Ok(Lost { source: r.get(0)?, what: r.get(1)?, error: r.get(2)?, at: r.get(3)? })
+        })?;
+        rows.collect::<Result<_, _>>().map_err(QueueError::from)
+    }
+
+    /// Records a stretch of an inbox that its feed scrolled past, to backfill.
+    pub fn gap_add(&self, source: &str, from_ts: i64, to_ts: i64, low: &str, high: &str) -> R<i64> {
+        self.db.execute(
+            "INSERT INTO gaps (source, from_ts, to_ts, low, high, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![source, from_ts, to_ts, low, high, now()],
+        )?;
+        Ok(self.db.last_insert_rowid())
+    }
+
+    /// The gaps of `source` (all of them, or with `due` only those whose retry time has come).
+    pub fn gaps(&self, source: Option<&str>, due: bool) -> R<Vec<Gap>> {
+        let mut st = self.db.prepare(
+            "SELECT id, source, from_ts, to_ts, low, high, attempts, next_try, error, created FROM gaps
+             WHERE (?1 IS NULL OR source=?1) AND (NOT ?2 OR next_try <= ?3) ORDER BY id",
+        )?;
+        let rows = st.query_map(params![source, due, now()], |r| {
+            Ok(Gap {
+                id: r.get(0)?,
+                source: r.get(1)?,
+                from_ts: r.get(2)?,
+                to_ts: r.get(3)?,
+                low: r.get(4)?,
+                high: r.get(5)?,
+                attempts: r.get(6)?,
+                next_try: r.get(7)?,
+                error: r.get(8)?,
+                created: r.get(9)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>().map_err(QueueError::from)
+    }
+
+    /// A backfill failed: counts the attempt and waits until `next_try`.
+    pub fn gap_failed(&self, id: i64, error: &str, next_try: i64) -> R<()> {
+        self.db.execute(
+            "UPDATE gaps SET attempts=attempts+1, next_try=?2, error=?3 WHERE id=?1",
+            params![id, next_try, error],
+        )?;
+        Ok(())
+    }
+
+    /// A gap is backfilled (or given up, with [`Queue::lose`]).
+    pub fn gap_remove(&self, id: i64) -> R<()> {
+        self.db.execute("DELETE FROM gaps WHERE id=?1", params![id])?;
         Ok(())
     }
 
@@ -502,6 +670,57 @@ mod tests {
         q.set_cursor("tip:linux:master", "abc").unwrap();
         q.set_cursor("tip:linux:master", "def").unwrap();
         assert_eq!(q.cursor("tip:linux:master").unwrap().as_deref(), Some("def"));
+    }
+
+    #[test]
+    fn a_thread_that_cannot_be_fetched_waits_for_its_retry_and_is_listed() {
+        let (_d, q) = q();
+        q.pending_add("fsdevel", "a'b@x").unwrap();
+        q.pending_add("fsdevel", "c@x").unwrap();
+        assert_eq!(q.pending_failed("fsdevel", "a'b@x", "HTTP 404", |n| now() + 60 * n).unwrap(), 1);
+        let due: Vec<String> = q.pending("fsdevel").unwrap().into_iter().map(|p| p.0).collect();
+        assert_eq!(due, ["c@x"], "not before its retry time");
+        let all = q.pending_all().unwrap();
+        assert_eq!((all[0].msgid.as_str(), all[0].attempts, all[0].error.as_deref()), ("a'b@x", 1, Some("HTTP 404")));
+        assert_eq!(q.pending_failed("fsdevel", "a'b@x", "HTTP 404", |_| now() - 1).unwrap(), 2);
+        assert_eq!(q.pending("fsdevel").unwrap().len(), 2, "due again");
+        assert_eq!(q.pending_failed("fsdevel", "gone@x", "x", |_| 0).unwrap(), 0);
+        q.lose("fsdevel", "thread <a'b@x>", "HTTP 404 after 12 tries").unwrap();
+        let lost = q.lost(10).unwrap();
+        assert_eq!((lost[0].what.as_str(), lost[0].error.as_str()), ("thread <a'b@x>", "HTTP 404 after 12 tries"));
+    }
+
+    #[test]
+    fn gaps_are_kept_until_backfilled() {
+        let (_d, q) = q();
+        let id = q.gap_add("fsdevel", 100, 200, "low@x", "high@x").unwrap();
+        q.gap_add("other", 1, 2, "l", "h").unwrap();
+        assert_eq!(q.gaps(Some("fsdevel"), true).unwrap().len(), 1);
+        q.gap_failed(id, "HTTP 501", now() + 60).unwrap();
+        assert!(q.gaps(Some("fsdevel"), true).unwrap().is_empty(), "waits for its retry time");
+        let g = &q.gaps(None, false).unwrap()[0];
+        assert_eq!((g.from_ts, g.to_ts, g.low.as_str(), g.attempts), (100, 200, "low@x", 1));
+        q.gap_remove(id).unwrap();
+        assert_eq!(q.gaps(None, false).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_pending_table_of_an_older_service_gets_its_retry_columns() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("q.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch(
+                "CREATE TABLE pending (source TEXT NOT NULL, msgid TEXT NOT NULL, first_seen INTEGER NOT NULL, PRIMARY KEY (source, msgid));
+                 INSERT INTO pending VALUES ('fsdevel', 'old@x', 5);",
+            )
+            .unwrap();
+        }
+        let q = Queue::open(&p).unwrap();
+        assert_eq!(q.pending("fsdevel").unwrap(), [("old@x".to_string(), 5)]);
+        assert_eq!(q.pending_failed("fsdevel", "old@x", "e", |_| 0).unwrap(), 1);
+        drop(q);
+        Queue::open(&p).unwrap();
     }
 
     #[test]

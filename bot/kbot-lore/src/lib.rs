@@ -52,9 +52,11 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
+        // Bytes, not str slices: a `%` may precede a multi-byte character.
+        let hex = |c: u8| (c as char).to_digit(16);
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
                 i += 3;
                 continue;
             }
@@ -65,12 +67,13 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Escapes a message id for a URL path segment as public-inbox does (`/`, `%`, `?`, `#`
-/// and anything not printable ASCII).
+/// Escapes a message id for a URL path segment: everything but RFC 3986's unreserved
+/// characters, its sub-delimiters, `:` and `@` becomes `%XX` (so `/ % ? #`, `< > " [ ] \ ^
+/// ` { | }` and all that is not printable ASCII, which an HTTP client refuses in a URL).
 pub fn escape_mid(mid: &str) -> String {
     let mut out = String::new();
     for b in mid.bytes() {
-        if b.is_ascii_graphic() && !matches!(b, b'/' | b'%' | b'?' | b'#') {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -153,30 +156,123 @@ pub fn fetch_thread(t: &Target, attempts: u32, timeout: Duration, max_bytes: u64
     Err(FetchError::Unreachable { url, attempts: attempts.max(1), detail: last })
 }
 
-fn xml_unescape(s: &str) -> String {
-    s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
+/// One entry of an inbox's Atom feed (`new.atom` or a search with `x=A`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEntry {
+    /// The message id, exactly: XML entities (`&#39;`, `&amp;`, ...) and the link's `%XX`
+    /// escapes decoded.
+    pub msgid: String,
+    /// `<updated>` in Unix seconds: public-inbox writes when it received the message (the
+    /// `Received:` time, else `Date:`), the order of `new.atom` and of `rt:` searches.
+    pub updated: Option<i64>,
 }
 
-/// The message ids of an inbox's Atom feed (`new.atom`): each entry's link is
-/// `<base><escaped message id>/`. Entries whose link is not under `base` are skipped.
-pub fn atom_msgids(xml: &str, base: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in xml.split("<entry").skip(1) {
-        let entry = entry.split("</entry>").next().unwrap_or("");
-        let Some(at) = entry.find("<link") else { continue };
-        let link = &entry[at..];
-        let Some(h) = link.find("href=\"") else { continue };
-        let href = xml_unescape(link[h + 6..].split('"').next().unwrap_or(""));
-        let Some(rest) = href.strip_prefix(base) else { continue };
-        let seg = rest.trim_end_matches('/').split('/').next().unwrap_or("");
-        if !seg.is_empty() {
-            let id = unescape(seg);
-            if !out.contains(&id) {
-                out.push(id);
-            }
+/// A feed that is not an Atom feed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum AtomError {
+    #[error("not well-formed XML: {0}")]
+    Xml(String),
+    #[error("not an Atom feed (the root element is <{0}>)")]
+    NotAFeed(String),
+}
+
+/// Reads an Atom feed of public-inbox: each entry's message id (from its link
+/// `<inbox URL><escaped message id>/`) and `<updated>` time, in feed order, each id once.
+/// An entry without a link is skipped. DTDs are refused (no entity expansion bombs).
+pub fn parse_atom(xml: &str) -> Result<Vec<FeedEntry>, AtomError> {
+    let opts = roxmltree::ParsingOptions { allow_dtd: false, nodes_limit: 4_000_000, ..Default::default() };
+    let doc = roxmltree::Document::parse_with_options(xml, opts).map_err(|e| AtomError::Xml(e.to_string()))?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "feed" {
+        return Err(AtomError::NotAFeed(root.tag_name().name().chars().take(64).collect()));
+    }
+    let mut out: Vec<FeedEntry> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for entry in root.children().filter(|n| n.has_tag_name("entry")) {
+        let href = entry
+            .children()
+            .filter(|n| n.has_tag_name("link"))
+            .filter(|n| n.attribute("rel").is_none_or(|r| r == "alternate"))
+            .find_map(|n| n.attribute("href"));
+        let Some(msgid) = href.and_then(link_msgid) else { continue };
+        let updated = entry.children().find(|n| n.has_tag_name("updated")).and_then(|n| n.text()).and_then(rfc3339_utc);
+        if seen.insert(msgid.clone()) {
+            out.push(FeedEntry { msgid, updated });
         }
     }
-    out
+    Ok(out)
+}
+
+/// The message id of a message link `<inbox URL><escaped id>/[...]`: its last path segment
+/// (an escaped id holds no `/`), `%XX` decoded.
+fn link_msgid(href: &str) -> Option<String> {
+    let path = href.split_once("://").map_or(href, |(_, rest)| rest.split_once('/').map_or("", |(_, p)| p));
+    let seg = path.split('/').rfind(|s| !s.is_empty())?;
+    let id = unescape(seg);
+    (!id.is_empty() && !id.contains(char::is_whitespace)).then_some(id)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` in Unix seconds.
+pub fn rfc3339_utc(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+    };
+    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        rest = frac.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && rest.as_bytes()[3] == b':' => {
+            let (oh, om) = (rest.get(1..3)?.parse::<i64>().ok()?, rest.get(4..6)?.parse::<i64>().ok()?);
+            let o = oh * 3600 + om * 60;
+            if rest.starts_with('-') {
+                -o
+            } else {
+                o
+            }
+        }
+        _ => return None,
+    };
+    // Days from the civil date (proleptic Gregorian), H. Hinnant's algorithm.
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((mo + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + sec - offset)
+}
+
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn utc_string(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// An inbox's feed that could not be read.
@@ -188,25 +284,82 @@ pub enum FeedError {
     Http { url: String, status: u16 },
     #[error("{url}: {source}")]
     Read { url: String, source: std::io::Error },
+    #[error("{url}: {source}")]
+    Atom { url: String, source: AtomError },
+    #[error("{url}: search is not available on this inbox (HTTP 501)")]
+    NoSearch { url: String },
+    #[error("{url}: more than {pages} pages of results; the rest is not read")]
+    TooMany { url: String, pages: u32 },
 }
 
-/// Fetches `<base>new.atom` (the newest messages of the inbox) and returns their ids.
-pub fn fetch_new(base: &str, timeout: Duration) -> Result<Vec<String>, FeedError> {
-    let url = format!("{base}new.atom");
-    let agent = agent(timeout);
+/// GETs a feed: `Ok(None)` for a 404 (public-inbox's "no results" of a search).
+fn get_feed(agent: &ureq::Agent, url: &str) -> Result<Option<Vec<FeedEntry>>, FeedError> {
+    let url = url.to_string();
     let resp = match agent.get(&url).call() {
         Ok(r) => r,
         Err(source) => return Err(FeedError::Request { url, source }),
     };
     let status = resp.status().as_u16();
-    if status != 200 {
-        return Err(FeedError::Http { url, status });
+    match status {
+        200 => {}
+        404 => return Ok(None),
+        501 => return Err(FeedError::NoSearch { url }),
+        _ => return Err(FeedError::Http { url, status }),
     }
     let mut body = Vec::new();
     if let Err(source) = resp.into_body().into_reader().take(16 << 20).read_to_end(&mut body) {
         return Err(FeedError::Read { url, source });
     }
-    Ok(atom_msgids(&String::from_utf8_lossy(&body), base))
+    match parse_atom(&String::from_utf8_lossy(&body)) {
+        Ok(v) => Ok(Some(v)),
+        Err(source) => Err(FeedError::Atom { url, source }),
+    }
+}
+
+/// Fetches `<base>new.atom` (the newest messages of the inbox, newest first).
+pub fn fetch_new(base: &str, timeout: Duration) -> Result<Vec<FeedEntry>, FeedError> {
+    let url = format!("{base}new.atom");
+    match get_feed(&agent(timeout), &url)? {
+        Some(v) => Ok(v),
+        None => Err(FeedError::Http { url, status: 404 }),
+    }
+}
+
+/// Results per page of public-inbox's search (its `SearchQuery::LIM`; `l=` may only lower it).
+pub const SEARCH_PAGE: usize = 200;
+
+/// The search URL of the messages received from `from` to `to` (Unix seconds, both
+/// included) as Atom, results `offset` on: `<base>?q=rt:FROM..TO&x=A&o=OFFSET`.
+pub fn received_url(base: &str, from: i64, to: i64, offset: usize) -> String {
+    let o = if offset > 0 { format!("&o={offset}") } else { String::new() };
+    format!("{base}?q=rt:{from}..{to}&x=A{o}")
+}
+
+/// Every message the inbox received from `from` to `to` (Unix seconds, both included),
+/// through its search (`rt:`, Xapian; public-inbox answers [`SEARCH_PAGE`] results a page,
+/// newest first), paged with `o=` until a page is short; at most `max_pages` pages.
+pub fn fetch_received(
+    base: &str,
+    from: i64,
+    to: i64,
+    timeout: Duration,
+    max_pages: u32,
+) -> Result<Vec<FeedEntry>, FeedError> {
+    let agent = agent(timeout);
+    let mut out: Vec<FeedEntry> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut offset = 0;
+    for _ in 0..max_pages {
+        let page = get_feed(&agent, &received_url(base, from, to, offset))?.unwrap_or_default();
+        let n = page.len();
+        offset += n;
+        out.extend(page.into_iter().filter(|e| seen.insert(e.msgid.clone())));
+        // A short page is the last (past the end public-inbox answers an HTML page).
+        if n < SEARCH_PAGE {
+            return Ok(out);
+        }
+    }
+    Err(FeedError::TooMany { url: received_url(base, from, to, 0), pages: max_pages })
 }
 
 #[cfg(test)]
@@ -251,6 +404,8 @@ mod tests {
     fn escaping() {
         assert_eq!(escape_mid("a/b%c?d#e@f"), "a%2Fb%25c%3Fd%23e@f");
         assert_eq!(escape_mid("plain.id+tag=1@host"), "plain.id+tag=1@host");
+        assert_eq!(escape_mid("o'brien&co<x\"y>[1]{|}^`\\ @z"), "o'brien&co%3Cx%22y%3E%5B1%5D%7B%7C%7D%5E%60%5C%20@z");
+        assert_eq!(escape_mid("caf\u{e9}"), "caf%C3%A9");
     }
 
     #[test]
@@ -276,7 +431,6 @@ mod tests {
 
     #[test]
     fn atom_feed_entries() {
-        let base = "http://127.0.0.1:8080/fsdevel/";
         let xml = r#"<?xml version="1.0" encoding="us-ascii"?>
 <feed xmlns="http://www.w3.org/2005/Atom"><title>fsdevel</title>
 <link rel="alternate" type="text/html" href="http://127.0.0.1:8080/fsdevel/"/>
@@ -285,8 +439,122 @@ mod tests {
 <entry><title>Re: y</title><link href="http://127.0.0.1:8080/fsdevel/c&amp;d@x.org/"/></entry>
 <entry><title>elsewhere</title><link href="http://other/list/e@x.org/"/></entry>
 </feed>"#;
-        assert_eq!(atom_msgids(xml, base), ["20261125.a/b@x.org", "c&d@x.org"]);
+        let ids: Vec<String> = parse_atom(xml).unwrap().into_iter().map(|e| e.msgid).collect();
+        assert_eq!(ids, ["20261125.a/b@x.org", "c&d@x.org", "e@x.org"]);
+        assert_eq!(parse_atom(xml).unwrap()[0].updated, rfc3339_utc("2026-11-25T13:40:32Z"));
         assert_eq!(unescape("a%2Fb%"), "a/b%");
         assert_eq!(unescape(&escape_mid("x/y%z?#@q")), "x/y%z?#@q");
+    }
+    /// A new.atom written by Debian's public-inbox 1.9 for ids with characters it escapes:
+    /// `'` and `&` as numeric entities (`&#39;`, `&#38;`), `<`, `"`, `/`, `%`, `?`, `#` as `%XX`.
+    #[test]
+    fn real_public_inbox_feed_decodes_entities_and_escapes() {
+        let xml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/new.atom")).unwrap();
+        let got = parse_atom(&xml).unwrap();
+        let ids: Vec<&str> = got.iter().map(|e| e.msgid.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "20261130052242.yiFJ6dmLgAmNKlIVgqfTbbTkISg5bkT_5inBFAWyYFg@z",
+                "sl/as%h?q#f@example.org",
+                "caf\u{c3}\u{a9}@example.org",
+                "x<y\"z@example.org",
+                "a&b&amp;c@example.org",
+                "it's-o'brien@example.org",
+                "20261125100000.1-1-a@example.org",
+            ]
+        );
+        assert_eq!(got[1].updated, Some(1_795_601_220), "2026-11-25T10:07:00Z");
+        assert_eq!(utc_string(got[1].updated.unwrap()), "2026-11-25T10:07:00Z");
+    }
+
+    #[test]
+    fn feeds_that_are_not_atom_are_errors() {
+        assert!(matches!(parse_atom("<feed><entry>"), Err(AtomError::Xml(_))));
+        assert!(
+            matches!(parse_atom("<html><body>No results</body></html>"), Err(AtomError::NotAFeed(n)) if n == "html")
+        );
+        // No DTDs: no entity expansion.
+        let bomb = r#"<?xml version="1.0"?><!DOCTYPE feed [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]><feed><entry><link href="http://x/l/&b;/"/></entry></feed>"#;
+        assert!(matches!(parse_atom(bomb), Err(AtomError::Xml(_))));
+        assert_eq!(parse_atom("<feed/>").unwrap(), []);
+    }
+
+    #[test]
+    fn utc_times() {
+        for t in [0, 951_782_400, 1_795_601_220, 4_102_444_799, -86_400] {
+            assert_eq!(rfc3339_utc(&utc_string(t)), Some(t), "{t}");
+        }
+        assert_eq!(rfc3339_utc("2026-11-25T11:07:00.5+01:00"), Some(1_795_601_220));
+        assert_eq!(rfc3339_utc("2026-13-25T10:07:00Z"), None);
+        assert_eq!(rfc3339_utc("2026-11-25T10:07:00"), None);
+        assert_eq!(rfc3339_utc("２０２６-11-25T10:07:00Z"), None);
+    }
+
+    #[test]
+    fn search_urls() {
+        assert_eq!(received_url("http://h/l/", 10, 20, 0), "http://h/l/?q=rt:10..20&x=A");
+        assert_eq!(received_url("http://h/l/", 10, 20, 200), "http://h/l/?q=rt:10..20&x=A&o=200");
+    }
+
+    /// XML-escapes `s` as a feed writer may: named, decimal or hex entities, or as is.
+    fn xml_escape(s: &str, style: &[u8]) -> String {
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            let pick = style.get(i % style.len().max(1)).copied().unwrap_or(0) % 4;
+            let named = match c {
+                '&' => Some("&amp;"),
+                '<' => Some("&lt;"),
+                '>' => Some("&gt;"),
+                '"' => Some("&quot;"),
+                '\'' => Some("&apos;"),
+                _ => None,
+            };
+            match (pick, named) {
+                (0, Some(n)) => out.push_str(n),
+                (1, _) => out.push_str(&format!("&#{};", c as u32)),
+                (2, _) => out.push_str(&format!("&#x{:X};", c as u32)),
+                (_, Some(_)) => out.push_str(&format!("&#{};", c as u32)),
+                (_, None) => out.push(c),
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any input: an error or entries, never a panic.
+        #[test]
+        fn never_panics(s in ".{0,400}", raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = parse_atom(&s);
+            let _ = parse_atom(&String::from_utf8_lossy(&raw));
+            let _ = parse_atom(&format!("<feed><entry><link href=\"{s}\"/><updated>{s}</updated></entry></feed>"));
+        }
+
+        /// Every message id comes back exactly, however its link was escaped in the XML.
+        #[test]
+        fn ids_round_trip_xml_escaping(
+            ids in proptest::collection::vec("[!-~\u{a1}-\u{167f}]{1,40}", 1..6),
+            style in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..8),
+            t in 0i64..4_102_444_800,
+        ) {
+            let mut xml = String::from("<?xml version=\"1.0\" encoding=\"us-ascii\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">");
+            for id in &ids {
+                let href = format!("http://127.0.0.1:8080/fsdevel/{}/", escape_mid(id));
+                xml += &format!("<entry><title>{}</title><updated>{}</updated><link href=\"{}\"/></entry>",
+                    xml_escape(id, &style), utc_string(t), xml_escape(&href, &style));
+            }
+            xml += "</feed>";
+            let got = parse_atom(&xml).unwrap();
+            let mut want: Vec<&String> = Vec::new();
+            for id in &ids {
+                if !want.contains(&id) {
+                    want.push(id);
+                }
+            }
+            proptest::prop_assert_eq!(got.iter().map(|e| &e.msgid).collect::<Vec<_>>(), want);
+            proptest::prop_assert!(got.iter().all(|e| e.updated == Some(t)));
+        }
     }
 }

@@ -27,6 +27,13 @@ use std::time::{Duration, Instant};
 const INCOMPLETE_GIVE_UP: i64 = 24 * 3600;
 /// SMTP attempts before a mail is marked failed.
 const MAIL_ATTEMPTS: i64 = 12;
+/// Tries to fetch a thread, or to backfill a gap of a feed, before it is given up (listed).
+const FETCH_ATTEMPTS: i64 = 12;
+
+/// The pause after the `n`th failed fetch: 2 min, doubling, at most 64 min (12 tries: ~7 h).
+fn backoff(n: i64) -> i64 {
+    60 << n.clamp(1, 6)
+}
 
 pub struct Service {
     cfg: Config,
@@ -224,7 +231,8 @@ impl Service {
     fn poll_inbox(&mut self, i: usize) -> Result<(), PollError> {
         let ib = self.cfg.inboxes[i].clone();
         let since = ib.since.as_deref().and_then(kbot_config::parse_rfc3339).unwrap_or(self.since_default);
-        // New message ids, and a way to fetch a thread.
+        // New message ids, and a way to fetch a thread. A git mirror yields every new commit,
+        // so nothing scrolls past it; a feed holds only the newest messages (gaps below).
         let index = match &ib.git {
             Some(dir) => {
                 let (ix, u) = kbot_inbox::open_indexed(dir, &self.state.join(format!("inbox-{}.idx", ib.name)))?;
@@ -237,17 +245,8 @@ impl Service {
         };
         if let Some(base) = &ib.lore {
             let base = inbox_base(base);
-            let seen_key = format!("atom-seen:{}", ib.name);
-            let seen: HashSet<String> =
-                self.q.cursor(&seen_key)?.unwrap_or_default().lines().map(str::to_string).collect();
-            let ids = kbot_lore::fetch_new(&base, Duration::from_secs(30))?;
-            for id in &ids {
-                if !seen.contains(id) {
-                    self.q.pending_add(&ib.name, id)?;
-                }
-            }
-            // The feed holds the newest messages; remember them so they are looked at once.
-            self.q.set_cursor(&seen_key, &ids.join("\n"))?;
+            self.read_feed(&ib.name, &base)?;
+            self.backfill(&ib.name, &base)?;
         }
         let mut covered: HashSet<String> = HashSet::new();
         for (msgid, first_seen) in self.q.pending(&ib.name)? {
@@ -256,23 +255,39 @@ impl Service {
                 continue;
             }
             let mbox = match (&index, &ib.lore) {
-                (Some((ix, dir)), _) => ix.thread_mbox(dir, &msgid)?,
+                (Some((ix, dir)), _) => match ix.thread_mbox(dir, &msgid) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.thread_failed(&ib.name, &msgid, &e.to_string())?;
+                        continue;
+                    }
+                },
                 (None, Some(base)) => {
                     let t = kbot_lore::Target { base: inbox_base(base), msgid: msgid.clone() };
                     match kbot_lore::fetch_thread(&t, 3, Duration::from_secs(30), 100 << 20) {
                         Ok(m) => m,
-                        Err(kbot_lore::FetchError::NotFound { .. }) => {
-                            self.q.pending_remove(&ib.name, &msgid)?;
+                        Err(e) => {
+                            // Not found, a server error, a bad gzip: this thread waits and is
+                            // tried again later. Unreachable: so is every other; next poll.
+                            self.thread_failed(&ib.name, &msgid, &e.to_string())?;
+                            if matches!(e, kbot_lore::FetchError::Unreachable { .. }) {
+                                break;
+                            }
                             continue;
                         }
-                        Err(e) => return Err(e.into()),
                     }
                 }
                 _ => unreachable!("config validation: one of lore or git"),
             };
-            let Ok(mails) = kbot_mbox::parse_mbox(&mbox) else {
-                self.q.pending_remove(&ib.name, &msgid)?;
-                continue;
+            let mails = match kbot_mbox::parse_mbox(&mbox) {
+                Ok(m) => m,
+                Err(e) => {
+                    let why = format!("the thread is not a readable mbox: {e}");
+                    self.say(&format!("inbox {}: thread <{msgid}>: {why}; given up", ib.name));
+                    self.q.lose(&ib.name, &format!("thread <{msgid}>"), &why)?;
+                    self.q.pending_remove(&ib.name, &msgid)?;
+                    continue;
+                }
             };
             covered.extend(mails.iter().map(|m| m.message_id.clone()));
             let series = match kbot_series::assemble(&mails, None) {
@@ -312,6 +327,123 @@ impl Service {
                     }
                     self.q.pending_remove(&ib.name, &msgid)?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// A pending thread that could not be fetched: said, and tried again with a growing pause
+    /// (2 min to 1 h); after `FETCH_ATTEMPTS` tries given up, said and listed as lost.
+    fn thread_failed(&self, inbox: &str, msgid: &str, error: &str) -> Result<(), PollError> {
+        let n = self.q.pending_failed(inbox, msgid, error, |n| now() + backoff(n))?;
+        if n >= FETCH_ATTEMPTS {
+            self.say(&format!("inbox {inbox}: thread <{msgid}>: {error}; given up after {n} tries"));
+            self.q.lose(inbox, &format!("thread <{msgid}>"), &format!("{error} ({n} tries)"))?;
+            self.q.pending_remove(inbox, msgid)?;
+        } else {
+            self.say(&format!(
+                "inbox {inbox}: thread <{msgid}>: {error}; try {n} of {FETCH_ATTEMPTS}, next in {} s",
+                backoff(n)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the inbox's `new.atom`: every message not in the previous feed is a pending
+    /// thread. When none of the previous feed is left in it, more arrived between two polls
+    /// than the feed holds: the messages received between the newest of then and the oldest
+    /// of now are a gap, recorded before the feed is, and backfilled.
+    fn read_feed(&self, inbox: &str, base: &str) -> Result<(), PollError> {
+        let key = format!("atom-feed:{inbox}");
+        let prev: Vec<(String, Option<i64>)> = match self.q.cursor(&key)? {
+            Some(v) => {
+                v.lines().filter_map(|l| l.split_once('\t')).map(|(t, id)| (id.to_string(), t.parse().ok())).collect()
+            }
+            // A service from before the feed times: the ids it saw.
+            None => self
+                .q
+                .cursor(&format!("atom-seen:{inbox}"))?
+                .unwrap_or_default()
+                .lines()
+                .map(|id| (id.to_string(), None))
+                .collect(),
+        };
+        let seen: HashSet<&str> = prev.iter().map(|(id, _)| id.as_str()).collect();
+        let feed = kbot_lore::fetch_new(base, Duration::from_secs(30))?;
+        for e in &feed {
+            if !seen.contains(e.msgid.as_str()) {
+                self.q.pending_add(inbox, &e.msgid)?;
+            }
+        }
+        if !prev.is_empty() && !feed.is_empty() && !feed.iter().any(|e| seen.contains(e.msgid.as_str())) {
+            let low = prev.iter().max_by_key(|(_, t)| *t).expect("not empty");
+            let high = feed.iter().min_by_key(|e| e.updated).expect("not empty");
+            match (low.1, high.updated) {
+                (Some(a), Some(b)) => {
+                    let (from, to) = (a.min(b), a.max(b));
+                    self.q.gap_add(inbox, from, to, &low.0, &high.msgid)?;
+                    self.say(&format!(
+                        "inbox {inbox}: more than the feed's {} messages arrived since the last poll; backfilling those received {}..{} through the inbox's search",
+                        feed.len(),
+                        kbot_lore::utc_string(from),
+                        kbot_lore::utc_string(to)
+                    ));
+                }
+                _ => {
+                    let why = "the feed gives no times, so the range cannot be searched";
+                    let what = format!("messages between <{}> and <{}>", low.0, high.msgid);
+                    self.say(&format!("inbox {inbox}: the feed scrolled past {what}; {why}; given up"));
+                    self.q.lose(inbox, &what, why)?;
+                }
+            }
+        }
+        let cursor: Vec<String> =
+            feed.iter().map(|e| format!("{}\t{}", e.updated.map_or("-".into(), |t| t.to_string()), e.msgid)).collect();
+        self.q.set_cursor(&key, &cursor.join("\n"))?;
+        Ok(())
+    }
+
+    /// Backfills the inbox's gaps whose time has come through its search (`rt:` over the
+    /// gap, as Atom). A gap is closed once the search returned both of its ends (then the
+    /// index holds all between); else it is tried again later, and given up after
+    /// `FETCH_ATTEMPTS` tries, said and listed as lost.
+    fn backfill(&self, inbox: &str, base: &str) -> Result<(), PollError> {
+        for g in self.q.gaps(Some(inbox), true)? {
+            let range = format!("{}..{}", kbot_lore::utc_string(g.from_ts), kbot_lore::utc_string(g.to_ts));
+            let error = match kbot_lore::fetch_received(base, g.from_ts, g.to_ts, Duration::from_secs(60), 50) {
+                Ok(found) => {
+                    let mut added = 0;
+                    for e in &found {
+                        if e.msgid != g.low && e.msgid != g.high {
+                            self.q.pending_add(inbox, &e.msgid)?;
+                            added += 1;
+                        }
+                    }
+                    let has = |id: &str| found.iter().any(|e| e.msgid == id);
+                    if has(&g.low) && has(&g.high) {
+                        self.q.gap_remove(g.id)?;
+                        self.say(&format!("inbox {inbox}: backfilled {added} message(s) received {range}"));
+                        continue;
+                    }
+                    format!(
+                        "the search for {range} returned {} message(s) but not <{}> (the search index may be behind)",
+                        found.len(),
+                        if has(&g.low) { &g.high } else { &g.low }
+                    )
+                }
+                Err(e) => e.to_string(),
+            };
+            let n = g.attempts + 1;
+            if n >= FETCH_ATTEMPTS {
+                self.say(&format!("inbox {inbox}: messages received {range}: {error}; given up after {n} tries"));
+                self.q.lose(inbox, &format!("messages received {range}"), &format!("{error} ({n} tries)"))?;
+                self.q.gap_remove(g.id)?;
+            } else {
+                self.q.gap_failed(g.id, &error, now() + backoff(n))?;
+                self.say(&format!(
+                    "inbox {inbox}: messages received {range} not backfilled: {error}; try {n} of {FETCH_ATTEMPTS}, next in {} s",
+                    backoff(n)
+                ));
             }
         }
         Ok(())
@@ -837,6 +969,46 @@ pub fn status(cfg: &Config, home: &Home) -> Result<String, Fail> {
             m.message_id,
             m.error.as_deref().map(|e| format!("\n           {e}")).unwrap_or_default()
         );
+    }
+    out += &intake_status(&q).map_err(env)?;
+    Ok(out)
+}
+
+/// The inboxes' side of `kbot status`: threads waiting, those whose fetch failed (tried again),
+/// gaps of a feed not yet backfilled, and what was given up.
+fn intake_status(q: &Queue) -> Result<String, QueueError> {
+    let t = |s: i64| kbot_lore::utc_string(s);
+    let mut out = String::new();
+    let pending = q.pending_all()?;
+    let failing: Vec<_> = pending.iter().filter(|p| p.attempts > 0).collect();
+    if !pending.is_empty() {
+        out += &format!("threads: {} waiting, {} failing to fetch\n", pending.len() - failing.len(), failing.len());
+    }
+    for p in failing {
+        out += &format!(
+            "thread    {}  <{}>  attempts {}, next try {}\n           error: {}\n",
+            p.source,
+            p.msgid,
+            p.attempts,
+            t(p.next_try),
+            p.error.as_deref().unwrap_or("-")
+        );
+    }
+    for g in q.gaps(None, false)? {
+        out += &format!(
+            "gap       {}  messages received {}..{} not backfilled yet  attempts {}{}\n",
+            g.source,
+            t(g.from_ts),
+            t(g.to_ts),
+            g.attempts,
+            g.error
+                .as_deref()
+                .map(|e| format!(", next try {}\n           error: {e}", t(g.next_try)))
+                .unwrap_or_default()
+        );
+    }
+    for l in q.lost(50)? {
+        out += &format!("lost      {}  {} (given up {})\n           error: {}\n", l.source, l.what, t(l.at), l.error);
     }
     Ok(out)
 }

@@ -58,12 +58,19 @@ impl Inbox {
     }
 
     pub fn start() -> Inbox {
+        Inbox::start_with(&[])
+    }
+
+    /// An inbox made with more `public-inbox-init` options (e.g. `-L basic`: no search).
+    pub fn start_with(init: &[&str]) -> Inbox {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut ib = Inbox { dir, httpd: None, port };
         let url = format!("http://127.0.0.1:{port}/fsdevel");
         let st = Command::new("public-inbox-init")
-            .args(["-V2", "fsdevel"])
+            .args(["-V2"])
+            .args(init)
+            .arg("fsdevel")
             .arg(ib.dir.path().join("fsdevel"))
             .args([url.as_str(), "fsdevel@example.org"])
             .env("PI_CONFIG", ib.config())
@@ -115,6 +122,13 @@ impl Inbox {
         std::io::Write::write_all(c.stdin.as_mut().unwrap(), mail.as_bytes()).unwrap();
         drop(c.stdin.take());
         assert!(c.wait().unwrap().success(), "public-inbox-mda refused a mail");
+    }
+
+    /// Restarts public-inbox-httpd: it reopens the search index on its own only every few
+    /// seconds, so a test that searches what it just delivered restarts it.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.httpd = Some(self.serve());
     }
 
     pub fn url(&self) -> String {

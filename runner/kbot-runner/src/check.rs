@@ -87,14 +87,31 @@ fn git_usage(r: &str, e: impl std::fmt::Display) -> Fail {
 /// A range's first-parent commits, each with its mail as `git format-patch` writes it (a
 /// merge's has only the message): the series is read from the commits, never re-applied.
 fn read_range(tree: &Tree, r: &str) -> Result<Parsed, Fail> {
-    if !r.contains("..") {
+    // Two dots: `A...B` (symmetric difference) is not a series.
+    let Some((base, tip)) = r.split_once("..").filter(|(_, t)| !t.starts_with('.')) else {
         return Err(Fail::usage(format!("--range {r}: expected BASE..TIP")));
+    };
+    // Each side must name a commit (git's empty side is HEAD). Checked as a revision, never as
+    // an option, before the range reaches rev-list.
+    for side in [base, tip] {
+        let side = if side.is_empty() { "HEAD" } else { side };
+        let rev = format!("{side}^{{commit}}");
+        if kbot_kernel::git::git(&tree.path, &["rev-parse", "--verify", "--quiet", "--end-of-options", &rev]).is_err() {
+            return Err(Fail::usage(format!(
+                "--range {r}: {side} is not a commit of {}; give BASE..TIP of commits in the tree",
+                tree.path.display()
+            )));
+        }
     }
     let list = kbot_kernel::git::git(&tree.path, &["rev-list", "--reverse", "--first-parent", r])
         .map_err(|e| git_usage(r, e))?;
     let commits: Vec<String> = list.lines().map(str::to_string).collect();
     if commits.is_empty() {
-        return Err(Fail::usage(format!("--range {r} has no commits")));
+        return Err(Fail::usage(format!(
+            "--range {r} has no commits: {tip} is {base} or an ancestor of it; give BASE..TIP with TIP ahead of BASE",
+            tip = if tip.is_empty() { "HEAD" } else { tip },
+            base = if base.is_empty() { "HEAD" } else { base },
+        )));
     }
     let mut mails = Vec::new();
     for c in &commits {

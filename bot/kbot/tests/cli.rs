@@ -240,3 +240,156 @@ fn a_second_service_on_the_same_state_dir_is_refused() {
     assert_eq!(o.status.code(), Some(2));
     assert!(one_line_error(&o).contains("another kbot serve is using state_dir"), "{}", one_line_error(&o));
 }
+
+/// `kbot check --range` on bad ranges: each is a usage error (exit 2) on one line that names
+/// the range, before anything is checked out, and no JSON or report is written.
+#[test]
+fn range_errors_are_one_line_usage_errors_that_write_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = tiny_tree(d.path(), "x\n");
+    let json = d.path().join("r.json");
+    let md = d.path().join("r.md");
+    let cases: &[(&str, &[&str])] = &[
+        ("HEAD", &["--range HEAD: expected BASE..TIP"]),
+        ("main", &["--range main: expected BASE..TIP"]),
+        ("main...HEAD", &["--range main...HEAD: expected BASE..TIP"]),
+        ("v9.99..HEAD", &["--range v9.99..HEAD: v9.99 is not a commit of ", "give BASE..TIP of commits in the tree"]),
+        ("HEAD..nope", &["--range HEAD..nope: nope is not a commit of "]),
+        ("--all..HEAD", &["--range --all..HEAD: --all is not a commit of "]),
+        ("HEAD..HEAD", &["--range HEAD..HEAD has no commits: HEAD is HEAD or an ancestor of it"]),
+        ("main..", &["--range main.. has no commits: HEAD is main or an ancestor of it"]),
+        ("HEAD..HEAD~0", &["--range HEAD..HEAD~0 has no commits"]),
+    ];
+    for (range, want) in cases {
+        let o = kbot(d.path())
+            .args(["check", &format!("--range={range}"), "--tree"])
+            .arg(&tree)
+            .arg("--json")
+            .arg(&json)
+            .arg("--report")
+            .arg(&md)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{range}: {}", String::from_utf8_lossy(&o.stderr));
+        let e = one_line_error(&o);
+        for w in *want {
+            assert!(e.contains(w), "{range}: {e:?} lacks {w:?}");
+        }
+        assert!(!json.exists() && !md.exists(), "{range}: nothing may be written");
+    }
+    assert!(!d.path().join("work").exists() && !d.path().join("runs").exists(), "nothing may be checked out");
+}
+
+/// A range of a tree that is not a git repository, and a range without a tree when the
+/// default tree is not set up: usage and environment errors on one line, nothing written.
+#[test]
+fn range_without_a_usable_tree_is_one_line_error() {
+    let d = tempfile::tempdir().unwrap();
+    let json = d.path().join("r.json");
+    let o = kbot(d.path())
+        .args(["check", "--range", "a..b", "--tree"])
+        .arg(d.path())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(one_line_error(&o).contains("is not a git repository"));
+    let o = kbot(d.path()).args(["check", "--range", "a..b", "--json"]).arg(&json).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(one_line_error(&o).contains("kbot setup"));
+    assert!(!json.exists());
+}
+
+/// checkpatch that gives no verdict is a check in state `error` with the reason, not a
+/// silently missing check: a base tree without scripts/checkpatch.pl, and one whose
+/// checkpatch.pl dies. The series does not apply to these trees, so nothing is built.
+#[test]
+fn checkpatch_without_a_verdict_is_an_error_check_with_the_reason() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = tiny_tree(d.path(), "int unrelated;\n");
+    let run = |name: &str| {
+        let json = d.path().join(format!("{name}.json"));
+        let o = kbot(d.path())
+            .args(["check", "--no-sandbox", "--mbox"])
+            .arg(examples().join("srcu-stall-regression.mbox"))
+            .arg("--tree")
+            .arg(&tree)
+            .arg("--json")
+            .arg(&json)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        assert_eq!(v["status"], "apply-failed");
+        let patches = v["series"]["patches"].as_array().unwrap().clone();
+        assert_eq!(patches.len(), 3);
+        patches
+            .iter()
+            .map(|p| {
+                let cs: Vec<&serde_json::Value> =
+                    p["checks"].as_array().unwrap().iter().filter(|c| c["name"] == "checkpatch").collect();
+                assert_eq!(cs.len(), 1, "one checkpatch check per patch: {p}");
+                (cs[0]["state"].as_str().unwrap().to_string(), cs[0]["detail"].as_str().unwrap().to_string())
+            })
+            .collect::<Vec<_>>()
+    };
+    for (state, detail) in run("none") {
+        assert_eq!((state.as_str(), detail.as_str()), ("error", "not run: the base tree has no scripts/checkpatch.pl"));
+    }
+    std::fs::create_dir_all(tree.join("scripts")).unwrap();
+    std::fs::write(
+        tree.join("scripts/checkpatch.pl"),
+        "print STDERR \"Can't locate Term/ANSIColor.pm in \\@INC\\n\"; exit 2;\n",
+    )
+    .unwrap();
+    common::git(&tree, &["add", "-A"]);
+    common::git(&tree, &["commit", "-q", "-m", "a checkpatch.pl that dies"]);
+    for (state, detail) in run("dies") {
+        assert_eq!(state, "error");
+        assert!(
+            detail.starts_with("checkpatch.pl gave no verdict: Can't locate Term/ANSIColor.pm in @INC; see "),
+            "{detail}"
+        );
+        assert!(detail.ends_with(".checkpatch"), "{detail}");
+    }
+}
+
+/// Bidi overrides and isolates and other invisible characters in a series' subjects and
+/// names are shown in the Markdown report as `<U+XXXX>`, never passed on as they are.
+#[test]
+fn invisible_characters_from_a_series_are_shown_in_the_report() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = tiny_tree(d.path(), "int unrelated;\n");
+    let mbox = std::fs::read_to_string(examples().join("srcu-stall-regression.mbox"))
+        .unwrap()
+        .replace(
+            "Subject: [PATCH 0/3] fsnotify: permission",
+            "Subject: [PATCH 0/3] fsnotify: \u{202E}noissimrep\u{202C}",
+        )
+        .replace("From: Alice Developer <", "From: Alice \u{2066}Developer\u{2069}\u{200B} <");
+    let f = d.path().join("s.mbox");
+    std::fs::write(&f, mbox).unwrap();
+    let md = d.path().join("r.md");
+    let o = kbot(d.path())
+        .args(["check", "--no-sandbox", "--mbox"])
+        .arg(&f)
+        .arg("--tree")
+        .arg(&tree)
+        .arg("--report")
+        .arg(&md)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let report = std::fs::read_to_string(&md).unwrap();
+    assert!(report.contains("fsnotify: <U+202E>noissimrep<U+202C> event wait cleanups"), "{report}");
+    assert!(report.contains("Alice <U+2066>Developer<U+2069><U+200B>"), "{report}");
+    let hidden: Vec<char> = report.chars().filter(|&c| kbot_templates_is_invisible(c)).collect();
+    assert!(hidden.is_empty(), "{hidden:?} in {report}");
+}
+
+/// The characters the report must never pass on (a copy of the ranges, so that this test
+/// does not trust the code it checks): bidi controls, zero-width ones, BOM, tags.
+fn kbot_templates_is_invisible(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{E0000}'..='\u{E007F}')
+}

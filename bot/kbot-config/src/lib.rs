@@ -74,12 +74,17 @@ pub struct InboxConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MailConfig {
-    /// `smtp://host:port` (plain, for a local MTA) or `smtps://host:port`.
+    /// `smtp://host:port` (plain, for a local MTA), `smtp+starttls://host:port` (STARTTLS,
+    /// required) or `smtps://host:port` (TLS from the start).
     pub smtp: String,
     pub from: String,
-    /// Environment variables holding SMTP credentials (never the secrets themselves).
+    /// Environment variables holding SMTP credentials (never the secrets themselves). Both or
+    /// neither; a variable named here but not set stops `kbot serve` at startup.
     pub user_env: Option<String>,
     pub password_env: Option<String>,
+    /// PEM file with the certificates the server's must chain to, instead of the built-in
+    /// public roots (a private CA, or a self-signed server). Only with TLS.
+    pub ca_file: Option<PathBuf>,
     /// Also mail a short note for series that pass (default: no mail).
     #[serde(default)]
     pub send_clean: bool,
@@ -245,13 +250,36 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         }
     }
     if let Some(m) = &c.mail {
-        let rest = m.smtp.strip_prefix("smtp://").or_else(|| m.smtp.strip_prefix("smtps://"));
-        let ok = rest.is_some_and(|r| {
-            let (host, port) = r.trim_end_matches('/').rsplit_once(':').unwrap_or((r, "25"));
-            !host.is_empty() && port.parse::<u16>().is_ok()
-        });
-        if !ok {
-            return Err(bad("mail.smtp", format!("expected smtp://host:port or smtps://host:port, not {:?}", m.smtp)));
+        let Some((tls, host)) = smtp_host(&m.smtp) else {
+            return Err(bad(
+                "mail.smtp",
+                format!("expected smtp://host:port, smtp+starttls://host:port or smtps://host:port, not {:?}", m.smtp),
+            ));
+        };
+        for (k, v) in [("mail.user_env", &m.user_env), ("mail.password_env", &m.password_env)] {
+            if let Some(v) = v {
+                if !env_name(v) {
+                    return Err(bad(k, format!("expected an environment variable name, not {v:?}")));
+                }
+            }
+        }
+        match (&m.user_env, &m.password_env) {
+            (Some(_), None) => return Err(bad("mail.password_env", "missing (user_env is set; give both or neither)")),
+            (None, Some(_)) => return Err(bad("mail.user_env", "missing (password_env is set; give both or neither)")),
+            (Some(_), Some(_)) if !tls && !loopback(host) => {
+                return Err(bad(
+                    "mail.smtp",
+                    format!(
+                        "{:?} is plain SMTP to another host: the password would cross the network unencrypted; \
+                         use smtp+starttls:// or smtps://",
+                        m.smtp
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        if m.ca_file.is_some() && !tls {
+            return Err(bad("mail.ca_file", format!("only used with TLS, and {:?} is plain SMTP", m.smtp)));
         }
         if !looks_like_mailbox(&m.from) {
             return Err(bad("mail.from", format!("expected \"Name <addr@host>\" or addr@host, not {:?}", m.from)));
@@ -278,6 +306,76 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// Whether `mail.smtp` uses TLS (STARTTLS or TLS from the start), and its host; `None` when it
+/// is not an SMTP URL kbot can use.
+pub fn smtp_host(url: &str) -> Option<(bool, &str)> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("smtp://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("smtp+starttls://").or_else(|| url.strip_prefix("smtps://")) {
+        (true, r)
+    } else {
+        return None;
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "25"));
+    (!host.is_empty() && !host.contains(['/', '@', '?', '#']) && !host.contains(char::is_whitespace))
+        .then_some(())
+        .and(port.parse::<u16>().ok())
+        .map(|_| (tls, host))
+}
+
+fn loopback(host: &str) -> bool {
+    host == "localhost" || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+}
+
+fn env_name(s: &str) -> bool {
+    s.len() <= 128
+        && s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Why `kbot serve` cannot use its mail settings in this environment (checked at startup).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MailEnvError {
+    #[error("mail.{key}: the environment variable {var} is not set (kbot serve reads the SMTP {what} from it)")]
+    Unset { key: &'static str, var: String, what: &'static str },
+    #[error("mail.{key}: the environment variable {var} is empty")]
+    Empty { key: &'static str, var: String },
+    #[error("mail.ca_file: {path}: {problem}")]
+    CaFile { path: String, problem: String },
+}
+
+impl MailConfig {
+    /// The SMTP user and password from the environment variables `user_env`/`password_env`
+    /// (`env` looks a variable up: `|v| std::env::var(v).ok()`). A variable named but not set
+    /// is an error, never a silent send without authentication.
+    pub fn credentials(&self, env: impl Fn(&str) -> Option<String>) -> Result<Option<(String, String)>, MailEnvError> {
+        let get =
+            |key: &'static str, var: &Option<String>, what: &'static str| -> Result<Option<String>, MailEnvError> {
+                let Some(var) = var else { return Ok(None) };
+                match env(var) {
+                    None => Err(MailEnvError::Unset { key, var: var.clone(), what }),
+                    Some(v) if v.is_empty() => Err(MailEnvError::Empty { key, var: var.clone() }),
+                    Some(v) => Ok(Some(v)),
+                }
+            };
+        let user = get("user_env", &self.user_env, "user name")?;
+        let password = get("password_env", &self.password_env, "password")?;
+        Ok(user.zip(password))
+    }
+
+    /// The certificates of `ca_file` (PEM), read and checked to hold at least one.
+    pub fn ca_pem(&self) -> Result<Option<Vec<u8>>, MailEnvError> {
+        let Some(p) = &self.ca_file else { return Ok(None) };
+        let fail = |problem: String| MailEnvError::CaFile { path: p.display().to_string(), problem };
+        let pem = std::fs::read(p).map_err(|e| fail(e.to_string()))?;
+        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            return Err(fail("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into()));
+        }
+        Ok(Some(pem))
+    }
 }
 
 fn valid_name(s: &str) -> bool {

@@ -74,3 +74,73 @@ fn error_texts() {
     assert_eq!(parse_duration("99999999999999999d").unwrap_err().to_string(), "\"99999999999999999d\" is too long");
     assert!(matches!(parse("[").unwrap_err(), ConfigError::Syntax(_)));
 }
+
+fn mail(yaml: &str) -> MailConfig {
+    parse(yaml).unwrap().mail.unwrap()
+}
+
+#[test]
+fn mail_tls_keys() {
+    let m = mail(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/mail-tls.yaml")).unwrap());
+    assert_eq!(m.ca_file.as_deref(), Some(std::path::Path::new("/etc/kbot/smtp-ca.pem")));
+    assert_eq!(smtp_host(&m.smtp), Some((true, "mail.example.org")));
+    assert_eq!(smtp_host("smtps://[::1]:465"), Some((true, "[::1]")));
+    assert_eq!(smtp_host("smtp://127.0.0.1:2525/"), Some((false, "127.0.0.1")));
+    assert_eq!(smtp_host("smtp+tls://x:1"), None);
+    assert_eq!(smtp_host("smtp://user@x:1"), None);
+    // Credentials over plain SMTP to this machine (a local MTA) are fine.
+    parse("mail:\n  smtp: smtp://localhost:25\n  from: k@x.org\n  user_env: U\n  password_env: P\n").unwrap();
+    parse("mail:\n  smtp: smtp://[::1]:25\n  from: k@x.org\n  user_env: U\n  password_env: P\n").unwrap();
+}
+
+/// A credential variable named in the config but missing from the environment is an error
+/// naming the key and the variable, never "no credentials" (a send without AUTH).
+#[test]
+fn mail_credentials_come_from_the_named_variables_or_fail() {
+    let m =
+        mail("mail:\n  smtp: smtps://mail.example.org\n  from: k@x.org\n  user_env: K_USER\n  password_env: K_PASS\n");
+    let env = |vars: &'static [(&'static str, &'static str)]| {
+        move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    };
+    assert_eq!(
+        m.credentials(env(&[("K_USER", "kbot"), ("K_PASS", "s3cret")])).unwrap(),
+        Some(("kbot".to_string(), "s3cret".to_string()))
+    );
+    let e = m.credentials(env(&[("K_USER", "kbot")])).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "mail.password_env: the environment variable K_PASS is not set (kbot serve reads the SMTP password from it)"
+    );
+    let e = m.credentials(env(&[("K_PASS", "s3cret")])).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "mail.user_env: the environment variable K_USER is not set (kbot serve reads the SMTP user name from it)"
+    );
+    let e = m.credentials(env(&[("K_USER", "kbot"), ("K_PASS", "")])).unwrap_err();
+    assert_eq!(e.to_string(), "mail.password_env: the environment variable K_PASS is empty");
+    // No variables named: no credentials, and the environment is not looked at.
+    let m = mail("mail:\n  smtp: smtp://127.0.0.1:25\n  from: k@x.org\n");
+    assert_eq!(m.credentials(|_| panic!("looked up a variable")).unwrap(), None);
+}
+
+#[test]
+fn mail_ca_file_must_hold_a_certificate() {
+    let d = std::env::temp_dir().join(format!("kbot-config-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let with = |p: &std::path::Path| {
+        mail(&format!("mail:\n  smtp: smtps://mail.example.org\n  from: k@x.org\n  ca_file: {}\n", p.display()))
+    };
+    let missing = d.join("missing.pem");
+    let e = with(&missing).ca_pem().unwrap_err().to_string();
+    assert!(e.starts_with(&format!("mail.ca_file: {}: ", missing.display())) && e.contains("No such file"), "{e}");
+    let empty = d.join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    assert_eq!(
+        with(&empty).ca_pem().unwrap_err().to_string(),
+        format!("mail.ca_file: {}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it", empty.display())
+    );
+    let good = d.join("ca.pem");
+    std::fs::write(&good, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap();
+    assert!(with(&good).ca_pem().unwrap().unwrap().starts_with(b"-----BEGIN"));
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -134,3 +134,224 @@ fn unreachable_smtp_is_transient() {
     assert!(e.transient, "{}", e.message);
     assert!(send("http://x", None, "k@x.org", &[], b"").is_err_and(|e| !e.transient));
 }
+
+/// Checks a report mail against the series' header fields it was made from: the header
+/// section is CRLF lines (no CR or LF anywhere else) of the headers kbot writes, each once;
+/// To and Cc name exactly the envelope's recipients; and each recipient is one whole address
+/// field of the input (`addr` or `Name <addr>`, without control characters): header cleaning
+/// never makes up an address, nor takes one out of a list or from across a line break.
+pub(crate) fn check_mail(m: &OutMail, fields: &[&str]) -> Result<(), String> {
+    let end = m.raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no end of headers")? + 2;
+    let head = &m.raw[..end];
+    for (i, &b) in head.iter().enumerate() {
+        let ok = match b {
+            b'\r' => head.get(i + 1) == Some(&b'\n'),
+            b'\n' => i > 0 && head[i - 1] == b'\r',
+            _ => true,
+        };
+        if !ok {
+            return Err(format!("a bare CR or LF in the headers at byte {i}: {:?}", String::from_utf8_lossy(head)));
+        }
+    }
+    const KNOWN: [&str; 11] = [
+        "from",
+        "message-id",
+        "in-reply-to",
+        "references",
+        "to",
+        "cc",
+        "subject",
+        "content-type",
+        "user-agent",
+        "content-transfer-encoding",
+        "date",
+    ];
+    let (hs, _) = mailparse::parse_headers(&m.raw).map_err(|e| e.to_string())?;
+    let mut seen = Vec::new();
+    let mut addrs = Vec::new();
+    for h in &hs {
+        let key = h.get_key().to_ascii_lowercase();
+        if !KNOWN.contains(&key.as_str()) && key != "mime-version" {
+            return Err(format!("unexpected header {key:?}"));
+        }
+        if seen.contains(&key) {
+            return Err(format!("header {key:?} twice"));
+        }
+        seen.push(key.clone());
+        if key == "to" || key == "cc" {
+            for a in mailparse::addrparse_header(h).map_err(|e| format!("{key}: {e}"))?.iter() {
+                match a {
+                    mailparse::MailAddr::Single(s) => addrs.push(s.addr.to_ascii_lowercase()),
+                    mailparse::MailAddr::Group(g) => return Err(format!("{key}: a group {g}")),
+                }
+            }
+        }
+    }
+    let mut rcpt: Vec<String> = m.rcpt.iter().map(|a| a.to_ascii_lowercase()).collect();
+    rcpt.sort();
+    addrs.sort();
+    if rcpt != addrs {
+        return Err(format!("envelope {rcpt:?} but To/Cc {addrs:?}"));
+    }
+    for a in &rcpt {
+        let whole = |f: &&str| {
+            let t = f.trim().to_ascii_lowercase();
+            !f.contains(char::is_control) && (t == *a || t.ends_with(&format!("<{a}>")))
+        };
+        if !fields.iter().any(whole) {
+            return Err(format!("recipient {a:?} is not one whole address field of {fields:?}"));
+        }
+    }
+    Ok(())
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What hostile header values are made of: address syntax, line breaks and other control
+    /// characters, header names, encoded words, non-ASCII.
+    const PIECES: &[&str] = &[
+        "alice",
+        "eve",
+        "@",
+        "example.org",
+        "evil.example",
+        ".",
+        ",",
+        ";",
+        ":",
+        "<",
+        ">",
+        "\"",
+        " ",
+        "\t",
+        "\r",
+        "\n",
+        "\r\n",
+        "\r\n ",
+        "\0",
+        "\x0b",
+        "\x1b",
+        "\u{7f}",
+        "\u{85}",
+        "\u{2028}",
+        "Bcc: ",
+        "To: ",
+        "=?utf-8?q?",
+        "=0D=0A",
+        "?=",
+        "Name",
+        "\\",
+        "(",
+        ")",
+        "ü",
+        "[PATCH 1/2] x",
+    ];
+
+    fn hostile() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(PIECES), 0..10).prop_map(|v| v.concat())
+    }
+
+    /// Line breaks and other characters that end or split a header line somewhere.
+    const BREAKS: &[&str] = &["\r\n", "\n", "\r", "\r\n ", "\r\n\t", "\0", "\u{85}", "\u{2028}"];
+
+    /// An address field: hostile, a real address with hostile parts around it, or one split
+    /// or followed by a line break (which, joined, would be an address or a header).
+    fn field() -> impl Strategy<Value = String> {
+        let name = "[a-z]{1,6}";
+        prop_oneof![
+            hostile(),
+            (name, name).prop_map(|(l, d)| format!("{l}@{d}.example")),
+            (hostile(), name, name, hostile()).prop_map(|(n, l, d, tail)| format!("{n} <{l}@{d}.example>{tail}")),
+            (name, name, prop::sample::select(BREAKS), 0..4usize).prop_map(|(l, d, b, at)| match at {
+                0 => format!("{l}@{b}{d}.example"),
+                1 => format!("{l}{b}@{d}.example"),
+                2 => format!("Alice <{l}@{d}.example>{b}Bcc: eve@evil.example"),
+                _ => format!("{l}@{d}.example{b}"),
+            }),
+        ]
+    }
+
+    fn msgid() -> impl Strategy<Value = String> {
+        prop_oneof![hostile(), "[a-z0-9.]{1,10}@[a-z]{1,6}\\.example", hostile().prop_map(|h| format!("a@b{h}"))]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn clean_header_leaves_no_control_character(s in hostile(), max in 0usize..40) {
+            let c = clean_header(&s, max);
+            prop_assert!(!c.contains(char::is_control), "{c:?}");
+            prop_assert!(c.chars().count() <= max);
+            prop_assert!(!c.starts_with(' ') && !c.ends_with(' ') && !c.contains("  "), "{c:?}");
+            prop_assert!(c.chars().all(|x| x == ' ' || s.contains(x)), "{c:?} from {s:?}");
+        }
+
+        #[test]
+        fn one_address_or_none(s in field()) {
+            if let Some(m) = mailbox(&s) {
+                let text = m.to_string();
+                prop_assert!(!text.contains(char::is_control), "{text:?}");
+                let addr = m.email.to_string().to_ascii_lowercase();
+                prop_assert_eq!(addr.matches('@').count(), 1);
+                prop_assert!(s.to_ascii_lowercase().contains(&addr), "{addr:?} is not in {s:?}");
+            }
+            if let Some(id) = clean_msgid(&s) {
+                prop_assert_eq!(&id, &s);
+                prop_assert!(id.chars().all(|c| c.is_ascii_graphic() && c != '<' && c != '>'), "{id:?}");
+            }
+        }
+
+        /// The whole report mail made from a series whose headers are hostile.
+        #[test]
+        fn a_report_has_no_injected_header_and_no_new_address(
+            subject in hostile(),
+            from in field(),
+            to in prop::collection::vec(field(), 0..3),
+            cc in prop::collection::vec(field(), 0..3),
+            message_id in msgid(),
+            references in prop::collection::vec(msgid(), 0..3),
+            extra_cc in prop::collection::vec(field(), 0..2),
+        ) {
+            let (r, mut mails) = fixture();
+            for m in &mut mails {
+                m.subject = subject.clone();
+                m.from = from.clone();
+                m.to = to.clone();
+                m.cc = cc.clone();
+                m.message_id = message_id.clone();
+                m.references = references.clone();
+            }
+            let s = Settings { cc: &extra_cc, ..SETTINGS };
+            let mut fields: Vec<&str> = vec![&from];
+            fields.extend(to.iter().chain(&cc).chain(&extra_cc).map(String::as_str));
+            match report(&r, "k", &Subject::Series { mails: &mails }, &s) {
+                Ok(Some(m)) => {
+                    if let Err(e) = check_mail(&m, &fields) {
+                        return Err(TestCaseError::fail(format!("{e}\n{}", text(&m))));
+                    }
+                }
+                Err(ReportError::NoRecipient) => {}
+                other => prop_assert!(false, "{other:?}"),
+            }
+            // A range report: the author from the result, Cc a hostile committer.
+            let mut r = r;
+            for p in &mut r.series.patches {
+                p.author = from.clone();
+            }
+            let about = Subject::Range { tree: "linux", branch: "master", committer: Some(&subject) };
+            fields.push(&subject);
+            match report(&r, "k", &about, &s) {
+                Ok(Some(m)) => {
+                    if let Err(e) = check_mail(&m, &fields) {
+                        return Err(TestCaseError::fail(format!("{e}\n{}", text(&m))));
+                    }
+                }
+                Err(ReportError::NoRecipient) => {}
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
+}

@@ -363,12 +363,16 @@ fn print_summary(r: &kbot_report::CheckResult, json: &Option<PathBuf>, report: &
         }
     }
     for a in &r.arches {
+        // Skipped tests did not run: they are neither passes nor failures.
         let count = |run: &kbot_report::Run| {
-            format!(
-                "{}/{} pass",
-                run.tests.iter().filter(|t| t.result == kbot_report::Outcome::Pass).count(),
-                run.tests.len()
-            )
+            let n = |o| run.tests.iter().filter(|t| t.result == o).count();
+            let skip = n(kbot_report::Outcome::Skip);
+            let ran = format!("{}/{} pass", n(kbot_report::Outcome::Pass), run.tests.len() - skip);
+            if skip > 0 {
+                format!("{ran}, {skip} not run")
+            } else {
+                ran
+            }
         };
         println!(
             "  {}: base build {} tests {}; tip build {} tests {}",

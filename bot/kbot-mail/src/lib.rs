@@ -285,45 +285,94 @@ pub struct SendError {
     pub message: String,
 }
 
-/// Sends the exact bytes `raw` by SMTP (`smtp://host:port` plain, `smtps://host:port` TLS).
-pub fn send(
-    url: &str,
-    creds: Option<(String, String)>,
-    sender: &str,
-    rcpt: &[String],
-    raw: &[u8],
-) -> Result<(), SendError> {
+/// Where and how report mails are sent.
+pub struct Smtp<'a> {
+    /// `smtp://host:port` (plain, e.g. a local MTA), `smtp+starttls://host:port` (STARTTLS,
+    /// required: a server that does not offer it gets nothing) or `smtps://host:port` (TLS from
+    /// the start). Default ports 25, 587, 465.
+    pub url: &'a str,
+    /// User and password for SMTP AUTH. When given, the mail is only sent after a successful
+    /// login (a server that offers no AUTH gets nothing).
+    pub creds: Option<(String, String)>,
+    /// PEM certificates the server's certificate must chain to, instead of the built-in
+    /// public roots (`mail.ca_file`).
+    pub ca_pem: Option<&'a [u8]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Security {
+    Plain,
+    StartTls,
+    Tls,
+}
+
+/// Sends the exact bytes `raw` by SMTP.
+pub fn send(smtp: &Smtp, sender: &str, rcpt: &[String], raw: &[u8]) -> Result<(), SendError> {
     use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
     use lettre::{Address, SmtpTransport, Transport};
+    let url = smtp.url;
     let bad = |m: String| SendError { transient: false, message: m };
-    let (tls, rest) = match (url.strip_prefix("smtp://"), url.strip_prefix("smtps://")) {
-        (Some(r), _) => (false, r),
-        (_, Some(r)) => (true, r),
-        _ => return Err(bad(format!("mail.smtp {url:?}: expected smtp:// or smtps://"))),
+    let (security, rest) = if let Some(r) = url.strip_prefix("smtp://") {
+        (Security::Plain, r)
+    } else if let Some(r) = url.strip_prefix("smtp+starttls://") {
+        (Security::StartTls, r)
+    } else if let Some(r) = url.strip_prefix("smtps://") {
+        (Security::Tls, r)
+    } else {
+        return Err(bad(format!("mail.smtp {url:?}: expected smtp://, smtp+starttls:// or smtps://")));
     };
     let rest = rest.trim_end_matches('/');
+    let default_port = match security {
+        Security::Plain => 25,
+        Security::StartTls => 587,
+        Security::Tls => 465,
+    };
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad(format!("mail.smtp {url:?}: bad port")))?),
-        None => (rest, if tls { 465 } else { 25 }),
+        None => (rest, default_port),
     };
-    let mut t = if tls {
-        SmtpTransport::relay(host).map_err(|e| bad(e.to_string()))?.port(port)
-    } else {
-        SmtpTransport::builder_dangerous(host).port(port)
-    };
+    let mut t = SmtpTransport::builder_dangerous(host).port(port);
+    if security != Security::Plain {
+        let mut p = TlsParameters::builder(host.trim_matches(['[', ']']).to_string());
+        if let Some(pem) = smtp.ca_pem {
+            // lettre takes a PEM without any certificate as an empty list: nothing trusted.
+            if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                return Err(bad("mail.ca_file: no PEM certificate in it".into()));
+            }
+            let cert = Certificate::from_pem(pem).map_err(|e| bad(format!("mail.ca_file: {e}")))?;
+            p = p.certificate_store(CertificateStore::None).add_root_certificate(cert);
+        }
+        let p = p.build().map_err(|e| bad(format!("TLS for {host}: {e}")))?;
+        t = t.tls(if security == Security::Tls { Tls::Wrapper(p) } else { Tls::Required(p) });
+    }
     t = t.timeout(Some(std::time::Duration::from_secs(30)));
-    if let Some((u, p)) = creds {
-        t = t.credentials(Credentials::new(u, p));
+    if let Some((u, p)) = &smtp.creds {
+        t = t.credentials(Credentials::new(u.clone(), p.clone()));
     }
     let from = Address::from_str(sender).map_err(|e| bad(format!("sender {sender:?}: {e}")))?;
     let to: Vec<Address> = rcpt.iter().filter_map(|r| Address::from_str(r).ok()).collect();
     let env = lettre::address::Envelope::new(Some(from), to).map_err(|e| bad(e.to_string()))?;
     t.build().send_raw(&env, raw).map(|_| ()).map_err(|e| SendError {
         // A server that answered 5xx will answer it again; anything else (refused, timed out,
-        // 4xx) may pass later.
+        // 4xx, TLS) may pass later.
         transient: !e.is_permanent(),
-        message: format!("SMTP {host}:{port}: {e}"),
+        message: format!("SMTP {host}:{port}: {}", error_chain(&e)),
     })
+}
+
+/// An error with its causes (lettre's own text omits them, e.g. why a certificate failed).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s = format!("{s}: {t}");
+        }
+        cur = c.source();
+    }
+    s
 }
 
 #[cfg(test)]

@@ -129,10 +129,22 @@ fn header_cleaning() {
 #[test]
 fn unreachable_smtp_is_transient() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let e = send(&format!("smtp://127.0.0.1:{port}"), None, "k@x.org", &["a@x.org".into()], b"Subject: x\r\n\r\nx\r\n")
+    for scheme in ["smtp", "smtp+starttls", "smtps"] {
+        let url = format!("{scheme}://127.0.0.1:{port}");
+        let smtp = Smtp { url: &url, creds: None, ca_pem: None };
+        let e = send(&smtp, "k@x.org", &["a@x.org".into()], b"Subject: x\r\n\r\nx\r\n").unwrap_err();
+        assert!(e.transient, "{}", e.message);
+        assert!(e.message.starts_with(&format!("SMTP 127.0.0.1:{port}: ")), "{}", e.message);
+    }
+    let e = send(&Smtp { url: "http://x", creds: None, ca_pem: None }, "k@x.org", &[], b"").unwrap_err();
+    assert!(!e.transient);
+    assert_eq!(e.message, "mail.smtp \"http://x\": expected smtp://, smtp+starttls:// or smtps://");
+    // A CA file that holds no certificate is a permanent error, not a silent fallback to the
+    // built-in roots.
+    let url = format!("smtps://127.0.0.1:{port}");
+    let e = send(&Smtp { url: &url, creds: None, ca_pem: Some(b"garbage") }, "k@x.org", &["a@x.org".into()], b"")
         .unwrap_err();
-    assert!(e.transient, "{}", e.message);
-    assert!(send("http://x", None, "k@x.org", &[], b"").is_err_and(|e| !e.transient));
+    assert!(!e.transient && e.message.starts_with("mail.ca_file: "), "{}", e.message);
 }
 
 /// Checks a report mail against the series' header fields it was made from: the header

@@ -682,18 +682,18 @@ impl Service {
     /// Sends the outbox (`all`: also mails whose retry time has not come, for --once).
     pub fn send_mail(&self, all: bool) -> Result<usize, Fail> {
         let Some(mc) = &self.cfg.mail else { return Ok(0) };
-        let creds = match (&mc.user_env, &mc.password_env) {
-            (Some(u), Some(p)) => match (std::env::var(u), std::env::var(p)) {
-                (Ok(u), Ok(p)) => Some((u, p)),
-                _ => None,
-            },
-            _ => None,
-        };
+        let due = self.q.mails_due(all).map_err(env)?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        // Checked at startup too: a variable named but unset is never a send without AUTH.
+        let (creds, ca_pem) = mail_env(mc)?;
         let mut left = 0;
-        for m in self.q.mails_due(all).map_err(env)? {
+        for m in due {
             self.q.mail_sending(m.id).map_err(env)?;
             let rcpt: Vec<String> = m.rcpt.split(',').map(str::to_string).collect();
-            match kbot_mail::send(&mc.smtp, creds.clone(), &m.sender, &rcpt, &m.raw) {
+            let smtp = kbot_mail::Smtp { url: &mc.smtp, creds: creds.clone(), ca_pem: ca_pem.as_deref() };
+            match kbot_mail::send(&smtp, &m.sender, &rcpt, &m.raw) {
                 Ok(()) => {
                     self.q.mail_sent(m.id).map_err(env)?;
                     self.say(&format!("mail {} sent to {}", m.message_id, m.rcpt));
@@ -803,6 +803,10 @@ impl Service {
 /// `kbot serve`: runs until SIGTERM/SIGINT (drains) or, with `once`, until everything pending
 /// is done.
 pub fn run(cfg: Config, home: Home, once: bool, quiet: bool) -> Result<i32, Fail> {
+    // The SMTP credentials and CA file the config names must be there before anything starts.
+    if let Some(mc) = &cfg.mail {
+        mail_env(mc)?;
+    }
     // No public mail is processed without the sandbox: refuse to start without it.
     kbot_runner::sandbox_policy(false, &home, None)?;
     let (mut svc, _lock) = Service::open(cfg, home, quiet)?;
@@ -852,6 +856,15 @@ pub fn run(cfg: Config, home: Home, once: bool, quiet: bool) -> Result<i32, Fail
             }
         }
     })
+}
+
+/// The SMTP credentials (from the environment variables the config names) and CA
+/// certificates (`mail.ca_file`); one line naming the key and the variable or file when missing.
+type MailEnv = (Option<(String, String)>, Option<Vec<u8>>);
+fn mail_env(mc: &kbot_config::MailConfig) -> Result<MailEnv, Fail> {
+    let creds = mc.credentials(|v| std::env::var(v).ok()).map_err(|e| Fail::usage(format!("config: {e}")))?;
+    let ca = mc.ca_pem().map_err(|e| Fail::usage(format!("config: {e}")))?;
+    Ok((creds, ca))
 }
 
 /// The run's page on the dashboard, when it has a public URL (`web.url`).

@@ -5,7 +5,19 @@
 //! rendered on the server from `templates/` and needs no JavaScript; a running job's page
 //! refreshes itself and shows its progress. Every page is also served as JSON (`.json`).
 //! Links are stable: `/runs/<id>` is the job's id in the queue.
+//!
+//! Slow or idle clients cannot pin it ([`Limits`], module `server`): header read, request and
+//! write-stall timeouts, a connection cap, a cap on requests answered at once, and files
+//! streamed in small chunks. Pages show control and format characters (bidi overrides, ...)
+//! as visible stand-ins (module `visible`); the JSON names trees by their configured name,
+//! never by their path on this host.
 
+mod server;
+pub mod visible;
+
+pub use server::{serve, Limits, CSP};
+
+use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,16 +28,35 @@ use kbot_report::CheckResult;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 pub struct Site {
     /// The service's state directory (queue.db, jobs/).
     pub state: PathBuf,
 }
 
-fn env() -> minijinja::Environment<'static> {
-    kbot_templates::web_environment().expect("the dashboard's templates parse")
+/// The dashboard's templates, parsed once; every value they print is made visible
+/// ([`visible::visible`]) before it is escaped.
+fn env() -> &'static minijinja::Environment<'static> {
+    static ENV: OnceLock<minijinja::Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = kbot_templates::web_environment().expect("the dashboard's templates parse");
+        env.set_formatter(|out, state, value| {
+            if let Some(s) = value.as_str() {
+                if let std::borrow::Cow::Owned(shown) = visible::visible(s) {
+                    let v = if value.is_safe() {
+                        minijinja::Value::from_safe_string(shown)
+                    } else {
+                        minijinja::Value::from(shown)
+                    };
+                    return minijinja::escape_formatter(out, state, &v);
+                }
+            }
+            minijinja::escape_formatter(out, state, value)
+        });
+        env
+    })
 }
 
 /// The status shown for a job: its result when done, else its state.
@@ -63,10 +94,67 @@ pub struct Filter {
     pub source: String,
 }
 
-fn job_json(j: &Job, r: Option<&CheckResult>) -> Value {
+/// Host paths a result may hold and what the dashboard says instead: the tree's path (from
+/// `environment.tree`, "PATH (SUBJECT)") becomes its configured name, each log's path its
+/// dashboard URL, the state directory `$state_dir`.
+struct Scrub(Vec<(String, String)>);
+
+impl Scrub {
+    fn new(site: &Site, job: &Job, r: Option<&CheckResult>) -> Scrub {
+        let mut pairs = Vec::new();
+        if let Some(r) = r {
+            let t = &r.environment.tree;
+            let path = t.split_once(" (").map_or(t.as_str(), |(p, _)| p);
+            if path.starts_with('/') && path.len() > 1 {
+                pairs.push((path.to_string(), job.tree.clone()));
+            }
+            for a in &r.arches {
+                for (name, p) in arch_logs(a) {
+                    pairs.push((p, format!("/runs/{}/logs/{}/{name}", job.id, a.arch)));
+                }
+            }
+        }
+        let state = site.state.display().to_string();
+        if state.len() > 1 {
+            pairs.push((state, "$state_dir".into()));
+        }
+        // Longest first: a log path holds the state directory, say.
+        pairs.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        Scrub(pairs)
+    }
+
+    fn str(&self, s: &str) -> String {
+        let mut s = s.to_string();
+        for (from, to) in &self.0 {
+            if s.contains(from.as_str()) {
+                s = s.replace(from.as_str(), to);
+            }
+        }
+        s
+    }
+
+    fn value(&self, v: &mut Value) {
+        match v {
+            Value::String(s) => *s = self.str(s),
+            Value::Array(a) => a.iter_mut().for_each(|x| self.value(x)),
+            Value::Object(o) => o.values_mut().for_each(|x| self.value(x)),
+            _ => {}
+        }
+    }
+}
+
+/// A result as the dashboard shows it: without host paths ([`Scrub`]).
+fn public_result(site: &Site, job: &Job, r: &CheckResult) -> Value {
+    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+    Scrub::new(site, job, Some(r)).value(&mut v);
+    v
+}
+
+fn job_json(site: &Site, j: &Job, r: Option<&CheckResult>) -> Value {
+    let error = j.error.as_deref().map(|e| Scrub::new(site, j, r).str(e));
     json!({
         "id": j.id, "key": j.key, "kind": j.kind.as_str(), "source": j.source, "tree": j.tree, "title": j.title,
-        "state": j.state.as_str(), "status": j.status, "shown": shown(j), "attempts": j.attempts, "error": j.error,
+        "state": j.state.as_str(), "status": j.status, "shown": shown(j), "attempts": j.attempts, "error": error,
         "created": j.created, "updated": time(j.updated),
         "arches": r.map(arch_status).unwrap_or_default(),
     })
@@ -81,7 +169,7 @@ pub fn index_data(q: &Queue, site: &Site, f: &Filter) -> Result<Value, QueueErro
         .iter()
         .filter(|j| f.status.is_empty() || shown(j) == f.status)
         .filter(|j| f.source.is_empty() || j.source == f.source || j.tree == f.source)
-        .map(|j| job_json(j, j.load_result(&site.state).as_ref()))
+        .map(|j| job_json(site, j, j.load_result(&site.state).as_ref()))
         .collect();
     Ok(
         json!({"runs": runs, "statuses": statuses, "sources": sources, "filter": {"status": f.status, "source": f.source}}),
@@ -112,7 +200,7 @@ pub fn run_data(q: &Queue, site: &Site, id: i64) -> Result<Option<Value>, QueueE
         .map(|m| json!({"message_id": m.message_id, "rcpt": m.rcpt, "state": m.state.as_str(), "error": m.error}))
         .collect();
     let live = (job.state == JobState::Running).then(|| dir.log_tail(40)).flatten();
-    let mut rv = r.as_ref().map(|r| serde_json::to_value(r).unwrap_or(Value::Null)).unwrap_or(Value::Null);
+    let mut rv = r.as_ref().map(|r| public_result(site, &job, r)).unwrap_or(Value::Null);
     if let (Some(r), Some(obj)) = (&r, rv.as_object_mut()) {
         let mut regs = Vec::new();
         for (i, a) in r.arches.iter().enumerate() {
@@ -141,7 +229,7 @@ pub fn run_data(q: &Queue, site: &Site, id: i64) -> Result<Option<Value>, QueueE
         obj.insert("regressions_all".into(), json!(regs));
     }
     Ok(Some(json!({
-        "job": job_json(&job, r.as_ref()), "shown": shown(&job), "r": rv, "mails": mails, "live": live,
+        "job": job_json(site, &job, r.as_ref()), "shown": shown(&job), "r": rv, "mails": mails, "live": live,
         "has_report": dir.report_md().is_file(),
         "refresh": if job.state == JobState::Done { Value::Null } else { json!(5) },
     })))
@@ -217,7 +305,8 @@ async fn run(State(site): State<Shared>, UrlPath(id): UrlPath<String>) -> Respon
                         .iter()
                         .map(|m| json!({"message_id": m.message_id, "rcpt": m.rcpt, "state": m.state.as_str()}))
                         .collect();
-                    json_response(&json!({"job": job_json(&job, r.as_ref()), "result": r, "mails": mails}))
+                    let result = r.as_ref().map(|r| public_result(&site, &job, r));
+                    json_response(&json!({"job": job_json(&site, &job, r.as_ref()), "result": result, "mails": mails}))
                 }
                 (Ok(None), _) => not_found(&format!("run {id}")),
                 (Err(e), _) | (_, Err(e)) => server_error(e),
@@ -232,23 +321,52 @@ async fn run(State(site): State<Shared>, UrlPath(id): UrlPath<String>) -> Respon
     .await
 }
 
+/// What a file route answers: a file to stream, or a response made already.
+enum Answer {
+    File(PathBuf, &'static str),
+    Done(Response),
+}
+
+/// Sends the file at `path` in chunks of `chunk` bytes as it is read, so a slow reader holds
+/// one chunk in memory, not the file.
+async fn stream_file(path: &Path, ctype: &'static str, chunk: usize, what: &str) -> Response {
+    let file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(_) => return not_found(what),
+    };
+    let mut r = Response::new(Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, chunk)));
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ctype));
+    r
+}
+
+async fn answer(a: Answer, what: &str) -> Response {
+    match a {
+        Answer::File(p, ctype) => stream_file(&p, ctype, FILE_CHUNK, what).await,
+        Answer::Done(r) => r,
+    }
+}
+
+const PLAIN: &str = "text/plain; charset=utf-8";
+
+/// The chunk a file is sent in: what one reader of a log holds in memory.
+pub const FILE_CHUNK: usize = 16 * 1024;
+
 async fn run_file(State(site): State<Shared>, UrlPath((id, what)): UrlPath<(i64, String)>) -> Response {
-    blocking(move || {
-        let dir = JobDir::new(&site.state, id);
-        let q = match queue(&site) {
+    let s = site.clone();
+    let w = what.clone();
+    let a = blocking(move || {
+        let dir = JobDir::new(&s.state, id);
+        let q = match queue(&s) {
             Ok(q) => q,
-            Err(e) => return server_error(e),
+            Err(e) => return Answer::Done(server_error(e)),
         };
         if q.job(id).ok().flatten().is_none() {
-            return not_found(&format!("run {id}"));
+            return Answer::Done(not_found(&format!("run {id}")));
         }
-        match what.as_str() {
-            "log" => std::fs::read_to_string(dir.log())
-                .map(|b| text(StatusCode::OK, "text/plain; charset=utf-8", b))
-                .unwrap_or_else(|_| not_found("job log")),
-            "report.md" => std::fs::read_to_string(dir.report_md())
-                .map(|b| text(StatusCode::OK, "text/markdown; charset=utf-8", b))
-                .unwrap_or_else(|_| not_found("report")),
+        match w.as_str() {
+            "log" => Answer::File(dir.log(), PLAIN),
+            // Plain text: the report quotes the series, whose raw HTML no reader should render.
+            "report.md" => Answer::File(dir.report_md(), PLAIN),
             "mail" => {
                 let mails: Vec<String> = q
                     .mails_of(id)
@@ -256,32 +374,38 @@ async fn run_file(State(site): State<Shared>, UrlPath((id, what)): UrlPath<(i64,
                     .into_iter()
                     .map(|m| String::from_utf8_lossy(&m.raw).replace("\r\n", "\n"))
                     .collect();
-                if mails.is_empty() {
+                Answer::Done(if mails.is_empty() {
                     not_found("mail")
                 } else {
-                    text(StatusCode::OK, "text/plain; charset=utf-8", mails.join("\n\n"))
-                }
+                    text(StatusCode::OK, PLAIN, mails.join("\n\n"))
+                })
             }
-            _ => not_found(&what),
+            _ => Answer::Done(not_found(&w)),
         }
     })
-    .await
+    .await;
+    answer(a, &what).await
 }
 
 async fn arch_log(State(site): State<Shared>, UrlPath((id, arch, name)): UrlPath<(i64, String, String)>) -> Response {
-    blocking(move || {
-        let Some(job) = queue(&site).ok().and_then(|q| q.job(id).ok().flatten()) else { return not_found("run") };
+    let s = site.clone();
+    let n = name.clone();
+    let a = blocking(move || {
+        let Some(job) = queue(&s).ok().and_then(|q| q.job(id).ok().flatten()) else {
+            return Answer::Done(not_found("run"));
+        };
         // Only files the result names: a URL cannot reach anything else.
         let path = job
-            .load_result(&site.state)
+            .load_result(&s.state)
             .and_then(|r| r.arches.into_iter().find(|a| a.arch == arch))
-            .and_then(|a| arch_logs(&a).into_iter().find(|(n, _)| *n == name).map(|(_, p)| p));
-        match path.and_then(|p| std::fs::read(p).ok()) {
-            Some(b) => text(StatusCode::OK, "text/plain; charset=utf-8", String::from_utf8_lossy(&b).into_owned()),
-            None => not_found(&name),
+            .and_then(|a| arch_logs(&a).into_iter().find(|(l, _)| *l == n).map(|(_, p)| p));
+        match path {
+            Some(p) => Answer::File(PathBuf::from(p), PLAIN),
+            None => Answer::Done(not_found(&n)),
         }
     })
-    .await
+    .await;
+    answer(a, &name).await
 }
 
 pub fn router(site: Site) -> Router {
@@ -295,15 +419,24 @@ pub fn router(site: Site) -> Router {
 }
 
 /// Serves the dashboard on `listen` until the process ends (its own runtime and thread, so
-/// the service's loop never stalls a page).
+/// the service's loop never stalls a page), with the default [`Limits`].
 pub fn spawn(listen: std::net::SocketAddr, site: Site) -> std::io::Result<std::thread::JoinHandle<()>> {
+    spawn_with(listen, site, Limits::default())
+}
+
+/// [`spawn`] with other limits.
+pub fn spawn_with(
+    listen: std::net::SocketAddr,
+    site: Site,
+    limits: Limits,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     let l = std::net::TcpListener::bind(listen)?;
     l.set_nonblocking(true)?;
     Ok(std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
         rt.block_on(async move {
             let l = tokio::net::TcpListener::from_std(l).expect("listener");
-            let _ = axum::serve(l, router(site)).await;
+            serve(l, router(site), limits).await;
         });
     }))
 }

@@ -51,7 +51,7 @@ impl Default for Limits {
 }
 
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
-x-content-type-options: nosniff\r\ncontent-length: 14\r\nconnection: close\r\n\r\ntoo many conns\n";
+x-content-type-options: nosniff\r\ncontent-security-policy: default-src 'none'\r\ncontent-length: 21\r\nconnection: close\r\n\r\ntoo many connections\n";
 
 /// Serves `app` on `listener` with `limits` until the process ends.
 pub async fn serve(listener: TcpListener, app: Router, limits: Limits) {

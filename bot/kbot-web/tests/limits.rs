@@ -321,8 +321,10 @@ fn connections_over_the_cap_get_503_and_a_stalled_reader_is_dropped() {
     let addr = serve_here(st.path(), limits);
     let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(300));
-    let (status, _, _) = get(addr, "/");
+    let (status, h, body) = get(addr, "/");
     assert!(status.contains(" 503 "), "a third connection: {status}");
+    assert_eq!(body, b"too many connections\n", "the whole body, as its content-length says");
+    assert_eq!(header(&h, "x-content-type-options"), Some("nosniff"));
     drop(idle);
     std::thread::sleep(Duration::from_millis(300));
     let (status, _, _) = get(addr, "/");

@@ -22,6 +22,7 @@ seeds() {
         mbox | series) dirs=("$root/examples" "$root/analyzers/kbot-series/testdata") ;;
         console) dirs=("$root/analyzers/kbot-console/testdata") ;;
         config) dirs=("$root/bot/kbot-config/testdata" "$root/config") ;;
+        atom) dirs=("$root/bot/kbot-lore/testdata") ;;
         *) echo "fuzz: no seeds for target $1" >&2; exit 1 ;;
     esac
     if [ -d "corpus/$1" ]; then
@@ -32,7 +33,7 @@ seeds() {
     done
 }
 
-for t in mbox series console config; do
+for t in mbox series console config atom; do
     seeds "$t"
     mkdir -p "$scratch/$t"
     log="$scratch/$t.log"

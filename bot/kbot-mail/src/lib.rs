@@ -248,7 +248,7 @@ pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> 
         qemu => r.environment.qemu.clone(),
         reported_by => clean_header(&r.reported_by, 200),
         clean,
-        tests => r.arches.iter().map(|a| a.tip.tests.len()).sum::<usize>(),
+        tests => r.arches.iter().flat_map(|a| &a.tip.tests).filter(|t| t.result == kbot_report::Outcome::Pass).count(),
         link => s.link,
         reproduce => r.reproduce.clone(),
         kbot => r.environment.kbot.clone(),

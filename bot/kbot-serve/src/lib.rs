@@ -809,20 +809,24 @@ pub fn run(cfg: Config, home: Home, once: bool, quiet: bool) -> Result<i32, Fail
     }
     // No public mail is processed without the sandbox: refuse to start without it.
     kbot_runner::sandbox_policy(false, &home, None)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Fail::env(format!("tokio: {e}")))?;
+    // The handlers come first: a SIGTERM while the state opens must drain, not kill.
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _rt = rt.enter();
+        let sig = |k| signal(k).map_err(|e| Fail::env(e.to_string()));
+        (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?)
+    };
     let (mut svc, _lock) = Service::open(cfg, home, quiet)?;
     svc.recover()?;
     if svc.cfg.web.is_some() {
         let addr = web(&svc.cfg, &svc.home)?;
         svc.say(&format!("dashboard on http://{addr}/"));
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Fail::env(format!("tokio: {e}")))?;
     rt.block_on(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).map_err(|e| Fail::env(e.to_string()))?;
-        let mut int = signal(SignalKind::interrupt()).map_err(|e| Fail::env(e.to_string()))?;
         let poll_every = svc.cfg.poll_interval.map_or(Duration::from_secs(300), |d| d.0);
         let mut next_poll = Instant::now();
         let mut draining = false;

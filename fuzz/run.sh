@@ -22,6 +22,7 @@ seeds() {
         mbox | series) dirs=("$root/examples" "$root/analyzers/kbot-series/testdata") ;;
         console) dirs=("$root/analyzers/kbot-console/testdata") ;;
         config) dirs=("$root/bot/kbot-config/testdata" "$root/config") ;;
+        inbox_headers | mail_headers) dirs=("$root/examples" "$root/analyzers/kbot-series/testdata" "$root/analyzers/kbot-testdata/testdata") ;;
         atom) dirs=("$root/bot/kbot-lore/testdata") ;;
         *) echo "fuzz: no seeds for target $1" >&2; exit 1 ;;
     esac
@@ -33,7 +34,7 @@ seeds() {
     done
 }
 
-for t in mbox series console config atom; do
+for t in mbox series console config atom inbox_headers mail_headers; do
     seeds "$t"
     mkdir -p "$scratch/$t"
     log="$scratch/$t.log"

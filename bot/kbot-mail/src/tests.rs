@@ -207,7 +207,8 @@ pub(crate) fn check_mail(m: &OutMail, fields: &[&str]) -> Result<(), String> {
     }
     for a in &rcpt {
         let whole = |f: &&str| {
-            let t = f.trim().to_ascii_lowercase();
+            // Spaces aside (`< a@x >` is that address too).
+            let t: String = f.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
             !f.contains(char::is_control) && (t == *a || t.ends_with(&format!("<{a}>")))
         };
         if !fields.iter().any(whole) {

@@ -5,41 +5,10 @@
 //! title. Every value a dashboard template prints goes through [`visible`] (the environment's
 //! formatter), so no template can forget it; the JSON routes give the data as it is.
 
-/// Unicode's format characters (general category Cf, Unicode 16), as inclusive ranges.
-const FORMAT: &[(u32, u32)] = &[
-    (0x00AD, 0x00AD),
-    (0x0600, 0x0605),
-    (0x061C, 0x061C),
-    (0x06DD, 0x06DD),
-    (0x070F, 0x070F),
-    (0x0890, 0x0891),
-    (0x08E2, 0x08E2),
-    (0x180E, 0x180E),
-    (0x200B, 0x200F),
-    (0x202A, 0x202E),
-    (0x2060, 0x2064),
-    (0x2066, 0x206F),
-    (0xFEFF, 0xFEFF),
-    (0xFFF9, 0xFFFB),
-    (0x110BD, 0x110BD),
-    (0x110CD, 0x110CD),
-    (0x13430, 0x1343F),
-    (0x1BCA0, 0x1BCA3),
-    (0x1D173, 0x1D17A),
-    (0xE0001, 0xE0001),
-    (0xE0020, 0xE007F),
-];
-
-/// A format character (category Cf).
-pub fn is_format(c: char) -> bool {
-    let c = c as u32;
-    FORMAT.iter().any(|&(a, b)| (a..=b).contains(&c))
-}
-
-/// A character shown as a visible stand-in: Cc but `\n` and `\t`, Cf, and the line and
-/// paragraph separators (U+2028/2029).
+/// A character shown as a visible stand-in: Cc but `\n` and `\t`, and what
+/// [`kbot_templates::is_invisible`] names (Cf and the line and paragraph separators).
 pub fn is_hidden(c: char) -> bool {
-    (c.is_control() && c != '\n' && c != '\t') || is_format(c) || c == '\u{2028}' || c == '\u{2029}'
+    (c.is_control() && c != '\n' && c != '\t') || kbot_templates::is_invisible(c)
 }
 
 /// `s` with every hidden character made visible: C0 controls and DEL as their Control
@@ -69,11 +38,11 @@ mod tests {
         assert_eq!(visible("plain [PATCH] ünïcode\ttab\nline"), "plain [PATCH] ünïcode\ttab\nline");
         assert_eq!(visible("a\u{202E}gnp.exe"), "a<U+202E>gnp.exe");
         for c in ['\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', '\u{200B}', '\u{FEFF}', '\u{E0041}', '\u{AD}'] {
-            assert!(is_format(c), "{c:?} is Cf");
+            assert!(is_hidden(c), "{c:?} is Cf");
             assert!(!visible(&format!("x{c}y")).contains(c), "{c:?}");
         }
         assert_eq!(visible("\u{1b}[31mred\r"), "\u{241b}[31mred\u{240d}");
         assert_eq!(visible("\u{85}\u{7f}\u{2028}"), "<U+0085>\u{2421}<U+2028>");
-        assert!(!is_format('a') && !is_format('\u{2065}') && !is_format('\u{E0080}'));
+        assert!(!is_hidden('a') && !is_hidden('\u{2065}') && !is_hidden('\u{E0080}'));
     }
 }

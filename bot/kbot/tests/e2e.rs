@@ -70,6 +70,14 @@ fn srcu_stall_series_is_bisected_to_patch_2() {
     assert_eq!(v["status"], "regression");
     assert_eq!(v["apply"]["ok"], true);
     assert_eq!(v["series"]["total"], 3);
+    // The real tree's checkpatch.pl judged every patch: a check with a verdict, not an error
+    // and not silently missing.
+    for p in v["series"]["patches"].as_array().unwrap() {
+        let cp: Vec<&Value> = p["checks"].as_array().unwrap().iter().filter(|c| c["name"] == "checkpatch").collect();
+        assert_eq!(cp.len(), 1, "{p}");
+        assert!(["success", "warning", "fail"].contains(&cp[0]["state"].as_str().unwrap()), "{}", cp[0]);
+        assert!(cp[0]["detail"].as_str().unwrap().contains(" errors, "), "{}", cp[0]);
+    }
     let results = v["arches"].as_array().unwrap();
     assert_eq!(results.len(), arches().split(',').count());
     for a in results {

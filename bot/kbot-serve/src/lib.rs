@@ -839,7 +839,9 @@ pub fn run(cfg: Config, home: Home, once: bool, quiet: bool) -> Result<i32, Fail
             if !draining {
                 svc.start_jobs()?;
             }
-            let unsent = svc.send_mail(once || draining)?;
+            // Mail whose retry time has come; the rest waits (a loop that retried every second
+            // would use up a mail's attempts in seconds while other jobs still run).
+            svc.send_mail(false)?;
             svc.post_github().await?;
             if (once || draining) && svc.running.is_empty() && (draining || svc.idle()?) {
                 // --once waits for the grace of threads seen in this run only if it is short.
@@ -848,6 +850,8 @@ pub fn run(cfg: Config, home: Home, once: bool, quiet: bool) -> Result<i32, Fail
                     next_poll = Instant::now();
                     continue;
                 }
+                // Leaving: one more try for every mail still waiting, due or not.
+                let unsent = svc.send_mail(true)?;
                 if unsent > 0 {
                     svc.say(&format!("{unsent} mail(s) not sent yet (SMTP); they stay queued and are retried"));
                 }

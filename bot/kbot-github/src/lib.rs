@@ -5,7 +5,7 @@
 //! server errors are retried with a growing pause; the caller records what was posted so a
 //! result is never posted twice.
 
-use kbot_report::CheckResult;
+use kbot_report::{CheckResult, Status};
 use octocrab::Octocrab;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -21,11 +21,11 @@ pub struct Target<'a> {
 pub fn status_of(r: &CheckResult) -> (&'static str, String) {
     let regs: Vec<String> =
         r.arches.iter().flat_map(|a| a.regressions.iter().map(move |g| format!("{} {}", a.arch, g.test))).collect();
-    let (state, text) = match r.status.as_str() {
-        "clean" => ("success", "kbot: no regression".to_string()),
-        "regression" => ("failure", format!("kbot: {} regression(s): {}", regs.len(), regs.join(", "))),
-        "error" => ("error", format!("kbot: {}", r.error.clone().unwrap_or_else(|| "error".into()))),
-        s => ("failure", format!("kbot: {s}")),
+    let (state, text) = match r.status {
+        Status::Clean => ("success", "kbot: no regression".to_string()),
+        Status::Regression => ("failure", format!("kbot: {} regression(s): {}", regs.len(), regs.join(", "))),
+        Status::Error => ("error", format!("kbot: {}", r.error.clone().unwrap_or_else(|| "error".into()))),
+        s @ (Status::ApplyFailed | Status::Incomplete) => ("failure", format!("kbot: {}", s.as_str())),
     };
     (state, text.chars().take(140).collect())
 }

@@ -4,6 +4,7 @@
 //! paths under `kbot.`, and one issue with its incident per regression (culprit: the code).
 //! Ids are `kbot:<run>[-...]`.
 
+use kbot_queue::JobKind;
 use kbot_report::{BootState, BuildState, CheckResult, Outcome, Run};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -13,8 +14,7 @@ pub const ORIGIN: &str = "kbot";
 /// What the export needs to know about a run besides its result.
 pub struct RunInfo<'a> {
     pub id: i64,
-    /// `series` or `range`.
-    pub kind: &'a str,
+    pub kind: JobKind,
     pub tree: &'a str,
     /// Start time, seconds since the epoch.
     pub started: i64,
@@ -76,18 +76,21 @@ pub fn export(run: &RunInfo, r: &CheckResult) -> Value {
     let start = rfc3339(run.started);
     let mut checkout = json!({
         "id": checkout_id, "origin": ORIGIN, "tree_name": run.tree,
-        "patchset_hash": if run.kind == "range" { String::new() } else { patchset_hash(run.patches) },
+        "patchset_hash": if run.kind == JobKind::Range { String::new() } else { patchset_hash(run.patches) },
         "start_time": start, "valid": r.apply.ok,
         "comment": r.series.subject,
         "misc": {"kbot_status": r.status.as_str(), "base": r.series.base},
     });
     let tip_commit = r.series.patches.last().and_then(|p| p.commit.clone());
-    let head =
-        if run.kind == "range" { tip_commit.unwrap_or_else(|| r.series.base.clone()) } else { r.series.base.clone() };
+    let head = if run.kind == JobKind::Range {
+        tip_commit.unwrap_or_else(|| r.series.base.clone())
+    } else {
+        r.series.base.clone()
+    };
     if head.len() == 40 {
         checkout["git_commit_hash"] = json!(head);
     }
-    if run.kind != "range" && !r.series.message_id.is_empty() {
+    if run.kind != JobKind::Range && !r.series.message_id.is_empty() {
         checkout["message_id"] = json!(r.series.message_id);
     }
     if let Some(u) = run.url {
@@ -203,7 +206,7 @@ mod tests {
         let patches = vec![b"a".to_vec(), b"b".to_vec()];
         let run = RunInfo {
             id: 7,
-            kind: "series",
+            kind: JobKind::Series,
             tree: "default",
             started: 0,
             patches: &patches,

@@ -897,7 +897,7 @@ pub fn kcidb_of(cfg: &Config, job: &Job, r: &kbot_report::CheckResult, mails: &[
     let url = run_link(cfg, job.id);
     let run = kbot_kcidb::RunInfo {
         id: job.id,
-        kind: job.kind.as_str(),
+        kind: job.kind,
         tree: &job.tree,
         started: job.created,
         patches: &patches,

@@ -100,8 +100,10 @@ pub fn mailbox(s: &str) -> Option<Mailbox> {
     // Exactly one address: "a@x, b@y" must not pass as one.
     let addr = m.email.to_string();
     let one = !addr.contains([',', ';', ' ']) && addr.matches('@').count() == 1 && addr.chars().all(shown_as_is);
+    // The address as the sender wrote it, not one the parser joined across spaces ("x@ y").
+    let written = s.to_lowercase().contains(&addr.to_lowercase());
     m.name = m.name.map(|n| clean_header(&n, 200)).filter(|n| !n.is_empty());
-    one.then_some(m)
+    (one && written).then_some(m)
 }
 
 #[derive(serde::Serialize)]

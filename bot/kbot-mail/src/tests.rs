@@ -124,6 +124,10 @@ fn header_cleaning() {
     assert!(mailbox("A <a@b.c>").is_some());
     assert!(mailbox("a@b.c, d@e.f").is_none());
     assert!(mailbox("a@b.c\r\nBcc: x@y").is_none());
+    // Found by the mail_headers fuzz target: the parser joined "r%@ cks" into one address.
+    assert!(mailbox("\u{fffd}r%\u{fffd}@ cks\u{fffd}good").is_none());
+    assert!(mailbox("x @ y.org").is_none());
+    assert_eq!(mailbox("Ann <Ann@Example.org>").unwrap().email.to_string(), "Ann@Example.org");
 }
 
 #[test]

@@ -268,6 +268,24 @@ fn picks_what_b4_picks() {
     }
 }
 
+/// `kbot check --msgid id` on `tree`, then its reproduce line pasted into bash with `kbot`
+/// replaced by a recorder: the result and the words that arrived.
+fn check_and_paste(d: &Path, ib: &Inbox, tree: &Path, id: &str) -> (Value, Vec<String>) {
+    let json = d.join("r.json");
+    let _ = std::fs::remove_file(&json);
+    let (tree_s, json_s) = (tree.to_str().unwrap(), json.to_str().unwrap());
+    let o = kbot(d, &["check", "--msgid", id, "--lore", &ib.url(), "--tree", tree_s, "--json", json_s]);
+    assert_eq!(o.status.code(), Some(1), "{id}: {}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let line = v["reproduce"][1].as_str().unwrap().to_string();
+    let argv = d.join("argv");
+    let script = format!("kbot() {{ printf '%s\\0' \"$@\" > {}; }}\n{line}\n", argv.display());
+    let run = Command::new("bash").arg("-c").arg(&script).output().unwrap();
+    assert!(run.status.success(), "{line}: {}", String::from_utf8_lossy(&run.stderr));
+    let words = std::fs::read_to_string(&argv).unwrap().split_terminator('\0').map(str::to_string).collect();
+    (v, words)
+}
+
 /// A sender controls the Message-ID, and the Message-ID goes into the reproduce line that
 /// readers paste into a shell. Each hostile id is delivered as an incomplete series (nothing
 /// is built), checked by id, and its reproduce line is run by bash with `kbot` replaced by a
@@ -286,65 +304,18 @@ fn reproduce_lines_of_hostile_message_ids_are_safe_to_paste() {
         format!("c6$(touch${{IFS}}{m})@example.org"),
     ];
     let tree = tiny_tree(d.path(), "int unrelated;\n");
-    let json = d.path().join("r.json");
+    let url = ib.url();
     for (i, id) in ids.iter().enumerate() {
         let p1 = format!("p{i}@example.org");
         ib.deliver(&series_mail("A <a@example.org>", &format!("[PATCH 0/2] x: hostile {i}"), id, None, "cover"));
         ib.deliver(&series_mail("A <a@example.org>", &format!("[PATCH 1/2] x: one {i}"), &p1, Some(id), &diff(1)));
-        let _ = std::fs::remove_file(&json);
-        let o = kbot(
-            d.path(),
-            &[
-                "check",
-                "--msgid",
-                &p1,
-                "--lore",
-                &ib.url(),
-                "--tree",
-                tree.to_str().unwrap(),
-                "--json",
-                json.to_str().unwrap(),
-            ],
-        );
-        assert_eq!(o.status.code(), Some(1), "{id}: {}", String::from_utf8_lossy(&o.stderr));
-        let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        // Named by its patch: the hostile cover id is the series' id in the result.
+        let (v, words) = check_and_paste(d.path(), &ib, &tree, &p1);
         assert_eq!((v["status"].as_str(), v["series"]["message_id"].as_str()), (Some("incomplete"), Some(id.as_str())));
-        let line = v["reproduce"][1].as_str().unwrap();
-        let argv = d.path().join("argv");
-        let script = format!("kbot() {{ printf '%s\\0' \"$@\" > {}; }}\n{line}\n", argv.display());
-        let run = Command::new("bash").arg("-c").arg(&script).output().unwrap();
-        assert!(run.status.success(), "{line}: {}", String::from_utf8_lossy(&run.stderr));
-        let got = std::fs::read_to_string(&argv).unwrap();
-        let words: Vec<&str> = got.split_terminator('\0').collect();
-        assert_eq!(&words[..5], ["check", "--msgid", p1.as_str(), "--lore", ib.url().as_str()], "{line}");
-        assert!(!marker.exists(), "pasting {line:?} ran a command");
-    }
-    // Named by the hostile cover id itself: that id is in the line.
-    for id in &ids {
-        let _ = std::fs::remove_file(&json);
-        let o = kbot(
-            d.path(),
-            &[
-                "check",
-                "--msgid",
-                id,
-                "--lore",
-                &ib.url(),
-                "--tree",
-                tree.to_str().unwrap(),
-                "--json",
-                json.to_str().unwrap(),
-            ],
-        );
-        assert_eq!(o.status.code(), Some(1), "{id}: {}", String::from_utf8_lossy(&o.stderr));
-        let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-        let line = v["reproduce"][1].as_str().unwrap();
-        let argv = d.path().join("argv");
-        let script = format!("kbot() {{ printf '%s\\0' \"$@\" > {}; }}\n{line}\n", argv.display());
-        assert!(Command::new("bash").arg("-c").arg(&script).status().unwrap().success(), "{line}");
-        let got = std::fs::read_to_string(&argv).unwrap();
-        let words: Vec<&str> = got.split_terminator('\0').collect();
-        assert_eq!(&words[..3], ["check", "--msgid", id.as_str()], "{line}");
-        assert!(!marker.exists(), "pasting {line:?} ran a command");
+        assert_eq!(&words[..5], ["check", "--msgid", p1.as_str(), "--lore", url.as_str()]);
+        // Named by the hostile cover id itself: that id is in the line.
+        let (_, words) = check_and_paste(d.path(), &ib, &tree, id);
+        assert_eq!(&words[..5], ["check", "--msgid", id.as_str(), "--lore", url.as_str()]);
+        assert!(!marker.exists(), "pasting a reproduce line for {id:?} ran a command");
     }
 }

@@ -127,10 +127,24 @@ pub fn base_had_splat(base: &Console, title: &str) -> bool {
     base.splats.iter().any(|b| kbot_console::title_key(&b.title) == key)
 }
 
+/// The words of LTP's result lines that explain a failure.
+const OWN_WORDS: &[&str] = &["TFAIL", "TBROK", "TWARN", "Test timeouted", "Test killed"];
+
 /// The evidence for a failed or hung test: the agent's account, the stacks of tasks blocked
 /// in the notification core, and splats the base did not have.
 pub fn evidence(test: &TestResult, tip: &Console, base: &Console) -> String {
     let mut s = format!("{}: {}: {}\n", test.name, test.result, test.detail);
+    // What the test said itself (LTP's TFAIL/TBROK lines), as it said it.
+    let own: Vec<&String> = tip
+        .test(&test.name)
+        .map(|t| t.output.iter().filter(|l| OWN_WORDS.iter().any(|w| l.contains(w))).take(20).collect())
+        .unwrap_or_default();
+    if !own.is_empty() {
+        s += "\nthe test's own lines:\n";
+        for l in own {
+            s += &format!("  {l}\n");
+        }
+    }
     let mut seen: Vec<(String, Vec<String>)> = Vec::new();
     for b in tip.blocked_in(NOTIFY_FRAMES) {
         let frames: Vec<String> = b

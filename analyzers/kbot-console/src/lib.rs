@@ -21,6 +21,8 @@ pub struct TestLine {
     pub outcome: Outcome,
     /// The agent's diagnostic for this test (the `# name: ...` line before the result).
     pub detail: String,
+    /// What the test itself printed (`# name| ...` lines; LTP's output), in order.
+    pub output: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -403,6 +405,7 @@ pub fn parse(log: &str) -> Console {
     let lines: Vec<&str> = log.lines().map(|l| strip_timestamp(l.trim_end_matches('\r'))).collect();
     let mut c = Console::default();
     let mut pending_detail: Option<(String, String)> = None;
+    let mut output: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
     let mut i = 0;
     while i < lines.len() {
         let l = lines[i];
@@ -428,7 +431,12 @@ pub fn parse(log: &str) -> Console {
                 Some((n, d)) if n == name => d,
                 _ => m.get(5).map(|d| d.as_str().to_string()).unwrap_or_default(),
             };
-            c.tests.push(TestLine { number: m[2].parse().unwrap_or(0), name, outcome, detail });
+            let output = output.remove(&name).unwrap_or_default();
+            c.tests.push(TestLine { number: m[2].parse().unwrap_or(0), name, outcome, detail, output });
+        } else if let Some((name, text)) =
+            l.strip_prefix("# ").and_then(|d| d.split_once("| ")).filter(|(n, _)| !n.is_empty() && !n.contains(' '))
+        {
+            output.entry(name.to_string()).or_default().push(text.to_string());
         } else if let Some(d) = l.strip_prefix("# ") {
             if let Some((name, detail)) = d.split_once(": ") {
                 if !name.contains(' ') {
@@ -517,6 +525,9 @@ impl Console {
         let mut s = format!("started: {}\nplan: {:?}\ndone: {}\n", self.started, self.plan, self.done);
         for t in &self.tests {
             s += &format!("test {} {}: {} | {}\n", t.number, t.name, t.outcome.as_str(), t.detail);
+            for o in &t.output {
+                s += &format!("  | {o}\n");
+            }
         }
         for p in &self.splats {
             s += &format!("splat {} at line {}: {}\n", p.kind, p.line, p.title);

@@ -31,6 +31,8 @@ pub struct Config {
     pub poll_interval: Option<Duration>,
     /// How long a series waits after its newest message for the rest of its thread (default: 10m).
     pub grace: Option<Duration>,
+    /// LTP checkout or source tarball: its inotify/fanotify tests run in every boot.
+    pub ltp: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

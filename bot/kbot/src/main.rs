@@ -201,6 +201,22 @@ struct CheckCli {
     /// id, not its own copy of the mbox).
     #[arg(long, value_name = "ARGS", hide = true)]
     reproduce_as: Option<String>,
+    /// LTP's inotify/fanotify tests in every boot, from this LTP checkout or source tarball
+    /// (built static once per LTP commit; also `ltp:` in the config file).
+    #[arg(long, value_name = "PATH", env = "KBOT_LTP", conflicts_with = "no_ltp")]
+    ltp: Option<PathBuf>,
+    /// Only these LTP tests (comma separated, e.g. fanotify07,inotify01; default: all of them).
+    #[arg(long, value_name = "LIST")]
+    ltp_tests: Option<String>,
+    /// Do not run LTP even when the environment or the config names it.
+    #[arg(long)]
+    no_ltp: bool,
+    /// Time for LTP's tests in one boot, in seconds; tests past it are reported as skipped.
+    #[arg(long, value_name = "S", default_value_t = 600)]
+    ltp_budget: u64,
+    /// A task of an LTP test stuck in D state (no context switch) this long is a hang, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    ltp_hang_ms: u64,
     /// Run make, checkpatch and QEMU directly on the host instead of in the bubblewrap sandbox.
     /// Only for series you trust: a Makefile in a patch runs any command at build time.
     #[arg(long)]
@@ -240,6 +256,26 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
         _ => return Err(Fail::usage("name the series: --mbox FILE, --msgid ID or --range BASE..TIP")),
     };
     let arches = parse_arches(&c.arch)?;
+    let ltp = if c.no_ltp {
+        None
+    } else {
+        let file = match c.config.clone().or_else(config::default_path) {
+            Some(p) => config::load(&p)?.ltp,
+            None => None,
+        };
+        c.ltp.clone().or(file).map(|source| check::LtpArgs {
+            source,
+            tests: c.ltp_tests.as_ref().map(|l| {
+                l.split(',').map(|t| t.trim().trim_start_matches("ltp/").to_string()).filter(|t| !t.is_empty()).collect()
+            }),
+            boot: kbot_runner::lab::LtpBoot {
+                hang_ms: c.ltp_hang_ms,
+                budget_ms: c.ltp_budget * 1000,
+                timeout_mul: "1".into(),
+                limit_ms: 300_000,
+            },
+        })
+    };
     // Check the output paths before hours of work, not after.
     for p in [&c.json, &c.report].into_iter().flatten() {
         let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
@@ -274,6 +310,7 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
         shadow: c.shadow,
         version: c.version,
         sandbox,
+        ltp,
     };
     let result = check::run(&home, &args, &progress)?;
     if let Some(p) = &c.json {
@@ -335,6 +372,7 @@ fn bench_cmd(mbox: Option<PathBuf>, arch: &str, jobs: Option<usize>, quiet: bool
         shadow: check::ShadowMode::Auto,
         version: None,
         sandbox: sandbox_policy(false, &home, None)?,
+        ltp: None,
     };
     let table = bench::run(&home, args, &Progress::new(quiet))?;
     println!("{table}");

@@ -3,6 +3,7 @@
 //! with -no-reboot, so that ends the VM). Run as an ordinary process it runs the same tests in
 //! a temporary directory, which is handy on a development host.
 
+mod ltp;
 mod scenario;
 mod sys;
 mod tests;
@@ -35,10 +36,22 @@ struct Params {
     /// Time to shrink one diverging scenario; 0: report the divergence as it came (bisection
     /// steps only need the verdict).
     shrink_ms: u64,
+    /// Time for LTP's tests in this boot; the ones past it are skipped (and say so).
+    ltp_budget_ms: u64,
+    ltp: ltp::Params,
 }
 
 fn params(cmdline: &str) -> Params {
-    let mut p = Params { only: None, watchdog_ms: 3000, seed: 1, random: 8, budget_ms: 60_000, shrink_ms: 15_000 };
+    let mut p = Params {
+        only: None,
+        watchdog_ms: 3000,
+        seed: 1,
+        random: 8,
+        budget_ms: 60_000,
+        shrink_ms: 15_000,
+        ltp_budget_ms: 600_000,
+        ltp: ltp::Params { hang_ms: 5000, timeout_mul: "1".into(), test_limit_ms: 300_000 },
+    };
     for word in cmdline.split_whitespace() {
         if let Some(v) = word.strip_prefix("kbot.only=") {
             p.only = Some(v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect());
@@ -52,6 +65,16 @@ fn params(cmdline: &str) -> Params {
             p.shrink_ms = v.parse().unwrap_or(p.shrink_ms);
         } else if let Some(v) = word.strip_prefix("kbot.budget_ms=") {
             p.budget_ms = v.parse().unwrap_or(p.budget_ms);
+        } else if let Some(v) = word.strip_prefix("kbot.ltp_budget_ms=") {
+            p.ltp_budget_ms = v.parse().unwrap_or(p.ltp_budget_ms);
+        } else if let Some(v) = word.strip_prefix("kbot.ltp_hang_ms=") {
+            p.ltp.hang_ms = v.parse().unwrap_or(p.ltp.hang_ms);
+        } else if let Some(v) = word.strip_prefix("kbot.ltp_limit_ms=") {
+            p.ltp.test_limit_ms = v.parse().unwrap_or(p.ltp.test_limit_ms);
+        } else if let Some(v) = word.strip_prefix("kbot.ltp_timeout_mul=") {
+            if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.') {
+                p.ltp.timeout_mul = v.to_string();
+            }
         }
     }
     p
@@ -110,6 +133,7 @@ fn main() {
     let wanted = |name: &str| p.only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
     let selected: Vec<_> = TESTS.iter().filter(|(name, _)| wanted(name)).collect();
     let scens: Vec<_> = scenarios(&p).into_iter().filter(|s| wanted(&s.name)).collect();
+    let ltp_tests: Vec<_> = ltp::tests().into_iter().filter(|t| wanted(&format!("ltp/{}", t.name))).collect();
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     emit("KTAP version 1");
     emit(&format!(
@@ -120,7 +144,16 @@ fn main() {
         p.watchdog_ms
     ));
     emit(&format!("# kbot-agent scenarios seed={} random={}", p.seed, p.random));
-    emit(&format!("1..{}", selected.len() + scens.len()));
+    if !ltp_tests.is_empty() {
+        emit(&format!(
+            "# kbot-agent ltp tests={} hang_ms={} budget_ms={} timeout_mul={}",
+            ltp_tests.len(),
+            p.ltp.hang_ms,
+            p.ltp_budget_ms,
+            p.ltp.timeout_mul
+        ));
+    }
+    emit(&format!("1..{}", selected.len() + scens.len() + ltp_tests.len()));
     let limit = ctx.watchdog * 4 + ctx.release * 2;
     for (i, (name, f)) in selected.iter().enumerate() {
         let (o, took) = tests::run_guarded(ctx, *f, limit);
@@ -156,6 +189,28 @@ fn main() {
         };
         emit(&format!("# {}: {detail} (time_ms={})", sc.name, t.elapsed().as_millis()));
         emit(&format!("{}ok {n} {}", if ok { "" } else { "not " }, sc.name));
+    }
+    // LTP's tests last: they are the slow part, and kbot's own verdicts come first.
+    if !ltp_tests.is_empty() && pid1 {
+        ltp::prepare_guest();
+    }
+    let ltp_started = Instant::now();
+    for (j, t) in ltp_tests.iter().enumerate() {
+        let n = selected.len() + scens.len() + j + 1;
+        let name = format!("ltp/{}", t.name);
+        if ltp_started.elapsed() > Duration::from_millis(p.ltp_budget_ms) {
+            emit(&format!("ok {n} {name} # SKIP time budget of {} ms for LTP spent", p.ltp_budget_ms));
+            continue;
+        }
+        let r = ltp::run(t, &p.ltp, &|| ctx.dump_blocked_tasks(), |test, line| emit(&format!("# ltp/{test}| {line}")));
+        let j = kbot_ltp::judge(&r.output, &r.end);
+        emit(&format!("# {name}: {} (time_ms={})", j.summary, r.took.as_millis()));
+        emit(&match j.verdict {
+            kbot_ltp::Verdict::Pass => format!("ok {n} {name}"),
+            kbot_ltp::Verdict::Skip => format!("ok {n} {name} # SKIP {}", j.summary),
+            kbot_ltp::Verdict::Fail => format!("not ok {n} {name}"),
+            kbot_ltp::Verdict::Hang => format!("not ok {n} {name} # TIMEOUT {}", j.summary),
+        });
     }
     emit(&format!("# kbot-agent done in {} ms", start.elapsed().as_millis()));
     if pid1 {

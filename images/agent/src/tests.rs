@@ -65,7 +65,7 @@ impl Ctx {
         p
     }
 
-    fn dump_blocked_tasks(&self) {
+    pub fn dump_blocked_tasks(&self) {
         if self.sysrq {
             let _ = std::fs::write("/proc/sysrq-trigger", "w");
         }

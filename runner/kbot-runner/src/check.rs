@@ -68,6 +68,23 @@ pub struct CheckArgs {
     pub version: Option<u32>,
     /// How make, checkpatch and QEMU run (the series is untrusted code).
     pub sandbox: kbot_sandbox::Policy,
+    /// LTP's inotify/fanotify tests in every boot (None: kbot's own tests only).
+    pub ltp: Option<LtpArgs>,
+}
+
+/// Where LTP comes from and how the agent runs it.
+pub struct LtpArgs {
+    /// An LTP checkout or source tarball.
+    pub source: PathBuf,
+    /// Only these tests (LTP's names, e.g. `fanotify07`); None: all of them.
+    pub tests: Option<Vec<String>>,
+    pub boot: crate::lab::LtpBoot,
+}
+
+/// One arch's guest extras when LTP runs: what goes into the initramfs, and the test names.
+struct LtpGuest {
+    files: Vec<kbot_ltp_build::GuestFile>,
+    tests: Vec<String>,
 }
 
 /// The series as read: its mails (for trailers from replies), the assembled series, and for
@@ -566,6 +583,7 @@ impl Labs<'_> {
                 agent::build(*a).map(|p| (*a, p))
             })
             .collect::<Result<_, _>>()?;
+        let ltp = self.ltp_guests()?;
         let params = BootParams {
             watchdog_ms: self.args.watchdog_ms,
             seed: self.args.seed,
@@ -573,13 +591,14 @@ impl Labs<'_> {
             vm_timeout: self.args.vm_timeout,
             jobs: self.args.jobs,
             build_timeout: self.args.build_timeout,
+            ltp: self.args.ltp.as_ref().map(|l| l.boot.clone()),
         };
         Ok(std::thread::scope(|s| {
             let handles: Vec<_> = agents
                 .iter()
                 .map(|(a, agent)| {
-                    let (wt, params) = (&worktrees[a], &params);
-                    s.spawn(move || self.test_arch(*a, wt, agent, params, patches))
+                    let (wt, params, ltp) = (&worktrees[a], &params, ltp.get(a));
+                    s.spawn(move || self.test_arch(*a, wt, agent, params, patches, ltp))
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().expect("arch thread panicked")).collect()
@@ -595,13 +614,18 @@ impl Labs<'_> {
         agent: &Path,
         params: &BootParams,
         patches: &[PatchInfo],
+        ltp: Option<&LtpGuest>,
     ) -> ArchResult {
         let dir = self.run_dir.join(arch.name());
         let initrd = dir.join("initramfs.cpio");
         let fail = |e: String| ArchResult { arch: arch.name().into(), error: Some(e), ..Default::default() };
-        let made = std::fs::create_dir_all(&dir)
-            .and_then(|_| std::fs::read(agent))
-            .and_then(|a| std::fs::write(&initrd, cpio::initramfs(&a)));
+        let made = std::fs::create_dir_all(&dir).and_then(|_| std::fs::read(agent)).and_then(|a| {
+            let cpio = match ltp {
+                None => cpio::initramfs(&a),
+                Some(l) => kbot_ltp_build::initramfs(&a, &[], &l.files).map_err(std::io::Error::other)?,
+            };
+            std::fs::write(&initrd, cpio)
+        });
         if let Err(e) = made {
             return fail(format!("cannot write the initramfs: {e}"));
         }
@@ -631,6 +655,7 @@ impl Labs<'_> {
             shadow: shadow_on,
             rejects: BTreeMap::new(),
             stages: &self.stages,
+            ltp_tests: ltp.map(|l| l.tests.clone()).unwrap_or_default(),
         };
         let mut r = pipeline::test_arch(&mut lab, &Prefixes { commits: &self.commits, patches });
         r.shadow = shadow_note;
@@ -646,6 +671,39 @@ impl Labs<'_> {
         }
         r.accel = lab.accel.map(|a| a.name().to_string()).unwrap_or_default();
         r
+    }
+
+    /// LTP's static build and the tools it calls, per arch (built once per LTP commit).
+    fn ltp_guests(&self) -> Result<BTreeMap<Arch, LtpGuest>, Fail> {
+        let Some(l) = &self.args.ltp else {
+            self.progress.say("-", "ltp", "no LTP given (--ltp PATH, KBOT_LTP or ltp: in the config): kbot's own tests only");
+            return Ok(BTreeMap::new());
+        };
+        let src = kbot_ltp_build::locate(&l.source).map_err(|e| Fail::usage(format!("--ltp: {e}")))?;
+        let mut out = BTreeMap::new();
+        for &arch in &self.args.arches {
+            let say = |m: &str| self.progress.say(arch.name(), "ltp", m);
+            let b = kbot_ltp_build::build(&src, arch, &self.home.ltp_cache(), &say)
+                .map_err(|e| Fail::env(format!("LTP for {arch}: {e}")))?;
+            let mut files = kbot_ltp_build::guest_tools(arch, &self.home.guest_tools_cache(), &say)
+                .map_err(|e| Fail::env(format!("guest tools for LTP on {arch}: {e}")))?;
+            files.extend(kbot_ltp_build::ltp_files(&b));
+            if let Some(unknown) = l.tests.iter().flatten().find(|t| !b.tests.contains(t)) {
+                return Err(Fail::usage(format!(
+                    "--ltp-tests: {unknown} is not one of LTP's inotify/fanotify tests ({} ...)",
+                    b.tests.iter().take(4).cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            let tests: Vec<String> = b
+                .tests
+                .iter()
+                .filter(|t| l.tests.as_ref().is_none_or(|only| only.contains(t)))
+                .map(|t| format!("ltp/{t}"))
+                .collect();
+            say(&format!("LTP {} : {} tests", kbot_ltp_build::dir_name(&b.id), tests.len()));
+            out.insert(arch, LtpGuest { files, tests });
+        }
+        Ok(out)
     }
 
     /// Whether this arch's kernels get the shadow checks, and the note for the result.

@@ -56,6 +56,11 @@ impl Home {
         self.root.join("cache/kernels").join(arch.name()).join(format!("{commit}-{config_key}"))
     }
 
+    /// Cached boots of base kernels (their console), by content key.
+    pub fn boot_cache(&self, arch: Arch, key: &str) -> PathBuf {
+        self.root.join("cache/boots").join(arch.name()).join(key)
+    }
+
     pub fn ccache_dir(&self) -> PathBuf {
         self.root.join("ccache")
     }

@@ -72,6 +72,45 @@ pub struct BootParams {
     pub vm_timeout: Duration,
     pub jobs: usize,
     pub build_timeout: Duration,
+    /// LTP in the guest (None: the initramfs has no LTP).
+    pub ltp: Option<LtpBoot>,
+}
+
+/// How the agent runs LTP's tests (see the agent's `kbot.ltp_*` words).
+#[derive(Debug, Clone)]
+pub struct LtpBoot {
+    pub hang_ms: u64,
+    pub budget_ms: u64,
+    pub timeout_mul: String,
+    pub limit_ms: u64,
+}
+
+impl LtpBoot {
+    fn words(&self) -> String {
+        format!(
+            " kbot.ltp_hang_ms={} kbot.ltp_budget_ms={} kbot.ltp_timeout_mul={} kbot.ltp_limit_ms={}",
+            self.hang_ms, self.budget_ms, self.timeout_mul, self.limit_ms
+        )
+    }
+}
+
+/// Which of the agent's tests one VM runs.
+enum Selection {
+    All,
+    /// kbot's own tests and scenarios, no LTP.
+    Own,
+    Only(Vec<String>),
+}
+
+/// One VM run before its console is read.
+struct RawBoot {
+    text: String,
+    log: PathBuf,
+    timed_out: bool,
+    seconds: f64,
+    /// The tests asked for by name (None: whatever the agent ran).
+    expected: Option<Vec<String>>,
+    cached: bool,
 }
 
 /// The real lab: a stable worktree and build directory per tree and arch, kbot's kernel
@@ -97,6 +136,8 @@ pub struct QemuLab<'a> {
     pub rejects: BTreeMap<usize, Vec<String>>,
     /// Stage timings, shared by the arches.
     pub stages: &'a Mutex<Vec<(String, f64)>>,
+    /// LTP's tests in this arch's initramfs (`ltp/<name>`); empty without LTP.
+    pub ltp_tests: Vec<String>,
 }
 
 impl QemuLab<'_> {
@@ -222,37 +263,89 @@ impl Lab for QemuLab<'_> {
     }
 
     fn boot(&mut self, prefix: usize, image: &Path, only: Option<&[String]>, shrink: bool) -> Result<Boot, LabError> {
+        if prefix == 0 && only.is_none() && !self.ltp_tests.is_empty() {
+            // The base in two VMs: kbot's own tests (seeded, so run every time) and LTP, whose
+            // result depends only on the kernel and the initramfs and is cached across series.
+            let own = self.run_vm(0, image, Selection::Own, shrink)?;
+            let ltp = self.run_vm(0, image, Selection::Only(self.ltp_tests.clone()), false)?;
+            return Ok(self.finish(prefix, vec![own, ltp]));
+        }
+        let sel = only.map_or(Selection::All, |o| Selection::Only(o.to_vec()));
+        let raw = self.run_vm(prefix, image, sel, shrink)?;
+        Ok(self.finish(prefix, vec![raw]))
+    }
+}
+
+impl QemuLab<'_> {
+    fn run_vm(&mut self, prefix: usize, image: &Path, sel: Selection, shrink: bool) -> Result<RawBoot, LabError> {
         let accel = self.accel(image);
         self.boots += 1;
         let commit = short_commit(&self.commits[prefix]).to_string();
         let log = self.dir.join(format!("console-{prefix}-{commit}-{}.log", self.boots));
         let p = self.params;
-        let mut append = format!(
-            "kbot.watchdog_ms={} kbot.seed={} kbot.random={}{}",
-            p.watchdog_ms,
-            p.seed,
-            p.random,
-            if shrink { "" } else { " kbot.shrink_ms=0" }
-        );
         // Shadow rules are not tests of the agent: they watch whatever runs. When only they are
         // in question, run everything so the same activity happens.
-        let agent_only: Option<Vec<String>> = only
-            .map(|o| o.iter().filter(|n| !n.starts_with("shadow/")).cloned().collect())
-            .filter(|o: &Vec<String>| !o.is_empty());
+        let agent_only: Option<Vec<String>> = match &sel {
+            Selection::Only(o) => Some(o.iter().filter(|n| !n.starts_with("shadow/")).cloned().collect::<Vec<_>>())
+                .filter(|o| !o.is_empty()),
+            _ => None,
+        };
+        let only_ltp = agent_only.as_ref().is_some_and(|o| o.iter().all(|n| n.starts_with("ltp/")));
+        let with_ltp = match &sel {
+            Selection::All => !self.ltp_tests.is_empty(),
+            Selection::Own => false,
+            Selection::Only(_) => agent_only.as_ref().is_some_and(|o| o.iter().any(|n| n.starts_with("ltp/"))),
+        };
+        // Only LTP: the scenario words would change nothing but the cache key.
+        let mut append = if only_ltp {
+            "kbot.random=0 kbot.shrink_ms=0".to_string()
+        } else {
+            format!(
+                "kbot.watchdog_ms={} kbot.seed={} kbot.random={}{}",
+                p.watchdog_ms,
+                p.seed,
+                p.random,
+                if shrink { "" } else { " kbot.shrink_ms=0" }
+            )
+        };
+        if let Some(l) = &p.ltp {
+            append += &l.words();
+        }
+        if matches!(sel, Selection::Own) {
+            append += " kbot.ltp=off";
+        }
         if let Some(o) = &agent_only {
             append += &format!(" kbot.only={}", o.join(","));
         }
+        let ltp_time = match (&p.ltp, with_ltp) {
+            (Some(l), true) => Duration::from_millis(l.budget_ms + l.limit_ms.min(l.budget_ms)),
+            _ => Duration::ZERO,
+        };
         let spec = VmSpec {
             arch: self.arch,
             kernel: image,
             initrd: &self.initrd,
             append,
-            timeout: p.vm_timeout,
+            timeout: p.vm_timeout + ltp_time,
             accel,
-            mem_mb: 512,
+            mem_mb: if p.ltp.is_some() { 1024 } else { 512 },
             smp: 2,
         };
-        self.say("boot", &format!("{} ({})", label(prefix, self.n()), spec.accel.name()));
+        let what = match &sel {
+            Selection::Own if prefix == 0 => format!("{} (kbot's tests)", label(prefix, self.n())),
+            Selection::Only(_) if only_ltp && prefix == 0 => format!("{} (LTP)", label(prefix, self.n())),
+            _ => label(prefix, self.n()),
+        };
+        // Only the base's boots are cached: content-addressed by kernel, initramfs and command
+        // line, so a new agent, LTP build or parameter is a new key.
+        let cache = (prefix == 0).then(|| self.boot_cache_dir(&spec)).flatten();
+        if let Some(c) = &cache {
+            if let Some(raw) = cached_boot(c, &log, agent_only.clone()) {
+                self.say("boot", &format!("{what}: cached result ({:.0}s when it ran)", raw.seconds));
+                return Ok(raw);
+            }
+        }
+        self.say("boot", &format!("{what} ({})", spec.accel.name()));
         let (arch, progress) = (self.arch.name(), self.progress);
         let vm = qemu::run(self.sandbox, &spec, &log, 16 << 20, |line| {
             if line.starts_with("not ok ") || line.starts_with("ok ") {
@@ -269,17 +362,86 @@ impl Lab for QemuLab<'_> {
                 vm.qemu_stderr.lines().next().unwrap_or("")
             )));
         }
-        let expected: Vec<String> = match &agent_only {
-            Some(o) => o.clone(),
-            None => console.tests.iter().map(|t| t.name.clone()).collect(),
+        let raw =
+            RawBoot { text: vm.console, log, timed_out: vm.timed_out, seconds: vm.seconds, expected: agent_only, cached: false };
+        if let Some(c) = &cache {
+            if console.done && !raw.timed_out {
+                store_boot(c, &raw);
+            }
+        }
+        Ok(raw)
+    }
+
+    fn boot_cache_dir(&self, spec: &VmSpec) -> Option<PathBuf> {
+        let mut key = Vec::new();
+        key.extend_from_slice(&std::fs::read(spec.kernel).ok()?);
+        key.extend_from_slice(&std::fs::read(spec.initrd).ok()?);
+        key.extend_from_slice(
+            format!("\n{}\n{}\n{}\n{}", spec.append, spec.accel.name(), spec.mem_mb, spec.smp).as_bytes(),
+        );
+        Some(self.home.boot_cache(self.arch, &format!("{:016x}", kbot_kernel::fnv64(&key))))
+    }
+
+    /// The tests and console of one or more VM runs of the same kernel.
+    fn finish(&mut self, prefix: usize, raws: Vec<RawBoot>) -> Boot {
+        let mut tests = Vec::new();
+        let mut done = true;
+        let mut started = true;
+        for r in &raws {
+            let c = kbot_console::parse(&r.text);
+            let expected: Vec<String> = match &r.expected {
+                Some(o) => o.clone(),
+                None => c.tests.iter().map(|t| t.name.clone()).collect(),
+            };
+            tests.extend(kbot_compare::tests_of(&c, &expected, r.timed_out));
+            done &= c.done;
+            started &= c.started;
+        }
+        let timed_out = raws.iter().any(|r| r.timed_out);
+        let seconds = raws.iter().filter(|r| !r.cached).map(|r| r.seconds).sum();
+        let (text, log) = if raws.len() == 1 {
+            (raws[0].text.clone(), raws[0].log.clone())
+        } else {
+            // One log for the boot as a whole, the runs one after the other.
+            let text: String = raws.iter().map(|r| r.text.as_str()).collect::<Vec<_>>().join("\n");
+            let commit = short_commit(&self.commits[prefix]);
+            let log = self.dir.join(format!("console-{prefix}-{commit}-all.log"));
+            let _ = std::fs::write(&log, &text);
+            (text, log)
         };
-        let mut tests = kbot_compare::tests_of(&console, &expected, vm.timed_out);
+        let mut console = kbot_console::parse(&text);
+        console.done = done;
+        console.started = started;
         // The shadow rules count only for a kernel whose hooks all applied. A boot that did not
         // run what they watch (no user space, agent stopped, component never started) skips
         // them with the reason: "no violation" there is not a pass.
         if self.shadow && self.rejects.get(&prefix).is_none_or(|r| r.is_empty()) {
-            tests.extend(kbot_compare::shadow_tests(&console, vm.timed_out));
+            tests.extend(kbot_compare::shadow_tests(&console, timed_out));
         }
-        Ok(Boot { finished: console.done, timed_out: vm.timed_out, console, tests, log, seconds: vm.seconds })
+        Boot { finished: console.done, timed_out, console, tests, log, seconds }
+    }
+}
+
+/// A cached boot of the base, copied to this run's `log`.
+fn cached_boot(dir: &Path, log: &Path, expected: Option<Vec<String>>) -> Option<RawBoot> {
+    let text = std::fs::read_to_string(dir.join("console.log")).ok()?;
+    let seconds: f64 = std::fs::read_to_string(dir.join("seconds")).ok()?.trim().parse().ok()?;
+    std::fs::write(log, &text).ok()?;
+    Some(RawBoot { text, log: log.to_path_buf(), timed_out: false, seconds, expected, cached: true })
+}
+
+/// Stores a finished boot atomically (a half-written entry is never read).
+fn store_boot(dir: &Path, raw: &RawBoot) {
+    let tmp = dir.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let ok = std::fs::create_dir_all(&tmp)
+        .and_then(|_| std::fs::write(tmp.join("console.log"), &raw.text))
+        .and_then(|_| std::fs::write(tmp.join("seconds"), format!("{:.1}", raw.seconds)))
+        .and_then(|_| {
+            let _ = std::fs::remove_dir_all(dir);
+            std::fs::rename(&tmp, dir)
+        });
+    if ok.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
     }
 }

@@ -1,0 +1,346 @@
+//! LTP's inotify/fanotify tests in the guest (`/ltp`, put there by the runner when the user
+//! gave kbot an LTP build). Each test runs as a child with its output captured; a watchdog
+//! declares a hang as soon as one of its tasks sits in D state without a single context switch
+//! for `hang_ms` (the seed's stall: LTP alone would wait for its own timeout, minutes under
+//! TCG), dumps the blocked tasks, kills the test and goes on with the next one.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the runner puts LTP in the initramfs (LTPROOT).
+pub const ROOT: &str = "/ltp";
+
+/// One LTP test: its name (`fanotify07`, reported as `ltp/fanotify07`) and command line.
+pub struct Test {
+    pub name: String,
+    pub argv: Vec<String>,
+}
+
+/// The tests in `/ltp/tests.txt` (`name command args...` per line, LTP's runtest format).
+pub fn tests() -> Vec<Test> {
+    let text = std::fs::read_to_string(format!("{ROOT}/tests.txt")).unwrap_or_default();
+    parse_list(&text)
+}
+
+pub fn parse_list(text: &str) -> Vec<Test> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let name = w.next()?.to_string();
+            let argv: Vec<String> = w.map(str::to_string).collect();
+            let argv = if argv.is_empty() { vec![name.clone()] } else { argv };
+            Some(Test { name, argv })
+        })
+        .collect()
+}
+
+pub struct Params {
+    /// A task of the test in D state with no context switch for this long is a hang.
+    pub hang_ms: u64,
+    /// LTP's own timeout multiplier (TCG is slow; a test LTP kills for time is a hang too).
+    pub timeout_mul: String,
+    /// Wall-clock limit for one test, whatever it does.
+    pub test_limit_ms: u64,
+}
+
+/// The environment LTP expects (once per boot, as PID 1): device nodes for loop devices,
+/// /dev/shm for its result area, a world-readable root for the tests that drop privileges.
+pub fn prepare_guest() {
+    let _ = crate::sys::mount("devtmpfs", "/dev", "devtmpfs");
+    let _ = std::fs::create_dir_all("/dev/shm");
+    let _ = crate::sys::mount("tmpfs", "/dev/shm", "tmpfs");
+    let _ = std::fs::create_dir_all("/tmp/ltp");
+    // SAFETY: chmod on constant NUL-terminated paths.
+    unsafe {
+        libc::chmod(c"/".as_ptr(), 0o755);
+        libc::chmod(c"/tmp".as_ptr(), 0o1777);
+        libc::chmod(c"/tmp/ltp".as_ptr(), 0o1777);
+    }
+}
+
+/// What one task looked like at one sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSample {
+    pub tid: i32,
+    pub comm: String,
+    pub state: char,
+    /// voluntary + involuntary context switches: a task that moves at all changes them.
+    pub switches: u64,
+}
+
+/// Remembers since when each task has been in D state without switching.
+#[derive(Default)]
+pub struct Stuck {
+    since: HashMap<i32, (Duration, u64)>,
+}
+
+impl Stuck {
+    /// Feeds the samples taken at `now` (time since the test started); returns a task stuck
+    /// for at least `limit`, with how long.
+    pub fn feed(&mut self, now: Duration, samples: &[TaskSample], limit: Duration) -> Option<(TaskSample, Duration)> {
+        let mut next = HashMap::new();
+        let mut found = None;
+        for s in samples.iter().filter(|s| s.state == 'D') {
+            let since = match self.since.get(&s.tid) {
+                Some(&(t, sw)) if sw == s.switches => t,
+                _ => now,
+            };
+            next.insert(s.tid, (since, s.switches));
+            let stuck = now.saturating_sub(since);
+            if stuck >= limit && found.as_ref().is_none_or(|(_, d)| stuck > *d) {
+                found = Some((s.clone(), stuck));
+            }
+        }
+        self.since = next;
+        found
+    }
+}
+
+/// `(pid, ppid, pgrp)` of every process.
+fn processes() -> Vec<(i32, i32, i32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let f = stat_fields(&stat)?;
+            Some((pid, f.get(1)?.parse().ok()?, f.get(2)?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The fields after `comm`: state, ppid, pgrp, ... (comm may hold spaces and parens).
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    Some(rest.split_whitespace().collect())
+}
+
+/// `root` and every process below it, plus everything in their process groups (LTP's
+/// library puts the test in a group of its own).
+pub fn family(root: i32, procs: &[(i32, i32, i32)]) -> Vec<i32> {
+    let mut fam = vec![root];
+    let mut i = 0;
+    while i < fam.len() {
+        let p = fam[i];
+        for &(pid, ppid, _) in procs {
+            if ppid == p && !fam.contains(&pid) {
+                fam.push(pid);
+            }
+        }
+        i += 1;
+    }
+    let groups: Vec<i32> = procs.iter().filter(|(pid, _, _)| fam.contains(pid)).map(|&(_, _, g)| g).collect();
+    for &(pid, _, g) in procs {
+        if g > 1 && groups.contains(&g) && !fam.contains(&pid) {
+            fam.push(pid);
+        }
+    }
+    fam
+}
+
+fn task_samples(pids: &[i32]) -> Vec<TaskSample> {
+    let mut v = Vec::new();
+    for pid in pids {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
+        for tid in dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
+            let base = format!("/proc/{pid}/task/{tid}");
+            let Ok(stat) = std::fs::read_to_string(format!("{base}/stat")) else { continue };
+            let comm = stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')')).map_or("", |(c, _)| c).to_string();
+            let Some(state) = stat_fields(&stat).and_then(|f| f.first().and_then(|s| s.chars().next())) else {
+                continue;
+            };
+            let status = std::fs::read_to_string(format!("{base}/status")).unwrap_or_default();
+            let switches = status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum();
+            v.push(TaskSample { tid, comm, state, switches });
+        }
+    }
+    v
+}
+
+fn kill_family(root: i32) {
+    let fam = family(root, &processes());
+    for pid in fam {
+        // SAFETY: sending a signal has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Collects exited children (as PID 1 every orphan becomes ours); returns the status of
+/// `child` once it has exited.
+fn reap(child: i32) -> Option<i32> {
+    let mut found = None;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid status pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return found;
+        }
+        if pid == child {
+            found = Some(status);
+        }
+    }
+}
+
+/// How one test ended, for the judge.
+pub struct Run {
+    pub output: String,
+    pub end: kbot_ltp::End,
+    pub took: Duration,
+}
+
+/// Runs one test; every output line goes to `line` as it comes (from a reader thread that
+/// is left behind when an unkillable task keeps the pipe open).
+pub fn run(t: &Test, p: &Params, dump_blocked: &dyn Fn(), line: fn(&str, &str)) -> Run {
+    let start = Instant::now();
+    let not_started = |why: String| Run { output: String::new(), end: kbot_ltp::End::NotStarted(why), took: start.elapsed() };
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fds.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return not_started(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: both fds were just created and are owned here.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let wr2 = match wr.try_clone() {
+        Ok(w) => w,
+        Err(e) => return not_started(format!("dup: {e}")),
+    };
+    let bin = format!("{ROOT}/testcases/bin/{}", t.argv[0]);
+    let mut cmd = Command::new(&bin);
+    cmd.args(&t.argv[1..])
+        .env_clear()
+        .env("PATH", format!("{ROOT}/testcases/bin:/bin:/sbin:/usr/bin:/usr/sbin"))
+        .env("LTPROOT", ROOT)
+        .env("TMPDIR", "/tmp/ltp")
+        .env("LTP_TIMEOUT_MUL", &p.timeout_mul)
+        .env("LTP_COLORIZE_OUTPUT", "0")
+        .current_dir("/tmp/ltp")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(wr))
+        .stderr(Stdio::from(wr2));
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return not_started(format!("{bin}: {e}")),
+    };
+    // The write ends live in `cmd`: close them here so the reader sees the end of output.
+    drop(cmd);
+    let pid = child.id() as i32;
+    let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    {
+        let out = out.clone();
+        let name = t.name.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(std::fs::File::from(rd));
+            let mut buf = Vec::new();
+            while r.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+                let l = String::from_utf8_lossy(&buf).trim_end().to_string();
+                line(&name, &l);
+                let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+                // A runaway test: keep reading (so it does not block) but stop keeping.
+                if o.len() < 256 << 10 {
+                    o.push_str(&l);
+                    o.push('\n');
+                }
+                buf.clear();
+            }
+            let _ = done_tx.send(());
+        });
+    }
+    let mut stuck = Stuck::default();
+    let limit = Duration::from_millis(p.hang_ms);
+    let end = loop {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(status) = reap(pid) {
+            break if libc::WIFSIGNALED(status) {
+                kbot_ltp::End::Signaled(libc::WTERMSIG(status))
+            } else {
+                kbot_ltp::End::Exited(libc::WEXITSTATUS(status))
+            };
+        }
+        let fam = family(pid, &processes());
+        if let Some((task, d)) = stuck.feed(start.elapsed(), &task_samples(&fam), limit) {
+            dump_blocked();
+            kill_family(pid);
+            break kbot_ltp::End::Hung { stuck_ms: d.as_millis() as u64, task: format!("{} (pid {})", task.comm, task.tid) };
+        }
+        if start.elapsed() > Duration::from_millis(p.test_limit_ms) {
+            dump_blocked();
+            kill_family(pid);
+            break kbot_ltp::End::Hung {
+                stuck_ms: start.elapsed().as_millis() as u64,
+                task: format!("{} still running at kbot's limit of {} ms", t.name, p.test_limit_ms),
+            };
+        }
+    };
+    // Children the test left behind hold the pipe; a hung one may never let go.
+    let _ = done_rx.recv_timeout(Duration::from_secs(2));
+    reap(pid);
+    let output = out.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Run { output, end, took: start.elapsed() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(tid: i32, state: char, switches: u64) -> TaskSample {
+        TaskSample { tid, comm: format!("t{tid}"), state, switches }
+    }
+
+    #[test]
+    fn a_task_in_d_without_switches_is_stuck() {
+        let mut st = Stuck::default();
+        let lim = Duration::from_millis(500);
+        let ms = Duration::from_millis;
+        assert!(st.feed(ms(0), &[s(1, 'D', 5)], lim).is_none());
+        assert!(st.feed(ms(300), &[s(1, 'D', 5)], lim).is_none());
+        let (t, d) = st.feed(ms(600), &[s(1, 'D', 5), s(2, 'R', 1)], lim).unwrap();
+        assert_eq!((t.tid, d), (1, ms(600)));
+    }
+
+    #[test]
+    fn switching_or_leaving_d_resets_the_clock() {
+        let mut st = Stuck::default();
+        let lim = Duration::from_millis(500);
+        let ms = Duration::from_millis;
+        st.feed(ms(0), &[s(1, 'D', 5)], lim);
+        // Doing I/O: in D at every sample but switching in between.
+        assert!(st.feed(ms(400), &[s(1, 'D', 6)], lim).is_none());
+        assert!(st.feed(ms(800), &[s(1, 'D', 6)], lim).is_none());
+        assert!(st.feed(ms(900), &[s(1, 'S', 6)], lim).is_none());
+        assert!(st.feed(ms(1000), &[s(1, 'D', 6)], lim).is_none());
+        assert!(st.feed(ms(1400), &[s(1, 'D', 6)], lim).is_none());
+        assert!(st.feed(ms(1500), &[s(1, 'D', 6)], lim).is_some());
+    }
+
+    #[test]
+    fn family_follows_children_and_groups() {
+        // 10 -> 11 -> 12; 13 is in 11's group but reparented to 1; 20 is unrelated.
+        let procs = [(10, 1, 10), (11, 10, 11), (12, 11, 11), (13, 1, 11), (20, 1, 20)];
+        let mut f = family(10, &procs);
+        f.sort();
+        assert_eq!(f, [10, 11, 12, 13]);
+    }
+
+    #[test]
+    fn list_is_ltps_runtest_format() {
+        let t = parse_list("# comment\nfanotify01 fanotify01\n\ninotify_init1_01 inotify_init1_01 -i 2\nx\n");
+        let names: Vec<_> = t.iter().map(|t| (t.name.as_str(), t.argv.join(" "))).collect();
+        assert_eq!(
+            names,
+            [("fanotify01", "fanotify01".into()), ("inotify_init1_01", "inotify_init1_01 -i 2".into()), ("x", "x".into())]
+        );
+    }
+}

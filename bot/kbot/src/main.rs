@@ -208,6 +208,10 @@ struct CheckCli {
     /// Only these LTP tests (comma separated, e.g. fanotify07,inotify01; default: all of them).
     #[arg(long, value_name = "LIST")]
     ltp_tests: Option<String>,
+    /// LTP_RUNTIME_MUL for LTP's race tests (fuzzy sync), which run for a set time: inotify09
+    /// would take 150 s under TCG at 1; under TCG a short run finds what a long one does.
+    #[arg(long, value_name = "X", default_value_t = 0.1)]
+    ltp_runtime_mul: f64,
     /// Do not run LTP even when the environment or the config names it.
     #[arg(long)]
     no_ltp: bool,
@@ -272,6 +276,7 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
                 hang_ms: c.ltp_hang_ms,
                 budget_ms: c.ltp_budget * 1000,
                 timeout_mul: "1".into(),
+                runtime_mul: c.ltp_runtime_mul.to_string(),
                 limit_ms: 300_000,
             },
         })

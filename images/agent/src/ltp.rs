@@ -44,6 +44,8 @@ pub struct Params {
     pub hang_ms: u64,
     /// LTP's own timeout multiplier (TCG is slow; a test LTP kills for time is a hang too).
     pub timeout_mul: String,
+    /// LTP's runtime multiplier for tests that run for a time (fuzzy-sync race tests).
+    pub runtime_mul: String,
     /// Wall-clock limit for one test, whatever it does.
     pub test_limit_ms: u64,
 }
@@ -224,6 +226,7 @@ pub fn run(t: &Test, p: &Params, dump_blocked: &dyn Fn(), line: fn(&str, &str)) 
         .env("LTPROOT", ROOT)
         .env("TMPDIR", "/tmp/ltp")
         .env("LTP_TIMEOUT_MUL", &p.timeout_mul)
+        .env("LTP_RUNTIME_MUL", &p.runtime_mul)
         .env("LTP_COLORIZE_OUTPUT", "0")
         .current_dir("/tmp/ltp")
         .stdin(Stdio::null())

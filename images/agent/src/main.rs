@@ -38,6 +38,8 @@ struct Params {
     shrink_ms: u64,
     /// Time for LTP's tests in this boot; the ones past it are skipped (and say so).
     ltp_budget_ms: u64,
+    /// `kbot.ltp=off`: kbot's own tests only, even with LTP in the initramfs.
+    ltp_off: bool,
     ltp: ltp::Params,
 }
 
@@ -50,7 +52,13 @@ fn params(cmdline: &str) -> Params {
         budget_ms: 60_000,
         shrink_ms: 15_000,
         ltp_budget_ms: 600_000,
-        ltp: ltp::Params { hang_ms: 5000, timeout_mul: "1".into(), test_limit_ms: 300_000 },
+        ltp_off: false,
+        ltp: ltp::Params {
+            hang_ms: 5000,
+            timeout_mul: "1".into(),
+            runtime_mul: "1".into(),
+            test_limit_ms: 300_000,
+        },
     };
     for word in cmdline.split_whitespace() {
         if let Some(v) = word.strip_prefix("kbot.only=") {
@@ -65,6 +73,8 @@ fn params(cmdline: &str) -> Params {
             p.shrink_ms = v.parse().unwrap_or(p.shrink_ms);
         } else if let Some(v) = word.strip_prefix("kbot.budget_ms=") {
             p.budget_ms = v.parse().unwrap_or(p.budget_ms);
+        } else if word == "kbot.ltp=off" {
+            p.ltp_off = true;
         } else if let Some(v) = word.strip_prefix("kbot.ltp_budget_ms=") {
             p.ltp_budget_ms = v.parse().unwrap_or(p.ltp_budget_ms);
         } else if let Some(v) = word.strip_prefix("kbot.ltp_hang_ms=") {
@@ -74,6 +84,10 @@ fn params(cmdline: &str) -> Params {
         } else if let Some(v) = word.strip_prefix("kbot.ltp_timeout_mul=") {
             if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.') {
                 p.ltp.timeout_mul = v.to_string();
+            }
+        } else if let Some(v) = word.strip_prefix("kbot.ltp_runtime_mul=") {
+            if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.') {
+                p.ltp.runtime_mul = v.to_string();
             }
         }
     }
@@ -133,7 +147,8 @@ fn main() {
     let wanted = |name: &str| p.only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
     let selected: Vec<_> = TESTS.iter().filter(|(name, _)| wanted(name)).collect();
     let scens: Vec<_> = scenarios(&p).into_iter().filter(|s| wanted(&s.name)).collect();
-    let ltp_tests: Vec<_> = ltp::tests().into_iter().filter(|t| wanted(&format!("ltp/{}", t.name))).collect();
+    let ltp_tests: Vec<_> = if p.ltp_off { Vec::new() } else { ltp::tests() }
+        .into_iter().filter(|t| wanted(&format!("ltp/{}", t.name))).collect();
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     emit("KTAP version 1");
     emit(&format!(
@@ -146,11 +161,12 @@ fn main() {
     emit(&format!("# kbot-agent scenarios seed={} random={}", p.seed, p.random));
     if !ltp_tests.is_empty() {
         emit(&format!(
-            "# kbot-agent ltp tests={} hang_ms={} budget_ms={} timeout_mul={}",
+            "# kbot-agent ltp tests={} hang_ms={} budget_ms={} timeout_mul={} runtime_mul={}",
             ltp_tests.len(),
             p.ltp.hang_ms,
             p.ltp_budget_ms,
-            p.ltp.timeout_mul
+            p.ltp.timeout_mul,
+            p.ltp.runtime_mul
         ));
     }
     emit(&format!("1..{}", selected.len() + scens.len() + ltp_tests.len()));

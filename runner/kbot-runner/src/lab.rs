@@ -82,14 +82,16 @@ pub struct LtpBoot {
     pub hang_ms: u64,
     pub budget_ms: u64,
     pub timeout_mul: String,
+    /// LTP_RUNTIME_MUL: race tests (fuzzy sync) run for their nominal time times this.
+    pub runtime_mul: String,
     pub limit_ms: u64,
 }
 
 impl LtpBoot {
     fn words(&self) -> String {
         format!(
-            " kbot.ltp_hang_ms={} kbot.ltp_budget_ms={} kbot.ltp_timeout_mul={} kbot.ltp_limit_ms={}",
-            self.hang_ms, self.budget_ms, self.timeout_mul, self.limit_ms
+            " kbot.ltp_hang_ms={} kbot.ltp_budget_ms={} kbot.ltp_timeout_mul={} kbot.ltp_runtime_mul={} kbot.ltp_limit_ms={}",
+            self.hang_ms, self.budget_ms, self.timeout_mul, self.runtime_mul, self.limit_ms
         )
     }
 }

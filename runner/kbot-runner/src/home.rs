@@ -56,6 +56,16 @@ impl Home {
         self.root.join("cache/kernels").join(arch.name()).join(format!("{commit}-{config_key}"))
     }
 
+    /// Static LTP builds by LTP commit and arch (`kbot_ltp_build::build`).
+    pub fn ltp_cache(&self) -> PathBuf {
+        self.root.join("cache/ltp")
+    }
+
+    /// The tools LTP calls in the guest, per arch (`kbot_ltp_build::guest_tools`).
+    pub fn guest_tools_cache(&self) -> PathBuf {
+        self.root.join("cache/guest-tools")
+    }
+
     pub fn ccache_dir(&self) -> PathBuf {
         self.root.join("ccache")
     }

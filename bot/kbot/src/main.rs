@@ -27,8 +27,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what kbot needs (Debian packages as root, rustup targets, guest agents) and
-    /// import the default kernel tree. Idempotent. Prints the default tree's path last.
+    /// Install what kbot needs (Debian packages as root, rustup targets, guest agents, the
+    /// tools LTP calls in the guest) and import the default kernel tree. Idempotent. Prints the
+    /// default tree's path last.
     Setup {
         /// Do not install Debian packages.
         #[arg(long)]
@@ -36,6 +37,10 @@ enum Cmd {
         /// Do not import the default tree.
         #[arg(long)]
         no_tree: bool,
+        /// Also build LTP's fanotify and inotify tests statically for both arches from this
+        /// LTP checkout or `git archive` tarball (cached by LTP commit; minutes the first time).
+        #[arg(long, value_name = "PATH", env = "KBOT_LTP")]
+        ltp: Option<PathBuf>,
     },
     /// Test one patch series: apply, build, boot, run the fanotify hang tests on base and tip,
     /// bisect regressions to the first bad patch. Exit 0 clean, 1 findings, 2 error.
@@ -458,12 +463,22 @@ fn print_summary(r: &kbot_report::CheckResult, json: &Option<PathBuf>, report: &
 fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
-        Cmd::Setup { no_packages, no_tree } => {
+        Cmd::Setup { no_packages, no_tree, ltp } => {
             let progress = Progress::new(cli.quiet);
             Home::locate().and_then(|home| {
                 set_ccache_dir(&home);
-                setup::run(&home, &setup::SetupOpts { packages: !no_packages, tree: !no_tree }, &progress).map(|tree| {
-                    println!("{}", tree.display());
+                let opts = setup::SetupOpts { packages: !no_packages, tree: !no_tree, ltp };
+                setup::run(&home, &opts, &progress).map(|done| {
+                    for (b, secs) in &done.ltp {
+                        println!(
+                            "ltp {} {}: {} tests in {} ({secs:.0}s)",
+                            b.arch,
+                            b.id,
+                            b.tests.len(),
+                            b.root.display()
+                        );
+                    }
+                    println!("{}", done.tree.display());
                     0
                 })
             })

@@ -1,13 +1,17 @@
-//! `kbot setup`: system packages, rustup targets, the guest agents and the embedded default
-//! tree (Debian's linux-source-6.12 imported into git). Idempotent and quick when done.
+//! `kbot setup`: system packages, rustup targets, the guest agents, the tools LTP calls in
+//! the guest, the embedded default tree (Debian's linux-source-6.12 imported into git) and,
+//! with `--ltp`, static builds of LTP's fanotify and inotify tests. Idempotent and quick when
+//! done.
 
 use crate::home::Home;
 use crate::progress::Progress;
 use crate::{agent, Fail};
 use kbot_kernel::git::git;
 use kbot_kernel::Arch;
+use kbot_ltp_build::{LtpBuild, LtpError};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Instant;
 
 pub const TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
 
@@ -42,6 +46,13 @@ const PACKAGES: &[&str] = &[
     // A real SMTP server on loopback and a real browser for the tests of kbot serve.
     "python3-aiosmtpd",
     "chromium",
+    // LTP's static build (`kbot setup --ltp`) and the tools its tests call in the guest
+    // (mkfs.ext2/3/4 through /bin/sh); the other arch's come as Debian multiarch packages.
+    "autoconf",
+    "automake",
+    "pkg-config",
+    "busybox-static",
+    "e2fsprogs",
 ];
 
 fn dpkg_version(pkg: &str) -> Option<String> {
@@ -77,8 +88,7 @@ fn apt(progress: &Progress) -> Result<(), Fail> {
         progress.say("setup", "packages", "all installed");
         return Ok(());
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !is_root() {
         return Err(Fail::env(format!(
             "packages missing: {}; run `kbot setup` as root, or install them with apt-get",
             need.join(" ")
@@ -114,6 +124,64 @@ fn apt(progress: &Progress) -> Result<(), Fail> {
         }
     }
     run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The guest tools of the arch that is not the host's come from Debian's multiarch packages:
+/// dpkg needs that architecture and apt its package lists (root, once).
+fn foreign_archs(progress: &Progress) -> Result<(), Fail> {
+    let have = Command::new("dpkg")
+        .arg("--print-foreign-architectures")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .map_err(|e| Fail::env(format!("cannot run dpkg ({e}); kbot needs a Debian system")))?;
+    let native = Command::new("dpkg").arg("--print-architecture").output().ok();
+    let native = native.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    let missing: Vec<&str> = Arch::ALL
+        .iter()
+        .map(|a| kbot_ltp_build::guest::deb_arch(*a))
+        .filter(|d| *d != native && !have.iter().any(|h| h == d))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        return Err(Fail::env(format!(
+            "dpkg has no {} architecture (needed for the guest tools); run `kbot setup` as root",
+            missing.join(" ")
+        )));
+    }
+    for d in &missing {
+        progress.say("setup", "packages", &format!("dpkg --add-architecture {d}"));
+        let ok = Command::new("dpkg").args(["--add-architecture", d]).status().is_ok_and(|s| s.success());
+        if !ok {
+            return Err(Fail::env(format!("dpkg --add-architecture {d} failed; run it by hand as root")));
+        }
+    }
+    progress.say("setup", "packages", "apt-get update");
+    let ok = Command::new("apt-get")
+        .args(["update", "-q"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return Err(Fail::env(
+            "apt-get update failed; check the network to the Debian mirror and /etc/apt/sources.list",
+        ));
+    }
+    Ok(())
+}
+
+fn ltp_fail(e: LtpError) -> Fail {
+    match e {
+        LtpError::Source(m) => Fail::usage(m),
+        e => Fail::env(e.to_string()),
+    }
 }
 
 /// Rust for Linux needs the standard library's source and a bindgen newer than Debian's.
@@ -285,11 +353,24 @@ pub fn import_tree(dir: &Path, tarball: &Path, progress: &Progress) -> Result<Pa
 pub struct SetupOpts {
     pub packages: bool,
     pub tree: bool,
+    /// An LTP checkout or `git archive` tarball to build for both arches.
+    pub ltp: Option<PathBuf>,
 }
 
-pub fn run(home: &Home, opts: &SetupOpts, progress: &Progress) -> Result<PathBuf, Fail> {
+/// What setup prepared.
+pub struct SetupDone {
+    /// The default tree.
+    pub tree: PathBuf,
+    /// The tools LTP calls in the guest: arch, number of guest files, seconds.
+    pub guest_tools: Vec<(Arch, usize, f64)>,
+    /// With `--ltp`: the build per arch and the seconds it took (near 0 when cached).
+    pub ltp: Vec<(LtpBuild, f64)>,
+}
+
+pub fn run(home: &Home, opts: &SetupOpts, progress: &Progress) -> Result<SetupDone, Fail> {
     if opts.packages {
         apt(progress)?;
+        foreign_archs(progress)?;
     }
     rustup_targets(progress)?;
     rust_for_linux(progress);
@@ -298,11 +379,31 @@ pub fn run(home: &Home, opts: &SetupOpts, progress: &Progress) -> Result<PathBuf
         progress.say(arch.name(), "agent", "building the guest agent");
         agent::build(arch)?;
     }
+    let mut guest_tools = Vec::new();
+    for arch in Arch::ALL {
+        let t = Instant::now();
+        let files =
+            kbot_ltp_build::guest_tools(arch, &home.guest_tools_cache(), &|l| progress.say(arch.name(), "guest", l))
+                .map_err(ltp_fail)?;
+        let secs = t.elapsed().as_secs_f64();
+        progress.say(arch.name(), "guest", &format!("guest tools: {} files ({secs:.1}s)", files.len()));
+        guest_tools.push((arch, files.len(), secs));
+    }
     let tree = home.default_tree();
     if opts.tree {
         import_tree(&tree, Path::new(TARBALL), progress)?;
     }
-    Ok(tree)
+    let mut ltp = Vec::new();
+    if let Some(path) = &opts.ltp {
+        let src = kbot_ltp_build::locate(path).map_err(ltp_fail)?;
+        for arch in Arch::ALL {
+            let t = Instant::now();
+            let b = kbot_ltp_build::build(&src, arch, &home.ltp_cache(), &|l| progress.say(arch.name(), "ltp", l))
+                .map_err(ltp_fail)?;
+            ltp.push((b, t.elapsed().as_secs_f64()));
+        }
+    }
+    Ok(SetupDone { tree, guest_tools, ltp })
 }
 
 #[cfg(test)]

@@ -135,10 +135,13 @@ const OWN_WORDS: &[&str] = &["TFAIL", "TBROK", "TWARN", "Test timeouted", "Test 
 pub fn evidence(test: &TestResult, tip: &Console, base: &Console) -> String {
     let mut s = format!("{}: {}: {}\n", test.name, test.result, test.detail);
     // What the test said itself (LTP's TFAIL/TBROK lines), as it said it.
-    let own: Vec<&String> = tip
-        .test(&test.name)
-        .map(|t| t.output.iter().filter(|l| OWN_WORDS.iter().any(|w| l.contains(w))).take(20).collect())
-        .unwrap_or_default();
+    let output = tip.test(&test.name).map(|t| t.output.as_slice()).unwrap_or_default();
+    let mut own: Vec<&String> = output.iter().filter(|l| OWN_WORDS.iter().any(|w| l.contains(w))).take(20).collect();
+    if own.is_empty() {
+        // A hung test has no verdict lines: where it was when it stopped talking.
+        own = output.iter().rev().filter(|l| !l.trim().is_empty()).take(3).collect();
+        own.reverse();
+    }
     if !own.is_empty() {
         s += "\nthe test's own lines:\n";
         for l in own {

@@ -228,6 +228,8 @@ pub fn run(t: &Test, p: &Params, dump_blocked: &dyn Fn(), line: fn(&str, &str)) 
         .env("LTP_TIMEOUT_MUL", &p.timeout_mul)
         .env("LTP_RUNTIME_MUL", &p.runtime_mul)
         .env("LTP_COLORIZE_OUTPUT", "0")
+        // The kernel's .config, for tests that check options (no /proc/config.gz here).
+        .env("KCONFIG_PATH", format!("{ROOT}/kernel.config"))
         .current_dir("/tmp/ltp")
         .stdin(Stdio::null())
         .stdout(Stdio::from(wr))

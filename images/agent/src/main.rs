@@ -220,12 +220,14 @@ fn main() {
         }
         let r = ltp::run(t, &p.ltp, &|| ctx.dump_blocked_tasks(), |test, line| emit(&format!("# ltp/{test}| {line}")));
         let j = kbot_ltp::judge(&r.output, &r.end);
-        emit(&format!("# {name}: {} (time_ms={})", j.summary, r.took.as_millis()));
+        // The summary starts with the verdict word, which the result line already says.
+        let why = j.summary.strip_prefix(&format!("{}: ", j.verdict.as_str())).unwrap_or(&j.summary);
+        emit(&format!("# {name}: {why} (time_ms={})", r.took.as_millis()));
         emit(&match j.verdict {
             kbot_ltp::Verdict::Pass => format!("ok {n} {name}"),
-            kbot_ltp::Verdict::Skip => format!("ok {n} {name} # SKIP {}", j.summary),
+            kbot_ltp::Verdict::Skip => format!("ok {n} {name} # SKIP {why}"),
             kbot_ltp::Verdict::Fail => format!("not ok {n} {name}"),
-            kbot_ltp::Verdict::Hang => format!("not ok {n} {name} # TIMEOUT {}", j.summary),
+            kbot_ltp::Verdict::Hang => format!("not ok {n} {name} # TIMEOUT {why}"),
         });
     }
     emit(&format!("# kbot-agent done in {} ms", start.elapsed().as_millis()));

@@ -656,6 +656,7 @@ impl Labs<'_> {
             rejects: BTreeMap::new(),
             stages: &self.stages,
             ltp_tests: ltp.map(|l| l.tests.clone()).unwrap_or_default(),
+            kconfig_in_initrd: false,
         };
         let mut r = pipeline::test_arch(&mut lab, &Prefixes { commits: &self.commits, patches });
         r.shadow = shadow_note;

@@ -140,6 +140,8 @@ pub struct QemuLab<'a> {
     pub stages: &'a Mutex<Vec<(String, f64)>>,
     /// LTP's tests in this arch's initramfs (`ltp/<name>`); empty without LTP.
     pub ltp_tests: Vec<String>,
+    /// The kernel's .config was appended to the initramfs (or could not be).
+    pub kconfig_in_initrd: bool,
 }
 
 impl QemuLab<'_> {
@@ -279,7 +281,36 @@ impl Lab for QemuLab<'_> {
 }
 
 impl QemuLab<'_> {
+    /// LTP's tests that check kernel options read the .config (KCONFIG_PATH): it goes into
+    /// the initramfs as a second cpio archive before the first boot. Every prefix of a check
+    /// shares the build directory's configuration.
+    fn add_kconfig(&mut self) {
+        if self.ltp_tests.is_empty() || self.kconfig_in_initrd {
+            return;
+        }
+        self.kconfig_in_initrd = true;
+        let key = kconfig::config_key(self.arch, &self.extra_config());
+        let stamp = std::fs::read_to_string(self.out.join(".kbot-config-key")).unwrap_or_default();
+        let Ok(config) = std::fs::read(self.out.join(".config")) else { return };
+        if stamp.trim() != key {
+            return;
+        }
+        let more = kbot_kernel::cpio::archive(&[kbot_kernel::cpio::Entry::File {
+            name: "ltp/kernel.config",
+            mode: 0o644,
+            data: &config,
+        }]);
+        let appended = std::fs::OpenOptions::new().append(true).open(&self.initrd).and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(&more)
+        });
+        if let Err(e) = appended {
+            self.say("ltp", &format!("the kernel config is not in the initramfs ({e}): tests that read it will say so"));
+        }
+    }
+
     fn run_vm(&mut self, prefix: usize, image: &Path, sel: Selection, shrink: bool) -> Result<RawBoot, LabError> {
+        self.add_kconfig();
         let accel = self.accel(image);
         self.boots += 1;
         let commit = short_commit(&self.commits[prefix]).to_string();

@@ -7,6 +7,7 @@ pub mod build;
 pub mod checkpatch;
 pub mod cpio;
 pub mod git;
+pub mod kbuild_progress;
 pub mod kconfig;
 pub mod proc;
 pub mod qemu;

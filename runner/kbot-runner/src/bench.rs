@@ -1,18 +1,41 @@
 //! `kbot bench`: stage times of a cold and a warm check of a series (by default the shipped
 //! 4-patch series whose patch 2 reintroduces the SRCU stall) on the chosen arches.
 //!
-//! cold: no cached kernels, empty build directories, ccache disabled: every kernel from
-//! scratch. warm: what a new series on a known tree gets: the base kernel cached, build
-//! directories and ccache warm, but every patched kernel still built.
+//! cold: kbot's whole kernel cache emptied, the chosen arches' build directories of the tree
+//! emptied, and no ccache: the builds run in the sandbox with an emptied environment, so
+//! `CCACHE_DISABLE` in kbot's environment is honoured by `kbot_kernel::build` itself (`CC=gcc`,
+//! no ccache directory in the sandbox). The first kernel of each arch is built from scratch, the
+//! later ones incrementally in that build directory, as in any check. The worktrees (sources)
+//! are kept. warm: what a new series on a known tree gets: the base kernel cached, the build
+//! directories as the cold run left them, ccache as before the bench (the cold run neither
+//! read nor filled it), but every patched kernel still built.
 
 use crate::check::{self, CheckArgs};
 use crate::home::Home;
 use crate::progress::Progress;
 use crate::Fail;
 use kbot_report::CheckResult;
+use std::path::Path;
 
-fn wipe(path: &std::path::Path) {
-    let _ = std::fs::remove_dir_all(path);
+/// Removes a directory tree; a missing one is fine, one that cannot be removed is an error
+/// (the cold run would not be cold).
+fn wipe(path: &Path) -> Result<(), Fail> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Fail::env(format!("bench: cannot empty {}: {e}", path.display())))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What the two columns mean, under the table.
+pub fn legend(arches: &str, ccache_warm: bool) -> String {
+    format!(
+        "cold: kernel cache emptied, build directories ({arches}) emptied, no ccache (CC=gcc); \
+         first kernel per arch from scratch, later ones incremental; worktrees kept.\n\
+         warm: base kernels cached, build directories as the cold run left them, {}; patched kernels rebuilt.",
+        if ccache_warm { "ccache as before the bench" } else { "no ccache (not installed or CCACHE_DISABLE set)" }
+    )
 }
 
 /// Sums the stage times whose name matches `f`, with the count.
@@ -68,25 +91,39 @@ pub fn table(cold: &CheckResult, warm: &CheckResult) -> String {
 pub fn run(home: &Home, args: CheckArgs, progress: &Progress) -> Result<String, Fail> {
     let tree = args.tree.clone().unwrap_or_else(|| home.default_tree());
     // Cold: no kernel cache, fresh build directories, no ccache.
-    wipe(&home.root.join("cache/kernels"));
+    wipe(&home.root.join("cache/kernels"))?;
     for a in &args.arches {
-        wipe(&home.build_dir(&tree, *a));
+        wipe(&home.build_dir(&tree, *a))?;
     }
-    progress.say("bench", "cold", "no cached kernels, empty build directories, ccache off");
+    let arches = args.arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ");
+    progress.say("bench", "cold", &format!("kernel cache and build directories ({arches}) emptied, no ccache"));
+    let before = std::env::var_os("CCACHE_DISABLE");
     std::env::set_var("CCACHE_DISABLE", "1");
-    let cold = check::run(home, &args, progress)?;
-    std::env::remove_var("CCACHE_DISABLE");
+    let cold = check::run(home, &args, progress);
+    match &before {
+        Some(v) => std::env::set_var("CCACHE_DISABLE", v),
+        None => std::env::remove_var("CCACHE_DISABLE"),
+    }
+    let cold = cold?;
     // Warm: forget the patched kernels, keep the base kernel, build dirs and ccache.
     for a in &args.arches {
         for p in &cold.series.patches {
             if let Some(c) = &p.commit {
                 for extra in [String::new(), kbot_kernel::shadow::config_extra()] {
-                    wipe(&home.kernel_cache(*a, c, &kbot_kernel::kconfig::config_key(*a, &extra)));
+                    wipe(&home.kernel_cache(*a, c, &kbot_kernel::kconfig::config_key(*a, &extra)))?;
                 }
             }
         }
     }
-    progress.say("bench", "warm", "base kernel cached, patched kernels rebuilt incrementally");
+    let ccache_warm = kbot_kernel::build::use_ccache();
+    progress.say(
+        "bench",
+        "warm",
+        &format!(
+            "base kernel cached, patched kernels rebuilt incrementally, {}",
+            if ccache_warm { "ccache on" } else { "no ccache" }
+        ),
+    );
     let warm = check::run(home, &args, progress)?;
     for (name, r) in [("cold", &cold), ("warm", &warm)] {
         let status =
@@ -107,5 +144,33 @@ pub fn run(home: &Home, args: CheckArgs, progress: &Progress) -> Result<String, 
             .collect();
         progress.say("bench", name, &format!("{status}: {}", found.join(" ")));
     }
-    Ok(table(&cold, &warm))
+    Ok(format!("{}\n\n{}", table(&cold, &warm), legend(&arches, ccache_warm)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legend_says_what_cold_and_warm_were() {
+        let l = legend("x86_64, arm64", true);
+        assert!(
+            l.starts_with("cold: kernel cache emptied, build directories (x86_64, arm64) emptied, no ccache (CC=gcc);")
+        );
+        assert!(
+            l.contains("\nwarm: base kernels cached, build directories as the cold run left them, ccache as before")
+        );
+        assert!(legend("arm64", false).contains("no ccache (not installed or CCACHE_DISABLE set)"));
+    }
+
+    #[test]
+    fn wipe_tolerates_missing_and_empties() {
+        let d = tempfile::tempdir().unwrap();
+        let x = d.path().join("out");
+        wipe(&x).unwrap();
+        std::fs::create_dir_all(x.join("a/b")).unwrap();
+        std::fs::write(x.join("a/b/vmlinux"), "x").unwrap();
+        wipe(&x).unwrap();
+        assert!(!x.exists());
+    }
 }

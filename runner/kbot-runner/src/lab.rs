@@ -250,7 +250,8 @@ impl Lab for QemuLab<'_> {
         }
         let p = self.params;
         self.say("build", &format!("{what} ({}), make -j{}", short_commit(&commit), p.jobs));
-        let b = build::build(self.sandbox, &self.wt.path, &self.out, self.arch, p.jobs, &log, p.build_timeout)
+        let live = |s: build::BuildProgress| self.progress.live(self.arch.name(), "build", &format!("{what}: {s}"));
+        let b = build::build(self.sandbox, &self.wt.path, &self.out, self.arch, p.jobs, &log, p.build_timeout, &live)
             .map_err(|e| LabError(format!("cannot run make: {e}")))?;
         self.stage(format!("{}.build.{}", self.arch, prefix), b.seconds);
         self.say("build", &format!("{what}: {} in {:.1}s", if b.ok { "ok" } else { "FAILED" }, b.seconds));

@@ -293,4 +293,18 @@ mod tests {
         assert_eq!(e.matches("__synchronize_srcu <- fsnotify_mark_destroy_workfn").count(), 1, "{e}");
         assert!(!e.contains("pipe_read"));
     }
+
+    #[test]
+    fn ltp_evidence_quotes_the_tests_own_lines() {
+        let log = "KTAP version 1\n1..2\n# ltp/fanotify01| tst_test.c:2048: TINFO: LTP version: 20260529\n# ltp/fanotify01| fanotify01.c:123: TFAIL: got event mask 0x20\n# ltp/fanotify01| fanotify01.c:140: TPASS: ok\n# ltp/fanotify01: failed (time_ms=5)\nnot ok 1 ltp/fanotify01\n# ltp/fanotify07| tst_test.c:1876: TINFO: Overall timeout per run is 0h 00m 30s\n# ltp/fanotify07| fanotify07.c:90: TINFO: started\nnot ok 2 ltp/fanotify07 # TIMEOUT task fanotify07 (pid 9) in D state for 5000 ms\n";
+        let c = kbot_console::parse(log);
+        let base = kbot_console::parse("");
+        let t = |name: &str| tests_of(&c, &[], false).into_iter().find(|t| t.name == name).unwrap();
+        let e = evidence(&t("ltp/fanotify01"), &c, &base);
+        assert!(e.contains("the test's own lines:\n  fanotify01.c:123: TFAIL: got event mask 0x20"), "{e}");
+        assert!(!e.contains("TPASS") && !e.contains("TINFO"), "{e}");
+        // A hang has no verdict line: the last lines show where it stopped.
+        let e = evidence(&t("ltp/fanotify07"), &c, &base);
+        assert!(e.contains("hang") && e.contains("fanotify07.c:90: TINFO: started"), "{e}");
+    }
 }

@@ -527,6 +527,9 @@ impl Service {
         if let Some(m) = &self.cfg.mail {
             c.arg("--reporter").arg(&m.from);
         }
+        if let Some(l) = &self.cfg.ltp {
+            c.arg("--ltp").arg(l);
+        }
         // Readers of the report reproduce from the list or the tree, not from kbot's files.
         let source = match job.kind {
             JobKind::Range => {

@@ -208,7 +208,7 @@ struct CheckCli {
     reproduce_as: Option<String>,
     /// LTP's inotify/fanotify tests in every boot, from this LTP checkout or source tarball
     /// (built static once per LTP commit; also `ltp:` in the config file).
-    #[arg(long, value_name = "PATH", env = "KBOT_LTP", conflicts_with = "no_ltp")]
+    #[arg(long, value_name = "PATH", env = "KBOT_LTP")]
     ltp: Option<PathBuf>,
     /// Only these LTP tests (comma separated, e.g. fanotify07,inotify01; default: all of them).
     #[arg(long, value_name = "LIST")]
@@ -275,7 +275,10 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
         c.ltp.clone().or(file).map(|source| check::LtpArgs {
             source,
             tests: c.ltp_tests.as_ref().map(|l| {
-                l.split(',').map(|t| t.trim().trim_start_matches("ltp/").to_string()).filter(|t| !t.is_empty()).collect()
+                l.split(',')
+                    .map(|t| t.trim().trim_start_matches("ltp/").to_string())
+                    .filter(|t| !t.is_empty())
+                    .collect()
             }),
             boot: kbot_runner::lab::LtpBoot {
                 hang_ms: c.ltp_hang_ms,
@@ -286,6 +289,9 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
             },
         })
     };
+    if let Some(l) = &ltp {
+        check::check_ltp_source(&l.source)?;
+    }
     // Check the output paths before hours of work, not after.
     for p in [&c.json, &c.report].into_iter().flatten() {
         let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));

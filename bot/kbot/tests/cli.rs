@@ -50,6 +50,27 @@ fn missing_file_unknown_arch_and_no_input_are_usage_errors() {
 }
 
 #[test]
+fn a_bad_ltp_source_is_a_usage_error_before_any_work() {
+    let d = tempfile::tempdir().unwrap();
+    let mbox = examples().join("srcu-stall-regression.mbox");
+    let o = kbot(d.path()).args(["check", "--mbox"]).arg(&mbox).args(["--ltp", "/nonexistent/ltp"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = one_line_error(&o);
+    assert!(e.contains("--ltp") && e.contains("/nonexistent/ltp"), "{e}");
+    // A directory that is not LTP, through the environment.
+    let o = kbot(d.path()).args(["check", "--mbox"]).arg(&mbox).env("KBOT_LTP", d.path()).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(one_line_error(&o).contains("--ltp"));
+    // --no-ltp wins over the environment.
+    let o = kbot(d.path())
+        .args(["check", "--no-ltp", "--mbox", "/nonexistent/x.mbox"])
+        .env("KBOT_LTP", "/nonexistent/ltp")
+        .output()
+        .unwrap();
+    assert!(one_line_error(&o).contains("cannot read /nonexistent/x.mbox"));
+}
+
+#[test]
 fn a_thread_without_patches_is_not_a_series() {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("t.mbox");

@@ -120,7 +120,8 @@ fn clean_series_has_no_ltp_regression() {
     for arch in arches() {
         let (code, v) = check("clean-series.mbox", &arch, d.path());
         let a = &v["arches"][0];
-        let regs: Vec<&str> = a["regressions"].as_array().unwrap().iter().map(|r| r["test"].as_str().unwrap()).collect();
+        let regs: Vec<&str> =
+            a["regressions"].as_array().unwrap().iter().map(|r| r["test"].as_str().unwrap()).collect();
         assert_eq!(code, 0, "{arch}: {regs:?}");
         assert!(!ltp_tests(&a["tip"]).is_empty(), "LTP ran on the tip");
         // The base's LTP run came from the cache (the test above, or an earlier run, made it).

@@ -206,7 +206,8 @@ pub struct Run {
 /// is left behind when an unkillable task keeps the pipe open).
 pub fn run(t: &Test, p: &Params, dump_blocked: &dyn Fn(), line: fn(&str, &str)) -> Run {
     let start = Instant::now();
-    let not_started = |why: String| Run { output: String::new(), end: kbot_ltp::End::NotStarted(why), took: start.elapsed() };
+    let not_started =
+        |why: String| Run { output: String::new(), end: kbot_ltp::End::NotStarted(why), took: start.elapsed() };
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two fds.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -278,7 +279,10 @@ pub fn run(t: &Test, p: &Params, dump_blocked: &dyn Fn(), line: fn(&str, &str)) 
         if let Some((task, d)) = stuck.feed(start.elapsed(), &task_samples(&fam), limit) {
             dump_blocked();
             kill_family(pid);
-            break kbot_ltp::End::Hung { stuck_ms: d.as_millis() as u64, task: format!("{} (pid {})", task.comm, task.tid) };
+            break kbot_ltp::End::Hung {
+                stuck_ms: d.as_millis() as u64,
+                task: format!("{} (pid {})", task.comm, task.tid),
+            };
         }
         if start.elapsed() > Duration::from_millis(p.test_limit_ms) {
             dump_blocked();
@@ -345,7 +349,11 @@ mod tests {
         let names: Vec<_> = t.iter().map(|t| (t.name.as_str(), t.argv.join(" "))).collect();
         assert_eq!(
             names,
-            [("fanotify01", "fanotify01".into()), ("inotify_init1_01", "inotify_init1_01 -i 2".into()), ("x", "x".into())]
+            [
+                ("fanotify01", "fanotify01".into()),
+                ("inotify_init1_01", "inotify_init1_01 -i 2".into()),
+                ("x", "x".into())
+            ]
         );
     }
 }

@@ -53,12 +53,7 @@ fn params(cmdline: &str) -> Params {
         shrink_ms: 15_000,
         ltp_budget_ms: 600_000,
         ltp_off: false,
-        ltp: ltp::Params {
-            hang_ms: 5000,
-            timeout_mul: "1".into(),
-            runtime_mul: "1".into(),
-            test_limit_ms: 300_000,
-        },
+        ltp: ltp::Params { hang_ms: 5000, timeout_mul: "1".into(), runtime_mul: "1".into(), test_limit_ms: 300_000 },
     };
     for word in cmdline.split_whitespace() {
         if let Some(v) = word.strip_prefix("kbot.only=") {
@@ -148,7 +143,9 @@ fn main() {
     let selected: Vec<_> = TESTS.iter().filter(|(name, _)| wanted(name)).collect();
     let scens: Vec<_> = scenarios(&p).into_iter().filter(|s| wanted(&s.name)).collect();
     let ltp_tests: Vec<_> = if p.ltp_off { Vec::new() } else { ltp::tests() }
-        .into_iter().filter(|t| wanted(&format!("ltp/{}", t.name))).collect();
+        .into_iter()
+        .filter(|t| wanted(&format!("ltp/{}", t.name)))
+        .collect();
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     emit("KTAP version 1");
     emit(&format!(

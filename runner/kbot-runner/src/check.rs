@@ -81,6 +81,11 @@ pub struct LtpArgs {
     pub boot: crate::lab::LtpBoot,
 }
 
+/// Checks `--ltp` before any work: an LTP checkout or source tarball.
+pub fn check_ltp_source(path: &Path) -> Result<(), Fail> {
+    kbot_ltp_build::locate(path).map(|_| ()).map_err(|e| Fail::usage(format!("--ltp: {e}")))
+}
+
 /// One arch's guest extras when LTP runs: what goes into the initramfs, and the test names.
 struct LtpGuest {
     files: Vec<kbot_ltp_build::GuestFile>,
@@ -677,7 +682,11 @@ impl Labs<'_> {
     /// LTP's static build and the tools it calls, per arch (built once per LTP commit).
     fn ltp_guests(&self) -> Result<BTreeMap<Arch, LtpGuest>, Fail> {
         let Some(l) = &self.args.ltp else {
-            self.progress.say("-", "ltp", "no LTP given (--ltp PATH, KBOT_LTP or ltp: in the config): kbot's own tests only");
+            self.progress.say(
+                "-",
+                "ltp",
+                "no LTP given (--ltp PATH, KBOT_LTP or ltp: in the config): kbot's own tests only",
+            );
             return Ok(BTreeMap::new());
         };
         let src = kbot_ltp_build::locate(&l.source).map_err(|e| Fail::usage(format!("--ltp: {e}")))?;

@@ -306,7 +306,10 @@ impl QemuLab<'_> {
             f.write_all(&more)
         });
         if let Err(e) = appended {
-            self.say("ltp", &format!("the kernel config is not in the initramfs ({e}): tests that read it will say so"));
+            self.say(
+                "ltp",
+                &format!("the kernel config is not in the initramfs ({e}): tests that read it will say so"),
+            );
         }
     }
 
@@ -396,8 +399,14 @@ impl QemuLab<'_> {
                 vm.qemu_stderr.lines().next().unwrap_or("")
             )));
         }
-        let raw =
-            RawBoot { text: vm.console, log, timed_out: vm.timed_out, seconds: vm.seconds, expected: agent_only, cached: false };
+        let raw = RawBoot {
+            text: vm.console,
+            log,
+            timed_out: vm.timed_out,
+            seconds: vm.seconds,
+            expected: agent_only,
+            cached: false,
+        };
         if let Some(c) = &cache {
             if console.done && !raw.timed_out {
                 store_boot(c, &raw);

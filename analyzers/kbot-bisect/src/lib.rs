@@ -36,6 +36,9 @@ pub enum Found {
     FirstBad { first_bad: usize },
     /// The culprit lies in (good, bad] but could not be pinned down.
     Inconclusive { good: usize, bad: usize, why: String },
+    /// The tip, blamed by bisection (every earlier prefix good), was good when tested again
+    /// (with `confirm_tip`): the failure does not reproduce, so no patch is blamed.
+    Flaky { prefix: usize },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -49,11 +52,14 @@ pub struct Options {
     pub retries: u32,
     /// Test the first bad prefix once more before naming it.
     pub confirm: bool,
+    /// Confirm it even when it is the whole series (the tip): for callers that did not rerun
+    /// the tip before bisecting. The rerun then also tells a flaky failure from a regression.
+    pub confirm_tip: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { retries: 1, confirm: true }
+        Options { retries: 1, confirm: true, confirm_tip: false }
     }
 }
 
@@ -121,7 +127,7 @@ pub fn bisect<T: Tester>(n: usize, checks: &[String], tester: &mut T, opts: &Opt
         }
         let f = match stuck {
             Some(why) => Found::Inconclusive { good: lo, bad: hi, why },
-            None if opts.confirm && hi < n => {
+            None if opts.confirm && (hi < n || opts.confirm_tip) => {
                 // One confirmation run per prefix serves every check that blames it.
                 let again = match r.confirmed.get(&hi) {
                     Some(v) => v.clone(),
@@ -133,6 +139,8 @@ pub fn bisect<T: Tester>(n: usize, checks: &[String], tester: &mut T, opts: &Opt
                 };
                 match again.get(check) {
                     Some(Verdict::Bad) => Found::FirstBad { first_bad: hi },
+                    // The whole series did not fail again: nothing reproduces.
+                    Some(Verdict::Good) if hi == n => Found::Flaky { prefix: hi },
                     other => Found::Inconclusive {
                         good: lo,
                         bad: n,
@@ -198,7 +206,7 @@ mod tests {
     #[test]
     fn unknown_is_retried_then_inconclusive() {
         let mut t = |_p: usize, cs: &[String]| cs.iter().map(|c| (c.clone(), Verdict::Unknown)).collect();
-        let b = bisect(4, &names(1), &mut t, &Options { retries: 2, confirm: true });
+        let b = bisect(4, &names(1), &mut t, &Options { retries: 2, confirm: true, confirm_tip: false });
         assert!(matches!(b.found["c0"], Found::Inconclusive { good: 0, bad: 4, .. }));
         assert_eq!(b.steps.len(), 3);
     }
@@ -252,5 +260,33 @@ mod tests {
             dedup.dedup();
             prop_assert_eq!(dedup.len(), bisect_steps.len());
         }
+    }
+
+    #[test]
+    fn with_confirm_tip_a_tip_that_does_not_fail_again_is_flaky() {
+        let mut boots = Vec::new();
+        let mut t = |p: usize, cs: &[String]| {
+            boots.push(p);
+            // Only the tip's first boot (before bisection, not seen here) failed: every step
+            // is good, the rerun of the tip too.
+            cs.iter().map(|c| (c.clone(), Verdict::Good)).collect()
+        };
+        let opts = Options { confirm_tip: true, ..Options::default() };
+        let b = bisect(3, &names(1), &mut t, &opts);
+        assert_eq!(b.found["c0"], Found::Flaky { prefix: 3 });
+        assert_eq!(boots, [1, 2, 3], "steps, then the tip once more");
+        // A real regression at the tip is confirmed there and named.
+        let mut t = |p: usize, cs: &[String]| {
+            cs.iter().map(|c| (c.clone(), if p >= 3 { Verdict::Bad } else { Verdict::Good })).collect()
+        };
+        assert_eq!(bisect(3, &names(1), &mut t, &opts).found["c0"], Found::FirstBad { first_bad: 3 });
+        // Without confirm_tip the tip is never rerun.
+        let mut calls = Vec::new();
+        let mut t = |p: usize, cs: &[String]| {
+            calls.push(p);
+            cs.iter().map(|c| (c.clone(), if p >= 3 { Verdict::Bad } else { Verdict::Good })).collect()
+        };
+        bisect(3, &names(1), &mut t, &Options::default());
+        assert!(!calls.contains(&3), "{calls:?}");
     }
 }

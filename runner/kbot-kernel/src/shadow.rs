@@ -118,7 +118,69 @@ pub fn instrument(wt: &Path) -> Result<Vec<String>, ShadowError> {
         let _ = git(wt, &["checkout", "-q", "--", "."]);
         return Err(ShadowError::ApplyFailed { first: stderr.lines().next().unwrap_or("").to_string() });
     }
+    keep_mtimes(wt, &hooked_files(HOOKS_PATCH));
     Ok(rejected)
+}
+
+/// The files a patch changes (`+++ b/...`).
+pub fn hooked_files(patch: &str) -> Vec<String> {
+    patch.lines().filter_map(|l| l.strip_prefix("+++ b/")).map(|p| p.trim().to_string()).collect()
+}
+
+/// Where the last instrumented version of each hooked file is remembered (untracked, beside
+/// the tree's files; a lost file only costs a rebuild).
+const STATE: &str = ".kbot-shadow-state";
+
+/// Every checkout rewrites the hooked files and applying the hooks writes them again, so make
+/// would recompile all of them for every prefix. A file whose instrumented content is exactly
+/// what it was the last time gets that time's mtime back: its object was built from that
+/// content (or is older and rebuilt anyway). Only the last version counts, never an older one.
+pub fn keep_mtimes(wt: &Path, files: &[String]) {
+    let state_path = wt.join(STATE);
+    let old = std::fs::read_to_string(&state_path).unwrap_or_default();
+    let last = parse_state(&old);
+    let mut next = String::new();
+    for f in files {
+        let p = wt.join(f);
+        let Ok(content) = std::fs::read(&p) else { continue };
+        let hash = crate::fnv64(&content);
+        let restored = last
+            .iter()
+            .find(|(path, h, _)| path == f && *h == hash)
+            .and_then(|(_, _, t)| set_mtime(&p, *t).ok().map(|_| *t));
+        let mtime = match restored {
+            Some(t) => t,
+            None => match mtime_of(&p) {
+                Some(t) => t,
+                None => continue,
+            },
+        };
+        next += &format!("{hash:016x} {}.{:09} {f}\n", mtime.0, mtime.1);
+    }
+    let _ = std::fs::write(&state_path, next);
+}
+
+/// `(path, content hash, (secs, nanos))` per line of the state file; junk lines are skipped.
+fn parse_state(text: &str) -> Vec<(String, u64, (u64, u32))> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.splitn(3, ' ');
+            let hash = u64::from_str_radix(w.next()?, 16).ok()?;
+            let (secs, nanos) = w.next()?.split_once('.')?;
+            let path = w.next()?.to_string();
+            Some((path, hash, (secs.parse().ok()?, nanos.parse().ok()?)))
+        })
+        .collect()
+}
+
+fn mtime_of(p: &Path) -> Option<(u64, u32)> {
+    let d = std::fs::metadata(p).ok()?.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some((d.as_secs(), d.subsec_nanos()))
+}
+
+fn set_mtime(p: &Path, (secs, nanos): (u64, u32)) -> std::io::Result<()> {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+    std::fs::File::options().write(true).open(p)?.set_modified(t)
 }
 
 /// Files with rejected hunks, from `git apply --reject`'s report.
@@ -171,5 +233,32 @@ mod tests {
             assert!(GLUE.contains(r), "{r}");
         }
         assert!(HOOKS_PATCH.contains("kernel/rcu/srcutree.c"));
+    }
+
+    #[test]
+    fn hooked_files_keep_their_mtime_only_for_the_same_content() {
+        let d = tempfile::tempdir().unwrap();
+        let wt = d.path();
+        std::fs::create_dir_all(wt.join("fs/notify")).unwrap();
+        let f = wt.join("fs/notify/group.c");
+        let files = vec!["fs/notify/group.c".to_string()];
+        let old = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        std::fs::write(&f, "instrumented A").unwrap();
+        std::fs::File::options().write(true).open(&f).unwrap().set_modified(old).unwrap();
+        keep_mtimes(wt, &files);
+        // A checkout and the hooks write the same content again, now.
+        std::fs::write(&f, "instrumented A").unwrap();
+        keep_mtimes(wt, &files);
+        assert_eq!(std::fs::metadata(&f).unwrap().modified().unwrap(), old, "same content: the old mtime is back");
+        // Different content keeps its new mtime and becomes the one remembered.
+        std::fs::write(&f, "instrumented B").unwrap();
+        keep_mtimes(wt, &files);
+        let b = std::fs::metadata(&f).unwrap().modified().unwrap();
+        assert!(b > old);
+        // Back to A: not the last version, so no going back to A's old time (its object may be B's).
+        std::fs::write(&f, "instrumented A").unwrap();
+        keep_mtimes(wt, &files);
+        assert!(std::fs::metadata(&f).unwrap().modified().unwrap() > old);
+        assert_eq!(hooked_files(HOOKS_PATCH).iter().filter(|p| p.ends_with(".c")).count(), 5);
     }
 }

@@ -111,6 +111,12 @@ pub fn test_arch(lab: &mut dyn Lab, s: &Prefixes) -> ArchResult {
         lab.say("result", "no regression against the base");
         return r;
     }
+    if n > 1 {
+        // No separate rerun of the tip: bisection reruns the prefix it blames, the tip too
+        // when every earlier prefix is good, and a failure that does not come back there is
+        // flaky. One boot less per arch for every regression.
+        return bisect_and_report(lab, s, r, regressed, &base.1, Some(&tb));
+    }
     match confirm(lab, n, &tip_img, regressed) {
         Ok((checks, flaky)) => {
             r.flaky = flaky;
@@ -254,7 +260,8 @@ fn bisect(lab: &mut dyn Lab, n: usize, checks: &[Check]) -> Bisection {
         times.push(t.elapsed().as_secs_f64());
         v
     };
-    let out = kbot_bisect::bisect(n, &names, &mut tester, &kbot_bisect::Options::default());
+    let opts = kbot_bisect::Options { confirm_tip: true, ..kbot_bisect::Options::default() };
+    let out = kbot_bisect::bisect(n, &names, &mut tester, &opts);
     b.steps = out
         .steps
         .iter()
@@ -281,6 +288,11 @@ fn bisect_and_report(
 ) -> ArchResult {
     let b = bisect(lab, s.n(), &checks);
     for c in &checks {
+        if let Some(Found::Flaky { .. }) = b.found.get(c.name()) {
+            lab.say("result", &format!("{}: did not fail again on the tip: flaky, not a regression", c.name()));
+            r.flaky.push(c.name().to_string());
+            continue;
+        }
         let g = finding(lab.arch().name(), s, c, &b, base, tip, &r.tip);
         let fb = g.first_bad.as_ref().map_or("unknown".into(), |f| format!("{}/{} {:?}", f.index, s.n(), f.subject));
         lab.say("result", &format!("{}: {}; first bad patch {fb}", g.test, g.kind));
@@ -310,6 +322,7 @@ fn finding(
         Some(Found::Inconclusive { good, bad, why }) => {
             (None, format!("inconclusive: between patch {} and {bad}: {why}", good + 1))
         }
+        Some(Found::Flaky { prefix }) => (None, format!("did not reproduce at {}", label(*prefix, n))),
         None => (None, "not bisected".into()),
     };
     let kind = match c {

@@ -168,10 +168,13 @@ fn a_hang_is_confirmed_bisected_to_its_first_bad_patch_with_evidence() {
         g.bisect
     );
     assert!(g.evidence.starts_with("close_with_pending_perm: hang:"), "{}", g.evidence);
-    // Confirmation reran the tip for just that test; bisection booted only prefixes between.
-    assert_eq!(lab.boots[2], (5, Some(vec!["close_with_pending_perm".to_string()])));
+    // No rerun of the tip: bisection booted only prefixes between, for just that test, and
+    // confirmed the first bad one by booting it again.
+    assert!(lab.boots[2..].iter().all(|(p, only)| (1..5).contains(p) && only.is_some()), "{:?}", lab.boots);
     let steps: Vec<u32> = r.bisect_steps.iter().map(|s| s.prefix).collect();
     assert!(steps.contains(&2) && steps.contains(&3) && steps.iter().all(|p| (1..5).contains(p)), "{steps:?}");
+    assert_eq!(lab.boots_of(3), 2, "first bad prefix confirmed by a rerun");
+    assert_eq!(lab.boots_of(5), 1, "the tip booted once");
     let at3 = r.bisect_steps.iter().find(|s| s.prefix == 3).unwrap();
     assert_eq!(at3.verdicts["close_with_pending_perm"], Verdict::Bad);
 }
@@ -192,7 +195,10 @@ fn a_failure_that_does_not_reproduce_is_flaky_not_a_regression() {
     let r = run(&mut lab, 2);
     assert!(r.regressions.is_empty(), "{r:?}");
     assert_eq!(r.flaky, ["perm_allow_deny"]);
-    assert_eq!(lab.boots.len(), 3, "base, tip, rerun; no bisection");
+    // Bisection found every earlier prefix good and booted the tip again: it passed.
+    let order: Vec<usize> = lab.boots.iter().map(|b| b.0).collect();
+    assert_eq!(order, [0, 2, 1, 2], "base, tip, the step before it, the tip again");
+    assert_eq!(r.bisect_steps.last().map(|s| s.reason.as_str()), Some("confirm"));
 }
 
 #[test]
@@ -270,7 +276,8 @@ fn an_initcall_oops_fails_the_boot_and_passes_no_test() {
     let names: Vec<&str> = r.regressions.iter().map(|g| g.test.as_str()).collect();
     assert_eq!(names, ["boot"]);
     let g = &r.regressions[0];
-    assert_eq!((g.first_bad.as_ref().map(|f| f.index), g.bisect.as_str()), (Some(2), "bisected in 1 step"));
+    // Step at 1 (good), then the tip once more to confirm it: the boot failure reproduces.
+    assert_eq!((g.first_bad.as_ref().map(|f| f.index), g.bisect.as_str()), (Some(2), "bisected in 2 steps"));
     assert!(g.evidence.contains("BUG: kernel NULL pointer dereference in fanotify_user_setup"), "{}", g.evidence);
     assert!(!g.evidence.contains("general protection fault"), "{}", g.evidence);
     let titles: Vec<&str> = r.tip.splats.iter().map(|s| s.title.as_str()).collect();

@@ -319,7 +319,8 @@ pub fn faulting_function(excerpt: &[String]) -> Option<String> {
     frames(excerpt.iter().map(String::as_str)).into_iter().find(|f| !is_generic(f))
 }
 
-fn strip_timestamp(l: &str) -> &str {
+/// A console line without the kernel's `[    1.234567] ` timestamp.
+pub fn strip_timestamp(l: &str) -> &str {
     let l = match TIMESTAMP.find(l) {
         Some(m) => &l[m.end()..],
         None => l,

@@ -93,6 +93,12 @@ enum Cmd {
         arch: String,
         #[arg(long, value_name = "N")]
         jobs: Option<usize>,
+        /// LTP in every boot (its share is shown), from this checkout or tarball.
+        #[arg(long, value_name = "PATH", env = "KBOT_LTP")]
+        ltp: Option<PathBuf>,
+        /// No LTP, even when KBOT_LTP names one.
+        #[arg(long)]
+        no_ltp: bool,
     },
 }
 
@@ -283,9 +289,8 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
             boot: kbot_runner::lab::LtpBoot {
                 hang_ms: c.ltp_hang_ms,
                 budget_ms: c.ltp_budget * 1000,
-                timeout_mul: "1".into(),
                 runtime_mul: c.ltp_runtime_mul.to_string(),
-                limit_ms: 300_000,
+                ..kbot_runner::lab::LtpBoot::default()
             },
         })
     };
@@ -367,8 +372,17 @@ fn scenario(cmd: ScenarioCmd, quiet: bool) -> Result<i32, Fail> {
     }
 }
 
-fn bench_cmd(mbox: Option<PathBuf>, arch: &str, jobs: Option<usize>, quiet: bool) -> Result<i32, Fail> {
+fn bench_cmd(
+    mbox: Option<PathBuf>,
+    arch: &str,
+    jobs: Option<usize>,
+    ltp: Option<PathBuf>,
+    quiet: bool,
+) -> Result<i32, Fail> {
     let arches = parse_arches(arch)?;
+    if let Some(l) = &ltp {
+        check::check_ltp_source(l)?;
+    }
     let mbox = mbox.unwrap_or_else(|| agent::workspace().join("examples/bench-4-patches.mbox"));
     let home = Home::locate()?;
     set_ccache_dir(&home);
@@ -388,7 +402,7 @@ fn bench_cmd(mbox: Option<PathBuf>, arch: &str, jobs: Option<usize>, quiet: bool
         shadow: check::ShadowMode::Auto,
         version: None,
         sandbox: sandbox_policy(false, &home, None)?,
-        ltp: None,
+        ltp: ltp.map(|source| check::LtpArgs { source, tests: None, boot: kbot_runner::lab::LtpBoot::default() }),
     };
     let table = bench::run(&home, args, &Progress::new(quiet))?;
     println!("{table}");
@@ -491,7 +505,9 @@ fn main() {
         }
         Cmd::Check(c) => check_cmd(*c, cli.quiet),
         Cmd::Scenario(s) => scenario(s, cli.quiet),
-        Cmd::Bench { mbox, arch, jobs } => bench_cmd(mbox, &arch, jobs, cli.quiet),
+        Cmd::Bench { mbox, arch, jobs, ltp, no_ltp } => {
+            bench_cmd(mbox, &arch, jobs, ltp.filter(|_| !no_ltp), cli.quiet)
+        }
         Cmd::Serve { config, once } => Home::locate().and_then(|home| {
             let cfg = config::load(&config)?;
             if cfg.inboxes.is_empty() && cfg.trees.iter().all(|t| t.branches.is_empty()) {

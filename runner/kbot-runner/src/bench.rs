@@ -31,9 +31,9 @@ fn wipe(path: &Path) -> Result<(), Fail> {
 /// What the two columns mean, under the table.
 pub fn legend(arches: &str, ccache_warm: bool) -> String {
     format!(
-        "cold: kernel cache emptied, build directories ({arches}) emptied, no ccache (CC=gcc); \
+        "cold: kernel cache and cached base boots emptied, build directories ({arches}) emptied, no ccache (CC=gcc); \
          first kernel per arch from scratch, later ones incremental; worktrees kept.\n\
-         warm: base kernels cached, build directories as the cold run left them, {}; patched kernels rebuilt.",
+         warm: base kernels and base boot results cached (same seed), build directories as the cold run left them, {}; patched kernels rebuilt.",
         if ccache_warm { "ccache as before the bench" } else { "no ccache (not installed or CCACHE_DISABLE set)" }
     )
 }
@@ -83,20 +83,43 @@ pub fn table(cold: &CheckResult, warm: &CheckResult) -> String {
             (st.iter().map(|s| s.seconds).sum::<f64>(), st.len())
         };
         out.push(row(&format!("{arch} bisect steps (build + boot + tests)"), steps(cold), steps(warm)));
+        // The first failed test or in-kernel violation printed, after the tip's VM started.
+        let tip_first = |r: &CheckResult| sum(r, |s| s == format!("{arch}.first_verdict.{n}"));
+        out.push(row(&format!("{arch} first verdict after the tip booted"), tip_first(cold), tip_first(warm)));
+        let ltp = |r: &CheckResult| ltp_share(r, arch);
+        if ltp(cold).1 + ltp(warm).1 > 0 {
+            out.push(row(&format!("{arch} LTP in the tip's boot (tests)"), ltp(cold), ltp(warm)));
+        }
     }
     out.push(row("total", (cold.timings.total_s, 1), (warm.timings.total_s, 1)));
     out.join("\n")
+}
+
+/// Seconds LTP's tests took in the tip's boot of `arch` (from each test's `time_ms`), with
+/// the number of tests: what every series pays (the base's LTP run is cached per base).
+fn ltp_share(r: &CheckResult, arch: &str) -> (f64, usize) {
+    let Some(a) = r.arches.iter().find(|a| a.arch == arch) else { return (0.0, 0) };
+    a.tip.tests.iter().filter(|t| t.name.starts_with("ltp/")).fold((0.0, 0), |(s, c), t| {
+        let ms: f64 =
+            t.detail.rsplit("time_ms=").next().and_then(|x| x.trim_end_matches(')').parse().ok()).unwrap_or(0.0);
+        (s + ms / 1000.0, c + 1)
+    })
 }
 
 pub fn run(home: &Home, args: CheckArgs, progress: &Progress) -> Result<String, Fail> {
     let tree = args.tree.clone().unwrap_or_else(|| home.default_tree());
     // Cold: no kernel cache, fresh build directories, no ccache.
     wipe(&home.root.join("cache/kernels"))?;
+    wipe(&home.root.join("cache/boots"))?;
     for a in &args.arches {
         wipe(&home.build_dir(&tree, *a))?;
     }
     let arches = args.arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ");
-    progress.say("bench", "cold", &format!("kernel cache and build directories ({arches}) emptied, no ccache"));
+    progress.say(
+        "bench",
+        "cold",
+        &format!("kernel cache, cached base boots and build directories ({arches}) emptied, no ccache"),
+    );
     let before = std::env::var_os("CCACHE_DISABLE");
     std::env::set_var("CCACHE_DISABLE", "1");
     let cold = check::run(home, &args, progress);
@@ -155,10 +178,12 @@ mod tests {
     fn legend_says_what_cold_and_warm_were() {
         let l = legend("x86_64, arm64", true);
         assert!(
-            l.starts_with("cold: kernel cache emptied, build directories (x86_64, arm64) emptied, no ccache (CC=gcc);")
+            l.starts_with(
+                "cold: kernel cache and cached base boots emptied, build directories (x86_64, arm64) emptied, no ccache (CC=gcc);"
+            )
         );
         assert!(
-            l.contains("\nwarm: base kernels cached, build directories as the cold run left them, ccache as before")
+            l.contains("\nwarm: base kernels and base boot results cached (same seed), build directories as the cold run left them, ccache as before")
         );
         assert!(legend("arm64", false).contains("no ccache (not installed or CCACHE_DISABLE set)"));
     }

@@ -87,6 +87,19 @@ pub struct LtpBoot {
     pub limit_ms: u64,
 }
 
+impl Default for LtpBoot {
+    /// The defaults of `kbot check` (see its `--ltp-*` options).
+    fn default() -> Self {
+        LtpBoot {
+            hang_ms: 5000,
+            budget_ms: 600_000,
+            timeout_mul: "1".into(),
+            runtime_mul: "0.1".into(),
+            limit_ms: 300_000,
+        }
+    }
+}
+
 impl LtpBoot {
     fn words(&self) -> String {
         format!(
@@ -384,13 +397,32 @@ impl QemuLab<'_> {
         }
         self.say("boot", &format!("{what} ({})", spec.accel.name()));
         let (arch, progress) = (self.arch.name(), self.progress);
+        let started = Instant::now();
+        // The first bad news of this boot, as it is printed: a failed test or an in-kernel
+        // rule's violation (which comes long before any test result).
+        let mut first_verdict: Option<f64> = None;
+        let mut rules_seen: Vec<String> = Vec::new();
         let vm = qemu::run(self.sandbox, &spec, &log, 16 << 20, |line| {
-            if line.starts_with("not ok ") || line.starts_with("ok ") {
-                progress.say(arch, "test", line);
+            let l = kbot_console::strip_timestamp(line);
+            if l.starts_with("not ok ") || l.starts_with("ok ") {
+                progress.say(arch, "test", l);
+                if l.starts_with("not ok ") {
+                    first_verdict.get_or_insert(started.elapsed().as_secs_f64());
+                }
+            } else if let Some(rest) = l.strip_prefix("kbot-shadow: VIOLATION rule=") {
+                let rule = rest.split_whitespace().next().unwrap_or("").to_string();
+                if !rules_seen.contains(&rule) {
+                    progress.say(arch, "verdict", &format!("in-kernel rule shadow/{rule} violated"));
+                    rules_seen.push(rule);
+                }
+                first_verdict.get_or_insert(started.elapsed().as_secs_f64());
             }
         })
         .map_err(|e| LabError(format!("cannot start {}: {e}", self.arch.qemu())))?;
         self.stage(format!("{}.boot.{}", self.arch, prefix), vm.seconds);
+        if let Some(t) = first_verdict {
+            self.stage(format!("{}.first_verdict.{}", self.arch, prefix), t);
+        }
         let console = kbot_console::parse(&vm.console);
         if !console.started && !vm.qemu_stderr.trim().is_empty() {
             return Err(LabError(format!(

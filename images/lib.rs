@@ -13,3 +13,6 @@ pub const SHADOW_HOOKS_PATCH: &str = include_str!("shadow/hooks.patch");
 pub const SHADOW_HEADER: &str = include_str!("shadow/kbot_shadow.h");
 /// The Rust glue that runs refcore's rules in the kernel.
 pub const SHADOW_GLUE: &str = include_str!("shadow/kbot_shadow.rs");
+
+/// The test VM's `/etc/mke2fs.conf` (for the filesystems LTP's tests format).
+pub const GUEST_MKE2FS_CONF: &str = include_str!("guest/mke2fs.conf");

@@ -8,7 +8,7 @@
 //! `apt-get download` and unpacked with `dpkg -x`. Assembled once per arch under
 //! `<cache>/<arch>/root/` (`<cache>` is kbot's `cache/guest-tools`).
 
-use crate::{copy_entry, elf, guest_mode, io, lock, GuestFile, LtpError};
+use crate::{elf, guest_mode, io, lock, GuestFile, LtpError};
 use kbot_kernel::Arch;
 use std::collections::{BTreeSet, VecDeque};
 use std::fs;
@@ -327,9 +327,7 @@ fn assemble(arch: Arch, from: &Path, root: &Path) -> Result<(), LtpError> {
     fs::create_dir_all(&etc).map_err(io("cannot create", &etc))?;
     fs::write(etc.join("passwd"), PASSWD).map_err(io("cannot write", &etc))?;
     fs::write(etc.join("group"), GROUP).map_err(io("cannot write", &etc))?;
-    if from.join("etc/mke2fs.conf").is_file() {
-        copy_entry(&from.join("etc/mke2fs.conf"), &etc.join("mke2fs.conf"))?;
-    }
+    fs::write(etc.join("mke2fs.conf"), kbot_images::GUEST_MKE2FS_CONF).map_err(io("cannot write", &etc))?;
     Ok(())
 }
 

@@ -46,6 +46,12 @@ fn native(arch: Arch) -> bool {
 
 /// What the cached tools were assembled from: a change of the host's packages reassembles.
 fn key(arch: Arch) -> String {
+    // What kbot writes itself: a change rebuilds the tools like a new package does.
+    let own = kbot_kernel::fnv64(format!("{PASSWD}{GROUP}{}", kbot_images::GUEST_MKE2FS_CONF).as_bytes());
+    format!("{} files {own:016x}", package_key(arch))
+}
+
+fn package_key(arch: Arch) -> String {
     if !native(arch) {
         return format!("debs {}", FOREIGN_DEBS.join(" "));
     }

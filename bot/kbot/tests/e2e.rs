@@ -3,6 +3,11 @@
 //! ignored by default; run them with `cargo test --release -- --include-ignored`.
 //! KBOT_E2E_ARCH picks the arches (default both); the shadow checks must be on unless
 //! KBOT_E2E_SHADOW=auto (`kbot setup` installs what they need).
+//!
+//! The SRCU-stall series and one seed of the clean series also run LTP's inotify/fanotify
+//! tests, from the unmodified LTP source the machine provides (`KBOT_LTP`, else
+//! `../shared/ltp/*.tar*` beside the repository or `/work/shared/ltp`): every test on x86_64,
+//! the subset [`ARM64_LTP`] on arm64 to keep CI short (KBOT_E2E_LTP_ARM64=all for all of them).
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -16,30 +21,75 @@ fn arches() -> String {
     std::env::var("KBOT_E2E_ARCH").unwrap_or_else(|_| "x86_64,arm64".into())
 }
 
-/// Runs `kbot check` on an example with a fixed scenario seed; returns exit code, JSON and
-/// Markdown report.
-fn check(mbox: &str, dir: &Path, seed: u64) -> (i32, Value, String) {
-    let json = dir.join("r.json");
-    let md = dir.join("r.md");
-    let o = Command::new(env!("CARGO_BIN_EXE_kbot"))
-        .args(["check", "--mbox"])
+/// The LTP source for the tests; a missing one fails the test with what to do.
+fn ltp_source() -> PathBuf {
+    if let Some(p) = std::env::var_os("KBOT_LTP") {
+        return PathBuf::from(p);
+    }
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/ltp");
+    for dir in [beside, PathBuf::from("/work/shared/ltp")] {
+        let found = std::fs::read_dir(&dir).ok().and_then(|d| {
+            d.flatten().map(|e| e.path()).find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(".tar")))
+        });
+        if let Some(p) = found {
+            return p;
+        }
+    }
+    panic!("no LTP source: set KBOT_LTP to an LTP checkout or tarball (the machine's ../shared/ltp has one)");
+}
+
+/// The LTP tests arm64 runs: the seed's hang test, device-needing tests and one of each area
+/// (x86_64 runs all 37).
+const ARM64_LTP: &str = "fanotify07,fanotify01,fanotify10,inotify01,inotify12";
+
+/// Runs `kbot check` on an example with a fixed scenario seed, on one arch or all; with
+/// `ltp`, LTP runs too. Returns exit code, JSON and Markdown report.
+fn check_on(mbox: &str, dir: &Path, seed: u64, arch: &str, ltp: bool) -> (i32, Value, String) {
+    let json = dir.join(format!("r-{arch}.json"));
+    let md = dir.join(format!("r-{arch}.md"));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kbot"));
+    c.args(["check", "--mbox"])
         .arg(examples().join(mbox))
-        .args(["--seed", &seed.to_string(), "--arch", &arches(), "--json"])
+        .args(["--seed", &seed.to_string(), "--arch", arch, "--json"])
         .arg(&json)
         .arg("--report")
-        .arg(&md)
-        .output()
-        .unwrap();
+        .arg(&md);
+    if ltp {
+        c.arg("--ltp").arg(ltp_source());
+        let subset = std::env::var("KBOT_E2E_LTP_ARM64").unwrap_or_else(|_| ARM64_LTP.into());
+        if arch == "arm64" && subset != "all" {
+            c.args(["--ltp-tests", &subset]);
+        }
+    } else {
+        c.arg("--no-ltp");
+    }
+    let t = std::time::Instant::now();
+    let o = c.output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(json.exists(), "no JSON written; kbot said:\n{stderr}");
     let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    eprintln!("{mbox} on {arch}{}: {:.0} s", if ltp { " with LTP" } else { "" }, t.elapsed().as_secs_f64());
     eprintln!("{}", String::from_utf8_lossy(&o.stdout));
     (o.status.code().unwrap_or(-1), v, std::fs::read_to_string(&md).unwrap())
 }
 
-/// 8 hang tests, 10 corpus scenarios, 8 random scenarios; 6 shadow rules when on.
+/// Without LTP, all arches in one check.
+fn check(mbox: &str, dir: &Path, seed: u64) -> (i32, Value, String) {
+    check_on(mbox, dir, seed, &arches(), false)
+}
+
+/// With LTP, one check per arch (each arch has its own LTP list).
+fn check_ltp(mbox: &str, dir: &Path, seed: u64) -> Vec<(i32, Value, String)> {
+    arches().split(',').map(|a| check_on(mbox, dir, seed, a, true)).collect()
+}
+
+/// 8 hang tests, 10 corpus scenarios, 8 random scenarios; 6 shadow rules when on; LTP's.
 fn all_tests(arch: &Value) -> usize {
-    26 + if shadow_on(arch) { 6 } else { 0 }
+    26 + if shadow_on(arch) { 6 } else { 0 } + ltp_tests(&arch["base"]).len()
+}
+
+fn ltp_tests(run: &Value) -> Vec<&Value> {
+    run["tests"].as_array().unwrap().iter().filter(|t| t["name"].as_str().unwrap().starts_with("ltp/")).collect()
 }
 
 /// Whether the arch ran with the in-kernel shadow checks: required after `kbot setup`;
@@ -56,15 +106,25 @@ fn names(regs: &[Value]) -> Vec<&str> {
     regs.iter().map(|r| r["test"].as_str().unwrap()).collect()
 }
 
+/// Everything passed, apart from tests the kernel or machine cannot run (LTP's TCONF).
 fn all_pass(run: &Value) -> bool {
-    run["tests"].as_array().unwrap().iter().all(|t| t["result"] == "pass")
+    run["tests"].as_array().unwrap().iter().all(|t| t["result"] == "pass" || (is_ltp(t) && t["result"] == "skip"))
+}
+
+fn is_ltp(t: &Value) -> bool {
+    t["name"].as_str().unwrap().starts_with("ltp/")
 }
 
 #[test]
 #[ignore = "needs `kbot setup`, builds and boots real kernels"]
 fn srcu_stall_series_is_bisected_to_patch_2() {
     let d = tempfile::tempdir().unwrap();
-    let (code, v, md) = check("srcu-stall-regression.mbox", d.path(), 1);
+    for (code, v, md) in check_ltp("srcu-stall-regression.mbox", d.path(), 1) {
+        srcu_stall_result(code, &v, &md);
+    }
+}
+
+fn srcu_stall_result(code: i32, v: &Value, md: &str) {
     assert_eq!(code, 1);
     assert_eq!(v["schema"], "kbot.result/v1");
     assert_eq!(v["status"], "regression");
@@ -79,13 +139,30 @@ fn srcu_stall_series_is_bisected_to_patch_2() {
         assert!(cp[0]["detail"].as_str().unwrap().contains(" errors, "), "{}", cp[0]);
     }
     let results = v["arches"].as_array().unwrap();
-    assert_eq!(results.len(), arches().split(',').count());
+    assert_eq!(results.len(), 1);
     for a in results {
         assert_eq!(a["base"]["tests"].as_array().unwrap().len(), all_tests(a), "{a}");
+        let ltp = ltp_tests(&a["base"]);
+        let passed = ltp.iter().filter(|t| t["result"] == "pass").count();
+        eprintln!("{}: LTP on the base: {passed} of {} pass", a["arch"], ltp.len());
+        if a["arch"] == "x86_64" {
+            // Proof that the device-needing tests run (31 of 37 pass on Debian's 6.12 here).
+            assert!(ltp.len() == 37 && passed >= 30, "{passed} of {} LTP tests pass on the base", ltp.len());
+        } else {
+            assert_eq!(passed, ARM64_LTP.split(',').count(), "{ltp:?}");
+        }
+        // LTP's hang test sees the seed's stall, and kbot's watchdog (not LTP's 30 s timeout)
+        // says so in seconds.
+        let f07 = ltp_tests(&a["tip"]).into_iter().find(|t| t["name"] == "ltp/fanotify07").expect("fanotify07 ran");
+        assert_eq!(f07["result"], "hang", "{f07}");
+        let detail = f07["detail"].as_str().unwrap();
+        assert!(detail.contains("D state"), "{detail}");
+        eprintln!("{}: ltp/fanotify07 on the tip: {detail}", a["arch"]);
         assert!(all_pass(&a["base"]), "base must pass: {a}");
         let regs = a["regressions"].as_array().unwrap();
         let found = names(regs);
         assert!(found.contains(&"inotify_close_with_pending_perm"), "{found:?}");
+        assert!(found.contains(&"ltp/fanotify07"), "{found:?}");
         // The differential scenario of the seed's stall sees it too.
         assert!(found.contains(&"scenario/seed-stall-inotify"), "{found:?}");
         // And the reference core in the kernel, at the first permission wait.
@@ -103,14 +180,26 @@ fn srcu_stall_series_is_bisected_to_patch_2() {
             } else if test.starts_with("scenario/") {
                 assert_eq!(r["kind"], "divergence");
                 assert!(ev.contains("model: returns 0; kernel: blocks"), "{ev}");
+            } else if test.starts_with("ltp/") {
+                assert_eq!(r["kind"], "hang");
+                // LTP's own last lines and the stacks of the stuck tasks.
+                assert!(ev.contains("the test's own lines:") && ev.contains("synchronize_srcu"), "{ev}");
             } else {
                 assert_eq!(r["kind"], "hang");
                 assert!(ev.contains("synchronize_srcu"), "the evidence must show the SRCU wait: {ev}");
             }
         }
-        // Everything else still passes on the tip.
-        let tip_pass = a["tip"]["tests"].as_array().unwrap().iter().filter(|t| t["result"] == "pass").count();
-        assert_eq!(tip_pass, all_tests(a) - regs.len());
+        // Everything else still does on the tip what it did on the base.
+        let base_pass = |name: &Value| {
+            a["base"]["tests"].as_array().unwrap().iter().any(|b| b["name"] == *name && b["result"] == "pass")
+        };
+        let newly_bad = a["tip"]["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| (t["result"] == "fail" || t["result"] == "hang") && base_pass(&t["name"]))
+            .count();
+        assert_eq!(newly_bad, regs.len(), "{a}");
     }
     assert!(md.contains("first bad patch: **[PATCH 2/3] fsnotify: avoid SRCU round trip"), "{md}");
     assert!(md.contains("Reported-by:"));
@@ -122,20 +211,31 @@ fn srcu_stall_series_is_bisected_to_patch_2() {
 fn clean_series_passes_with_several_seeds() {
     for seed in [2, 3] {
         let d = tempfile::tempdir().unwrap();
-        let (code, v, md) = check("clean-series.mbox", d.path(), seed);
-        assert_eq!(code, 0, "seed {seed}: {v}");
-        assert_eq!(v["status"], "clean");
-        for a in v["arches"].as_array().unwrap() {
-            for run in ["base", "tip"] {
-                assert_eq!(a[run]["build"], "pass");
-                assert_eq!(a[run]["boot"], "pass");
-                assert_eq!(a[run]["tests"].as_array().unwrap().len(), all_tests(a));
-                assert!(all_pass(&a[run]), "seed {seed}: {a}");
-            }
-            assert_eq!(a["regressions"], serde_json::json!([]));
+        // Seed 2 with LTP (no ltp/ regression either), seed 3 without.
+        let runs = if seed == 2 {
+            check_ltp("clean-series.mbox", d.path(), seed)
+        } else {
+            vec![check("clean-series.mbox", d.path(), seed)]
+        };
+        for (code, v, md) in runs {
+            clean_result(seed, code, &v, &md);
         }
-        assert!(md.contains("no test regressed"));
     }
+}
+
+fn clean_result(seed: u64, code: i32, v: &Value, md: &str) {
+    assert_eq!(code, 0, "seed {seed}: {v}");
+    assert_eq!(v["status"], "clean");
+    for a in v["arches"].as_array().unwrap() {
+        for run in ["base", "tip"] {
+            assert_eq!(a[run]["build"], "pass");
+            assert_eq!(a[run]["boot"], "pass");
+            assert_eq!(a[run]["tests"].as_array().unwrap().len(), all_tests(a));
+            assert!(all_pass(&a[run]), "seed {seed}: {a}");
+        }
+        assert_eq!(a["regressions"], serde_json::json!([]));
+    }
+    assert!(md.contains("no test regressed"));
 }
 
 /// A series that inverts the order in which groups get events: only the differential

@@ -156,7 +156,8 @@ mod tests {
     fn a_reply_is_threaded_and_filtered_at_send_time() {
         let t = target();
         let to = vec!["Bob <bob@example.org>".to_string()];
-        let cc = vec!["list@example.org".into(), "\"Dev, Alice\" <alice@example.org>".into(), "kbot@example.org".into()];
+        let cc =
+            vec!["list@example.org".into(), "\"Dev, Alice\" <alice@example.org>".into(), "kbot@example.org".into()];
         let m = reply("kbot <kbot@example.org>", &t, "answer:cmd1", &to, &cc, "done: queued\n", "kbot 0").unwrap();
         let text = String::from_utf8(m.raw.clone()).unwrap();
         assert!(text.contains("In-Reply-To: <cmd1@example.org>"), "{text}");
@@ -172,7 +173,9 @@ mod tests {
         assert!(!head.contains("alice@") && !head.contains("bob@"), "{head}");
         assert!(head.contains("To: list@example.org") || head.contains("Cc: list@example.org"), "{head}");
         assert!(text.ends_with("done: queued\r\n"), "{text}");
-        assert!(without(&m, &["list@example.org".into(), "alice@example.org".into(), "bob@example.org".into()]).is_none());
+        assert!(
+            without(&m, &["list@example.org".into(), "alice@example.org".into(), "bob@example.org".into()]).is_none()
+        );
         assert_eq!(without(&m, &[]).unwrap(), m);
     }
 

@@ -46,6 +46,10 @@ pub struct TreeConfig {
     pub branches: Vec<String>,
     /// The tree is on GitHub: results go there too (commit status and PR comment).
     pub github: Option<GithubConfig>,
+    /// How public mail names the tree: its git URL and branch (e.g.
+    /// `https://git.kernel.org/pub/scm/linux/kernel/git/torvalds/linux.git master`). Mail
+    /// never shows `path`; without `url` it shows only the tree's name.
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -71,6 +75,10 @@ pub struct InboxConfig {
     pub tree: String,
     /// Ignore older messages (RFC 3339). Default: the service's first start.
     pub since: Option<String>,
+    /// Also mail a short note when a series of this list does not apply (default: no mail;
+    /// the run page has it).
+    #[serde(default)]
+    pub mail_apply_failed: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -93,6 +101,21 @@ pub struct MailConfig {
     /// Extra Cc on every report (e.g. an archive list).
     #[serde(default)]
     pub cc: Vec<String>,
+    /// Cc the maintainers and lists `scripts/get_maintainer.pl` of the base tree names for the
+    /// first bad patch (default: true).
+    #[serde(default = "yes")]
+    pub cc_maintainers: bool,
+    /// A follow-up revision of a reported series in which a regression is gone gets a short
+    /// "no longer reproduces" note (default: true).
+    #[serde(default = "yes")]
+    pub send_fixed: bool,
+    /// Addresses that never get mail from kbot (besides those who sent `#kbot stop`).
+    #[serde(default)]
+    pub optout: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -202,6 +225,14 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         if t.path.is_none() && t.name != "default" {
             return Err(bad(format!("trees[{i}].path"), "missing (only the tree named default may omit it)"));
         }
+        if let Some(u) = &t.url {
+            if u.trim().is_empty() || u.len() > 300 || u.contains(char::is_control) || u.starts_with(['/', '.', '~']) {
+                return Err(bad(
+                    format!("trees[{i}].url"),
+                    format!("expected a public git URL and branch (never a path on this host), not {u:?}"),
+                ));
+            }
+        }
         if let Some(b) = t.branches.iter().find(|b| b.is_empty() || b.starts_with('-') || b.contains("..")) {
             return Err(bad(format!("trees[{i}].branches"), format!("{b:?} is not a branch name")));
         }
@@ -288,6 +319,9 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         }
         if let Some(x) = m.cc.iter().find(|x| !looks_like_mailbox(x)) {
             return Err(bad("mail.cc", format!("{x:?} is not an address")));
+        }
+        if let Some(x) = m.optout.iter().find(|x| !looks_like_mailbox(x)) {
+            return Err(bad("mail.optout", format!("{x:?} is not an address")));
         }
     }
     if let Some(w) = &c.web {

@@ -34,6 +34,16 @@ fn full_config_values() {
     assert_eq!(c.job_timeout.unwrap().0.as_secs(), 7200);
     assert_eq!(c.poll_interval.unwrap().0.as_secs(), 90);
     assert_eq!(c.inboxes[0].since.as_deref().and_then(parse_rfc3339), Some(1_793_491_200));
+    assert_eq!(
+        c.trees[1].url.as_deref(),
+        Some("https://git.kernel.org/pub/scm/linux/kernel/git/torvalds/linux.git master")
+    );
+    assert!(!c.inboxes[0].mail_apply_failed && c.inboxes[1].mail_apply_failed);
+    let m = c.mail.unwrap();
+    assert!(!m.cc_maintainers && !m.send_fixed);
+    assert_eq!(m.optout, ["Bob <bob@example.org>", "carol@example.org"]);
+    let m = parse("mail:\n  smtp: smtp://127.0.0.1:25\n  from: k@x.org\n").unwrap().mail.unwrap();
+    assert!(m.cc_maintainers && m.send_fixed && m.optout.is_empty(), "the defaults");
 }
 
 #[test]

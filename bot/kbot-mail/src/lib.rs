@@ -41,6 +41,9 @@ pub enum Subject<'a> {
 
 use kbot_kernel::fnv64;
 
+mod reply;
+pub use reply::{reply, without};
+
 /// What a mail takes of untrusted text as is: not a control character (CR, LF, NUL, ESC, ...)
 /// and not an invisible or reordering one (bidi overrides and isolates such as U+202E and
 /// U+2066..U+2069, zero-width characters, the other Unicode format characters, U+2028/2029).

@@ -11,6 +11,11 @@
 //!   a failed fetch, for their retry time: attempts and the last error are kept).
 //! - `gaps`: stretches of an inbox that scrolled past its feed between two polls, until they
 //!   are backfilled; `lost`: threads and gaps given up on, with the reason (`kbot status`).
+//! - `commands`: `#kbot` commands acted on, keyed by the command mail's Message-ID (acted on
+//!   once, across polls and restarts); `tracked`: the message ids of each series job's thread
+//!   (what a command may reply to); `families`: a series job's revision family (b4 change-id
+//!   or subject, and author) for follow-ups across revisions; `invalid`: findings a
+//!   `#kbot invalid` dropped for a family; `optout`: addresses that sent `#kbot stop`.
 //! - `cursors`: small named values (last tested branch tips, first start, the last feed).
 //!
 //! The closed vocabularies of the rows ([`JobKind`], [`JobState`], [`MailState`]) are enums
@@ -211,6 +216,16 @@ CREATE TABLE IF NOT EXISTS gaps (
 CREATE TABLE IF NOT EXISTS lost (
     id INTEGER PRIMARY KEY, source TEXT NOT NULL, what TEXT NOT NULL, error TEXT NOT NULL,
     at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS commands (
+    msgid TEXT PRIMARY KEY, source TEXT NOT NULL, sender TEXT NOT NULL, command TEXT NOT NULL,
+    outcome TEXT NOT NULL, at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS tracked (msgid TEXT PRIMARY KEY, job INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS families (
+    job INTEGER PRIMARY KEY, family TEXT NOT NULL, version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS invalid (
+    family TEXT NOT NULL, test TEXT NOT NULL, kind TEXT NOT NULL, by TEXT NOT NULL,
+    PRIMARY KEY (family, test, kind));
+CREATE TABLE IF NOT EXISTS optout (addr TEXT PRIMARY KEY, by TEXT NOT NULL, at INTEGER NOT NULL);
 ";
 
 /// Columns added to `pending` after its first release (a thread's failed fetches).
@@ -575,6 +590,118 @@ impl Queue {
         Ok(())
     }
 
+    /// A mail of the outbox that belongs to no job's finish (a command's answer, a follow-up
+    /// note); `job` is the job it is about (0: none). Ignored when its Message-ID exists.
+    pub fn queue_mail(&self, job: i64, m: &NewMail) -> R<bool> {
+        Ok(self.db.execute(
+            "INSERT OR IGNORE INTO mails (job, message_id, sender, rcpt, raw, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![job, m.message_id, m.sender, m.rcpt.join(","), m.raw, MailState::Pending],
+        )? == 1)
+    }
+
+    /// The outbox mail with this Message-ID (with or without the angle brackets).
+    pub fn mail_by_msgid(&self, msgid: &str) -> R<Option<Mail>> {
+        let id = format!("<{}>", msgid.trim_matches(['<', '>']));
+        self.db
+            .query_row(&format!("SELECT {MAIL_COLS} FROM mails WHERE message_id=?1"), params![id], mail_row)
+            .optional()
+            .map_err(QueueError::from)
+    }
+
+    /// Whether the command mail `msgid` was acted on already, and what came of it.
+    pub fn command_outcome(&self, msgid: &str) -> R<Option<String>> {
+        self.db
+            .query_row("SELECT outcome FROM commands WHERE msgid=?1", params![msgid], |r| r.get(0))
+            .optional()
+            .map_err(QueueError::from)
+    }
+
+    /// Records a command as acted on; `false` when it was already.
+    pub fn command_done(&self, msgid: &str, source: &str, sender: &str, command: &str, outcome: &str) -> R<bool> {
+        Ok(self.db.execute(
+            "INSERT OR IGNORE INTO commands (msgid, source, sender, command, outcome, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![msgid, source, sender, command, outcome, now()],
+        )? == 1)
+    }
+
+    /// Remembers the message ids of a series job's thread (the first job keeps a message id).
+    pub fn track(&self, job: i64, msgids: &[String]) -> R<()> {
+        for m in msgids {
+            self.db.execute("INSERT OR IGNORE INTO tracked (msgid, job) VALUES (?1, ?2)", params![m, job])?;
+        }
+        Ok(())
+    }
+
+    /// The series job whose thread holds `msgid`.
+    pub fn tracked_job(&self, msgid: &str) -> R<Option<i64>> {
+        self.db
+            .query_row("SELECT job FROM tracked WHERE msgid=?1", params![msgid], |r| r.get(0))
+            .optional()
+            .map_err(QueueError::from)
+    }
+
+    /// Records the revision family and version of a series job.
+    pub fn set_family(&self, job: i64, family: &str, version: u32) -> R<()> {
+        self.db.execute(
+            "INSERT INTO families (job, family, version) VALUES (?1, ?2, ?3) ON CONFLICT(job) DO UPDATE SET family=?2, version=?3",
+            params![job, family, version],
+        )?;
+        Ok(())
+    }
+
+    /// The finished jobs of `family` (job, version), newest version first, then newest job.
+    pub fn family_jobs(&self, family: &str) -> R<Vec<(i64, u32)>> {
+        let mut st = self.db.prepare(
+            "SELECT f.job, f.version FROM families f JOIN jobs j ON j.id=f.job WHERE f.family=?1 AND j.state=?2 ORDER BY f.version DESC, f.job DESC",
+        )?;
+        let rows = st.query_map(params![family, JobState::Done], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>().map_err(QueueError::from)
+    }
+
+    /// The family of a job, when it is a series job that finished.
+    pub fn family_of(&self, job: i64) -> R<Option<String>> {
+        self.db
+            .query_row("SELECT family FROM families WHERE job=?1", params![job], |r| r.get(0))
+            .optional()
+            .map_err(QueueError::from)
+    }
+
+    /// Marks a finding (test and kind) of a family invalid: not reported again.
+    pub fn invalid_add(&self, family: &str, test: &str, kind: &str, by: &str) -> R<()> {
+        self.db.execute(
+            "INSERT OR IGNORE INTO invalid (family, test, kind, by) VALUES (?1, ?2, ?3, ?4)",
+            params![family, test, kind, by],
+        )?;
+        Ok(())
+    }
+
+    pub fn is_invalid(&self, family: &str, test: &str, kind: &str) -> R<bool> {
+        self.db
+            .query_row(
+                "SELECT 1 FROM invalid WHERE family=?1 AND test=?2 AND kind=?3",
+                params![family, test, kind],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|o| o.is_some())
+            .map_err(QueueError::from)
+    }
+
+    /// Adds an address (lowercase) that gets no further mail.
+    pub fn optout_add(&self, addr: &str, by: &str) -> R<()> {
+        self.db.execute(
+            "INSERT OR IGNORE INTO optout (addr, by, at) VALUES (?1, ?2, ?3)",
+            params![addr.to_ascii_lowercase(), by, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn optouts(&self) -> R<Vec<String>> {
+        let mut st = self.db.prepare("SELECT addr FROM optout ORDER BY addr")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>().map_err(QueueError::from)
+    }
+
     pub fn cursor(&self, name: &str) -> R<Option<String>> {
         self.db
             .query_row("SELECT value FROM cursors WHERE name=?1", params![name], |r| r.get(0))
@@ -766,6 +893,37 @@ mod tests {
         q.db.execute("UPDATE jobs SET kind='other' WHERE key='k1'", []).unwrap();
         let e = q.job(1).unwrap_err().to_string();
         assert!(e.starts_with("queue database: ") && e.contains("\"other\""), "{e}");
+    }
+
+    #[test]
+    fn commands_families_invalid_findings_and_optouts_persist() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("q.db");
+        {
+            let mut q = Queue::open(&p).unwrap();
+            let a = q.enqueue("a", JobKind::Series, "s", "A", "/a", "t").unwrap().unwrap();
+            q.track(a, &["cover@x".into(), "p1@x".into()]).unwrap();
+            q.claim().unwrap();
+            q.finish(a, "regression", None, None, None).unwrap();
+            q.set_family(a, "change-id:x|a@x", 1).unwrap();
+            assert!(q.command_done("c1@x", "s", "b@x", "#kbot test", "done: job 2").unwrap());
+            assert!(!q.command_done("c1@x", "s", "b@x", "#kbot test", "again").unwrap());
+            q.invalid_add("change-id:x|a@x", "t1", "hang", "c2@x").unwrap();
+            q.optout_add("Bob@X", "c3@x").unwrap();
+            let m = NewMail { message_id: "<ans@k>", sender: "k@x", rcpt: &["b@x".into()], raw: b"m" };
+            assert!(q.queue_mail(0, &m).unwrap());
+            assert!(!q.queue_mail(0, &m).unwrap());
+        }
+        let q = Queue::open(&p).unwrap();
+        assert_eq!(q.command_outcome("c1@x").unwrap().as_deref(), Some("done: job 2"));
+        assert_eq!(q.command_outcome("c9@x").unwrap(), None);
+        assert_eq!(q.tracked_job("p1@x").unwrap(), Some(1));
+        assert_eq!(q.family_jobs("change-id:x|a@x").unwrap(), [(1, 1)]);
+        assert_eq!(q.family_of(1).unwrap().as_deref(), Some("change-id:x|a@x"));
+        assert!(q.is_invalid("change-id:x|a@x", "t1", "hang").unwrap());
+        assert!(!q.is_invalid("change-id:x|a@x", "t1", "oops").unwrap());
+        assert_eq!(q.optouts().unwrap(), ["bob@x"]);
+        assert_eq!(q.mail_by_msgid("ans@k").unwrap().unwrap().rcpt, "b@x");
     }
 
     #[test]

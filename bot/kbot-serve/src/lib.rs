@@ -14,11 +14,15 @@
 //! the service resumes unfinished jobs and never mails a report twice. SIGTERM drains: no new
 //! jobs, running ones finish, mail goes out, then it exits.
 
+pub mod commands;
+pub mod followups;
+pub mod recipients;
+
 use kbot_config::Config;
 use kbot_queue::{now, Job, JobDir, JobKind, JobState, NewMail, Queue, QueueError};
 use kbot_report::short_commit;
 use kbot_runner::{write_atomic, Fail, Home, Lock};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,6 +49,11 @@ pub struct Service {
     since_default: i64,
     running: Vec<Running>,
     log_quiet: bool,
+    /// The sandbox get_maintainer.pl runs in (set by [`run`]; none: no maintainers on Cc).
+    pub sandbox: Option<kbot_sandbox::Policy>,
+    /// Threads waiting, by (inbox, message id): what they are and until when (`None`: for
+    /// missing patches), as last said in the log.
+    waiting: BTreeMap<(String, String), (String, Option<i64>)>,
 }
 
 struct Running {
@@ -84,11 +93,15 @@ fn env(e: impl std::fmt::Display) -> Fail {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
     Enqueue,
-    Wait,
+    /// Wait: until this time (the grace after the thread's newest mail), or, `None`, for the
+    /// rest of an incomplete series.
+    Wait(Option<i64>),
     Drop(String),
 }
 
-/// Pure: the fate of a thread given what is known about it now.
+/// Pure: the fate of a thread given what is known about it now. The grace is counted from
+/// the thread's newest mail (a date in the future counts as now; a thread without dates
+/// from when it was first seen), not from when the service first saw it.
 pub fn decide(
     complete: bool,
     known: bool,
@@ -108,10 +121,11 @@ pub fn decide(
         if now - first_seen > INCOMPLETE_GIVE_UP {
             return Decision::Drop("still incomplete after a day".into());
         }
-        return Decision::Wait;
+        return Decision::Wait(None);
     }
-    if now - first_seen < grace {
-        return Decision::Wait;
+    let newest = newest_date.map_or(first_seen, |d| d.min(now));
+    if now - newest < grace {
+        return Decision::Wait(Some(newest + grace));
     }
     Decision::Enqueue
 }
@@ -184,7 +198,19 @@ impl Service {
         let arches = cfg.arches.clone().unwrap_or_else(|| vec!["x86_64".into(), "arm64".into()]);
         let grace = cfg.grace.map_or(600, |d| d.0.as_secs() as i64);
         Ok((
-            Service { cfg, home, state, q, arches, grace, since_default: first, running: Vec::new(), log_quiet: quiet },
+            Service {
+                cfg,
+                home,
+                state,
+                q,
+                arches,
+                grace,
+                since_default: first,
+                running: Vec::new(),
+                log_quiet: quiet,
+                sandbox: None,
+                waiting: BTreeMap::new(),
+            },
             lock,
         ))
     }
@@ -290,6 +316,8 @@ impl Service {
                 }
             };
             covered.extend(mails.iter().map(|m| m.message_id.clone()));
+            // `#kbot` commands in replies, before the series' fate (a command is no patch).
+            self.handle_commands(&ib.name, &mails)?;
             let series = match kbot_series::assemble(&mails, None) {
                 Ok(s) => s,
                 Err(_) => {
@@ -302,9 +330,28 @@ impl Service {
             let newest = mails.iter().filter_map(|m| m.date.as_deref().and_then(mail_epoch)).max();
             let d =
                 decide(series.missing.is_empty(), self.q.has_job(&key)?, newest, since, first_seen, now(), self.grace);
+            let wkey = (ib.name.clone(), msgid.clone());
             match d {
-                Decision::Wait => {}
+                Decision::Wait(until) => {
+                    let what = format!("{:?} v{}", series.subject, series.version);
+                    if self.waiting.get(&wkey) != Some(&(what.clone(), until)) {
+                        self.say(&match until {
+                            Some(t) => format!(
+                                "{}: {what}: waiting until {} (grace {} s after its newest mail)",
+                                ib.name,
+                                kbot_lore::utc_string(t),
+                                self.grace
+                            ),
+                            None => format!(
+                                "{}: {what}: waiting for patch(es) {:?} (given up a day after first seen)",
+                                ib.name, series.missing
+                            ),
+                        });
+                        self.waiting.insert(wkey, (what, until));
+                    }
+                }
                 Decision::Drop(why) => {
+                    self.waiting.remove(&wkey);
                     if why != "already queued" {
                         self.say(&format!("{}: {:?} v{}: not queued: {why}", ib.name, series.subject, series.version));
                     }
@@ -324,7 +371,10 @@ impl Service {
                         &ib.tree,
                     )? {
                         self.say(&format!("job {id} queued: {}: {title}", ib.name));
+                        let ids: Vec<String> = mails.iter().map(|m| m.message_id.clone()).collect();
+                        self.q.track(id, &ids)?;
                     }
+                    self.waiting.remove(&wkey);
                     self.q.pending_remove(&ib.name, &msgid)?;
                 }
             }
@@ -515,7 +565,13 @@ impl Service {
 
     fn spawn(&self, job: &Job, dir: &JobDir) -> Result<Child, String> {
         let tree = self.tree_path(&job.tree).ok_or_else(|| format!("no tree named {}", job.tree))?;
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        // Test seam: KBOT_SERVE_CHECK names a program run instead of `kbot check`, with the
+        // same arguments (it must write --json); the service's tests use it to give a job a
+        // prepared result without building and booting kernels.
+        let exe = match std::env::var_os("KBOT_SERVE_CHECK") {
+            Some(p) => PathBuf::from(p),
+            None => std::env::current_exe().map_err(|e| e.to_string())?,
+        };
         let mut c = Command::new(exe);
         c.arg("check");
         match job.kind {
@@ -523,6 +579,10 @@ impl Service {
             JobKind::Series => c.arg("--mbox").arg(&job.input),
         };
         c.arg("--tree").arg(&tree).arg("--arch").arg(self.arches.join(","));
+        // `#kbot test <tree> <branch-or-commit>`: the base it named.
+        if let Some(b) = self.q.cursor(&format!("base:{}", job.key)).map_err(|e| e.to_string())? {
+            c.arg("--base").arg(b);
+        }
         c.arg("--json").arg(dir.result_json()).arg("--report").arg(dir.report_md());
         if let Some(m) = &self.cfg.mail {
             c.arg("--reporter").arg(&m.from);
@@ -532,17 +592,15 @@ impl Service {
         }
         // Readers of the report reproduce from the list or the tree, not from kbot's files.
         let source = match job.kind {
-            JobKind::Range => {
-                Some(kbot_report::shell_line(&["--range", &job.input, "--tree", &tree.display().to_string()]))
-            }
+            // The tree by its name (its url: in the config), never its path here.
+            JobKind::Range => Some(kbot_report::shell_line(&["--range", &job.input, "--tree", &job.tree])),
             JobKind::Series => {
                 let id = series_msgid(&job.key, &job.source);
                 let ib = self.cfg.inboxes.iter().find(|i| i.name == job.source);
                 match ib.and_then(|i| i.lore.clone()) {
                     Some(l) => Some(kbot_report::shell_line(&["--msgid", id, "--lore", &l])),
-                    None => ib
-                        .and_then(|i| i.git.as_ref())
-                        .map(|g| kbot_report::shell_line(&["--msgid", id, "--inbox", &g.display().to_string()])),
+                    // A mirror on this host: the message id (lore has it), not the mirror's path.
+                    None => Some(kbot_report::shell_line(&["--msgid", id])),
                 }
             }
         };
@@ -653,35 +711,6 @@ impl Service {
         Ok(())
     }
 
-    /// The report mail of a finished job; `mails` are a series' mails (none for a range).
-    fn compose(
-        &self,
-        job: &Job,
-        res: &kbot_report::CheckResult,
-        mails: Option<&[kbot_mbox::Mail]>,
-        mc: &kbot_config::MailConfig,
-    ) -> Result<Option<kbot_mail::OutMail>, String> {
-        let link = run_link(&self.cfg, job.id);
-        let s = kbot_mail::Settings { from: &mc.from, cc: &mc.cc, link: link.as_deref(), send_clean: mc.send_clean };
-        match (job.kind, mails) {
-            (JobKind::Range, _) => {
-                let committer = match (res.first_bad(), self.tree_path(&job.tree)) {
-                    (Some(f), Some(t)) if !f.commit.is_empty() => {
-                        kbot_kernel::git::git(&t, &["log", "-1", "--format=%cn <%ce>", &f.commit]).ok()
-                    }
-                    _ => None,
-                };
-                let branch = range_branch(&job.key);
-                let about = kbot_mail::Subject::Range { tree: &job.tree, branch, committer: committer.as_deref() };
-                kbot_mail::report(res, &job.key, &about, &s).map_err(|e| e.to_string())
-            }
-            (JobKind::Series, Some(mails)) => {
-                kbot_mail::report(res, &job.key, &kbot_mail::Subject::Series { mails }, &s).map_err(|e| e.to_string())
-            }
-            (JobKind::Series, None) => Err(format!("{}: the series' mails were not read", job.input)),
-        }
-    }
-
     /// Sends the outbox (`all`: also mails whose retry time has not come, for --once).
     pub fn send_mail(&self, all: bool) -> Result<usize, Fail> {
         let Some(mc) = &self.cfg.mail else { return Ok(0) };
@@ -692,9 +721,23 @@ impl Service {
         // Checked at startup too: a variable named but unset is never a send without AUTH.
         let (creds, ca_pem) = mail_env(mc)?;
         let mut left = 0;
+        let optouts = self.optouts();
         for m in due {
+            // Opt-outs (mail.optout, #kbot stop) never receive mail, even one queued before.
+            let out = kbot_mail::OutMail {
+                message_id: m.message_id.clone(),
+                sender: m.sender.clone(),
+                rcpt: m.rcpt.split(',').map(str::to_string).collect(),
+                raw: m.raw.clone(),
+            };
+            let Some(out) = kbot_mail::without(&out, &optouts) else {
+                self.q.mail_retry(m.id, now(), "not sent: every recipient opted out", true).map_err(env)?;
+                self.say(&format!("mail {}: not sent: every recipient opted out", m.message_id));
+                continue;
+            };
             self.q.mail_sending(m.id).map_err(env)?;
-            let rcpt: Vec<String> = m.rcpt.split(',').map(str::to_string).collect();
+            let rcpt = out.rcpt.clone();
+            let m = kbot_queue::Mail { raw: out.raw, rcpt: rcpt.join(","), ..m };
             let smtp = kbot_mail::Smtp { url: &mc.smtp, creds: creds.clone(), ca_pem: ca_pem.as_deref() };
             match kbot_mail::send(&smtp, &m.sender, &rcpt, &m.raw) {
                 Ok(()) => {
@@ -788,14 +831,17 @@ impl Service {
     /// For --once: a thread is waiting for a grace period that ends within a minute.
     fn has_pending_soon(&self) -> Result<bool, Fail> {
         let t = now();
-        for ib in &self.cfg.inboxes {
-            for (_, first) in self.q.pending(&ib.name).map_err(env)? {
-                if first + self.grace > t && first + self.grace - t <= 60 {
-                    return Ok(true);
-                }
-            }
+        Ok(self.waiting.values().any(|(_, until)| until.is_some_and(|u| u > t && u - t <= 60)))
+    }
+
+    /// For --once on leaving: what still waits, and until when.
+    fn say_waiting(&self) {
+        for ((inbox, _), (what, until)) in &self.waiting {
+            self.say(&match until {
+                Some(u) => format!("still waiting: {inbox}: {what} until {}", kbot_lore::utc_string(*u)),
+                None => format!("still waiting: {inbox}: {what} for its missing patches"),
+            });
         }
-        Ok(false)
     }
 
     pub fn idle(&self) -> Result<bool, Fail> {
@@ -811,7 +857,7 @@ pub fn run(cfg: Config, home: Home, once: bool, quiet: bool) -> Result<i32, Fail
         mail_env(mc)?;
     }
     // No public mail is processed without the sandbox: refuse to start without it.
-    kbot_runner::sandbox_policy(false, &home, None)?;
+    let sandbox = kbot_runner::sandbox_policy(false, &home, None)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -824,6 +870,7 @@ pub fn run(cfg: Config, home: Home, once: bool, quiet: bool) -> Result<i32, Fail
         (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?)
     };
     let (mut svc, _lock) = Service::open(cfg, home, quiet)?;
+    svc.sandbox = Some(sandbox);
     svc.recover()?;
     if svc.cfg.web.is_some() {
         let addr = web(&svc.cfg, &svc.home)?;
@@ -853,6 +900,7 @@ pub fn run(cfg: Config, home: Home, once: bool, quiet: bool) -> Result<i32, Fail
                     next_poll = Instant::now();
                     continue;
                 }
+                svc.say_waiting();
                 // Leaving: one more try for every mail still waiting, due or not.
                 let unsent = svc.send_mail(true)?;
                 if unsent > 0 {
@@ -1045,8 +1093,14 @@ mod tests {
     fn threads_wait_for_completion_and_grace() {
         let t = 1_000_000;
         assert_eq!(decide(true, false, Some(t), 0, t, t + 600, 600), Decision::Enqueue);
-        assert_eq!(decide(true, false, Some(t), 0, t, t + 10, 600), Decision::Wait);
-        assert_eq!(decide(false, false, Some(t), 0, t, t + 10_000, 600), Decision::Wait);
+        assert_eq!(decide(true, false, Some(t), 0, t, t + 10, 600), Decision::Wait(Some(t + 600)));
+        assert_eq!(decide(false, false, Some(t), 0, t, t + 10_000, 600), Decision::Wait(None));
+        // A days-old thread seen for the first time now: its newest mail is long past the grace.
+        assert_eq!(decide(true, false, Some(t - 3 * 86400), 0, t, t, 600), Decision::Enqueue);
+        // A mail dated in the future counts as now.
+        assert_eq!(decide(true, false, Some(t + 86400), 0, t, t, 600), Decision::Wait(Some(t + 600)));
+        // No date: from first sight.
+        assert_eq!(decide(true, false, None, 0, t, t + 10, 600), Decision::Wait(Some(t + 600)));
         assert!(matches!(decide(false, false, None, 0, t, t + 2 * 86400, 600), Decision::Drop(_)));
         assert!(matches!(decide(true, true, None, 0, t, t + 600, 600), Decision::Drop(_)));
         assert!(matches!(decide(true, false, Some(t - 5), t, t, t + 600, 0), Decision::Drop(_)));

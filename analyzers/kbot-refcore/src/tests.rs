@@ -19,7 +19,7 @@ fn pending_open(m: &mut Model) -> u8 {
     assert_eq!(run(m, 1, Op::Open { inode: 0 }).ret, None, "open must block");
     let r = run(m, 0, Op::ReadEvents { group: g });
     assert_eq!(r.ret, Some(Ret::Ok(1)));
-    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN_PERM, inode: 0, task: 1 }]);
+    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN_PERM, inode: 0, task: 1, name: NO_NAME }]);
     g
 }
 
@@ -118,7 +118,7 @@ fn groups_are_asked_in_priority_order_and_deny_stops_delivery() {
     assert_eq!(r.released.as_slice()[0].ret, Ret::Ok(0));
     // The notification group sees the open afterwards.
     let r = run(&mut m, 0, Op::ReadEvents { group: 2 });
-    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 0, task: 1 }]);
+    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 0, task: 1, name: NO_NAME }]);
     // A deny by the first group: the second never hears of the access.
     assert_eq!(run(&mut m, 3, Op::Open { inode: 0 }).ret, None);
     run(&mut m, 0, Op::ReadEvents { group: 1 });
@@ -167,10 +167,10 @@ fn notifications_merge_like_the_kernel() {
     let fan = run(&mut m, 0, Op::ReadEvents { group: 0 });
     assert_eq!(
         fan.events.as_slice(),
-        &[Ev { mask: mask::OPEN, inode: 0, task: 1 }, Ev { mask: mask::OPEN, inode: 0, task: 2 }]
+        &[Ev { mask: mask::OPEN, inode: 0, task: 1, name: NO_NAME }, Ev { mask: mask::OPEN, inode: 0, task: 2, name: NO_NAME }]
     );
     let ino = run(&mut m, 0, Op::ReadEvents { group: 1 });
-    assert_eq!(ino.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 0, task: 0 }]);
+    assert_eq!(ino.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 0, task: 0, name: NO_NAME }]);
 }
 
 #[test]
@@ -184,12 +184,12 @@ fn queued_fanotify_events_keep_an_unlinked_file_alive() {
     assert_eq!(run(&mut m, 1, Op::Unlink { inode: 2 }).ret, Some(Ret::Ok(0)));
     // The unread FAN_OPEN holds the path: no IN_IGNORED yet, only IN_OPEN.
     let r = run(&mut m, 0, Op::ReadEvents { group: 1 });
-    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 2, task: 0 }]);
+    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 2, task: 0, name: NO_NAME }]);
     // fanotify removes marks by path: gone with the name.
     assert_eq!(run(&mut m, 0, Op::RemoveMark { group: 0, inode: 2 }).ret, Some(Ret::Err(ENOENT)));
     run(&mut m, 0, Op::ReadEvents { group: 0 });
     let r = run(&mut m, 0, Op::ReadEvents { group: 1 });
-    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::IGNORED, inode: 2, task: 0 }]);
+    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::IGNORED, inode: 2, task: 0, name: NO_NAME }]);
 }
 
 #[test]

@@ -48,7 +48,7 @@ pub fn show(sc: &Scenario) -> Result<String, Fail> {
             let ev: Vec<String> = p
                 .events
                 .iter()
-                .map(|e| format!("{} i{} t{}", kbot_scenario::mask_name(e.mask), e.inode, e.task))
+                .map(kbot_scenario::event_name)
                 .collect();
             line += &format!("; reads [{}]", ev.join(", "));
         }

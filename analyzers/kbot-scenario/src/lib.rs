@@ -295,7 +295,14 @@ pub struct StepObs {
 
 /// refcore's prediction for each step.
 pub fn predict(steps: &[Step], sem: Semantics) -> Result<Vec<StepObs>, PredictError> {
+    predict_with(steps, sem, kbot_refcore::QUEUE_LIMIT)
+}
+
+/// The prediction for a kernel whose groups hold at most `queue_limit` events (the
+/// `max_queued_events` sysctls the guest sets; a host run may have other values).
+pub fn predict_with(steps: &[Step], sem: Semantics, queue_limit: usize) -> Result<Vec<StepObs>, PredictError> {
     let mut m = Model::new(sem);
+    m.queue_limit = queue_limit;
     steps
         .iter()
         .map(|s| {

@@ -112,6 +112,25 @@ fn scenarios(p: &Params) -> Vec<kbot_scenario::Scenario> {
     v
 }
 
+const QUEUE_SYSCTLS: [&str; 2] = ["/proc/sys/fs/inotify/max_queued_events", "/proc/sys/fs/fanotify/max_queued_events"];
+
+fn queue_limits() -> [String; 2] {
+    QUEUE_SYSCTLS.map(|p| std::fs::read_to_string(p).unwrap_or_default().trim().to_string())
+}
+
+fn set_queue_limits(v: &[String; 2]) {
+    for (p, v) in QUEUE_SYSCTLS.iter().zip(v) {
+        if !v.is_empty() {
+            let _ = std::fs::write(p, v);
+        }
+    }
+}
+
+/// The queue limit the kernel applies to new groups now (the smaller of the two sysctls).
+fn queue_limit(_pid1: bool) -> usize {
+    queue_limits().iter().filter_map(|v| v.parse().ok()).min().unwrap_or(16384)
+}
+
 fn main() {
     let start = Instant::now();
     let pid1 = std::process::id() == 1;
@@ -180,12 +199,19 @@ fn main() {
         };
         emit(&line);
     }
-    // Differential checks against refcore: a divergence is a failed test of its own.
+    // Differential checks against refcore: a divergence is a failed test of its own. The
+    // groups' queues hold QUEUE_LIMIT events while they run (overflow is part of the model);
+    // the old limits come back for LTP.
+    let saved_limits = queue_limits();
+    if pid1 {
+        set_queue_limits(&[kbot_scenario::kbot_refcore::QUEUE_LIMIT.to_string(), kbot_scenario::kbot_refcore::QUEUE_LIMIT.to_string()]);
+    }
     let timing = scenario::Timing {
         prompt: Duration::from_millis(1500),
         settle: Duration::from_millis(200),
         dump: pid1,
         shrink_time: Duration::from_millis(p.shrink_ms),
+        queue_limit: queue_limit(pid1),
     };
     let mut random_started: Option<Instant> = None;
     for (j, sc) in scens.iter().enumerate() {
@@ -202,6 +228,18 @@ fn main() {
         };
         emit(&format!("# {}: {detail} (time_ms={})", sc.name, t.elapsed().as_millis()));
         emit(&format!("{}ok {n} {}", if ok { "" } else { "not " }, sc.name));
+    }
+    if pid1 {
+        set_queue_limits(&saved_limits);
+    }
+    let done = random_started.map(|s| s.elapsed());
+    let nrandom = scens.iter().filter(|s| s.name.starts_with("scenario/random-")).count();
+    if let Some(d) = done.filter(|_| nrandom > 0) {
+        emit(&format!(
+            "# kbot-agent random scenarios: {nrandom} in {} ms ({:.1} scenarios/s)",
+            d.as_millis(),
+            nrandom as f64 / d.as_secs_f64().max(0.001)
+        ));
     }
     // LTP's tests last: they are the slow part, and kbot's own verdicts come first.
     if !ltp_tests.is_empty() && pid1 {

@@ -676,6 +676,13 @@ pub fn corpus() -> Vec<Scenario> {
         c("unlink-pending", "t0 group content; t0 mark g0 i0 perm; t2 group inotify; t2 mark g1 i0 open; t1 open i0; t0 read g0; t3 unlink i0; t2 read g1; t0 allow g0 t1; t2 read g1; t3 open i0"),
         c("reverse-answers", "t0 group content; t0 mark g0 i0 perm; t1 open i0; t2 open i0; t3 open i0; t0 read g0; t0 allow g0 t3; t0 allow g0 t2; t0 allow g0 t1"),
         c("merge-notifications", "t0 group notif; t0 group inotify; t0 mark g0 i1 open; t0 mark g1 i1 open; t1 open i1; t1 open i1; t2 open i1; t0 read g0; t0 read g1"),
+        // Issue #16: one scenario per area of the tree.
+        c("tree-child-events", "t0 group inotify; t0 mark g0 d0 create+delete+movedfrom+movedto+attrib+access+open+closenw; t1 mkdir d1; t0 mark g0 d1 create+delete+movedto+deleteself; t1 create d1/i0; t1 cat i3; t1 rename i3 d1/i1; t1 chmod d1; t1 unlink d1/i0; t1 unlink d1/i1; t1 rmdir d1; t0 read g0"),
+        c("inotify-flags", "t0 group inotify; t0 mark g0 i1 open+closenw oneshot; t1 open i1; t1 open i1; t0 mark g0 i1 access; t0 mark g0 i1 open mcreate; t0 mark g0 i1 open madd; t0 mark g0 i1 open onlydir; t0 mark g0 i1 open madd+mcreate; t1 cat i1; t0 mark g0 d0 open exclunlink; t1 open i2; t0 read g0"),
+        c("fanotify-dir-marks", "t0 group notif; t0 mark g0 d0 open; t1 open i0; t1 open d0; t0 read g0; t0 mark g0 d0 open+child; t1 mkdir d1; t1 open i0; t1 open d1; t0 read g0; t0 mark g0 d0 open+child+ondir; t1 open d1; t1 open d0; t0 read g0; t0 mark g0 d0 create"),
+        c("ignore-surv-modify", "t0 group notif; t0 mark g0 i0 open+closew; t0 mark g0 i0 open ignored; t0 mark g0 i1 open+closew; t0 mark g0 i1 open ignored+surv; t1 open i0; t1 open i1; t1 write i0; t1 write i1; t0 read g0; t1 open i0; t1 open i1; t0 read g0"),
+        c("queue-overflow", "t0 group inotify; t0 mark g0 d0 attrib; t1 chmod i0; t1 chmod i1; t1 chmod i0; t1 chmod i1; t1 chmod i0; t1 chmod i1; t1 chmod i0; t1 chmod i1; t1 chmod i0; t1 chmod i1; t0 read g0; t1 chmod i2; t0 read g0"),
+        c("invalid-calls", "t0 group notif; t0 group inotify; t0 mark g0 i0 perm; t0 mark g0 d0 open+create; t0 mark g0 i0 open onlydir; t0 unmark g0 i5; t0 mark g1 i0 perm; t0 mark g1 d2/i0 open; t0 close g1; t0 mark g1 i0 perm; t0 mark g1 i0 open; t1 rmdir i0; t1 unlink d0; t1 mkdir d1; t1 mkdir d1; t1 create d1/i0; t1 rmdir d1; t1 create d2/i0"),
     ]
 }
 

@@ -37,9 +37,9 @@ fn check(mbox: &str, dir: &Path, seed: u64) -> (i32, Value, String) {
     (o.status.code().unwrap_or(-1), v, std::fs::read_to_string(&md).unwrap())
 }
 
-/// 8 hang tests, 10 corpus scenarios, 8 random scenarios; 6 shadow rules when on.
+/// 8 hang tests, 16 corpus scenarios, 8 random scenarios; 6 shadow rules when on.
 fn all_tests(arch: &Value) -> usize {
-    26 + if shadow_on(arch) { 6 } else { 0 }
+    32 + if shadow_on(arch) { 6 } else { 0 }
 }
 
 /// Whether the arch ran with the in-kernel shadow checks: required after `kbot setup`;

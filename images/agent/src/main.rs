@@ -40,6 +40,9 @@ struct Params {
     ltp_budget_ms: u64,
     /// `kbot.ltp=off`: kbot's own tests only, even with LTP in the initramfs.
     ltp_off: bool,
+    /// `kbot.scenarios_only=1`: the random scenarios alone (no tests, corpus or LTP): what
+    /// `kbot scenario replay --random N` boots for.
+    scenarios_only: bool,
     ltp: ltp::Params,
 }
 
@@ -53,6 +56,7 @@ fn params(cmdline: &str) -> Params {
         shrink_ms: 15_000,
         ltp_budget_ms: 600_000,
         ltp_off: false,
+        scenarios_only: false,
         ltp: ltp::Params { hang_ms: 5000, timeout_mul: "1".into(), runtime_mul: "1".into(), test_limit_ms: 300_000 },
     };
     for word in cmdline.split_whitespace() {
@@ -69,6 +73,9 @@ fn params(cmdline: &str) -> Params {
         } else if let Some(v) = word.strip_prefix("kbot.budget_ms=") {
             p.budget_ms = v.parse().unwrap_or(p.budget_ms);
         } else if word == "kbot.ltp=off" {
+            p.ltp_off = true;
+        } else if word == "kbot.scenarios_only=1" {
+            p.scenarios_only = true;
             p.ltp_off = true;
         } else if let Some(v) = word.strip_prefix("kbot.ltp_budget_ms=") {
             p.ltp_budget_ms = v.parse().unwrap_or(p.ltp_budget_ms);
@@ -92,7 +99,7 @@ fn params(cmdline: &str) -> Params {
 /// The scenarios of this boot: the corpus, `random` scenarios from `seed`, scenarios from
 /// `/scenarios.txt` (`name: steps` per line, for replays), and any named in `only`.
 fn scenarios(p: &Params) -> Vec<kbot_scenario::Scenario> {
-    let mut v = kbot_scenario::corpus();
+    let mut v = if p.scenarios_only { Vec::new() } else { kbot_scenario::corpus() };
     v.extend((0..p.random).map(|i| kbot_scenario::random(p.seed, i)));
     if let Ok(text) = std::fs::read_to_string("/scenarios.txt") {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -159,7 +166,7 @@ fn main() {
         sysrq: pid1,
     }));
     let wanted = |name: &str| p.only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
-    let selected: Vec<_> = TESTS.iter().filter(|(name, _)| wanted(name)).collect();
+    let selected: Vec<_> = TESTS.iter().filter(|(name, _)| wanted(name) && !p.scenarios_only).collect();
     let scens: Vec<_> = scenarios(&p).into_iter().filter(|s| wanted(&s.name)).collect();
     let ltp_tests: Vec<_> = if p.ltp_off { Vec::new() } else { ltp::tests() }
         .into_iter()

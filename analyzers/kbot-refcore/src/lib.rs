@@ -134,8 +134,19 @@ pub mod mask {
     /// FAN_EVENT_ON_CHILD in a fanotify mark.
     pub const ON_CHILD: u32 = 1 << 16;
     /// Event types (ALL_FSNOTIFY_EVENTS of the model).
-    pub const EVENTS: u32 = OPEN | OPEN_PERM | ACCESS | MODIFY | ATTRIB | CLOSE_WRITE | CLOSE_NOWRITE | CREATE
-        | DELETE | MOVED_FROM | MOVED_TO | DELETE_SELF | MOVE_SELF;
+    pub const EVENTS: u32 = OPEN
+        | OPEN_PERM
+        | ACCESS
+        | MODIFY
+        | ATTRIB
+        | CLOSE_WRITE
+        | CLOSE_NOWRITE
+        | CREATE
+        | DELETE
+        | MOVED_FROM
+        | MOVED_TO
+        | DELETE_SELF
+        | MOVE_SELF;
     /// Events a fanotify group reporting fds may ask for (FANOTIFY_FD_EVENTS); the others
     /// need FAN_REPORT_FID (fanotify_mark(2): EINVAL).
     pub const FAN_FD: u32 = OPEN | OPEN_PERM | ACCESS | MODIFY | CLOSE_WRITE | CLOSE_NOWRITE;
@@ -531,7 +542,8 @@ impl Model {
             m.last[0][i] = i as u8;
         }
         let root = MAX_INODES;
-        m.inodes[root] = Inode { exists: true, dir: true, data: true, parent: NO_NODE, name: NO_NAME, ..Inode::default() };
+        m.inodes[root] =
+            Inode { exists: true, dir: true, data: true, parent: NO_NODE, name: NO_NAME, ..Inode::default() };
         m.dirs[0] = Some(root as u8);
         m.last[0][MAX_INODES] = root as u8;
         m
@@ -861,11 +873,8 @@ impl Model {
         let legacy_ignore = flags & flag::IGNORED != 0;
         // "Event flags (FAN_ONDIR, FAN_EVENT_ON_CHILD) have no effect with
         // FAN_MARK_IGNORED_MASK": they are masked out (and may not be removed either).
-        let (mut m, mut umask) = if legacy_ignore {
-            (m & !(mask::ISDIR | mask::ON_CHILD), mask::ISDIR | mask::ON_CHILD)
-        } else {
-            (m, 0)
-        };
+        let (mut m, mut umask) =
+            if legacy_ignore { (m & !(mask::ISDIR | mask::ON_CHILD), mask::ISDIR | mask::ON_CHILD) } else { (m, 0) };
         if self.group(group).is_none() {
             return Ok(Ret::Err(EBADF));
         }

@@ -167,7 +167,10 @@ fn notifications_merge_like_the_kernel() {
     let fan = run(&mut m, 0, Op::ReadEvents { group: 0 });
     assert_eq!(
         fan.events.as_slice(),
-        &[Ev { mask: mask::OPEN, inode: 0, task: 1, name: NO_NAME }, Ev { mask: mask::OPEN, inode: 0, task: 2, name: NO_NAME }]
+        &[
+            Ev { mask: mask::OPEN, inode: 0, task: 1, name: NO_NAME },
+            Ev { mask: mask::OPEN, inode: 0, task: 2, name: NO_NAME }
+        ]
     );
     let ino = run(&mut m, 0, Op::ReadEvents { group: 1 });
     assert_eq!(ino.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 0, task: 0, name: NO_NAME }]);

@@ -211,7 +211,10 @@ fn main() {
     // the old limits come back for LTP.
     let saved_limits = queue_limits();
     if pid1 {
-        set_queue_limits(&[kbot_scenario::kbot_refcore::QUEUE_LIMIT.to_string(), kbot_scenario::kbot_refcore::QUEUE_LIMIT.to_string()]);
+        set_queue_limits(&[
+            kbot_scenario::kbot_refcore::QUEUE_LIMIT.to_string(),
+            kbot_scenario::kbot_refcore::QUEUE_LIMIT.to_string(),
+        ]);
     }
     let timing = scenario::Timing {
         prompt: Duration::from_millis(1500),

@@ -331,9 +331,11 @@ fn add_mark(k: &mut Kernel, group: u8, inode: u8, m: u32, flags: u8) -> (Ret, Ve
         return (Ret::Ok(0), vec![]);
     }
     let mut kf = if flags & flag::REMOVE != 0 { sys::FAN_MARK_REMOVE } else { sys::FAN_MARK_ADD };
-    for (f, b) in
-        [(flag::ONLYDIR, FAN_MARK_ONLYDIR), (flag::IGNORED, FAN_MARK_IGNORED_MASK), (flag::SURV, FAN_MARK_IGNORED_SURV_MODIFY)]
-    {
+    for (f, b) in [
+        (flag::ONLYDIR, FAN_MARK_ONLYDIR),
+        (flag::IGNORED, FAN_MARK_IGNORED_MASK),
+        (flag::SURV, FAN_MARK_IGNORED_SURV_MODIFY),
+    ] {
         if flags & f != 0 {
             kf |= b;
         }

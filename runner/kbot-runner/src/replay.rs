@@ -45,11 +45,7 @@ pub fn show(sc: &Scenario) -> Result<String, Fail> {
     for (i, (s, p)) in sc.steps.iter().zip(&pred).enumerate() {
         let mut line = format!("{:>3}. {:<24} {}", i + 1, format_step(s), ret_name(p.ret));
         if !p.events.is_empty() {
-            let ev: Vec<String> = p
-                .events
-                .iter()
-                .map(kbot_scenario::event_name)
-                .collect();
+            let ev: Vec<String> = p.events.iter().map(kbot_scenario::event_name).collect();
             line += &format!("; reads [{}]", ev.join(", "));
         }
         if !p.released.is_empty() {

@@ -13,6 +13,18 @@
 //!   operation that waits for a grace period (closing a group that has marks) blocks until the
 //!   pending permission events are answered — the stall the 4.12 series fixed.
 //!
+//! Since issue #16 it also models a small tmpfs-like tree (see [`path`]): directories `d0`
+//! (the scenario's root), `d1`, `d2`, files `i0`..`i7` in each; create, unlink, rename, mkdir,
+//! rmdir, open/read/write/close (as whole steps), chmod; inotify watches with their flags and
+//! the events a watching directory gets for its children; fanotify marks (fd reporting) on
+//! files and directories with and without `FAN_EVENT_ON_CHILD`/`FAN_ONDIR`, legacy ignore
+//! masks with `FAN_MARK_IGNORED_SURV_MODIFY`; queue overflow; the errno of invalid
+//! `fanotify_mark`/`inotify_add_watch` calls. The rules follow Linux 6.12's
+//! `fs/notify/fsnotify.c` (`send_to_group`, `fsnotify_iter_select_report_types`),
+//! `fanotify_group_event_mask()`, `inotify_handle_inode_event()` and `do_fanotify_mark()`.
+//! Not modelled: FID/DFID_NAME reporting (marks that need it fail with EINVAL, as they do
+//! for an fd-reporting group), mount and filesystem marks, `FAN_MARK_IGNORE` (5.19+ API).
+//!
 //! `no_std` and allocation free (fixed capacities), so the same source can run in the guest
 //! agent, on the host and inside the kernel.
 
@@ -26,16 +38,76 @@ pub const RULES_SOURCE: &str = include_str!("rules.rs");
 
 pub const MAX_TASKS: usize = 8;
 pub const MAX_GROUPS: usize = 8;
-pub const MAX_MARKS: usize = 16;
+pub const MAX_MARKS: usize = 24;
+/// Files `i0`..`i7` per directory (the legacy inodes are `d0`'s, present from the start).
 pub const MAX_INODES: usize = 8;
-pub const MAX_QUEUE: usize = 16;
+/// Directories: `d0` (the root, always there), `d1`, `d2` (children of `d0`).
+pub const MAX_DIRS: usize = 3;
+/// Objects ever created in one scenario (node ids are never reused): `0..8` are `d0/i0..i7`,
+/// `8` is `d0`, later ones in creation order.
+pub const MAX_NODES: usize = 40;
+pub const MAX_QUEUE: usize = 24;
+/// The queue limit the model assumes (`fs.inotify.max_queued_events` and
+/// `fs.fanotify.max_queued_events`, which the guest agent sets to this for the scenarios;
+/// both are read when a group is created). Config: the fanotify sysctl exists since 5.13.
+pub const QUEUE_LIMIT: usize = 8;
+/// `Ev::name` / node of an event that has none (e.g. inotify's IN_Q_OVERFLOW).
+pub const NO_NAME: u8 = 0xff;
+pub const NO_NODE: u8 = 0xff;
 
 pub const EPERM: i32 = 1;
 pub const ENOENT: i32 = 2;
 pub const EBADF: i32 = 9;
 pub const EAGAIN: i32 = 11;
+pub const EEXIST: i32 = 17;
+pub const ENOTDIR: i32 = 20;
+pub const EISDIR: i32 = 21;
 pub const EINVAL: i32 = 22;
 pub const EMFILE: i32 = 24;
+pub const ENOTEMPTY: i32 = 39;
+
+/// Paths are one byte: `dir << 4 | name`, name `0..8` for `i<name>`, [`path::SELF`] for the
+/// directory itself. The legacy inodes `0..8` are `d0/i0..i7`, so old scenarios keep their
+/// meaning.
+pub mod path {
+    pub const SELF: u8 = 15;
+    pub const fn of(dir: u8, name: u8) -> u8 {
+        dir << 4 | name
+    }
+    pub const fn dir(p: u8) -> u8 {
+        p >> 4
+    }
+    pub const fn name(p: u8) -> u8 {
+        p & 15
+    }
+    pub const fn is_dir(p: u8) -> bool {
+        name(p) == SELF
+    }
+    pub fn valid(p: u8) -> bool {
+        (dir(p) as usize) < super::MAX_DIRS && ((name(p) as usize) < super::MAX_INODES || name(p) == SELF)
+    }
+    /// The name a directory `d<k>` has in `d0`, as event names count (files are `0..8`).
+    pub const fn dir_entry_name(k: u8) -> u8 {
+        8 + k
+    }
+}
+
+/// Flags of a mark step (`mark g P MASK FLAGS`): inotify_add_watch's and fanotify_mark's.
+pub mod flag {
+    pub const ONESHOT: u8 = 1;
+    pub const MASK_ADD: u8 = 2;
+    pub const MASK_CREATE: u8 = 4;
+    pub const EXCL_UNLINK: u8 = 8;
+    /// IN_ONLYDIR / FAN_MARK_ONLYDIR.
+    pub const ONLYDIR: u8 = 16;
+    /// FAN_MARK_IGNORED_MASK (the legacy ignore mask).
+    pub const IGNORED: u8 = 32;
+    pub const SURV: u8 = 64;
+    /// FAN_MARK_REMOVE instead of FAN_MARK_ADD.
+    pub const REMOVE: u8 = 128;
+    pub const INOTIFY: u8 = ONESHOT | MASK_ADD | MASK_CREATE | EXCL_UNLINK | ONLYDIR;
+    pub const FANOTIFY: u8 = ONLYDIR | IGNORED | SURV | REMOVE;
+}
 
 /// Event mask bits of the model (not the kernel's values).
 pub mod mask {
@@ -44,6 +116,42 @@ pub mod mask {
     /// inotify's IN_IGNORED: the watch is gone.
     pub const IGNORED: u32 = 4;
     pub const PERM: u32 = OPEN_PERM;
+    pub const ACCESS: u32 = 1 << 3;
+    pub const MODIFY: u32 = 1 << 4;
+    pub const ATTRIB: u32 = 1 << 5;
+    pub const CLOSE_WRITE: u32 = 1 << 6;
+    pub const CLOSE_NOWRITE: u32 = 1 << 7;
+    pub const CREATE: u32 = 1 << 8;
+    pub const DELETE: u32 = 1 << 9;
+    pub const MOVED_FROM: u32 = 1 << 10;
+    pub const MOVED_TO: u32 = 1 << 11;
+    pub const DELETE_SELF: u32 = 1 << 12;
+    pub const MOVE_SELF: u32 = 1 << 13;
+    /// IN_Q_OVERFLOW / FAN_Q_OVERFLOW.
+    pub const OVERFLOW: u32 = 1 << 14;
+    /// IN_ISDIR in events, FAN_ONDIR in marks (the same kernel bit, FS_ISDIR).
+    pub const ISDIR: u32 = 1 << 15;
+    /// FAN_EVENT_ON_CHILD in a fanotify mark.
+    pub const ON_CHILD: u32 = 1 << 16;
+    /// Event types (ALL_FSNOTIFY_EVENTS of the model).
+    pub const EVENTS: u32 = OPEN
+        | OPEN_PERM
+        | ACCESS
+        | MODIFY
+        | ATTRIB
+        | CLOSE_WRITE
+        | CLOSE_NOWRITE
+        | CREATE
+        | DELETE
+        | MOVED_FROM
+        | MOVED_TO
+        | DELETE_SELF
+        | MOVE_SELF;
+    /// Events a fanotify group reporting fds may ask for (FANOTIFY_FD_EVENTS); the others
+    /// need FAN_REPORT_FID (fanotify_mark(2): EINVAL).
+    pub const FAN_FD: u32 = OPEN | OPEN_PERM | ACCESS | MODIFY | CLOSE_WRITE | CLOSE_NOWRITE;
+    /// Events that fsnotify_parent() may report to a watching parent (FS_EVENTS_POSS_ON_CHILD).
+    pub const ON_CHILD_POSSIBLE: u32 = OPEN | OPEN_PERM | ACCESS | MODIFY | ATTRIB | CLOSE_WRITE | CLOSE_NOWRITE;
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -107,6 +215,41 @@ pub enum Op {
     Close {
         group: u8,
     },
+    /// A mark with flags ([`flag`]): inotify_add_watch or fanotify_mark (FAN_MARK_ADD, or
+    /// FAN_MARK_REMOVE with [`flag::REMOVE`]). `AddMark` is this with no flags.
+    Watch {
+        group: u8,
+        inode: u8,
+        mask: u32,
+        flags: u8,
+    },
+    /// open(O_RDONLY), read(1), close.
+    Cat {
+        inode: u8,
+    },
+    /// open(O_WRONLY), write(1 byte), close.
+    Write {
+        inode: u8,
+    },
+    /// chmod.
+    Attrib {
+        inode: u8,
+    },
+    /// mknod(S_IFREG): an empty file.
+    Create {
+        inode: u8,
+    },
+    Mkdir {
+        inode: u8,
+    },
+    Rmdir {
+        inode: u8,
+    },
+    /// rename(2) of a file.
+    Rename {
+        from: u8,
+        to: u8,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -125,9 +268,13 @@ pub enum Ret {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Default)]
 pub struct Ev {
     pub mask: u32,
+    /// The node: for inotify the watched object (a directory for its children's events),
+    /// for fanotify the object the event's fd refers to; [`NO_NODE`] for an overflow.
     pub inode: u8,
-    /// The task whose access caused it (for permission events: the waiter).
+    /// The task whose access caused it (for permission events: the waiter); 0 for inotify.
     pub task: u8,
+    /// The child's name (inotify events for a watching directory), else [`NO_NAME`].
+    pub name: u8,
 }
 
 /// A fixed-capacity list.
@@ -220,6 +367,9 @@ pub enum Invalid {
     },
     /// A fixed capacity of the model was exceeded.
     Capacity,
+    /// Flags the group's API cannot express (e.g. IN_ONESHOT for fanotify), or a path the
+    /// step cannot take (rename of a directory, rmdir of the root).
+    BadArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -237,27 +387,50 @@ struct Group {
 }
 
 impl Group {
-    /// Queues a notification (non-permission) event, merged the way the kernel merges:
-    /// inotify drops an event identical to the last one queued; fanotify folds it into an
-    /// unread event of the same object and task.
-    fn notify(&mut self, ev: Ev) -> Result<(), Invalid> {
+    /// Events in the notification list (read permission events wait on another list and do
+    /// not count: `fsnotify_remove_first_event()` decrements `q_len`).
+    fn q_len(&self) -> usize {
+        self.queue.as_slice().iter().filter(|q| !q.reported).count()
+    }
+
+    /// `fsnotify_insert_event()`: when the queue holds the limit, the overflow event is queued
+    /// instead (once until it is read), *before* any merge is tried; otherwise the event is
+    /// merged the way the kernel merges: inotify drops an event identical to the last one
+    /// queued (not IN_MOVED_*: their cookies differ); fanotify folds it into an unread event
+    /// of the same object and task. Returns false when the event was not queued as itself.
+    fn insert(&mut self, ev: Ev, perm: bool, limit: usize) -> Result<bool, Invalid> {
         let n = self.queue.len;
-        if self.class == Class::Inotify {
-            if n > 0 && self.queue.items[n - 1].ev == ev && !self.queue.items[n - 1].reported {
-                return Ok(());
+        if self.q_len() >= limit {
+            let queued = self.queue.as_slice().iter().any(|q| !q.reported && q.ev.mask == mask::OVERFLOW);
+            if !queued {
+                let ov = Ev { mask: mask::OVERFLOW, inode: NO_NODE, task: 0, name: NO_NAME };
+                if !self.queue.push(Queued { ev: ov, perm: false, reported: false }) {
+                    return Err(Invalid::Capacity);
+                }
             }
-        } else if let Some(q) = self.queue.items[..n]
-            .iter_mut()
-            .find(|q| !q.perm && !q.reported && q.ev.inode == ev.inode && q.ev.task == ev.task)
-        {
-            q.ev.mask |= ev.mask;
-            return Ok(());
+            return Ok(false);
         }
-        if self.queue.push(Queued { ev, perm: false, reported: false }) {
-            Ok(())
+        if perm {
+        } else if self.class == Class::Inotify {
+            let moved = ev.mask & (mask::MOVED_FROM | mask::MOVED_TO) != 0;
+            if n > 0 && !moved && self.queue.items[n - 1].ev == ev && !self.queue.items[n - 1].reported {
+                return Ok(false);
+            }
+        } else if let Some(q) = self.queue.items[..n].iter_mut().find(|q| {
+            !q.perm && !q.reported && q.ev.mask != mask::OVERFLOW && q.ev.inode == ev.inode && q.ev.task == ev.task
+        }) {
+            q.ev.mask |= ev.mask;
+            return Ok(false);
+        }
+        if self.queue.push(Queued { ev, perm, reported: false }) {
+            Ok(true)
         } else {
             Err(Invalid::Capacity)
         }
+    }
+
+    fn notify(&mut self, ev: Ev, limit: usize) -> Result<(), Invalid> {
+        self.insert(ev, false, limit).map(|_| ())
     }
 }
 
@@ -266,6 +439,28 @@ struct Mark {
     group: u8,
     inode: u8,
     mask: u32,
+    /// The legacy ignore mask (FAN_MARK_IGNORED_MASK): event types only.
+    ignore: u32,
+    flags: u8,
+}
+
+impl Mark {
+    /// `fsnotify_calc_mask()`: what the object must show interest in for this mark.
+    fn calc(&self) -> u32 {
+        if self.ignore & mask::EVENTS == 0 {
+            return self.mask;
+        }
+        let modify = if self.flags & flag::SURV == 0 { mask::MODIFY } else { 0 };
+        self.mask | modify | self.ignore
+    }
+}
+
+/// What an open() does once every permission event allowed it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Access {
+    Open,
+    Read,
+    Write,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -275,6 +470,7 @@ enum State {
     PermWait {
         inode: u8,
         group: u8,
+        access: Access,
     },
     /// Waiting for a grace period: until every task in `readers` left its read-side section.
     GraceWait {
@@ -292,34 +488,65 @@ struct Task {
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Inode {
+    exists: bool,
+    dir: bool,
     unlinked: bool,
-    /// Unlinked while an open() on it was waiting: marks go when the last such open ends.
+    /// Unlinked while pinned (an open() waiting on it, fanotify events holding its path):
+    /// IN_DELETE_SELF and the marks' end come when the last pin goes.
     evict_pending: bool,
+    /// Has data (read(1) returns 1 and so sends IN_ACCESS).
+    data: bool,
+    /// Where it is (or was last): parent directory index and name.
+    parent: u8,
+    name: u8,
 }
 
 /// The model's state.
 #[derive(Clone, Debug)]
 pub struct Model {
     pub semantics: Semantics,
+    /// See [`QUEUE_LIMIT`].
+    pub queue_limit: usize,
     groups: [Option<Group>; MAX_GROUPS],
     ngroups: u8,
     marks: [Option<Mark>; MAX_MARKS],
-    inodes: [Inode; MAX_INODES],
+    inodes: [Inode; MAX_NODES],
+    nnodes: u8,
+    /// The node each path names now (`None`: nothing), and the one it named last.
+    entries: [[Option<u8>; MAX_INODES]; MAX_DIRS],
+    dirs: [Option<u8>; MAX_DIRS],
+    last: [[u8; MAX_INODES + 1]; MAX_DIRS],
     tasks: [Task; MAX_TASKS],
     steps: u16,
 }
 
 impl Model {
     pub fn new(semantics: Semantics) -> Model {
-        Model {
+        let mut m = Model {
             semantics,
+            queue_limit: QUEUE_LIMIT,
             groups: [None; MAX_GROUPS],
             ngroups: 0,
             marks: [None; MAX_MARKS],
-            inodes: [Inode::default(); MAX_INODES],
+            inodes: [Inode::default(); MAX_NODES],
+            nnodes: MAX_INODES as u8 + 1,
+            entries: [[None; MAX_INODES]; MAX_DIRS],
+            dirs: [None; MAX_DIRS],
+            last: [[NO_NODE; MAX_INODES + 1]; MAX_DIRS],
             tasks: [Task { state: State::Idle, in_srcu: false, since: 0 }; MAX_TASKS],
             steps: 0,
+        };
+        for i in 0..MAX_INODES {
+            m.inodes[i] = Inode { exists: true, data: true, parent: 0, name: i as u8, ..Inode::default() };
+            m.entries[0][i] = Some(i as u8);
+            m.last[0][i] = i as u8;
         }
+        let root = MAX_INODES;
+        m.inodes[root] =
+            Inode { exists: true, dir: true, data: true, parent: NO_NODE, name: NO_NAME, ..Inode::default() };
+        m.dirs[0] = Some(root as u8);
+        m.last[0][MAX_INODES] = root as u8;
+        m
     }
 
     /// Whether `task` is blocked.
@@ -365,8 +592,37 @@ impl Model {
         self.group(g).is_some()
     }
 
+    pub fn group_class(&self, g: u8) -> Option<Class> {
+        self.groups.get(g as usize).and_then(|x| x.as_ref()).map(|x| x.class)
+    }
+
     pub fn groups_created(&self) -> u8 {
         self.ngroups
+    }
+
+    /// The node a path names now.
+    pub fn lookup(&self, p: u8) -> Option<u8> {
+        if !path::valid(p) {
+            return None;
+        }
+        let (d, n) = (path::dir(p) as usize, path::name(p));
+        if n == path::SELF {
+            self.dirs[d]
+        } else {
+            self.dirs[d]?;
+            self.entries[d][n as usize]
+        }
+    }
+
+    /// The node a path named last (it may be gone); what inotify_rm_watch's wd names.
+    fn last_at(&self, p: u8) -> Option<u8> {
+        let (d, n) = (path::dir(p) as usize, path::name(p));
+        let i = if n == path::SELF { MAX_INODES } else { n as usize };
+        Some(self.last[d][i]).filter(|x| *x != NO_NODE)
+    }
+
+    pub fn is_dir(&self, node: u8) -> bool {
+        self.inodes.get(node as usize).is_some_and(|i| i.dir)
     }
 
     fn group(&self, g: u8) -> Option<&Group> {
@@ -381,6 +637,16 @@ impl Model {
         self.marks.iter().position(|m| m.is_some_and(|m| m.group == group && m.inode == inode))
     }
 
+    fn new_node(&mut self, dir: bool, parent: u8, name: u8) -> Result<u8, Invalid> {
+        if self.nnodes as usize >= MAX_NODES {
+            return Err(Invalid::Capacity);
+        }
+        let n = self.nnodes;
+        self.nnodes += 1;
+        self.inodes[n as usize] = Inode { exists: true, dir, parent, name, ..Inode::default() };
+        Ok(n)
+    }
+
     /// Takes one step.
     pub fn step(&mut self, s: Step) -> Result<Outcome, Invalid> {
         let t = s.task as usize;
@@ -390,16 +656,39 @@ impl Model {
         if self.tasks[t].state != State::Idle {
             return Err(Invalid::TaskBlocked { task: s.task });
         }
-        let inode_ok = |i: u8| {
-            if (i as usize) < MAX_INODES {
-                Ok(i as usize)
-            } else {
-                Err(Invalid::InodeOutOfRange { inode: i })
+        let path_ok = |p: u8| if path::valid(p) { Ok(p) } else { Err(Invalid::InodeOutOfRange { inode: p }) };
+        match s.op {
+            Op::AddMark { inode, .. }
+            | Op::RemoveMark { inode, .. }
+            | Op::Watch { inode, .. }
+            | Op::Open { inode }
+            | Op::Cat { inode }
+            | Op::Write { inode }
+            | Op::Attrib { inode }
+            | Op::Unlink { inode }
+            | Op::Create { inode }
+            | Op::Mkdir { inode }
+            | Op::Rmdir { inode } => {
+                path_ok(inode)?;
             }
-        };
+            Op::Rename { from, to } => {
+                path_ok(from)?;
+                path_ok(to)?;
+            }
+            _ => {}
+        }
         let step_no = self.steps;
-        self.steps = self.steps.wrapping_add(1);
         let mut out = Outcome::default();
+        let mut probe = self.clone();
+        probe.steps = probe.steps.wrapping_add(1);
+        let ret = probe.take(s, step_no, &mut out)?;
+        *self = probe;
+        out.ret = ret;
+        Ok(out)
+    }
+
+    fn take(&mut self, s: Step, step_no: u16, out: &mut Outcome) -> Result<Option<Ret>, Invalid> {
+        let t = s.task as usize;
         let ret = match s.op {
             Op::CreateGroup(class) => {
                 if self.ngroups as usize >= MAX_GROUPS {
@@ -411,71 +700,276 @@ impl Model {
                     Some(Ret::Ok(g as i32))
                 }
             }
-            Op::AddMark { group, inode, mask } => {
-                let i = inode_ok(inode)?;
-                Some(self.add_mark(group, i as u8, mask)?)
-            }
-            Op::RemoveMark { group, inode } => {
-                inode_ok(inode)?;
-                Some(self.remove_mark(group, inode)?)
-            }
-            Op::Open { inode } => {
-                let i = inode_ok(inode)?;
-                if self.inodes[i].unlinked {
-                    Some(Ret::Err(ENOENT))
-                } else {
-                    self.tasks[t].since = step_no;
-                    self.deliver_open(s.task, inode, None, &mut out)?
+            Op::AddMark { group, inode, mask } => Some(self.add_mark(group, inode, mask, 0)?),
+            Op::Watch { group, inode, mask, flags } => Some(self.add_mark(group, inode, mask, flags)?),
+            Op::RemoveMark { group, inode } => Some(self.remove_mark(group, inode)?),
+            Op::Open { inode } | Op::Cat { inode } | Op::Write { inode } => {
+                let access = match s.op {
+                    Op::Open { .. } => Access::Open,
+                    Op::Cat { .. } => Access::Read,
+                    _ => Access::Write,
+                };
+                match self.lookup(inode) {
+                    None => Some(Ret::Err(ENOENT)),
+                    // may_open() refuses to open a directory for writing before any event.
+                    Some(n) if access == Access::Write && self.is_dir(n) => Some(Ret::Err(EISDIR)),
+                    Some(n) => {
+                        self.tasks[t].since = step_no;
+                        self.deliver_open(s.task, n, access, None, out)?
+                    }
                 }
             }
-            Op::ReadEvents { group } => Some(self.read_events(group, &mut out)),
-            Op::Answer { group, waiter, allow } => Some(self.answer(group, waiter, allow, &mut out)?),
-            Op::Unlink { inode } => {
-                let i = inode_ok(inode)?;
-                if self.inodes[i].unlinked {
-                    Some(Ret::Err(ENOENT))
-                } else {
-                    self.inodes[i].unlinked = true;
-                    if self.pins(inode) == 0 {
-                        self.evict(inode)?;
-                    } else {
-                        self.inodes[i].evict_pending = true;
-                    }
+            Op::ReadEvents { group } => Some(self.read_events(group, out)),
+            Op::Answer { group, waiter, allow } => Some(self.answer(group, waiter, allow, out)?),
+            Op::Attrib { inode } => match self.lookup(inode) {
+                None => Some(Ret::Err(ENOENT)),
+                Some(n) => {
+                    // notify_change() -> fsnotify_change(): a dentry event, so a watching
+                    // parent hears it too.
+                    self.notify(mask::ATTRIB, n, s.task, true, false)?;
                     Some(Ret::Ok(0))
+                }
+            },
+            Op::Create { inode } => {
+                let (d, nm) = (path::dir(inode), path::name(inode));
+                if path::is_dir(inode) {
+                    return Err(Invalid::BadArgs);
+                }
+                match self.dirs[d as usize] {
+                    None => Some(Ret::Err(ENOENT)),
+                    Some(_) if self.entries[d as usize][nm as usize].is_some() => Some(Ret::Err(EEXIST)),
+                    Some(dn) => {
+                        let n = self.new_node(false, d, nm)?;
+                        self.entries[d as usize][nm as usize] = Some(n);
+                        self.last[d as usize][nm as usize] = n;
+                        self.notify_dirent(mask::CREATE, dn, nm)?;
+                        Some(Ret::Ok(0))
+                    }
+                }
+            }
+            Op::Mkdir { inode } => {
+                let k = path::dir(inode);
+                if !path::is_dir(inode) || k == 0 {
+                    return Err(Invalid::BadArgs);
+                }
+                if self.dirs[k as usize].is_some() {
+                    Some(Ret::Err(EEXIST))
+                } else {
+                    let n = self.new_node(true, 0, path::dir_entry_name(k))?;
+                    self.dirs[k as usize] = Some(n);
+                    self.last[k as usize][MAX_INODES] = n;
+                    self.entries[k as usize] = [None; MAX_INODES];
+                    self.notify_dirent(mask::CREATE | mask::ISDIR, MAX_INODES as u8, path::dir_entry_name(k))?;
+                    Some(Ret::Ok(0))
+                }
+            }
+            Op::Rmdir { inode } => {
+                let k = path::dir(inode);
+                if k == 0 && path::is_dir(inode) {
+                    return Err(Invalid::BadArgs);
+                }
+                if !path::is_dir(inode) {
+                    Some(Ret::Err(if self.lookup(inode).is_some() { ENOTDIR } else { ENOENT }))
+                } else if let Some(n) = self.dirs[k as usize] {
+                    if self.entries[k as usize].iter().any(Option::is_some) {
+                        Some(Ret::Err(ENOTEMPTY))
+                    } else {
+                        self.dirs[k as usize] = None;
+                        self.unlinked(n)?;
+                        self.notify_dirent(mask::DELETE | mask::ISDIR, MAX_INODES as u8, path::dir_entry_name(k))?;
+                        Some(Ret::Ok(0))
+                    }
+                } else {
+                    Some(Ret::Err(ENOENT))
+                }
+            }
+            Op::Unlink { inode } => match self.lookup(inode) {
+                None => Some(Ret::Err(ENOENT)),
+                // unlink(2) of a directory: EISDIR on Linux.
+                Some(_) if path::is_dir(inode) => Some(Ret::Err(EISDIR)),
+                Some(n) => {
+                    let d = path::dir(inode) as usize;
+                    // vfs_unlink(): fsnotify_link_count() (IN_ATTRIB on the file only), then
+                    // d_delete_notify(): the dentry goes (IN_DELETE_SELF, IN_IGNORED if nothing
+                    // pins it), then IN_DELETE to the directory.
+                    self.notify(mask::ATTRIB, n, s.task, false, false)?;
+                    self.entries[d][path::name(inode) as usize] = None;
+                    self.unlinked(n)?;
+                    let dn = self.dirs[d].expect("looked up");
+                    self.notify_dirent(mask::DELETE, dn, path::name(inode))?;
+                    Some(Ret::Ok(0))
+                }
+            },
+            Op::Rename { from, to } => {
+                if path::is_dir(from) || path::is_dir(to) {
+                    return Err(Invalid::BadArgs);
+                }
+                let (fd, td) = (path::dir(from) as usize, path::dir(to) as usize);
+                match (self.lookup(from), self.dirs[td]) {
+                    (None, _) | (_, None) => Some(Ret::Err(ENOENT)),
+                    _ if from == to => Some(Ret::Ok(0)),
+                    (Some(n), Some(tdn)) => {
+                        let fdn = self.dirs[fd].expect("looked up");
+                        let target = self.entries[td][path::name(to) as usize];
+                        self.entries[fd][path::name(from) as usize] = None;
+                        self.entries[td][path::name(to) as usize] = Some(n);
+                        self.last[td][path::name(to) as usize] = n;
+                        self.inodes[n as usize].parent = td as u8;
+                        self.inodes[n as usize].name = path::name(to);
+                        // fsnotify_move(): IN_MOVED_FROM, IN_MOVED_TO, IN_ATTRIB on a replaced
+                        // target, IN_MOVE_SELF; the target's dentry goes at the final dput.
+                        self.notify_dirent(mask::MOVED_FROM, fdn, path::name(from))?;
+                        self.notify_dirent(mask::MOVED_TO, tdn, path::name(to))?;
+                        if let Some(tg) = target {
+                            self.notify(mask::ATTRIB, tg, s.task, false, false)?;
+                        }
+                        self.notify(mask::MOVE_SELF, n, s.task, false, false)?;
+                        if let Some(tg) = target {
+                            self.unlinked(tg)?;
+                        }
+                        Some(Ret::Ok(0))
+                    }
                 }
             }
             Op::Close { group } => {
                 self.tasks[t].since = step_no;
-                self.close(s.task, group, &mut out)?
+                self.close(s.task, group, out)?
             }
         };
         // Reading, answering and closing drop events that may have pinned an unlinked file.
         if matches!(s.op, Op::ReadEvents { .. } | Op::Answer { .. } | Op::Close { .. }) {
             self.maybe_evict_all()?;
         }
-        out.ret = ret;
-        Ok(out)
+        Ok(ret)
     }
 
-    fn add_mark(&mut self, group: u8, inode: u8, mask: u32) -> Result<Ret, Invalid> {
-        let Some(g) = self.group(group) else {
+    /// A node lost its last name: it goes now unless something pins its dentry.
+    fn unlinked(&mut self, n: u8) -> Result<(), Invalid> {
+        self.inodes[n as usize].unlinked = true;
+        if self.pins(n) == 0 {
+            self.evict(n)
+        } else {
+            self.inodes[n as usize].evict_pending = true;
+            Ok(())
+        }
+    }
+
+    fn add_mark(&mut self, group: u8, inode: u8, m: u32, flags: u8) -> Result<Ret, Invalid> {
+        let Some(class) = self.group_class(group) else {
             return Ok(Ret::Err(EBADF));
         };
-        if mask & mask::PERM != 0 && !g.class.can_perm() {
+        let inotify = class == Class::Inotify;
+        if flags & !(if inotify { flag::INOTIFY } else { flag::FANOTIFY }) != 0 {
+            return Err(Invalid::BadArgs);
+        }
+        if inotify {
+            return self.inotify_add_watch(group, inode, m, flags);
+        }
+        // do_fanotify_mark(), in its order: mask bits, then the fd, then the group's class,
+        // then events that need FID reporting, then the path.
+        if m & !(mask::EVENTS | mask::ISDIR | mask::ON_CHILD) != 0 || m == 0 {
             return Ok(Ret::Err(EINVAL));
         }
-        if self.inodes[inode as usize].unlinked {
-            return Ok(Ret::Err(ENOENT));
+        let legacy_ignore = flags & flag::IGNORED != 0;
+        // "Event flags (FAN_ONDIR, FAN_EVENT_ON_CHILD) have no effect with
+        // FAN_MARK_IGNORED_MASK": they are masked out (and may not be removed either).
+        let (mut m, mut umask) =
+            if legacy_ignore { (m & !(mask::ISDIR | mask::ON_CHILD), mask::ISDIR | mask::ON_CHILD) } else { (m, 0) };
+        if self.group(group).is_none() {
+            return Ok(Ret::Err(EBADF));
         }
-        let inotify = g.class == Class::Inotify;
-        if let Some(m) = self.mark_of(group, inode) {
-            let mark = self.marks[m].as_mut().expect("found");
-            // inotify_add_watch replaces the mask; fanotify_mark(FAN_MARK_ADD) adds to it.
-            mark.mask = if inotify { mask } else { mark.mask | mask };
+        if m & mask::PERM != 0 && !class.can_perm() {
+            return Ok(Ret::Err(EINVAL));
+        }
+        if m & !(mask::FAN_FD | mask::ISDIR | mask::ON_CHILD) != 0 {
+            return Ok(Ret::Err(EINVAL));
+        }
+        let Some(node) = self.lookup(inode) else {
+            return Ok(Ret::Err(ENOENT));
+        };
+        if flags & flag::ONLYDIR != 0 && !self.is_dir(node) {
+            return Ok(Ret::Err(ENOTDIR));
+        }
+        // FAN_EVENT_ON_CHILD means nothing on a non-directory: masked out.
+        if !self.is_dir(node) {
+            m &= !mask::ON_CHILD;
+            umask |= mask::ON_CHILD;
+        }
+        let existing = self.mark_of(group, node);
+        if flags & flag::REMOVE != 0 {
+            let Some(i) = existing else {
+                return Ok(Ret::Err(ENOENT));
+            };
+            let mk = self.marks[i].as_mut().expect("found");
+            let m = m & !umask;
+            if legacy_ignore {
+                mk.ignore &= !m;
+            } else {
+                mk.mask &= !m;
+            }
+            // "Destroy mark when only umask bits remain."
+            if (mk.mask | mk.ignore) & !umask == 0 {
+                self.destroy_mark(i)?;
+            }
+            return Ok(Ret::Ok(0));
+        }
+        let i = match existing {
+            Some(i) => i,
+            None => {
+                let slot = self.marks.iter().position(Option::is_none).ok_or(Invalid::Capacity)?;
+                self.marks[slot] = Some(Mark { group, inode: node, mask: 0, ignore: 0, flags: 0 });
+                slot
+            }
+        };
+        let mk = self.marks[i].as_mut().expect("live");
+        if legacy_ignore {
+            mk.ignore |= m;
+            if flags & flag::SURV != 0 {
+                mk.flags |= flag::SURV;
+            }
+        } else {
+            mk.mask |= m;
+        }
+        Ok(Ret::Ok(0))
+    }
+
+    /// inotify_add_watch(2): an inotify mark always watches children of a directory
+    /// (`inotify_arg_to_mask()`); without IN_MASK_ADD the mask *and flags* are replaced.
+    fn inotify_add_watch(&mut self, group: u8, inode: u8, m: u32, flags: u8) -> Result<Ret, Invalid> {
+        // Bits inotify has no name for (a permission event) or no bits at all: EINVAL before
+        // the fd is looked at.
+        if m & !(mask::EVENTS & !mask::OPEN_PERM) != 0 || (m == 0 && flags == 0) {
+            return Ok(Ret::Err(EINVAL));
+        }
+        if self.group(group).is_none() {
+            return Ok(Ret::Err(EBADF));
+        }
+        if flags & flag::MASK_ADD != 0 && flags & flag::MASK_CREATE != 0 {
+            return Ok(Ret::Err(EINVAL));
+        }
+        let Some(node) = self.lookup(inode) else {
+            return Ok(Ret::Err(ENOENT));
+        };
+        if flags & flag::ONLYDIR != 0 && !self.is_dir(node) {
+            return Ok(Ret::Err(ENOTDIR));
+        }
+        let child = if self.is_dir(node) { mask::ON_CHILD } else { 0 };
+        let keep = flag::ONESHOT | flag::EXCL_UNLINK;
+        if let Some(i) = self.mark_of(group, node) {
+            if flags & flag::MASK_CREATE != 0 {
+                return Ok(Ret::Err(EEXIST));
+            }
+            let mk = self.marks[i].as_mut().expect("found");
+            if flags & flag::MASK_ADD == 0 {
+                mk.mask = 0;
+                mk.flags = 0;
+            }
+            mk.mask |= m | child;
+            mk.flags |= flags & keep;
             return Ok(Ret::Ok(0));
         }
         let slot = self.marks.iter().position(Option::is_none).ok_or(Invalid::Capacity)?;
-        self.marks[slot] = Some(Mark { group, inode, mask });
+        self.marks[slot] = Some(Mark { group, inode: node, mask: m | child, ignore: 0, flags: flags & keep });
         Ok(Ret::Ok(0))
     }
 
@@ -483,13 +977,16 @@ impl Model {
         let Some(g) = self.group(group) else {
             return Ok(Ret::Err(EBADF));
         };
-        let inotify = g.class == Class::Inotify;
-        // fanotify names the object by path, which is gone once unlinked; inotify by wd.
-        if !inotify && self.inodes[inode as usize].unlinked {
-            return Ok(Ret::Err(ENOENT));
+        let class = g.class;
+        if class != Class::Inotify {
+            // fanotify_mark(FAN_MARK_REMOVE) of every event bit the class may hold (and the
+            // event flags): the mark goes unless an ignore mask remains.
+            let all = mask::FAN_FD & !if class.can_perm() { 0 } else { mask::PERM };
+            return self.add_mark(group, inode, all | mask::ISDIR | mask::ON_CHILD, flag::REMOVE);
         }
-        let Some(m) = self.mark_of(group, inode) else {
-            return Ok(Ret::Err(if inotify { EINVAL } else { ENOENT }));
+        // inotify names the watch by wd: the object the path named when it was watched.
+        let Some(m) = self.last_at(inode).and_then(|n| self.mark_of(group, n)) else {
+            return Ok(Ret::Err(EINVAL));
         };
         self.destroy_mark(m)?;
         Ok(Ret::Ok(0))
@@ -499,16 +996,24 @@ impl Model {
     /// blocking the caller; inotify tells its listener with IN_IGNORED.
     fn destroy_mark(&mut self, m: usize) -> Result<(), Invalid> {
         let mark = self.marks[m].take().expect("live mark");
+        let limit = self.queue_limit;
         if let Some(g) = self.group_mut(mark.group) {
             if g.class == Class::Inotify {
-                g.notify(Ev { mask: mask::IGNORED, inode: mark.inode, task: 0 })?;
+                g.notify(Ev { mask: mask::IGNORED, inode: mark.inode, task: 0, name: NO_NAME }, limit)?;
             }
         }
         Ok(())
     }
 
+    /// The last dentry of an unlinked node goes (`fsnotify_inoderemove()`): IN_DELETE_SELF,
+    /// then its marks are destroyed (IN_IGNORED).
     fn evict(&mut self, inode: u8) -> Result<(), Invalid> {
         self.inodes[inode as usize].evict_pending = false;
+        if !self.inodes[inode as usize].exists {
+            return Ok(());
+        }
+        self.notify(mask::DELETE_SELF, inode, 0, false, false)?;
+        self.inodes[inode as usize].exists = false;
         for m in 0..MAX_MARKS {
             if self.marks[m].is_some_and(|mk| mk.inode == inode) {
                 self.destroy_mark(m)?;
@@ -541,8 +1046,140 @@ impl Model {
     }
 
     fn maybe_evict_all(&mut self) -> Result<(), Invalid> {
-        for i in 0..MAX_INODES as u8 {
+        for i in 0..self.nnodes {
             self.maybe_evict(i)?;
+        }
+        Ok(())
+    }
+
+    /// Union of the object's marks' interest (`i_fsnotify_mask`).
+    fn object_mask(&self, node: u8) -> u32 {
+        self.marks.iter().flatten().filter(|m| m.inode == node).fold(0, |a, m| a | m.calc())
+    }
+
+    /// One fsnotify() call for event `ev` (one event type) on `node` by `task`. `dentry`:
+    /// the event came through `fsnotify_parent()` (a path or dentry event: a watching parent
+    /// may hear it with the child's name) rather than `fsnotify_inode()`; `path`: it carries
+    /// a path (open/read/write/close), which fanotify needs to report an fd.
+    fn notify(&mut self, ev: u32, node: u8, task: u8, dentry: bool, path: bool) -> Result<(), Invalid> {
+        let ino = self.inodes[node as usize];
+        let is_dir = ino.dir;
+        let ev = ev | if is_dir { mask::ISDIR } else { 0 };
+        let parent = if dentry && ino.parent != NO_NODE { self.dirs[ino.parent as usize] } else { None };
+        // __fsnotify_parent(): the parent hears it if some mark on it watches children
+        // (FS_EVENT_ON_CHILD in its i_fsnotify_mask) and wants this event.
+        let parent = parent.filter(|p| {
+            let pm = self.object_mask(*p);
+            pm & mask::ON_CHILD != 0 && pm & mask::ON_CHILD_POSSIBLE & ev != 0
+        });
+        let limit = self.queue_limit;
+        for g in 0..self.ngroups {
+            let Some(class) = self.group(g).map(|x| x.class) else {
+                continue;
+            };
+            let im = self.mark_of(g, node);
+            // fsnotify_iter_select_report_types(): a parent mark counts only if *it* watches
+            // children.
+            let pm = parent
+                .and_then(|p| self.mark_of(g, p))
+                .filter(|i| self.marks[*i].is_some_and(|m| m.mask & mask::ON_CHILD != 0));
+            if im.is_none() && pm.is_none() {
+                continue;
+            }
+            // send_to_group(): a modification clears the ignore masks of the marks that
+            // take part, unless they survive modification.
+            if ev & mask::MODIFY != 0 {
+                for i in [im, pm].into_iter().flatten() {
+                    let mk = self.marks[i].as_mut().expect("live");
+                    if mk.flags & flag::SURV == 0 {
+                        mk.ignore = 0;
+                    }
+                }
+            }
+            let (imk, pmk) = (im.and_then(|i| self.marks[i]), pm.and_then(|i| self.marks[i]));
+            let (mut marks_mask, mut ignore) = (0, 0);
+            for mk in [imk, pmk].into_iter().flatten() {
+                marks_mask |= mk.mask;
+                ignore |= mk.ignore & mask::EVENTS;
+            }
+            if ev & mask::EVENTS & marks_mask & !ignore == 0 {
+                continue;
+            }
+            let unlinked = ino.unlinked;
+            if class == Class::Inotify {
+                // fsnotify_handle_event(): once to the parent's watch with the name, once to
+                // the child's own watch without; each checks its own mask and IN_EXCL_UNLINK
+                // (path events on an unlinked child are dropped). IN_ISDIR is not reported
+                // with IN_DELETE_SELF/IN_MOVE_SELF.
+                let out = if ev & (mask::DELETE_SELF | mask::MOVE_SELF) != 0 { ev & !mask::ISDIR } else { ev };
+                for (mk, idx, on, name) in [(pmk, pm, parent, ino.name), (imk, im, Some(node), NO_NAME)] {
+                    let (Some(mk), Some(idx), Some(on)) = (mk, idx, on) else {
+                        continue;
+                    };
+                    if mk.flags & flag::EXCL_UNLINK != 0 && path && unlinked {
+                        continue;
+                    }
+                    if ev & mk.mask & mask::EVENTS == 0 || self.marks[idx].is_none() {
+                        continue;
+                    }
+                    let name = if name == NO_NAME { NO_NAME } else { name };
+                    let grp = self.group_mut(g).expect("live");
+                    grp.notify(Ev { mask: out, inode: on, task: 0, name }, limit)?;
+                    if mk.flags & flag::ONESHOT != 0 {
+                        self.destroy_mark(idx)?;
+                    }
+                }
+                continue;
+            }
+            // fanotify_group_event_mask(), fd reporting: only events with a path, on regular
+            // files and directories; a mark applies to a directory only with FAN_ONDIR and to
+            // a child only with FAN_EVENT_ON_CHILD; legacy ignore masks apply to both (their
+            // flags are implied). FAN_ONDIR is not reported in this mode.
+            if !path {
+                continue;
+            }
+            let mut fmask = 0;
+            for (mk, parent_type) in [(imk, false), (pmk, true)] {
+                let Some(mk) = mk else {
+                    continue;
+                };
+                if is_dir && mk.mask & mask::ISDIR == 0 {
+                    continue;
+                }
+                if parent_type && mk.mask & mask::ON_CHILD == 0 {
+                    continue;
+                }
+                fmask |= mk.mask;
+            }
+            let test = ev & fmask & !ignore & mask::EVENTS;
+            if test != 0 {
+                let grp = self.group_mut(g).expect("live");
+                grp.notify(Ev { mask: test, inode: node, task, name: NO_NAME }, limit)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A directory entry event (create, delete, moves): to the directory's own marks with
+    /// the entry's name. Only inotify can hear them here (fanotify needs FID reporting).
+    fn notify_dirent(&mut self, ev: u32, dir: u8, name: u8) -> Result<(), Invalid> {
+        let limit = self.queue_limit;
+        for g in 0..self.ngroups {
+            if self.group(g).map(|x| x.class) != Some(Class::Inotify) {
+                continue;
+            }
+            let Some(i) = self.mark_of(g, dir) else {
+                continue;
+            };
+            let mk = self.marks[i].expect("live");
+            if ev & mk.mask & mask::EVENTS == 0 {
+                continue;
+            }
+            let grp = self.group_mut(g).expect("live");
+            grp.notify(Ev { mask: ev, inode: dir, task: 0, name }, limit)?;
+            if mk.flags & flag::ONESHOT != 0 {
+                self.destroy_mark(i)?;
+            }
         }
         Ok(())
     }
@@ -556,7 +1193,10 @@ impl Model {
             let Some(g) = self.group(mk.group) else {
                 continue;
             };
-            if mk.inode != inode || mk.mask & mask::OPEN_PERM == 0 || !g.class.can_perm() {
+            if mk.inode != inode || mk.mask & mask::OPEN_PERM & !mk.ignore == 0 || !g.class.can_perm() {
+                continue;
+            }
+            if self.inodes[inode as usize].dir && mk.mask & mask::ISDIR == 0 {
                 continue;
             }
             if let Some((p, ag)) = after {
@@ -572,38 +1212,55 @@ impl Model {
     }
 
     /// open(): permission events to each interested group in order; blocks at the first one.
-    /// Returns `None` when the task blocks.
+    /// Returns `None` when the task blocks. Then the access's own events.
     fn deliver_open(
         &mut self,
         task: u8,
         inode: u8,
-        after: Option<(u8, u8)>,
+        access: Access,
+        mut after: Option<(u8, u8)>,
         out: &mut Outcome,
     ) -> Result<Option<Ret>, Invalid> {
-        if let Some(g) = self.next_perm_group(inode, after) {
-            let ev = Ev { mask: mask::OPEN_PERM, inode, task };
+        while let Some(g) = self.next_perm_group(inode, after) {
+            let ev = Ev { mask: mask::OPEN_PERM, inode, task, name: NO_NAME };
+            let limit = self.queue_limit;
             let grp = self.group_mut(g).expect("live group");
-            if !grp.queue.push(Queued { ev, perm: true, reported: false }) {
-                return Err(Invalid::Capacity);
+            let prio = grp.class.priority();
+            // A permission event that finds the queue full is dropped (the overflow event
+            // tells the listener) and the access goes on as allowed by this group.
+            if !grp.insert(ev, true, limit)? {
+                after = Some((prio, g));
+                continue;
             }
             let t = &mut self.tasks[task as usize];
-            t.state = State::PermWait { inode, group: g };
+            t.state = State::PermWait { inode, group: g, access };
             // The whole delivery is one read-side section; since 4.12 it is left while waiting.
             t.in_srcu = self.semantics == Semantics::Pre412;
             return Ok(None);
         }
-        // Allowed by everyone: the open succeeds and notification events follow; then the
-        // file is closed, which may let an unlinked file go (inotify: IN_IGNORED after IN_OPEN).
-        for mk in self.marks.iter().flatten().copied().collect_marks() {
-            if mk.inode == inode && mk.mask & mask::OPEN != 0 {
-                if let Some(g) = self.group_mut(mk.group) {
-                    let task = if g.class == Class::Inotify { 0 } else { task };
-                    g.notify(Ev { mask: mask::OPEN, inode, task })?;
+        // Allowed by everyone: the open succeeds and its events follow, then the file is
+        // closed, which may let an unlinked file go (inotify: IN_IGNORED after IN_OPEN).
+        self.notify(mask::OPEN, inode, task, true, true)?;
+        let is_dir = self.inodes[inode as usize].dir;
+        let mut ret = Ret::Ok(0);
+        match access {
+            Access::Open => {}
+            // read(2) of a directory: EISDIR, no event; of an empty file: 0, no event.
+            Access::Read if is_dir => ret = Ret::Err(EISDIR),
+            Access::Read => {
+                if self.inodes[inode as usize].data {
+                    self.notify(mask::ACCESS, inode, task, true, true)?;
                 }
             }
+            Access::Write => {
+                self.inodes[inode as usize].data = true;
+                self.notify(mask::MODIFY, inode, task, true, true)?;
+            }
         }
+        let close = if access == Access::Write { mask::CLOSE_WRITE } else { mask::CLOSE_NOWRITE };
+        self.notify(close, inode, task, true, true)?;
         self.finish_task(task, out)?;
-        Ok(Some(Ret::Ok(0)))
+        Ok(Some(ret))
     }
 
     /// The task's open() ends (allowed or denied): it leaves its read-side section, which may
@@ -641,7 +1298,7 @@ impl Model {
 
     /// Resumes a task whose permission event on `group` was answered.
     fn resume(&mut self, waiter: u8, group: u8, prio: u8, allow: bool, out: &mut Outcome) -> Result<(), Invalid> {
-        let State::PermWait { inode, .. } = self.tasks[waiter as usize].state else {
+        let State::PermWait { inode, access, .. } = self.tasks[waiter as usize].state else {
             return Ok(());
         };
         let since = self.tasks[waiter as usize].since;
@@ -650,8 +1307,11 @@ impl Model {
             out.released.push(Release { task: waiter, since, ret: Ret::Err(EPERM) });
             return Ok(());
         }
+        // The task leaves the wait: the pin moves from "waiting" to "opening".
+        self.tasks[waiter as usize].state = State::Idle;
+        self.tasks[waiter as usize].state = State::PermWait { inode, group: u8::MAX, access };
         // Since 4.12 the task re-enters the read-side section to resume; before, it never left.
-        if let Some(ret) = self.deliver_open(waiter, inode, Some((prio, group)), out)? {
+        if let Some(ret) = self.deliver_open(waiter, inode, access, Some((prio, group)), out)? {
             out.released.push(Release { task: waiter, since, ret });
         }
         Ok(())
@@ -737,21 +1397,6 @@ impl Model {
             State::GraceWait { readers } => (0..MAX_TASKS).any(|r| readers & (1 << r) != 0 && self.tasks[r].in_srcu),
             State::PermWait { group, .. } => self.group(group).is_some(),
         })
-    }
-}
-
-/// Copies the marks out so events can be queued while iterating.
-trait CollectMarks {
-    fn collect_marks(self) -> List<Mark, MAX_MARKS>;
-}
-
-impl<I: Iterator<Item = Mark>> CollectMarks for I {
-    fn collect_marks(self) -> List<Mark, MAX_MARKS> {
-        let mut l = List::default();
-        for m in self {
-            l.push(m);
-        }
-        l
     }
 }
 

@@ -19,7 +19,7 @@ fn pending_open(m: &mut Model) -> u8 {
     assert_eq!(run(m, 1, Op::Open { inode: 0 }).ret, None, "open must block");
     let r = run(m, 0, Op::ReadEvents { group: g });
     assert_eq!(r.ret, Some(Ret::Ok(1)));
-    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN_PERM, inode: 0, task: 1 }]);
+    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN_PERM, inode: 0, task: 1, name: NO_NAME }]);
     g
 }
 
@@ -118,7 +118,7 @@ fn groups_are_asked_in_priority_order_and_deny_stops_delivery() {
     assert_eq!(r.released.as_slice()[0].ret, Ret::Ok(0));
     // The notification group sees the open afterwards.
     let r = run(&mut m, 0, Op::ReadEvents { group: 2 });
-    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 0, task: 1 }]);
+    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 0, task: 1, name: NO_NAME }]);
     // A deny by the first group: the second never hears of the access.
     assert_eq!(run(&mut m, 3, Op::Open { inode: 0 }).ret, None);
     run(&mut m, 0, Op::ReadEvents { group: 1 });
@@ -167,10 +167,13 @@ fn notifications_merge_like_the_kernel() {
     let fan = run(&mut m, 0, Op::ReadEvents { group: 0 });
     assert_eq!(
         fan.events.as_slice(),
-        &[Ev { mask: mask::OPEN, inode: 0, task: 1 }, Ev { mask: mask::OPEN, inode: 0, task: 2 }]
+        &[
+            Ev { mask: mask::OPEN, inode: 0, task: 1, name: NO_NAME },
+            Ev { mask: mask::OPEN, inode: 0, task: 2, name: NO_NAME }
+        ]
     );
     let ino = run(&mut m, 0, Op::ReadEvents { group: 1 });
-    assert_eq!(ino.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 0, task: 0 }]);
+    assert_eq!(ino.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 0, task: 0, name: NO_NAME }]);
 }
 
 #[test]
@@ -184,12 +187,12 @@ fn queued_fanotify_events_keep_an_unlinked_file_alive() {
     assert_eq!(run(&mut m, 1, Op::Unlink { inode: 2 }).ret, Some(Ret::Ok(0)));
     // The unread FAN_OPEN holds the path: no IN_IGNORED yet, only IN_OPEN.
     let r = run(&mut m, 0, Op::ReadEvents { group: 1 });
-    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 2, task: 0 }]);
+    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 2, task: 0, name: NO_NAME }]);
     // fanotify removes marks by path: gone with the name.
     assert_eq!(run(&mut m, 0, Op::RemoveMark { group: 0, inode: 2 }).ret, Some(Ret::Err(ENOENT)));
     run(&mut m, 0, Op::ReadEvents { group: 0 });
     let r = run(&mut m, 0, Op::ReadEvents { group: 1 });
-    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::IGNORED, inode: 2, task: 0 }]);
+    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::IGNORED, inode: 2, task: 0, name: NO_NAME }]);
 }
 
 #[test]
@@ -333,4 +336,163 @@ proptest! {
             }
         }
     }
+}
+
+// Rules of the tree (issue #16), from inotify(7), fanotify(7) and fanotify_mark(2).
+
+fn ok(m: &mut Model, task: u8, op: Op) -> Outcome {
+    let o = run(m, task, op);
+    assert!(matches!(o.ret, Some(Ret::Ok(_))), "{op:?}: {:?}", o.ret);
+    o
+}
+
+fn err(m: &mut Model, op: Op) -> i32 {
+    match run(m, 0, op).ret {
+        Some(Ret::Err(e)) => e,
+        r => panic!("{op:?}: {r:?}"),
+    }
+}
+
+fn evs(m: &mut Model, g: u8) -> Vec<Ev> {
+    run(m, 0, Op::ReadEvents { group: g }).events.as_slice().to_vec()
+}
+
+const D0: u8 = path::of(0, path::SELF);
+const D1: u8 = path::of(1, path::SELF);
+const ROOT: u8 = MAX_INODES as u8;
+
+fn ev(mask: u32, inode: u8, task: u8, name: u8) -> Ev {
+    Ev { mask, inode, task, name }
+}
+
+/// inotify(7): "When monitoring a directory, the events marked above with an asterisk (*)
+/// can occur both for the directory itself and for objects inside the directory; in this
+/// case, the name field in the returned inotify_event structure identifies the name of the
+/// file within the directory." IN_CREATE/IN_DELETE/IN_MOVED_* only for objects inside.
+#[test]
+fn a_watched_directory_hears_its_children_by_name() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::CreateGroup(Class::Inotify));
+    let all = mask::OPEN | mask::ACCESS | mask::CLOSE_NOWRITE | mask::CREATE | mask::DELETE | mask::ATTRIB;
+    ok(&mut m, 0, Op::AddMark { group: 0, inode: D0, mask: all });
+    ok(&mut m, 1, Op::Cat { inode: 3 });
+    assert_eq!(
+        evs(&mut m, 0),
+        [ev(mask::OPEN, ROOT, 0, 3), ev(mask::ACCESS, ROOT, 0, 3), ev(mask::CLOSE_NOWRITE, ROOT, 0, 3)]
+    );
+    ok(&mut m, 1, Op::Mkdir { inode: D1 });
+    ok(&mut m, 1, Op::Unlink { inode: 2 });
+    // The unlinked file's own IN_ATTRIB (link count) goes to its watches only, not the parent.
+    assert_eq!(
+        evs(&mut m, 0),
+        [ev(mask::CREATE | mask::ISDIR, ROOT, 0, path::dir_entry_name(1)), ev(mask::DELETE, ROOT, 0, 2)]
+    );
+    // An empty file: read(2) returns 0 and there is no IN_ACCESS.
+    ok(&mut m, 1, Op::Create { inode: path::of(1, 0) });
+    ok(&mut m, 0, Op::AddMark { group: 0, inode: D1, mask: mask::ACCESS | mask::OPEN });
+    ok(&mut m, 1, Op::Cat { inode: path::of(1, 0) });
+    let d1 = m.lookup(D1).unwrap();
+    assert_eq!(evs(&mut m, 0), [ev(mask::OPEN, d1, 0, 0)]);
+}
+
+/// inotify(7): IN_ONESHOT "Monitor the filesystem object corresponding to pathname for one
+/// event, then remove from watch list"; IN_MASK_CREATE: "If pathname is already being
+/// watched, fail with EEXIST"; IN_MASK_ADD with IN_MASK_CREATE: EINVAL; IN_ONLYDIR on a file:
+/// ENOTDIR (inotify_add_watch(2)).
+#[test]
+fn inotify_watch_flags() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::CreateGroup(Class::Inotify));
+    ok(&mut m, 0, Op::Watch { group: 0, inode: 1, mask: mask::OPEN | mask::CLOSE_NOWRITE, flags: flag::ONESHOT });
+    ok(&mut m, 1, Op::Open { inode: 1 });
+    ok(&mut m, 1, Op::Open { inode: 1 });
+    assert_eq!(evs(&mut m, 0), [ev(mask::OPEN, 1, 0, NO_NAME), ev(mask::IGNORED, 1, 0, NO_NAME)]);
+    ok(&mut m, 0, Op::AddMark { group: 0, inode: 1, mask: mask::OPEN });
+    assert_eq!(err(&mut m, Op::Watch { group: 0, inode: 1, mask: mask::ACCESS, flags: flag::MASK_CREATE }), EEXIST);
+    let both = flag::MASK_CREATE | flag::MASK_ADD;
+    assert_eq!(err(&mut m, Op::Watch { group: 0, inode: 1, mask: mask::ACCESS, flags: both }), EINVAL);
+    assert_eq!(err(&mut m, Op::Watch { group: 0, inode: 1, mask: mask::ACCESS, flags: flag::ONLYDIR }), ENOTDIR);
+    // IN_MASK_ADD: "add (OR) the events in mask to the watch mask"; without it, replace.
+    ok(&mut m, 0, Op::Watch { group: 0, inode: 1, mask: mask::ACCESS, flags: flag::MASK_ADD });
+    ok(&mut m, 1, Op::Cat { inode: 1 });
+    assert_eq!(evs(&mut m, 0), [ev(mask::OPEN, 1, 0, NO_NAME), ev(mask::ACCESS, 1, 0, NO_NAME)]);
+    ok(&mut m, 0, Op::AddMark { group: 0, inode: 1, mask: mask::ACCESS });
+    ok(&mut m, 1, Op::Cat { inode: 1 });
+    assert_eq!(evs(&mut m, 0), [ev(mask::ACCESS, 1, 0, NO_NAME)]);
+    // A permission bit has no inotify meaning: EINVAL, even on a closed fd.
+    assert_eq!(err(&mut m, Op::AddMark { group: 0, inode: 1, mask: mask::OPEN_PERM }), EINVAL);
+}
+
+/// fanotify_mark(2): FAN_EVENT_ON_CHILD "Events for the immediate children of marked
+/// directories shall be created"; FAN_ONDIR "Create events for directories"; without FID
+/// reporting, dirent events are EINVAL.
+#[test]
+fn fanotify_directory_marks() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::CreateGroup(Class::FanNotif));
+    ok(&mut m, 0, Op::AddMark { group: 0, inode: D0, mask: mask::OPEN });
+    ok(&mut m, 1, Op::Open { inode: 0 });
+    ok(&mut m, 1, Op::Open { inode: D0 });
+    assert_eq!(run(&mut m, 0, Op::ReadEvents { group: 0 }).ret, Some(Ret::Err(EAGAIN)));
+    ok(&mut m, 0, Op::AddMark { group: 0, inode: D0, mask: mask::ON_CHILD });
+    ok(&mut m, 1, Op::Open { inode: 0 });
+    ok(&mut m, 1, Op::Mkdir { inode: D1 });
+    ok(&mut m, 1, Op::Open { inode: D1 });
+    assert_eq!(evs(&mut m, 0), [ev(mask::OPEN, 0, 1, NO_NAME)]);
+    ok(&mut m, 0, Op::AddMark { group: 0, inode: D0, mask: mask::ISDIR });
+    ok(&mut m, 1, Op::Open { inode: D1 });
+    ok(&mut m, 1, Op::Open { inode: D0 });
+    let d1 = m.lookup(D1).unwrap();
+    assert_eq!(evs(&mut m, 0), [ev(mask::OPEN, d1, 1, NO_NAME), ev(mask::OPEN, ROOT, 1, NO_NAME)]);
+    assert_eq!(err(&mut m, Op::AddMark { group: 0, inode: D0, mask: mask::CREATE }), EINVAL);
+    assert_eq!(err(&mut m, Op::Watch { group: 0, inode: 0, mask: mask::OPEN, flags: flag::ONLYDIR }), ENOTDIR);
+    assert_eq!(err(&mut m, Op::Watch { group: 0, inode: 5, mask: mask::OPEN, flags: flag::REMOVE }), ENOENT);
+}
+
+/// fanotify_mark(2): FAN_MARK_IGNORED_MASK; "FAN_MARK_IGNORED_SURV_MODIFY: The ignore mask
+/// shall survive modify events. If this flag is not set, the ignore mask is cleared when a
+/// modify event occurs on the marked object."
+#[test]
+fn ignore_masks_and_modify() {
+    for surv in [false, true] {
+        let mut m = Model::new(Semantics::Current);
+        ok(&mut m, 0, Op::CreateGroup(Class::FanNotif));
+        ok(&mut m, 0, Op::AddMark { group: 0, inode: 0, mask: mask::OPEN | mask::CLOSE_WRITE });
+        let flags = flag::IGNORED | if surv { flag::SURV } else { 0 };
+        ok(&mut m, 0, Op::Watch { group: 0, inode: 0, mask: mask::OPEN, flags });
+        ok(&mut m, 1, Op::Open { inode: 0 });
+        assert_eq!(run(&mut m, 0, Op::ReadEvents { group: 0 }).ret, Some(Ret::Err(EAGAIN)));
+        // The write's own open is still ignored (the modification comes after it).
+        ok(&mut m, 1, Op::Write { inode: 0 });
+        assert_eq!(evs(&mut m, 0), [ev(mask::CLOSE_WRITE, 0, 1, NO_NAME)]);
+        ok(&mut m, 1, Op::Open { inode: 0 });
+        let want = if surv { Vec::new() } else { std::vec![ev(mask::OPEN, 0, 1, NO_NAME)] };
+        assert_eq!(evs(&mut m, 0), want, "surv={surv}");
+    }
+}
+
+/// inotify(7) IN_Q_OVERFLOW / fanotify(7) FAN_Q_OVERFLOW: past the queue limit one overflow
+/// event is queued and further events are lost until it is read.
+#[test]
+fn queue_overflow() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::CreateGroup(Class::Inotify));
+    ok(&mut m, 0, Op::AddMark { group: 0, inode: D0, mask: mask::ATTRIB });
+    for i in 0..QUEUE_LIMIT as u8 + 3 {
+        ok(&mut m, 1, Op::Attrib { inode: i % 2 });
+    }
+    let got = evs(&mut m, 0);
+    assert_eq!(got.len(), QUEUE_LIMIT + 1);
+    assert_eq!(got[QUEUE_LIMIT], ev(mask::OVERFLOW, NO_NODE, 0, NO_NAME));
+    // A permission event that finds the queue full is dropped: the open goes on.
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::CreateGroup(Class::FanContent));
+    ok(&mut m, 0, Op::AddMark { group: 0, inode: 0, mask: mask::OPEN_PERM });
+    // fanotify merges events of one object and task: eight different ones fill the queue.
+    for i in 1..=4 {
+        ok(&mut m, 0, Op::AddMark { group: 0, inode: i, mask: mask::OPEN });
+        ok(&mut m, 1, Op::Open { inode: i });
+        ok(&mut m, 2, Op::Open { inode: i });
+    }
+    assert_eq!(run(&mut m, 3, Op::Open { inode: 0 }).ret, Some(Ret::Ok(0)));
 }

@@ -138,6 +138,10 @@ enum ScenarioCmd {
         arch: String,
         #[arg(long, value_name = "DIR", env = "KBOT_TREE")]
         tree: Option<PathBuf>,
+        /// Instead of one scenario: the first N random scenarios of --seed, alone in one boot
+        /// (the trust check: on a good kernel every one must match refcore).
+        #[arg(long, value_name = "N")]
+        random: Option<u32>,
     },
 }
 
@@ -353,7 +357,33 @@ fn scenario(cmd: ScenarioCmd, quiet: bool) -> Result<i32, Fail> {
             print!("{}", scenario_cmd::show(&pick(&w)?)?);
             Ok(0)
         }
-        ScenarioCmd::Replay { which, kernel, commit, arch, tree } => {
+        ScenarioCmd::Replay { which, kernel, commit, arch, tree, random: Some(n) } => {
+            let seed = which.seed.ok_or_else(|| Fail::usage("--random N needs --seed S"))?;
+            let arch = Arch::parse(&arch).ok_or_else(|| Fail::usage(format!("--arch {arch}: use x86_64 or arm64")))?;
+            let home = Home::locate()?;
+            let r = scenario_cmd::Replay {
+                arch,
+                kernel: kernel.as_deref(),
+                commit: commit.as_deref(),
+                tree: tree.unwrap_or_else(|| home.default_tree()),
+                vm_timeout: Duration::from_secs(180),
+                sandbox: sandbox_policy(false, &home, None)?,
+            };
+            let run = scenario_cmd::replay_random(&home, seed, n, &r, &Progress::new(quiet))?;
+            for (name, detail) in &run.divergent {
+                println!("{name}: DIVERGENCE: {detail}");
+            }
+            println!(
+                "{} random scenarios of seed {seed} on {arch}: {} divergent, {} skipped; {} ({})",
+                run.ran,
+                run.divergent.len(),
+                run.skipped,
+                run.rate,
+                run.log.display()
+            );
+            Ok(if run.divergent.is_empty() && run.ran > 0 { 0 } else { 1 })
+        }
+        ScenarioCmd::Replay { which, kernel, commit, arch, tree, random: None } => {
             let sc = pick(&which)?;
             let arch = Arch::parse(&arch).ok_or_else(|| Fail::usage(format!("--arch {arch}: use x86_64 or arm64")))?;
             let home = Home::locate()?;

@@ -40,6 +40,9 @@ struct Params {
     ltp_budget_ms: u64,
     /// `kbot.ltp=off`: kbot's own tests only, even with LTP in the initramfs.
     ltp_off: bool,
+    /// `kbot.scenarios_only=1`: the random scenarios alone (no tests, corpus or LTP): what
+    /// `kbot scenario replay --random N` boots for.
+    scenarios_only: bool,
     ltp: ltp::Params,
 }
 
@@ -53,6 +56,7 @@ fn params(cmdline: &str) -> Params {
         shrink_ms: 15_000,
         ltp_budget_ms: 600_000,
         ltp_off: false,
+        scenarios_only: false,
         ltp: ltp::Params { hang_ms: 5000, timeout_mul: "1".into(), runtime_mul: "1".into(), test_limit_ms: 300_000 },
     };
     for word in cmdline.split_whitespace() {
@@ -69,6 +73,9 @@ fn params(cmdline: &str) -> Params {
         } else if let Some(v) = word.strip_prefix("kbot.budget_ms=") {
             p.budget_ms = v.parse().unwrap_or(p.budget_ms);
         } else if word == "kbot.ltp=off" {
+            p.ltp_off = true;
+        } else if word == "kbot.scenarios_only=1" {
+            p.scenarios_only = true;
             p.ltp_off = true;
         } else if let Some(v) = word.strip_prefix("kbot.ltp_budget_ms=") {
             p.ltp_budget_ms = v.parse().unwrap_or(p.ltp_budget_ms);
@@ -92,7 +99,7 @@ fn params(cmdline: &str) -> Params {
 /// The scenarios of this boot: the corpus, `random` scenarios from `seed`, scenarios from
 /// `/scenarios.txt` (`name: steps` per line, for replays), and any named in `only`.
 fn scenarios(p: &Params) -> Vec<kbot_scenario::Scenario> {
-    let mut v = kbot_scenario::corpus();
+    let mut v = if p.scenarios_only { Vec::new() } else { kbot_scenario::corpus() };
     v.extend((0..p.random).map(|i| kbot_scenario::random(p.seed, i)));
     if let Ok(text) = std::fs::read_to_string("/scenarios.txt") {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -110,6 +117,25 @@ fn scenarios(p: &Params) -> Vec<kbot_scenario::Scenario> {
         }
     }
     v
+}
+
+const QUEUE_SYSCTLS: [&str; 2] = ["/proc/sys/fs/inotify/max_queued_events", "/proc/sys/fs/fanotify/max_queued_events"];
+
+fn queue_limits() -> [String; 2] {
+    QUEUE_SYSCTLS.map(|p| std::fs::read_to_string(p).unwrap_or_default().trim().to_string())
+}
+
+fn set_queue_limits(v: &[String; 2]) {
+    for (p, v) in QUEUE_SYSCTLS.iter().zip(v) {
+        if !v.is_empty() {
+            let _ = std::fs::write(p, v);
+        }
+    }
+}
+
+/// The queue limit the kernel applies to new groups now (the smaller of the two sysctls).
+fn queue_limit(_pid1: bool) -> usize {
+    queue_limits().iter().filter_map(|v| v.parse().ok()).min().unwrap_or(16384)
 }
 
 fn main() {
@@ -140,7 +166,7 @@ fn main() {
         sysrq: pid1,
     }));
     let wanted = |name: &str| p.only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
-    let selected: Vec<_> = TESTS.iter().filter(|(name, _)| wanted(name)).collect();
+    let selected: Vec<_> = TESTS.iter().filter(|(name, _)| wanted(name) && !p.scenarios_only).collect();
     let scens: Vec<_> = scenarios(&p).into_iter().filter(|s| wanted(&s.name)).collect();
     let ltp_tests: Vec<_> = if p.ltp_off { Vec::new() } else { ltp::tests() }
         .into_iter()
@@ -180,12 +206,22 @@ fn main() {
         };
         emit(&line);
     }
-    // Differential checks against refcore: a divergence is a failed test of its own.
+    // Differential checks against refcore: a divergence is a failed test of its own. The
+    // groups' queues hold QUEUE_LIMIT events while they run (overflow is part of the model);
+    // the old limits come back for LTP.
+    let saved_limits = queue_limits();
+    if pid1 {
+        set_queue_limits(&[
+            kbot_scenario::kbot_refcore::QUEUE_LIMIT.to_string(),
+            kbot_scenario::kbot_refcore::QUEUE_LIMIT.to_string(),
+        ]);
+    }
     let timing = scenario::Timing {
         prompt: Duration::from_millis(1500),
         settle: Duration::from_millis(200),
         dump: pid1,
         shrink_time: Duration::from_millis(p.shrink_ms),
+        queue_limit: queue_limit(pid1),
     };
     let mut random_started: Option<Instant> = None;
     for (j, sc) in scens.iter().enumerate() {
@@ -202,6 +238,18 @@ fn main() {
         };
         emit(&format!("# {}: {detail} (time_ms={})", sc.name, t.elapsed().as_millis()));
         emit(&format!("{}ok {n} {}", if ok { "" } else { "not " }, sc.name));
+    }
+    if pid1 {
+        set_queue_limits(&saved_limits);
+    }
+    let done = random_started.map(|s| s.elapsed());
+    let nrandom = scens.iter().filter(|s| s.name.starts_with("scenario/random-")).count();
+    if let Some(d) = done.filter(|_| nrandom > 0) {
+        emit(&format!(
+            "# kbot-agent random scenarios: {nrandom} in {} ms ({:.1} scenarios/s)",
+            d.as_millis(),
+            nrandom as f64 / d.as_secs_f64().max(0.001)
+        ));
     }
     // LTP's tests last: they are the slow part, and kbot's own verdicts come first.
     if !ltp_tests.is_empty() && pid1 {

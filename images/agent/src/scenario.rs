@@ -5,8 +5,10 @@
 //! kernel and replayed once to confirm it.
 
 use crate::sys;
-use kbot_scenario::kbot_refcore::{mask, Class, Ev, Op, Ret, Semantics, Step, MAX_INODES, MAX_TASKS};
-use kbot_scenario::{compare_step, format, predict, shrink, signature, Scenario, StepObs};
+use kbot_scenario::kbot_refcore::{
+    flag, mask, path, Class, Ev, Op, Ret, Semantics, Step, MAX_INODES, MAX_TASKS, NO_NAME, NO_NODE,
+};
+use kbot_scenario::{compare_step, format, predict_with, shrink, signature, Scenario, StepObs};
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -17,9 +19,49 @@ use std::time::{Duration, Instant};
 const FAN_CLASS_PRE_CONTENT: u32 = 0x08;
 const FAN_NONBLOCK: u32 = 0x02;
 const FAN_REPORT_TID: u32 = 0x100;
-const FAN_OPEN: u64 = 0x20;
-const IN_OPEN: u32 = 0x20;
-const IN_IGNORED: u32 = 0x8000;
+const FAN_ONDIR: u64 = 0x4000_0000;
+const FAN_EVENT_ON_CHILD: u64 = 0x0800_0000;
+const FAN_MARK_ONLYDIR: u32 = 0x08;
+const FAN_MARK_IGNORED_MASK: u32 = 0x20;
+const FAN_MARK_IGNORED_SURV_MODIFY: u32 = 0x40;
+
+/// The model's event bits and the kernel's (inotify and fanotify share them; a model bit
+/// without an inotify meaning, like the permission event, is passed as is and refused).
+const EVENT_BITS: &[(u32, u64)] = &[
+    (mask::ACCESS, 0x1),
+    (mask::MODIFY, 0x2),
+    (mask::ATTRIB, 0x4),
+    (mask::CLOSE_WRITE, 0x8),
+    (mask::CLOSE_NOWRITE, 0x10),
+    (mask::OPEN, 0x20),
+    (mask::MOVED_FROM, 0x40),
+    (mask::MOVED_TO, 0x80),
+    (mask::CREATE, 0x100),
+    (mask::DELETE, 0x200),
+    (mask::DELETE_SELF, 0x400),
+    (mask::MOVE_SELF, 0x800),
+    (mask::OVERFLOW, 0x4000),
+    (mask::IGNORED, 0x8000),
+    (mask::OPEN_PERM, 0x1_0000),
+    (mask::ON_CHILD, 0x0800_0000),
+    (mask::ISDIR, 0x4000_0000),
+];
+
+fn to_kernel(m: u32) -> u64 {
+    EVENT_BITS.iter().filter(|(b, _)| m & b != 0).fold(0, |a, (_, k)| a | k)
+}
+
+fn from_kernel(k: u64) -> u32 {
+    EVENT_BITS.iter().filter(|(_, kb)| k & kb != 0).fold(0, |a, (b, _)| a | b)
+}
+
+const IN_FLAGS: &[(u8, u32)] = &[
+    (flag::ONLYDIR, 0x0100_0000),
+    (flag::EXCL_UNLINK, 0x0400_0000),
+    (flag::MASK_CREATE, 0x1000_0000),
+    (flag::MASK_ADD, 0x2000_0000),
+    (flag::ONESHOT, 0x8000_0000),
+];
 
 pub struct Timing {
     /// How long a step the model says completes may take before it counts as blocked.
@@ -30,6 +72,8 @@ pub struct Timing {
     pub dump: bool,
     /// Time allowed for shrinking one divergent scenario.
     pub shrink_time: Duration,
+    /// The groups' queue limit (`max_queued_events`), for the prediction.
+    pub queue_limit: usize,
 }
 
 /// What the tasks share: the kernel objects behind the model's ids.
@@ -44,18 +88,45 @@ struct Kernel {
     /// Permission events read and not answered: (group, waiter) -> event fd.
     perm: HashMap<(u8, u8), RawFd>,
     tid_task: HashMap<i32, u8>,
-    ino_inode: HashMap<u64, u8>,
+    classes: Vec<Class>,
+    /// The model's node of each kernel inode number, and of each path (the node it named
+    /// last: what the model resolves a watch's wd by).
+    ino_node: HashMap<u64, u8>,
+    path_node: HashMap<u8, u8>,
+    next_node: u8,
 }
 
 impl Kernel {
-    fn path(&self, inode: u8) -> String {
-        format!("{}/i{inode}", self.dir)
+    fn path(&self, p: u8) -> String {
+        let (d, n) = (path::dir(p), path::name(p));
+        let dir = if d == 0 { self.dir.clone() } else { format!("{}/d{d}", self.dir) };
+        if n == path::SELF {
+            dir
+        } else {
+            format!("{dir}/i{n}")
+        }
     }
 
+    /// A new object at `p` (created by this step): the next node id, as the model numbers them.
+    fn created(&mut self, p: u8) {
+        let node = self.next_node;
+        self.next_node += 1;
+        self.learn(p, node);
+    }
+
+    fn learn(&mut self, p: u8, node: u8) {
+        if let Ok(md) = std::fs::metadata(self.path(p)) {
+            self.ino_node.insert(std::os::unix::fs::MetadataExt::ino(&md), node);
+        }
+        self.path_node.insert(p, node);
+    }
+
+    /// The group's fd (-1 once closed) and class (also once closed: a call on a closed
+    /// group goes to the same syscall, which checks its arguments before the fd).
     fn group_fd(&self, g: u8) -> (RawFd, Option<Class>) {
         match self.groups.get(g as usize) {
             Some(Some((fd, c))) => (*fd, Some(*c)),
-            _ => (-1, None),
+            _ => (-1, self.classes.get(g as usize).copied()),
         }
     }
 }
@@ -107,62 +178,100 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
             }
             let mut k = lock();
             k.groups.push(Some((fd as RawFd, class)));
+            k.classes.push(class);
             (Ret::Ok(k.groups.len() as i32 - 1), vec![])
         }
-        Op::AddMark { group, inode, mask: m } => {
-            let mut k = lock();
-            let (fd, class) = k.group_fd(group);
-            let path = cstr(&k.path(inode));
-            if class == Some(Class::Inotify) {
-                if m & mask::PERM != 0 {
-                    // Not expressible with inotify; the model's answer stands.
-                    return (Ret::Err(libc::EINVAL), vec![]);
-                }
-                // SAFETY: valid fd or -1, valid path.
-                let wd = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), IN_OPEN) };
-                if wd < 0 {
-                    return (Ret::Err(errno()), vec![]);
-                }
-                k.wds.insert((group, inode), wd);
-                k.wd_inode.insert((group, wd), inode);
-                return (Ret::Ok(0), vec![]);
-            }
-            let km = if m & mask::OPEN != 0 { FAN_OPEN } else { 0 }
-                | if m & mask::OPEN_PERM != 0 { sys::FAN_OPEN_PERM } else { 0 };
-            // SAFETY: as above; on 64-bit arches the mask is one register.
-            let r = unsafe {
-                libc::syscall(libc::SYS_fanotify_mark, fd, sys::FAN_MARK_ADD, km, libc::AT_FDCWD, path.as_ptr())
-            };
-            (ret_of(r), vec![])
-        }
+        Op::AddMark { group, inode, mask: m } => add_mark(&mut lock(), group, inode, m, 0),
+        Op::Watch { group, inode, mask: m, flags } => add_mark(&mut lock(), group, inode, m, flags),
         Op::RemoveMark { group, inode } => {
             let k = lock();
             let (fd, class) = k.group_fd(group);
             if class == Some(Class::Inotify) {
-                let wd = k.wds.get(&(group, inode)).copied().unwrap_or(-1);
+                let node = k.path_node.get(&inode).copied().unwrap_or(NO_NODE);
+                let wd = k.wds.get(&(group, node)).copied().unwrap_or(-1);
                 // SAFETY: plain syscall.
                 let r = unsafe { libc::inotify_rm_watch(fd, wd) };
                 return (ret_of(r as libc::c_long), vec![]);
             }
             let path = cstr(&k.path(inode));
             // Remove every bit the group's class may hold (a permission bit in the mask of a
-            // notification group is EINVAL even for removal).
-            let all = FAN_OPEN | if class.is_some_and(Class::can_perm) { sys::FAN_OPEN_PERM } else { 0 };
+            // notification group is EINVAL even for removal), and the event flags.
+            let all = to_kernel(mask::FAN_FD & !if class.is_some_and(Class::can_perm) { 0 } else { mask::PERM })
+                | FAN_ONDIR
+                | FAN_EVENT_ON_CHILD;
             // SAFETY: as above.
             let r = unsafe {
                 libc::syscall(libc::SYS_fanotify_mark, fd, sys::FAN_MARK_REMOVE, all, libc::AT_FDCWD, path.as_ptr())
             };
             (ret_of(r), vec![])
         }
-        Op::Open { inode } => {
+        Op::Open { inode } | Op::Cat { inode } | Op::Write { inode } => {
             let path = cstr(&lock().path(inode));
+            let write = matches!(step.op, Op::Write { .. });
+            let flags = if write {
+                libc::O_WRONLY
+            } else if path::is_dir(inode) {
+                libc::O_RDONLY | libc::O_DIRECTORY
+            } else {
+                libc::O_RDONLY
+            };
             // SAFETY: valid path; may block in the kernel, no lock held.
-            let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
             if fd < 0 {
                 return (Ret::Err(errno()), vec![]);
             }
+            let mut ret = Ret::Ok(0);
+            let mut b = [b'x'; 1];
+            // SAFETY: a one-byte buffer.
+            let r = match step.op {
+                Op::Cat { .. } => unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) },
+                Op::Write { .. } => unsafe { libc::write(fd, b.as_ptr().cast(), 1) },
+                _ => 0,
+            };
+            if r < 0 {
+                ret = Ret::Err(errno());
+            }
             sys::close(fd);
-            (Ret::Ok(0), vec![])
+            (ret, vec![])
+        }
+        Op::Create { inode } | Op::Mkdir { inode } => {
+            let mut k = lock();
+            let path = cstr(&k.path(inode));
+            // SAFETY: valid path.
+            let r = unsafe {
+                if matches!(step.op, Op::Mkdir { .. }) {
+                    libc::mkdir(path.as_ptr(), 0o755)
+                } else {
+                    libc::mknod(path.as_ptr(), libc::S_IFREG | 0o644, 0)
+                }
+            };
+            if r == 0 {
+                k.created(inode);
+            }
+            (ret_of(r as libc::c_long), vec![])
+        }
+        Op::Rmdir { inode } => {
+            let path = cstr(&lock().path(inode));
+            // SAFETY: valid path.
+            (ret_of(unsafe { libc::rmdir(path.as_ptr()) } as libc::c_long), vec![])
+        }
+        Op::Attrib { inode } => {
+            let path = cstr(&lock().path(inode));
+            let mode = if path::is_dir(inode) { 0o755 } else { 0o644 };
+            // SAFETY: valid path.
+            (ret_of(unsafe { libc::chmod(path.as_ptr(), mode) } as libc::c_long), vec![])
+        }
+        Op::Rename { from, to } => {
+            let mut k = lock();
+            let (a, b) = (cstr(&k.path(from)), cstr(&k.path(to)));
+            // SAFETY: valid paths.
+            let r = unsafe { libc::rename(a.as_ptr(), b.as_ptr()) };
+            if r == 0 && from != to {
+                if let Some(n) = k.path_node.get(&from).copied() {
+                    k.path_node.insert(to, n);
+                }
+            }
+            (ret_of(r as libc::c_long), vec![])
         }
         Op::ReadEvents { group } => read_events(&mut lock(), group),
         Op::Answer { group, waiter, allow } => {
@@ -206,9 +315,51 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
     }
 }
 
+fn add_mark(k: &mut Kernel, group: u8, inode: u8, m: u32, flags: u8) -> (Ret, Vec<Ev>) {
+    let (fd, class) = k.group_fd(group);
+    let path = cstr(&k.path(inode));
+    if class == Some(Class::Inotify) {
+        let km = to_kernel(m) as u32 | IN_FLAGS.iter().filter(|(f, _)| flags & f != 0).fold(0, |a, (_, b)| a | b);
+        // SAFETY: valid fd or -1, valid path.
+        let wd = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), km) };
+        if wd < 0 {
+            return (Ret::Err(errno()), vec![]);
+        }
+        let node = k.path_node.get(&inode).copied().unwrap_or(NO_NODE);
+        k.wds.insert((group, node), wd);
+        k.wd_inode.insert((group, wd), node);
+        return (Ret::Ok(0), vec![]);
+    }
+    let mut kf = if flags & flag::REMOVE != 0 { sys::FAN_MARK_REMOVE } else { sys::FAN_MARK_ADD };
+    for (f, b) in [
+        (flag::ONLYDIR, FAN_MARK_ONLYDIR),
+        (flag::IGNORED, FAN_MARK_IGNORED_MASK),
+        (flag::SURV, FAN_MARK_IGNORED_SURV_MODIFY),
+    ] {
+        if flags & f != 0 {
+            kf |= b;
+        }
+    }
+    // SAFETY: as above; on 64-bit arches the mask is one register.
+    let r = unsafe { libc::syscall(libc::SYS_fanotify_mark, fd, kf, to_kernel(m), libc::AT_FDCWD, path.as_ptr()) };
+    (ret_of(r), vec![])
+}
+
+/// An inotify event's name (`i3`, `d1`) as the model numbers names.
+fn name_id(name: &[u8]) -> u8 {
+    let s = std::str::from_utf8(name).unwrap_or("").trim_end_matches('\0');
+    if let Some(n) = s.strip_prefix('i').and_then(|n| n.parse::<u8>().ok()) {
+        n
+    } else if let Some(n) = s.strip_prefix('d').and_then(|n| n.parse::<u8>().ok()) {
+        path::dir_entry_name(n)
+    } else {
+        NO_NAME - 1
+    }
+}
+
 fn read_events(k: &mut Kernel, group: u8) -> (Ret, Vec<Ev>) {
     let (fd, class) = k.group_fd(group);
-    let mut buf = vec![0u8; 8192];
+    let mut buf = vec![0u8; 16384];
     // SAFETY: valid buffer.
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
     if n < 0 {
@@ -221,15 +372,9 @@ fn read_events(k: &mut Kernel, group: u8) -> (Ret, Vec<Ev>) {
         while off + 16 <= n {
             let word = |i: usize| u32::from_ne_bytes(buf[off + i..off + i + 4].try_into().unwrap());
             let (wd, m, len) = (word(0) as i32, word(4), word(12) as usize);
-            let inode = k.wd_inode.get(&(group, wd)).copied().unwrap_or(u8::MAX);
-            let mut mm = 0;
-            if m & IN_OPEN != 0 {
-                mm |= mask::OPEN;
-            }
-            if m & IN_IGNORED != 0 {
-                mm |= mask::IGNORED;
-            }
-            evs.push(Ev { mask: mm, inode, task: 0 });
+            let inode = if wd < 0 { NO_NODE } else { k.wd_inode.get(&(group, wd)).copied().unwrap_or(NO_NODE - 1) };
+            let name = if len == 0 { NO_NAME } else { name_id(&buf[off + 16..(off + 16 + len).min(n)]) };
+            evs.push(Ev { mask: from_kernel(m as u64), inode, task: 0, name });
             off += 16 + len;
         }
     } else {
@@ -241,24 +386,20 @@ fn read_events(k: &mut Kernel, group: u8) -> (Ret, Vec<Ev>) {
             let mut st: libc::stat = unsafe { std::mem::zeroed() };
             // SAFETY: fstat into a zeroed struct.
             let inode = if efd >= 0 && unsafe { libc::fstat(efd, &mut st) } == 0 {
-                k.ino_inode.get(&(st.st_ino as u64)).copied().unwrap_or(u8::MAX)
+                k.ino_node.get(&(st.st_ino as u64)).copied().unwrap_or(NO_NODE - 1)
             } else {
-                u8::MAX
+                NO_NODE
             };
-            let task = k.tid_task.get(&tid).copied().unwrap_or(u8::MAX);
-            let mut mm = 0;
-            if m & FAN_OPEN != 0 {
-                mm |= mask::OPEN;
-            }
+            let mm = from_kernel(m);
+            let task = if mm == mask::OVERFLOW { 0 } else { k.tid_task.get(&tid).copied().unwrap_or(u8::MAX) };
             if m & sys::FAN_OPEN_PERM != 0 {
-                mm |= mask::OPEN_PERM;
                 if let Some(old) = k.perm.insert((group, task), efd) {
                     sys::close(old);
                 }
             } else {
                 sys::close(efd);
             }
-            evs.push(Ev { mask: mm, inode, task });
+            evs.push(Ev { mask: mm, inode, task, name: NO_NAME });
             if len < 24 {
                 break;
             }
@@ -302,16 +443,18 @@ fn diverged(text: String, sig: &str) -> Diverged {
 }
 
 pub fn run_once(steps: &[Step], dir: &str, t: &Timing) -> Result<(), Diverged> {
-    let pred = predict(steps, Semantics::Current).map_err(|e| diverged(e.to_string(), "setup"))?;
+    let pred = predict_with(steps, Semantics::Current, t.queue_limit).map_err(|e| diverged(e.to_string(), "setup"))?;
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| diverged(format!("mkdir {dir}: {e}"), "setup"))?;
     let mut kern = Kernel { dir: dir.to_string(), ..Default::default() };
     for i in 0..MAX_INODES as u8 {
         let p = kern.path(i);
         std::fs::write(&p, "kbot\n").map_err(|e| diverged(format!("create {p}: {e}"), "setup"))?;
-        let ino = std::fs::metadata(&p).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap_or(0);
-        kern.ino_inode.insert(ino, i);
+        kern.learn(i, i);
     }
+    // The root is node 8; objects the steps create are numbered from 9 on.
+    kern.learn(path::of(0, path::SELF), MAX_INODES as u8);
+    kern.next_node = MAX_INODES as u8 + 1;
     let k = Arc::new(Mutex::new(kern));
     let mut actors: Vec<Option<Actor>> = (0..MAX_TASKS).map(|_| None).collect();
     let mut busy = [false; MAX_TASKS];

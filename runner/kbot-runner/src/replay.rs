@@ -45,11 +45,7 @@ pub fn show(sc: &Scenario) -> Result<String, Fail> {
     for (i, (s, p)) in sc.steps.iter().zip(&pred).enumerate() {
         let mut line = format!("{:>3}. {:<24} {}", i + 1, format_step(s), ret_name(p.ret));
         if !p.events.is_empty() {
-            let ev: Vec<String> = p
-                .events
-                .iter()
-                .map(|e| format!("{} i{} t{}", kbot_scenario::mask_name(e.mask), e.inode, e.task))
-                .collect();
+            let ev: Vec<String> = p.events.iter().map(kbot_scenario::event_name).collect();
             line += &format!("; reads [{}]", ev.join(", "));
         }
         if !p.released.is_empty() {
@@ -143,4 +139,59 @@ pub fn replay(home: &Home, sc: &Scenario, r: &Replay, progress: &Progress) -> Re
             log.display()
         ))),
     }
+}
+
+/// What a boot of random scenarios found: how many ran, the divergent ones (name and detail),
+/// the agent's scenarios-per-second line, and the console log.
+pub struct RandomRun {
+    pub ran: usize,
+    pub skipped: usize,
+    pub divergent: Vec<(String, String)>,
+    pub rate: String,
+    pub log: PathBuf,
+}
+
+/// Boots the kernel with the random scenarios `0..n` of `seed` alone (no tests, corpus or
+/// LTP): the trust check of refcore against a kernel that is known good.
+pub fn replay_random(home: &Home, seed: u64, n: u32, r: &Replay, progress: &Progress) -> Result<RandomRun, Fail> {
+    let image = kernel_image(home, r.arch, r.kernel, r.commit, &r.tree)?;
+    let agent_bin = agent::build(r.arch)?;
+    let agent = std::fs::read(&agent_bin).map_err(|e| Fail::env(e.to_string()))?;
+    let dir = home.new_run_dir().map_err(|e| Fail::env(e.to_string()))?;
+    let initrd = dir.join("initramfs.cpio");
+    std::fs::write(&initrd, cpio::initramfs_with(&agent, &[])).map_err(|e| Fail::env(e.to_string()))?;
+    let spec = VmSpec {
+        arch: r.arch,
+        kernel: &image,
+        initrd: &initrd,
+        append: format!("kbot.scenarios_only=1 kbot.seed={seed} kbot.random={n} kbot.budget_ms=100000000"),
+        timeout: r.vm_timeout + Duration::from_secs(2) * n,
+        accel: Accel::Tcg,
+        mem_mb: 512,
+        smp: 2,
+    };
+    progress.say(r.arch.name(), "replay", &format!("{n} random scenarios of seed {seed} on {}", image.display()));
+    let log = dir.join("console.log");
+    let vm = qemu::run(&r.sandbox, &spec, &log, 64 << 20, |_| {})
+        .map_err(|e| Fail::env(format!("cannot start {}: {e}", r.arch.qemu())))?;
+    let console = kbot_console::parse(&vm.console);
+    let mut out = RandomRun { ran: 0, skipped: 0, divergent: Vec::new(), rate: String::new(), log: log.clone() };
+    for i in 0..n {
+        let name = format!("scenario/random-{seed}-{i}");
+        match console.test(&name) {
+            Some(t) if t.outcome == kbot_console::Outcome::Pass => out.ran += 1,
+            Some(t) if t.outcome == kbot_console::Outcome::Skip => out.skipped += 1,
+            Some(t) => {
+                out.ran += 1;
+                out.divergent.push((name, t.detail.clone()));
+            }
+            None => out.skipped += 1,
+        }
+    }
+    out.rate = vm
+        .console
+        .lines()
+        .find_map(|l| l.split_once("# kbot-agent random scenarios: ").map(|(_, r)| r.trim().to_string()))
+        .unwrap_or_else(|| "no rate (the agent did not finish)".into());
+    Ok(out)
 }

@@ -391,7 +391,10 @@ mod tests {
         assert!(e.contains("(x3): __synchronize_srcu"), "{e}");
         // The same task name twice (two pids, one stack) is named once and counted twice.
         let twice = kbot_console::parse(&[task("init", 3, &close), task("init", 4, &close)].concat());
-        assert_eq!(blocked_stacks(&twice, 0), ["  init (x2): fsnotify_wait_marks_destroyed <- fsnotify_destroy_group <- inotify_release"]);
+        assert_eq!(
+            blocked_stacks(&twice, 0),
+            ["  init (x2): fsnotify_wait_marks_destroyed <- fsnotify_destroy_group <- inotify_release"]
+        );
     }
 
     #[test]

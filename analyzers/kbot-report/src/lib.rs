@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod group;
 mod vocab;
 pub use vocab::{BootState, BuildState, CheckState, Outcome, RegressionKind, SplatKind, UnknownWord, Verdict};
 
@@ -169,7 +170,7 @@ pub struct Run {
     pub build_log: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FirstBad {
     pub index: u32,
     pub subject: String,

@@ -352,7 +352,10 @@ mod tests {
         assert_eq!(p.account, ["t: hang: blocked", "more"]);
         assert_eq!(
             p.stacks,
-            [("init (pid 3)".to_string(), "a <- b".to_string()), ("kworker/u4:0, kworker/u4:1 (x2)".into(), "c <- d".into())]
+            [
+                ("init (pid 3)".to_string(), "a <- b".to_string()),
+                ("kworker/u4:0, kworker/u4:1 (x2)".into(), "c <- d".into())
+            ]
         );
         assert_eq!(p.own_lines, ["x.c:1: TFAIL: no"]);
         assert_eq!(p.blocks, [vec!["kernel BUG at x.c:1!".to_string(), "  line".into()]]);
@@ -385,7 +388,10 @@ mod tests {
         ]);
         let f = findings(&r);
         assert_eq!(f.len(), 3);
-        assert_eq!(f.iter().map(|x| x.first_bad.as_ref().map(|b| b.index)).collect::<Vec<_>>(), [Some(2), Some(3), None]);
+        assert_eq!(
+            f.iter().map(|x| x.first_bad.as_ref().map(|b| b.index)).collect::<Vec<_>>(),
+            [Some(2), Some(3), None]
+        );
         let two = &f[0];
         assert_eq!(two.arches, ["x86_64", "arm64"]);
         assert_eq!(two.regressions, 5);
@@ -394,12 +400,20 @@ mod tests {
             ["shadow/wait-in-srcu x86_64,arm64", "close_hang x86_64,arm64", "scenario/s x86_64"]
         );
         assert_eq!(two.headline, "shadow/wait-in-srcu: fail: why");
-        assert_eq!(two.symptoms[0].accounts[1], ArchText { arch: "arm64".into(), lines: vec!["shadow/wait-in-srcu: fail: why arm".into()] });
+        assert_eq!(
+            two.symptoms[0].accounts[1],
+            ArchText { arch: "arm64".into(), lines: vec!["shadow/wait-in-srcu: fail: why arm".into()] }
+        );
         // Each stack once: the same dump quoted by two tests and listed twice counts its task once.
         assert_eq!(
             two.stacks,
             [
-                Stack { tasks: vec!["init".into()], count: 1, arches: vec!["x86_64".into()], frames: "close <- release".into() },
+                Stack {
+                    tasks: vec!["init".into()],
+                    count: 1,
+                    arches: vec!["x86_64".into()],
+                    frames: "close <- release".into()
+                },
                 Stack {
                     tasks: vec!["kworker/u4:0".into(), "kworker/u9:0".into(), "kworker/u9:1".into()],
                     count: 3,
@@ -433,7 +447,10 @@ mod tests {
             kind: Build,
             arches: vec![],
             bisect: vec![],
-            accounts: vec![ArchText { arch: "arm64".into(), lines: vec!["build of arm64 failed:".into(), ">> x.c:1: error: no".into()] }],
+            accounts: vec![ArchText {
+                arch: "arm64".into(),
+                lines: vec!["build of arm64 failed:".into(), ">> x.c:1: error: no".into()],
+            }],
             own_lines: vec![],
         };
         assert_eq!(headline(&s), ">> x.c:1: error: no");

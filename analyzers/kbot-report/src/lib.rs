@@ -338,6 +338,7 @@ pub fn markdown(r: &CheckResult) -> Result<String, minijinja::Error> {
     env.get_template("report.md")?.render(minijinja::context! {
         r => minijinja::Value::from(minijinja::value::Serde(r)),
         rows => minijinja::Value::from(minijinja::value::Serde(result_rows(r))),
+        findings => minijinja::Value::from(minijinja::value::Serde(group::findings(r))),
     })
 }
 

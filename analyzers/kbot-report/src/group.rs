@@ -46,6 +46,8 @@ pub struct Stack {
     pub tasks: Vec<String>,
     /// How many tasks were blocked with it (over all arches; a task dumped twice counts once).
     pub count: usize,
+    /// The pid when it is one task.
+    pub pid: Option<u32>,
     pub arches: Vec<String>,
     /// The frames, innermost first, `a <- b <- c`.
     pub frames: String,
@@ -283,8 +285,11 @@ fn finding(regs: &[(&str, &Regression)]) -> Finding {
         .map(|x| {
             let mut a: Vec<String> = x.arches.iter().map(|(a, _, _)| a.clone()).collect();
             sort(&mut a);
+            let count = x.arches.iter().map(|(_, pids, n)| pids.len().max(*n)).sum();
+            let pids: Vec<u32> = x.arches.iter().flat_map(|(_, p, _)| p.iter().map(|(_, pid)| *pid)).collect();
             Stack {
-                count: x.arches.iter().map(|(_, pids, n)| pids.len().max(*n)).sum(),
+                count,
+                pid: if let (1, [pid]) = (count, pids.as_slice()) { Some(*pid) } else { None },
                 tasks: x.tasks,
                 arches: a,
                 frames: x.frames,
@@ -306,11 +311,36 @@ pub fn headline(s: &Symptom) -> String {
     line.cloned().unwrap_or_else(|| format!("{}: {}", s.test, s.kind))
 }
 
+impl Finding {
+    /// The evidence in brief, at most `max` lines: the strongest symptom's account on its
+    /// first arch and its own lines, then every stack once (`tasks (xN): frames`).
+    pub fn brief(&self, max: usize) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        if let Some(y) = self.symptoms.first() {
+            v.extend(y.accounts.first().map(|a| a.lines.clone()).unwrap_or_default());
+            if !y.own_lines.is_empty() {
+                v.push(String::new());
+                v.push("the test's own lines:".into());
+                v.extend(y.own_lines.iter().map(|l| format!("  {l}")));
+            }
+        }
+        if !self.stacks.is_empty() {
+            v.push(String::new());
+            v.push("blocked tasks (sysrq-w), each stack once:".into());
+            v.extend(self.stacks.iter().map(|k| format!("  {}", k.line())));
+        }
+        v.truncate(max);
+        v
+    }
+}
+
 impl Stack {
     /// `tasks (xN): frames`, or `task: frames` for one task.
     pub fn line(&self) -> String {
         if self.count > 1 {
             format!("{} (x{}): {}", self.tasks.join(", "), self.count, self.frames)
+        } else if let Some(pid) = self.pid {
+            format!("{} (pid {pid}): {}", self.tasks.join(", "), self.frames)
         } else {
             format!("{}: {}", self.tasks.join(", "), self.frames)
         }
@@ -411,19 +441,21 @@ mod tests {
                 Stack {
                     tasks: vec!["init".into()],
                     count: 1,
+                    pid: Some(3),
                     arches: vec!["x86_64".into()],
                     frames: "close <- release".into()
                 },
                 Stack {
                     tasks: vec!["kworker/u4:0".into(), "kworker/u9:0".into(), "kworker/u9:1".into()],
                     count: 3,
+                    pid: None,
                     arches: vec!["x86_64".into(), "arm64".into()],
                     frames: "srcu <- work".into()
                 },
             ]
         );
         assert_eq!(two.stacks[1].line(), "kworker/u4:0, kworker/u9:0, kworker/u9:1 (x3): srcu <- work");
-        assert_eq!(two.stacks[0].line(), "init: close <- release");
+        assert_eq!(two.stacks[0].line(), "init (pid 3): close <- release");
         assert_eq!(f[2].symptoms[0].test, "perm");
         assert_eq!(f[2].bisect, ["inconclusive: flaky"]);
         assert!(findings(&result(&[("x86_64", vec![])])).is_empty());

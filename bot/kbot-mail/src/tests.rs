@@ -62,7 +62,7 @@ fn a_regression_is_a_threaded_reply_to_the_first_bad_patch() {
     assert!(t.contains("[2/3] fsnotify: avoid SRCU round trip"), "{t}");
     assert!(t.contains("\r\n=== [2/3] fsnotify: avoid SRCU round trip"), "{t}");
     assert!(t.contains("\r\non x86_64, bisected in 4 steps:\r\n  inotify_close_with_pending_perm (hang)\r\n  fanotify_close_with_pending_perm (hang)\r\n"), "{t}");
-    assert!(t.contains("\r\nstack:    init: fanotify_handle_event <- fsnotify"), "indentation kept: {t}");
+    assert!(t.contains("\r\nstack:    init (pid 25): fanotify_handle_event <- fsnotify"), "indentation kept: {t}");
     assert!(t.contains("\r\n-- \r\n"), "signature separator: {t}");
     // Stable: the same job gives the same Message-ID (a rerun after a crash mails once).
     let again = report(

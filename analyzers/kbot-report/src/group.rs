@@ -186,7 +186,13 @@ pub fn findings(r: &CheckResult) -> Vec<Finding> {
 struct StackAcc {
     frames: String,
     tasks: Vec<String>,
-    arches: Vec<(String, Vec<(String, u32)>, usize)>,
+    arches: Vec<PerArch>,
+}
+
+struct PerArch {
+    arch: String,
+    pids: Vec<(String, u32)>,
+    most: usize,
 }
 
 fn finding(regs: &[(&str, &Regression)]) -> Finding {
@@ -243,16 +249,16 @@ fn finding(regs: &[(&str, &Regression)]) -> Finding {
             for t in &names {
                 add(&mut acc.tasks, t);
             }
-            let per = match acc.arches.iter_mut().find(|(a, _, _)| *a == arch) {
+            let per = match acc.arches.iter_mut().find(|x| x.arch == arch) {
                 Some(x) => x,
                 None => {
-                    acc.arches.push((arch.clone(), Vec::new(), 0));
+                    acc.arches.push(PerArch { arch: arch.clone(), pids: Vec::new(), most: 0 });
                     acc.arches.last_mut().expect("just pushed")
                 }
             };
             match pid {
-                Some(pid) => add(&mut per.1, &(names[0].clone(), pid)),
-                None => per.2 = per.2.max(n),
+                Some(pid) => add(&mut per.pids, &(names[0].clone(), pid)),
+                None => per.most = per.most.max(n),
             }
         }
         for b in p.blocks {
@@ -279,14 +285,14 @@ fn finding(regs: &[(&str, &Regression)]) -> Finding {
     for b in &mut blocks {
         sort(&mut b.arches);
     }
-    let headline = symptoms.first().map(|s| headline(s)).unwrap_or_default();
+    let headline = symptoms.first().map(headline).unwrap_or_default();
     let stacks = stacks
         .into_iter()
         .map(|x| {
-            let mut a: Vec<String> = x.arches.iter().map(|(a, _, _)| a.clone()).collect();
+            let mut a: Vec<String> = x.arches.iter().map(|p| p.arch.clone()).collect();
             sort(&mut a);
-            let count = x.arches.iter().map(|(_, pids, n)| pids.len().max(*n)).sum();
-            let pids: Vec<u32> = x.arches.iter().flat_map(|(_, p, _)| p.iter().map(|(_, pid)| *pid)).collect();
+            let count = x.arches.iter().map(|p| p.pids.len().max(p.most)).sum();
+            let pids: Vec<u32> = x.arches.iter().flat_map(|p| p.pids.iter().map(|(_, pid)| *pid)).collect();
             Stack {
                 count,
                 pid: if let (1, [pid]) = (count, pids.as_slice()) { Some(*pid) } else { None },

@@ -130,8 +130,59 @@ pub fn base_had_splat(base: &Console, title: &str) -> bool {
 /// The words of LTP's result lines that explain a failure.
 const OWN_WORDS: &[&str] = &["TFAIL", "TBROK", "TWARN", "Test timeouted", "Test killed"];
 
+/// The blocked tasks of a sysrq-w dump (or of several: the watchdog dumps once per hang) as
+/// evidence lines, one per distinct stack: tasks with the same frames (scheduler plumbing
+/// left out, at most 10) are shown once with their names and, when there are several, how
+/// many (`"  kworker/u4:0, kworker/u4:1 (x3): a <- b"`); a single task keeps its pid
+/// (`"  init (pid 26): a <- b"`). Tasks blocked in the notification core come first, in the
+/// order they were dumped, then at most `others` stacks of the other blocked tasks.
+pub fn blocked_stacks(console: &Console, others: usize) -> Vec<String> {
+    struct Stack {
+        tasks: Vec<(String, u32)>,
+        frames: Vec<String>,
+    }
+    let mut notify: Vec<Stack> = Vec::new();
+    let mut rest: Vec<Stack> = Vec::new();
+    for b in &console.blocked {
+        let frames: Vec<String> = b
+            .frames
+            .iter()
+            .filter(|f| !["__switch_to", "__schedule", "schedule"].contains(&f.as_str()))
+            .take(10)
+            .cloned()
+            .collect();
+        let in_core = b.frames.iter().any(|f| NOTIFY_FRAMES.contains(&f.as_str()));
+        let list = if in_core { &mut notify } else { &mut rest };
+        match list.iter_mut().find(|s| s.frames == frames) {
+            Some(s) => {
+                if !s.tasks.iter().any(|(t, p)| *t == b.task && *p == b.pid) {
+                    s.tasks.push((b.task.clone(), b.pid));
+                }
+            }
+            None => list.push(Stack { tasks: vec![(b.task.clone(), b.pid)], frames }),
+        }
+    }
+    let line = |s: &Stack| {
+        let who = if let [(task, pid)] = s.tasks.as_slice() {
+            format!("{task} (pid {pid})")
+        } else {
+            let mut names: Vec<&str> = Vec::new();
+            for (t, _) in &s.tasks {
+                if !names.contains(&t.as_str()) {
+                    names.push(t);
+                }
+            }
+            format!("{} (x{})", names.join(", "), s.tasks.len())
+        };
+        format!("  {who}: {}", s.frames.join(" <- "))
+    };
+    notify.iter().chain(rest.iter().take(others)).map(line).collect()
+}
+
 /// The evidence for a failed or hung test: the agent's account, the stacks of tasks blocked
-/// in the notification core, and splats the base did not have.
+/// in the notification core (each distinct stack once; for a hang right after the account,
+/// as what the user sees), the test's own lines (LTP's), and splats the base did not have
+/// (each once, by [`kbot_console::title_key`]).
 pub fn evidence(test: &TestResult, tip: &Console, base: &Console) -> String {
     let mut s = format!("{}: {}: {}\n", test.name, test.result, test.detail);
     // What the test said itself (LTP's TFAIL/TBROK lines), as it said it.
@@ -142,31 +193,35 @@ pub fn evidence(test: &TestResult, tip: &Console, base: &Console) -> String {
         own = output.iter().rev().filter(|l| !l.trim().is_empty()).take(3).collect();
         own.reverse();
     }
+    let mut own_text = String::new();
     if !own.is_empty() {
-        s += "\nthe test's own lines:\n";
+        own_text += "\nthe test's own lines:\n";
         for l in own {
-            s += &format!("  {l}\n");
+            own_text += &format!("  {l}\n");
         }
     }
-    let mut seen: Vec<(String, Vec<String>)> = Vec::new();
-    for b in tip.blocked_in(NOTIFY_FRAMES) {
-        let frames: Vec<String> = b
-            .frames
-            .iter()
-            .filter(|f| !["__switch_to", "__schedule", "schedule"].contains(&f.as_str()))
-            .take(10)
-            .cloned()
-            .collect();
-        if seen.iter().any(|(t, f)| *t == b.task && *f == frames) {
+    let stacks: Vec<String> = blocked_stacks(tip, 0);
+    let mut stack_text = String::new();
+    if !stacks.is_empty() {
+        stack_text += "\nblocked tasks (sysrq-w):\n";
+        for l in stacks {
+            stack_text += &format!("{l}\n");
+        }
+    }
+    if test.result == Outcome::Hang {
+        s += &stack_text;
+        s += &own_text;
+    } else {
+        s += &own_text;
+        s += &stack_text;
+    }
+    let mut shown: Vec<String> = Vec::new();
+    for sp in tip.splats.iter().filter(|sp| !base_had_splat(base, &sp.title)) {
+        let key = kbot_console::title_key(&sp.title);
+        if shown.contains(&key) {
             continue;
         }
-        seen.push((b.task.clone(), frames.clone()));
-        if seen.len() == 1 {
-            s += "\nblocked tasks (sysrq-w):\n";
-        }
-        s += &format!("  {} (pid {}): {}\n", b.task, b.pid, frames.join(" <- "));
-    }
-    for sp in tip.splats.iter().filter(|sp| !base_had_splat(base, &sp.title)) {
+        shown.push(key);
         s += &format!("\n{}\n", sp.title);
         for l in sp.excerpt.iter().take(15) {
             s += &format!("  {l}\n");
@@ -291,7 +346,64 @@ mod tests {
         let tip = kbot_console::parse(log);
         let e = evidence(&t("x", "hang"), &tip, &Console::default());
         assert_eq!(e.matches("__synchronize_srcu <- fsnotify_mark_destroy_workfn").count(), 1, "{e}");
+        assert!(e.contains("  kworker/u4:1 (pid 23): __synchronize_srcu"), "one task keeps its pid: {e}");
         assert!(!e.contains("pipe_read"));
+    }
+
+    /// The watchdog dumps the blocked tasks once per hang, so one boot's console lists the same
+    /// stacks twice, under other pids on arm64: each distinct stack is shown once, with the
+    /// names of its tasks and how many there were; the notification core's come first.
+    #[test]
+    fn identical_stacks_are_shown_once_with_a_count() {
+        let task = |name: &str, pid: u32, frames: &[&str]| {
+            let mut s = format!("task:{name} state:D stack:0 pid:{pid} tgid:{pid} ppid:2 flags:0x0\nCall Trace:\n");
+            for f in frames {
+                s += &format!(" {f}+0x1/0x2\n");
+            }
+            s
+        };
+        let srcu = ["__schedule", "schedule", "__synchronize_srcu", "fsnotify_mark_destroy_workfn"];
+        let close = ["schedule", "fsnotify_wait_marks_destroyed", "fsnotify_destroy_group", "inotify_release"];
+        let pipe = ["schedule", "pipe_read"];
+        let log = [
+            task("sh", 9, &pipe),
+            task("kworker/u9:0", 23, &srcu),
+            task("init", 45, &close),
+            task("kworker/u10:1", 29, &srcu),
+            // The second dump: the same tasks again, one with another stack now.
+            task("kworker/u9:0", 23, &srcu),
+            task("init", 45, &close),
+            task("kworker/u10:1", 29, &srcu),
+            task("kworker/u9:1", 32, &srcu),
+        ]
+        .concat();
+        let c = kbot_console::parse(&log);
+        assert_eq!(
+            blocked_stacks(&c, 5),
+            [
+                "  kworker/u9:0, kworker/u10:1, kworker/u9:1 (x3): __synchronize_srcu <- fsnotify_mark_destroy_workfn",
+                "  init (pid 45): fsnotify_wait_marks_destroyed <- fsnotify_destroy_group <- inotify_release",
+                "  sh (pid 9): pipe_read",
+            ]
+        );
+        let e = evidence(&t("inotify_close_with_pending_perm", "hang"), &c, &Console::default());
+        assert_eq!(e.matches(" <- ").count(), 3, "each stack once, only the notification core's: {e}");
+        assert!(e.contains("(x3): __synchronize_srcu"), "{e}");
+        // The same task name twice (two pids, one stack) is named once and counted twice.
+        let twice = kbot_console::parse(&[task("init", 3, &close), task("init", 4, &close)].concat());
+        assert_eq!(
+            blocked_stacks(&twice, 0),
+            ["  init (x2): fsnotify_wait_marks_destroyed <- fsnotify_destroy_group <- inotify_release"]
+        );
+    }
+
+    #[test]
+    fn a_splat_seen_twice_on_the_tip_is_quoted_once() {
+        let tip = kbot_console::parse(
+            "kernel BUG at fs/notify/mark.c:120!\nline a\n\nkernel BUG at fs/notify/mark.c:121!\nline b\n",
+        );
+        let e = evidence(&t("boot", "fail"), &tip, &Console::default());
+        assert!(e.contains("mark.c:120!") && !e.contains("mark.c:121!") && !e.contains("line b"), "{e}");
     }
 
     #[test]

@@ -358,7 +358,9 @@ static TITLE_NOISE: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
         (r"\b[0-9a-fA-F]{8,}\b", "ADDR"),
         (r"(\.[A-Za-z]{1,3}):\d+(:\d+)?\b", "$1"),
         (r"(?i)\b(pid|tgid|ppid)([:=]\s*|\s+)\d+\b", "${1}${2}N"),
-        (r"\b(task \S+?):\d+\b", "$1"),
+        (r"\b(task \S+):\d+\b", "$1"),
+        (r"\[(\S+):\d+\]", "[$1]"),
+        (r"\bfor more than \d+ seconds\b", "for more than N seconds"),
         (r"\b(CPU#?|CPU: )\d+\b", "${1}N"),
         (r"\bfor \d+s\b", "for Ns"),
         (r"\s+", " "),
@@ -597,6 +599,27 @@ mod tests {
             ),
             ("WARNING: CPU: 1 PID: 73 at fs/notify/mark.c:200 x", "WARNING: CPU: 0 PID: 1 at fs/notify/mark.c:210 x"),
             ("BUG: spinlock bad magic on CPU#1, init/1", "BUG: spinlock bad magic on CPU#0, init/1"),
+            // Raw first lines, as a splat without a better title keeps them.
+            (
+                "INFO: task kworker/u4:1:23 blocked for more than 120 seconds.",
+                "INFO: task kworker/u4:1:31 blocked for more than 122 seconds.",
+            ),
+            (
+                "watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [init:1]",
+                "watchdog: BUG: soft lockup - CPU#1 stuck for 26s! [init:77]",
+            ),
+            (
+                "Unable to handle kernel NULL pointer dereference at virtual address 0000000000000008",
+                "Unable to handle kernel NULL pointer dereference at virtual address 0000000000000010",
+            ),
+            (
+                "BUG: KASAN: slab-use-after-free in fsnotify_put_mark+0x1c/0x90",
+                "BUG: KASAN: slab-use-after-free in fsnotify_put_mark+0x20/0x90",
+            ),
+            (
+                "Kernel panic - not syncing: hung_task: blocked tasks",
+                "Kernel panic - not syncing:  hung_task: blocked tasks",
+            ),
         ];
         for (a, b) in same {
             assert_eq!(title_key(a), title_key(b), "{a} / {b}");

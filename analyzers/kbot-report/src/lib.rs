@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod group;
 mod vocab;
 pub use vocab::{BootState, BuildState, CheckState, Outcome, RegressionKind, SplatKind, UnknownWord, Verdict};
 
@@ -169,7 +170,7 @@ pub struct Run {
     pub build_log: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FirstBad {
     pub index: u32,
     pub subject: String,
@@ -337,6 +338,7 @@ pub fn markdown(r: &CheckResult) -> Result<String, minijinja::Error> {
     env.get_template("report.md")?.render(minijinja::context! {
         r => minijinja::Value::from(minijinja::value::Serde(r)),
         rows => minijinja::Value::from(minijinja::value::Serde(result_rows(r))),
+        findings => minijinja::Value::from(minijinja::value::Serde(group::findings(r))),
     })
 }
 

@@ -34,10 +34,17 @@ pub fn status_of(r: &CheckResult) -> (&'static str, String) {
 pub fn comment_of(r: &CheckResult, link: Option<&str>) -> String {
     let env = kbot_templates::text_environment(&[("github-comment.md", kbot_templates::GITHUB_COMMENT)])
         .expect("the comment template parses");
-    let first = r.arches.iter().flat_map(|a| &a.regressions).next();
+    let findings: Vec<Value> = kbot_report::group::findings(r)
+        .iter()
+        .map(|f| {
+            let mut v = serde_json::to_value(f).unwrap_or(Value::Null);
+            v["brief"] = json!(f.brief(30));
+            v
+        })
+        .collect();
     let ctx = minijinja::context! {
         r => minijinja::Value::from(minijinja::value::Serde(r)),
-        first => first.map(|g| minijinja::Value::from(minijinja::value::Serde(g))),
+        findings => minijinja::Value::from(minijinja::value::Serde(findings)),
         link,
     };
     env.get_template("github-comment.md").and_then(|t| t.render(ctx)).expect("the comment template renders")
@@ -145,7 +152,9 @@ mod tests {
             "{d}"
         );
         let c = comment_of(&r, Some("https://k/runs/3"));
-        assert!(c.contains("| x86_64 | `fanotify_close_with_pending_perm` | hang | `de9d78b04111`"), "{c}");
+        assert!(c.contains("### First bad commit `de9d78b04111` fsnotify: avoid SRCU round trip"), "{c}");
+        assert!(c.contains("2 tests break on x86_64 (bisected in 4 steps):"), "{c}");
+        assert!(c.contains("| `fanotify_close_with_pending_perm` | hang | x86_64 |"), "{c}");
         assert!(c.contains("Closes: https://k/runs/3"));
     }
 
@@ -173,8 +182,11 @@ mod tests {
         }
         r2.arches[0].regressions[0].evidence = (0..50).map(|i| format!("line {i}")).collect::<Vec<_>>().join("\n");
         let c = comment_of(&r2, None);
-        assert!(c.contains("| x86_64 | `inotify_close_with_pending_perm` | hang | not found |\n"), "{c}");
-        assert!(c.contains("`de9d78b04111` a \\| b <c> & {{ d }} |\n"), "not escaped for HTML, not a template: {c}");
+        // One group per first bad commit, the one without last.
+        let found = c.find("### First bad commit `de9d78b04111` a | b <c> & {{ d }}\n").expect(&c);
+        let lost = c.find("### First bad commit not found\n").expect(&c);
+        assert!(found < lost, "{c}");
+        assert!(c[lost..].contains("| `inotify_close_with_pending_perm` | hang | x86_64 |\n"), "{c}");
         assert!(
             c.contains("```\nline 0\n") && c.contains("\nline 29\n```\n</details>\n") && !c.contains("line 30"),
             "{c}"
@@ -187,7 +199,6 @@ mod tests {
         assert_eq!(
             comment_of(&r2, Some("u")),
             "**kbot found a regression** in the commits of this pull request.\n\n\
-             | arch | test | kind | first bad commit |\n|---|---|---|---|\n\n\
              Reported-by: kbot <kbot@localhost>\nCloses: u\n\nFull results, logs and the bisection: u\n"
         );
     }

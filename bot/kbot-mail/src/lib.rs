@@ -109,13 +109,86 @@ pub fn mailbox(s: &str) -> Option<Mailbox> {
     (one && written).then_some(m)
 }
 
+/// One finding (the regressions at one first bad patch) as the mail shows it: short enough to
+/// read on a phone, the full detail only when there is no run page to link to.
 #[derive(serde::Serialize)]
-struct Reg {
-    arch: String,
-    test: String,
-    kind: kbot_report::RegressionKind,
+struct MailFinding {
+    /// `[2/3] subject`, `<commit> ("subject")`, or that none was found.
+    title: String,
+    /// Whether it has a first bad patch.
+    found: bool,
+    arches: String,
     bisect: String,
-    evidence: Vec<String>,
+    /// `test (kind)`, with the arches when not all of the finding's.
+    tests: Vec<String>,
+    /// The strongest symptom's account, one line.
+    headline: String,
+    /// The first blocked-task stack, and how many others there are.
+    stack: Option<String>,
+    more_stacks: usize,
+    /// Every symptom's account per arch, its own lines, every stack once, new splats.
+    detail: Vec<String>,
+}
+
+fn mail_finding(f: &kbot_report::group::Finding, r: &CheckResult, range: bool) -> MailFinding {
+    let title = match &f.first_bad {
+        Some(b) if range => format!("{} (\"{}\")", kbot_report::short_commit(&b.commit), clean_header(&b.subject, 150)),
+        Some(b) => format!("[{}/{}] {}", b.index, r.series.total, clean_header(&b.subject, 150)),
+        None => format!("first bad {} not determined", if range { "commit" } else { "patch" }),
+    };
+    let tests = f
+        .symptoms
+        .iter()
+        .map(|y| {
+            let mut t = format!("{} ({})", y.test, y.kind);
+            if y.arches != f.arches {
+                t += &format!(" on {}", y.arches.join(", "));
+            }
+            if f.first_bad.is_none() {
+                t += &format!(": {}", y.bisect.join("; "));
+            }
+            body_line(&t)
+        })
+        .collect();
+    let several = f.arches.len() > 1;
+    let mut detail = vec![format!("=== {title}")];
+    for y in &f.symptoms {
+        detail.push(format!("--- {} ({}; {})", y.test, y.kind, y.arches.join(", ")));
+        for a in &y.accounts {
+            for (i, l) in a.lines.iter().take(40).enumerate() {
+                detail.push(match (several, i) {
+                    (true, 0) => format!("  [{}] {l}", a.arch),
+                    _ => format!("  {l}"),
+                });
+            }
+        }
+        if !y.own_lines.is_empty() {
+            detail.push("  the test's own lines:".into());
+            detail.extend(y.own_lines.iter().take(20).map(|l| format!("    {l}")));
+        }
+    }
+    if !f.stacks.is_empty() {
+        detail.push("--- blocked tasks (sysrq-w), each stack once".into());
+        for k in &f.stacks {
+            let arches = if several { format!("[{}] ", k.arches.join(", ")) } else { String::new() };
+            detail.push(format!("  {arches}{}", k.line()));
+        }
+    }
+    for b in &f.blocks {
+        detail.push(format!("--- new on the tip ({})", b.arches.join(", ")));
+        detail.extend(b.lines.iter().take(20).map(|l| format!("  {l}")));
+    }
+    MailFinding {
+        title,
+        found: f.first_bad.is_some(),
+        arches: f.arches.join(", "),
+        bisect: f.bisect.join("; "),
+        tests,
+        headline: body_line(&f.headline),
+        stack: f.stacks.first().map(|k| body_line(&k.line())),
+        more_stacks: f.stacks.len().saturating_sub(1),
+        detail: detail.iter().map(|l| body_line(l)).collect(),
+    }
 }
 
 fn domain(from: &str) -> String {
@@ -141,20 +214,9 @@ pub enum ReportError {
 }
 
 pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> Result<Option<OutMail>, ReportError> {
-    let regs: Vec<Reg> = r
-        .arches
-        .iter()
-        .flat_map(|a| {
-            a.regressions.iter().map(|x| Reg {
-                arch: a.arch.clone(),
-                test: x.test.clone(),
-                kind: x.kind,
-                bisect: x.bisect.clone(),
-                evidence: x.evidence.lines().take(40).map(body_line).collect(),
-            })
-        })
-        .collect();
-    let clean = regs.is_empty();
+    let groups = kbot_report::group::findings(r);
+    let count: usize = groups.iter().map(|f| f.regressions).sum();
+    let clean = groups.is_empty();
     if clean && !(s.send_clean && r.status == kbot_report::Status::Clean && matches!(about, Subject::Series { .. })) {
         return Ok(None);
     }
@@ -243,9 +305,13 @@ pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> 
         b = b.cc(m.clone());
     }
     let arches: Vec<String> = r.arches.iter().map(|a| a.arch.clone()).collect();
+    let range = matches!(about, Subject::Range { .. });
+    let findings: Vec<MailFinding> = groups.iter().map(|f| mail_finding(f, r, range)).collect();
     let ctx = minijinja::context! {
         greet => clean_header(&greet, 80),
-        what, unit, first_bad, count => regs.len(), regressions => minijinja::Value::from(minijinja::value::Serde(&regs)),
+        what, unit, first_bad, count,
+        symptoms => groups.iter().map(|f| f.symptoms.len()).sum::<usize>(),
+        findings => minijinja::Value::from(minijinja::value::Serde(&findings)),
         base => format!("{} ({})", kbot_report::short_commit(&r.series.base), clean_header(&r.environment.tree, 150)),
         arches => arches.join(", "),
         config => r.environment.config.clone(),
@@ -258,8 +324,7 @@ pub fn report(r: &CheckResult, job_key: &str, about: &Subject, s: &Settings) -> 
         reproduce => r.reproduce.clone(),
         kbot => r.environment.kbot.clone(),
     };
-    let mut env = minijinja::Environment::new();
-    env.add_template("report", kbot_templates::MAIL_REPORT)?;
+    let env = kbot_templates::text_environment(&[("report", kbot_templates::MAIL_REPORT)])?;
     let body = env.get_template("report").and_then(|t| t.render(ctx))?;
     // SMTP wants CRLF; no line may pass 998 octets.
     let body: String = body.lines().map(|l| format!("{}\r\n", body_line(l))).collect();

@@ -60,8 +60,9 @@ fn a_regression_is_a_threaded_reply_to_the_first_bad_patch() {
     assert!(t.contains("Reported-by: kbot"), "{t}");
     assert!(t.contains("| Closes: https://kbot.example.org/runs/7"), "{t}");
     assert!(t.contains("[2/3] fsnotify: avoid SRCU round trip"), "{t}");
-    assert!(t.contains("--- x86_64: fanotify_close_with_pending_perm (hang), bisected in 4 steps"), "{t}");
-    assert!(t.contains("\r\n    kworker/u4:1 (pid 23): schedule_timeout"), "indentation kept: {t}");
+    assert!(t.contains("\r\n=== [2/3] fsnotify: avoid SRCU round trip"), "{t}");
+    assert!(t.contains("\r\non x86_64, bisected in 4 steps:\r\n  inotify_close_with_pending_perm (hang)\r\n  fanotify_close_with_pending_perm (hang)\r\n"), "{t}");
+    assert!(t.contains("\r\nstack:    init (pid 25): fanotify_handle_event <- fsnotify"), "indentation kept: {t}");
     assert!(t.contains("\r\n-- \r\n"), "signature separator: {t}");
     // Stable: the same job gives the same Message-ID (a rerun after a crash mails once).
     let again = report(
@@ -74,6 +75,63 @@ fn a_regression_is_a_threaded_reply_to_the_first_bad_patch() {
     .unwrap();
     assert_eq!(again.message_id, m.message_id);
     assert!(m.message_id.ends_with("@example.org>"));
+}
+
+/// The body of a mail, with LF line ends.
+fn body(m: &OutMail) -> String {
+    text(m).split_once("\r\n\r\n").unwrap().1.replace("\r\n", "\n")
+}
+
+/// Compares `got` with `testdata/<name>`, or writes it there with `KBOT_BLESS`.
+fn golden(name: &str, got: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name);
+    if std::env::var_os("KBOT_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing {}", path.display()));
+    assert_eq!(got, want, "{} (KBOT_BLESS=1 rewrites it)", path.display());
+}
+
+/// The recorded check of the 3-patch example (both arches, six tests and rules each, all at
+/// patch 2) is one group in the mail: every test once with both arches, one line of evidence
+/// (the shadow record: why), one stack, then the link; without a link, the full detail with
+/// each stack once.
+#[test]
+fn the_mail_groups_the_recorded_run_by_first_bad_patch() {
+    let r = CheckResult::load(kbot_testdata::fixture("recorded-run-55f6523.json")).unwrap();
+    let (_, mails) = fixture();
+    let key = "series:fsdevel:cover.1795614032.git.alice@example.org:v1";
+    let m = report(&r, key, &Subject::Series { mails: &mails }, &SETTINGS).unwrap().unwrap();
+    let b = body(&m);
+    assert_eq!(b.matches("\n=== ").count(), 1, "{b}");
+    assert!(b.contains("=== [2/3] fsnotify: avoid SRCU round trip around permission event waits\non x86_64, arm64, bisected in 3 steps:\n  shadow/wait-in-srcu (divergence)\n"), "{b}");
+    for t in [
+        "inotify_close_with_pending_perm",
+        "fanotify_close_with_pending_perm",
+        "scenario/seed-stall-inotify",
+        "scenario/seed-stall-fanotify",
+        "shadow/grace-period-waits-for-listener",
+    ] {
+        assert_eq!(b.matches(&format!("  {t} (")).count(), 1, "{t}: {b}");
+    }
+    assert!(b.contains("\nevidence: shadow/wait-in-srcu: fail: kernel reported wait-in-srcu"), "{b}");
+    assert_eq!(b.matches("\nstack:").count(), 1, "{b}");
+    assert!(!b.contains("sysrq-w"), "no dump in the short mail: {b}");
+    assert!(b.lines().count() < 45, "short enough for a phone: {} lines\n{b}", b.lines().count());
+    golden("recorded-run-55f6523.mail.txt", &b);
+    // Without a run page, the full detail follows, each stack once.
+    let s = Settings { link: None, ..SETTINGS };
+    let m = report(&r, key, &Subject::Series { mails: &mails }, &s).unwrap().unwrap();
+    let b = body(&m);
+    assert!(b.contains("\nFull report:\n") && !b.contains("Closes:"), "{b}");
+    assert_eq!(b.matches("--- blocked tasks (sysrq-w), each stack once").count(), 1, "{b}");
+    assert_eq!(
+        b.matches("schedule_timeout <- __wait_for_common <- wait_for_completion <- __flush_work <- flush_work <- flush_delayed_work <- fsnotify_wait_marks_destroyed <- fsnotify_destroy_group <- inotify_release <- __fput").count(),
+        2,
+        "once as the short stack, once in the detail: {b}"
+    );
+    golden("recorded-run-55f6523.mail-without-link.txt", &b);
 }
 
 #[test]

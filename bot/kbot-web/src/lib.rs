@@ -202,7 +202,6 @@ pub fn run_data(q: &Queue, site: &Site, id: i64) -> Result<Option<Value>, QueueE
     let live = (job.state == JobState::Running).then(|| dir.log_tail(40)).flatten();
     let mut rv = r.as_ref().map(|r| public_result(site, &job, r)).unwrap_or(Value::Null);
     if let (Some(r), Some(obj)) = (&r, rv.as_object_mut()) {
-        let mut regs = Vec::new();
         for (i, a) in r.arches.iter().enumerate() {
             let mut names: Vec<String> = a.base.tests.iter().map(|t| t.name.clone()).collect();
             for t in &a.tip.tests {
@@ -220,13 +219,12 @@ pub fn run_data(q: &Queue, site: &Site, id: i64) -> Result<Option<Value>, QueueE
                 arch.insert("rows".into(), json!(rows));
                 arch.insert("logs".into(), json!(logs));
             }
-            for g in &a.regressions {
-                let mut v = serde_json::to_value(g).unwrap_or(Value::Null);
-                v["arch"] = json!(a.arch);
-                regs.push(v);
-            }
         }
-        obj.insert("regressions_all".into(), json!(regs));
+        // One finding per first bad patch (all arches), with its full detail; scrubbed like
+        // the result it is computed from.
+        let mut findings = serde_json::to_value(kbot_report::group::findings(r)).unwrap_or(Value::Null);
+        Scrub::new(site, &job, Some(r)).value(&mut findings);
+        obj.insert("findings".into(), findings);
     }
     Ok(Some(json!({
         "job": job_json(site, &job, r.as_ref()), "shown": shown(&job), "r": rv, "mails": mails, "live": live,
@@ -489,5 +487,42 @@ mod tests {
             .unwrap();
         assert!(html.contains("Run #2"), "{html}");
         assert!(run_data(&q, &site, 99).unwrap().is_none());
+    }
+
+    /// The run page of the recorded check of the 3-patch example (six tests and rules per
+    /// arch, all at patch 2): one section for patch 2 naming every test and both arches, each
+    /// blocked-task stack once.
+    #[test]
+    fn the_run_page_has_one_section_per_first_bad_patch() {
+        let d = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(&d.path().join("queue.db")).unwrap();
+        q.enqueue("a", JobKind::Series, "fsdevel", "[v1] A", "/a", "default").unwrap();
+        let job = q.claim().unwrap().unwrap();
+        let dir = job.dir(d.path());
+        std::fs::create_dir_all(dir.path()).unwrap();
+        std::fs::copy(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../analyzers/kbot-testdata/testdata/recorded-run-55f6523.json"),
+            dir.result_json(),
+        )
+        .unwrap();
+        let result = dir.result_json().display().to_string();
+        q.finish(job.id, "regression", Some(&result), None, None).unwrap();
+        let site = Site { state: d.path().to_path_buf() };
+        let mut run = run_data(&q, &site, job.id).unwrap().unwrap();
+        run["root"] = json!("");
+        let html = env()
+            .get_template("run.html.j2")
+            .unwrap()
+            .render(minijinja::Value::from(minijinja::value::Serde(&run)))
+            .unwrap();
+        assert_eq!(html.matches("<h3 class=\"s-regression\">").count(), 1, "{html}");
+        assert!(html.contains("first bad: [2/3] fsnotify: avoid SRCU round trip"), "{html}");
+        assert!(html.contains("on x86_64, arm64 (12 regressions in the JSON)"), "{html}");
+        for t in ["shadow/wait-in-srcu", "inotify_close_with_pending_perm", "scenario/seed-stall-fanotify"] {
+            // minijinja escapes `/` in HTML.
+            assert!(html.contains(&format!("<h4>{} (", t.replace('/', "&#x2f;"))), "{t}: {html}");
+        }
+        assert_eq!(html.matches("Blocked tasks (sysrq-w), each stack once").count(), 1, "{html}");
+        assert_eq!(html.matches("fsnotify_destroy_group &lt;- inotify_release").count(), 1, "{html}");
     }
 }

@@ -202,6 +202,23 @@ fn srcu_stall_result(code: i32, v: &Value, md: &str) {
         assert_eq!(newly_bad, regs.len(), "{a}");
     }
     assert!(md.contains("first bad patch: **[PATCH 2/3] fsnotify: avoid SRCU round trip"), "{md}");
+    // One finding for the one root cause: one section naming every test on both arches, the
+    // blocked-task stacks once.
+    assert_eq!(md.matches("first bad patch: **").count(), 1, "{md}");
+    assert_eq!(md.matches("### Blocked tasks (sysrq-w), each stack once").count(), 1, "{md}");
+    let arches = v["arches"].as_array().unwrap();
+    for a in arches {
+        for r in a["regressions"].as_array().unwrap() {
+            let t = r["test"].as_str().unwrap();
+            let on: Vec<&str> = arches
+                .iter()
+                .filter(|x| x["regressions"].as_array().unwrap().iter().any(|g| g["test"] == t))
+                .map(|x| x["arch"].as_str().unwrap())
+                .collect();
+            let row = format!("| `{t}` | {} | {} |", r["kind"].as_str().unwrap(), on.join(", "));
+            assert_eq!(md.matches(&row).count(), 1, "{row}: {md}");
+        }
+    }
     assert!(md.contains("Reported-by:"));
 }
 
@@ -266,7 +283,9 @@ fn priority_inversion_is_a_divergence_at_patch_2() {
             assert!(ev.contains("model:") && ev.contains("kernel:") && ev.contains("minimal scenario"), "{ev}");
         }
     }
-    assert!(md.contains("— divergence"), "{md}");
+    // One section for patch 2, naming both scenarios as divergences on both arches.
+    assert_eq!(md.matches("first bad patch: **").count(), 1, "{md}");
+    assert!(md.contains("| `scenario/priority-order` | divergence | "), "{md}");
 }
 
 /// A series whose patch 2 uses an x86-only header: arm64 must report a build regression

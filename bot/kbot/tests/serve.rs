@@ -225,7 +225,17 @@ fn check_report(mail: &str) {
     assert!(rcpt.contains("alice@example.org") && rcpt.contains("fsdevel@example.org"), "{rcpt}");
     assert!(mail.contains("Reported-by: kbot <kbot@example.org>"), "{mail}");
     assert!(mail.contains("| Closes: https://kbot.example.org/runs/"), "{mail}");
-    assert!(mail.contains("fanotify_close_with_pending_perm"), "{mail}");
+    // One group for the one root cause: patch 2, every test named once, one line of
+    // evidence and one stack, then the run page.
+    let body = mail.replace("\r\n", "\n");
+    assert_eq!(body.matches("\n=== ").count(), 1, "{mail}");
+    assert!(body.contains("\n=== [2/3] fsnotify: avoid SRCU round trip around permission event waits\non "), "{mail}");
+    assert_eq!(body.matches("\n  fanotify_close_with_pending_perm (hang)").count(), 1, "{mail}");
+    assert_eq!(body.matches("\n  inotify_close_with_pending_perm (hang)").count(), 1, "{mail}");
+    assert_eq!(body.matches("\nevidence: ").count(), 1, "{mail}");
+    assert_eq!(body.matches("\nstack:    ").count(), 1, "{mail}");
+    assert!(!body.contains("sysrq-w"), "the dump is on the run page: {mail}");
+    assert!(body.contains("Full results, logs and the bisection: https://kbot.example.org/runs/"), "{mail}");
     // Reproduced from the list, not from the service's files.
     assert!(
         mail.contains("kbot check --msgid cover.1795614032.git.alice@example.org --lore http://127.0.0.1:"),

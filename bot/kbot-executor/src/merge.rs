@@ -96,7 +96,9 @@ mod tests {
     /// What one `kbot check` of both arches would say, for every combination of verdicts.
     #[test]
     fn same_verdicts_as_one_check_of_both_arches() {
-        let cases: Vec<(Option<u32>, Option<&str>, Option<u32>, Option<&str>)> = vec![
+        // (x86_64 regression at, x86_64 error, arm64 regression at, arm64 error)
+        type Case<'a> = (Option<u32>, Option<&'a str>, Option<u32>, Option<&'a str>);
+        let cases: Vec<Case> = vec![
             (None, None, None, None),
             (Some(2), None, None, None),
             (None, None, Some(2), None),
@@ -124,10 +126,7 @@ mod tests {
         let m = merge(vec![part("x86_64", Some(3), None), part("arm64", Some(2), None)]).unwrap();
         assert_eq!(m.timings.total_s, 30.0, "the longest part: they ran side by side");
         let names: Vec<&str> = m.timings.stages.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            ["parse", "x86_64.build.base", "x86_64.boot.tip", "arm64.build.base", "arm64.boot.tip"]
-        );
+        assert_eq!(names, ["parse", "x86_64.build.base", "x86_64.boot.tip", "arm64.build.base", "arm64.boot.tip"]);
         assert_eq!(m.environment.config, "tinyconfig + frag (x86_64:k-x86_64, arm64:k-arm64)");
         assert_eq!(merge_config("", "b"), "b");
         assert_eq!(merge_config("a", "b"), "a; b");

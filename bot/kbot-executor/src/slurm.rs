@@ -294,7 +294,14 @@ mod tests {
     }
 
     fn job(state: &str) -> SlurmJob {
-        SlurmJob { id: 5, name: "n".into(), state: state.into(), node: String::new(), reason: String::new(), restarts: 0 }
+        SlurmJob {
+            id: 5,
+            name: "n".into(),
+            state: state.into(),
+            node: String::new(),
+            reason: String::new(),
+            restarts: 0,
+        }
     }
 
     #[test]

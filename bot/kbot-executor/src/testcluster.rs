@@ -24,7 +24,9 @@ fn free_port() -> std::io::Result<u16> {
 
 /// Whether the Slurm and munge daemons are installed (tests skip with a note otherwise).
 pub fn available() -> bool {
-    ["/usr/sbin/munged", "/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/bin/sbatch"].iter().all(|p| Path::new(p).exists())
+    ["/usr/sbin/munged", "/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/bin/sbatch"]
+        .iter()
+        .all(|p| Path::new(p).exists())
 }
 
 impl TestCluster {
@@ -86,7 +88,9 @@ impl TestCluster {
                 .stderr(out)
                 .env("SLURM_CONF", &conf_path)
                 .spawn()
-                .map_err(|e| format!("{:?}: {e} (install munge, slurmctld, slurmd: `kbot setup` as root)", cmd.get_program()))
+                .map_err(|e| {
+                    format!("{:?}: {e} (install munge, slurmctld, slurmd: `kbot setup` as root)", cmd.get_program())
+                })
         };
         let mut m = Command::new("munged");
         m.args(["--foreground", "--force"])
@@ -96,7 +100,8 @@ impl TestCluster {
             .arg(format!("--log-file={}", p("munged.log")))
             .arg(format!("--seed-file={}", p("munged.seed")));
         c.munged = Some(spawn(m, "munged.out")?);
-        wait_for(Duration::from_secs(10), || sock.exists()).map_err(|_| "munged did not create its socket".to_string())?;
+        wait_for(Duration::from_secs(10), || sock.exists())
+            .map_err(|_| "munged did not create its socket".to_string())?;
         c.start_slurmctld()?;
         let mut s = Command::new("slurmd");
         s.args(["-D", "-N", "localhost", "-f"]).arg(&c.conf);

@@ -14,6 +14,9 @@
 //! the service resumes unfinished jobs and never mails a report twice. SIGTERM drains: no new
 //! jobs, running ones finish, mail goes out, then it exits.
 
+mod executor;
+
+use executor::{SlurmExec, Work};
 use kbot_config::Config;
 use kbot_queue::{now, Job, JobDir, JobKind, JobState, NewMail, Queue, QueueError};
 use kbot_report::short_commit;
@@ -45,11 +48,13 @@ pub struct Service {
     since_default: i64,
     running: Vec<Running>,
     log_quiet: bool,
+    /// `executor: slurm`: the cluster the jobs run on (else child processes).
+    slurm: Option<SlurmExec>,
 }
 
 struct Running {
     job: Job,
-    child: Child,
+    work: Work,
     started: Instant,
     dir: JobDir,
 }
@@ -183,8 +188,16 @@ impl Service {
         };
         let arches = cfg.arches.clone().unwrap_or_else(|| vec!["x86_64".into(), "arm64".into()]);
         let grace = cfg.grace.map_or(600, |d| d.0.as_secs() as i64);
+        let slurm = match &cfg.executor {
+            kbot_config::Executor::Local => None,
+            kbot_config::Executor::Slurm(s) => {
+                let timeout = cfg.job_timeout.map_or(Duration::from_secs(7200), |d| d.0);
+                Some(SlurmExec::open(s, timeout).map_err(Fail::env)?)
+            }
+        };
+        let running = Vec::new();
         Ok((
-            Service { cfg, home, state, q, arches, grace, since_default: first, running: Vec::new(), log_quiet: quiet },
+            Service { cfg, home, state, q, arches, grace, since_default: first, running, log_quiet: quiet, slurm },
             lock,
         ))
     }
@@ -499,10 +512,10 @@ impl Service {
             let Some(job) = self.q.claim().map_err(env)? else { break };
             let dir = job.dir(&self.state);
             let _ = std::fs::create_dir_all(dir.path());
-            match self.spawn(&job, &dir) {
-                Ok(child) => {
+            match self.start(&job, &dir) {
+                Ok(work) => {
                     self.say(&format!("job {} started (attempt {}): {}", job.id, job.attempts, job.title));
-                    self.running.push(Running { job, child, started: Instant::now(), dir });
+                    self.running.push(Running { job, work, started: Instant::now(), dir });
                 }
                 Err(e) => {
                     self.say(&format!("job {}: {e}", job.id));
@@ -513,43 +526,36 @@ impl Service {
         Ok(())
     }
 
+    /// Starts a job where the config says: a child process, or Slurm jobs (one per arch).
+    fn start(&mut self, job: &Job, dir: &JobDir) -> Result<Work, String> {
+        let Some(slurm) = self.slurm.as_mut() else { return self.spawn(job, dir).map(Work::Local) };
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?.display().to_string();
+        // Both arches' random scenarios from one seed, as in one check of both.
+        let seed = (kbot_kernel::fnv64(job.key.as_bytes()) & 0xffff_ffff).to_string();
+        let (cfg, home, arches) = (&self.cfg, &self.home, self.arches.clone());
+        slurm
+            .start(job, &self.state, &arches, |arch, input, json| {
+                let mut v = vec![exe.clone()];
+                v.extend(check_args(cfg, home, job, input, arch, json, None)?);
+                v.extend(["--seed".to_string(), seed.clone()]);
+                Ok(v)
+            })
+            .map(Work::Slurm)
+    }
+
     fn spawn(&self, job: &Job, dir: &JobDir) -> Result<Child, String> {
-        let tree = self.tree_path(&job.tree).ok_or_else(|| format!("no tree named {}", job.tree))?;
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut c = Command::new(exe);
-        c.arg("check");
-        match job.kind {
-            JobKind::Range => c.arg("--range").arg(&job.input),
-            JobKind::Series => c.arg("--mbox").arg(&job.input),
-        };
-        c.arg("--tree").arg(&tree).arg("--arch").arg(self.arches.join(","));
-        c.arg("--json").arg(dir.result_json()).arg("--report").arg(dir.report_md());
-        if let Some(m) = &self.cfg.mail {
-            c.arg("--reporter").arg(&m.from);
-        }
-        if let Some(l) = &self.cfg.ltp {
-            c.arg("--ltp").arg(l);
-        }
-        // Readers of the report reproduce from the list or the tree, not from kbot's files.
-        let source = match job.kind {
-            JobKind::Range => {
-                Some(kbot_report::shell_line(&["--range", &job.input, "--tree", &tree.display().to_string()]))
-            }
-            JobKind::Series => {
-                let id = series_msgid(&job.key, &job.source);
-                let ib = self.cfg.inboxes.iter().find(|i| i.name == job.source);
-                match ib.and_then(|i| i.lore.clone()) {
-                    Some(l) => Some(kbot_report::shell_line(&["--msgid", id, "--lore", &l])),
-                    None => ib
-                        .and_then(|i| i.git.as_ref())
-                        .map(|g| kbot_report::shell_line(&["--msgid", id, "--inbox", &g.display().to_string()])),
-                }
-            }
-        };
-        if let Some(s) = source {
-            // One argument: the value starts with "--".
-            c.arg(format!("--reproduce-as={s}"));
-        }
+        let arches = self.arches.join(",");
+        c.args(check_args(
+            &self.cfg,
+            &self.home,
+            job,
+            &job.input,
+            &arches,
+            &dir.result_json(),
+            Some(&dir.report_md()),
+        )?);
         let log = std::fs::File::create(dir.log()).map_err(|e| e.to_string())?;
         c.stdin(Stdio::null()).stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log);
         // Its own process group (a timeout kills all of it) that dies with the service: a job
@@ -566,8 +572,7 @@ impl Service {
             }
         }
         // Credentials (SMTP, GitHub) stay in the service.
-        let mail = self.cfg.mail.iter().flat_map(|m| [&m.user_env, &m.password_env]).flatten();
-        for var in mail.chain(self.cfg.trees.iter().filter_map(|t| t.github.as_ref().map(|g| &g.token_env))) {
+        for var in secret_vars(&self.cfg) {
             c.env_remove(var);
         }
         c.spawn().map_err(|e| format!("cannot start kbot check: {e}"))
@@ -579,11 +584,40 @@ impl Service {
         let mut i = 0;
         while i < self.running.len() {
             let r = &mut self.running[i];
-            let timed_out = r.started.elapsed() > limit;
+            // On Slurm, `--time` is the job's limit (the time it waits in the queue is not).
+            let (child, timed_out) = match &mut r.work {
+                Work::Local(child) => (child, r.started.elapsed() > limit),
+                Work::Slurm(run) => {
+                    let secrets = secret_vars(&self.cfg);
+                    let slurm = self.slurm.as_mut().expect("Slurm work comes from the Slurm executor");
+                    let polled = slurm.poll(run, &r.job, &r.dir, &self.q, &secrets);
+                    let id = r.job.id;
+                    match polled {
+                        Ok((code, said)) => {
+                            for l in said {
+                                self.say(&format!("job {id}: {l}"));
+                            }
+                            match code {
+                                Some(code) => {
+                                    let r = self.running.remove(i);
+                                    self.finish(r, Some(code), false, limit)?;
+                                }
+                                None => i += 1,
+                            }
+                        }
+                        Err(e) => {
+                            // The cluster did not answer or refused: said, tried again.
+                            self.say(&format!("job {id}: slurm: {e} (will retry)"));
+                            i += 1;
+                        }
+                    }
+                    continue;
+                }
+            };
             if timed_out {
-                kbot_kernel::proc::kill_group(r.child.id());
+                kbot_kernel::proc::kill_group(child.id());
             }
-            match r.child.try_wait() {
+            match child.try_wait() {
                 Ok(Some(status)) => {
                     let r = self.running.remove(i);
                     self.finish(r, status.code(), timed_out, limit)?;
@@ -869,6 +903,69 @@ pub fn run(cfg: Config, home: Home, once: bool, quiet: bool) -> Result<i32, Fail
     })
 }
 
+/// The arguments of `kbot check` for a job: `input` is the mbox (series) or range, `arches`
+/// the `--arch` list, `json`/`report` where its result goes.
+fn check_args(
+    cfg: &Config,
+    home: &Home,
+    job: &Job,
+    input: &str,
+    arches: &str,
+    json: &Path,
+    report: Option<&Path>,
+) -> Result<Vec<String>, String> {
+    let tree = match cfg.trees.iter().find(|t| t.name == job.tree) {
+        Some(t) => t.path.clone().unwrap_or_else(|| home.default_tree()),
+        None if job.tree == "default" => home.default_tree(),
+        None => return Err(format!("no tree named {}", job.tree)),
+    };
+    let mut c: Vec<String> = vec!["check".into()];
+    let mut arg = |a: &str, v: &str| c.extend([a.to_string(), v.to_string()]);
+    match job.kind {
+        JobKind::Range => arg("--range", input),
+        JobKind::Series => arg("--mbox", input),
+    };
+    arg("--tree", &tree.display().to_string());
+    arg("--arch", arches);
+    arg("--json", &json.display().to_string());
+    if let Some(r) = report {
+        arg("--report", &r.display().to_string());
+    }
+    if let Some(m) = &cfg.mail {
+        arg("--reporter", &m.from);
+    }
+    if let Some(l) = &cfg.ltp {
+        arg("--ltp", &l.display().to_string());
+    }
+    // Readers of the report reproduce from the list or the tree, not from kbot's files.
+    let source = match job.kind {
+        JobKind::Range => {
+            Some(kbot_report::shell_line(&["--range", &job.input, "--tree", &tree.display().to_string()]))
+        }
+        JobKind::Series => {
+            let id = series_msgid(&job.key, &job.source);
+            let ib = cfg.inboxes.iter().find(|i| i.name == job.source);
+            match ib.and_then(|i| i.lore.clone()) {
+                Some(l) => Some(kbot_report::shell_line(&["--msgid", id, "--lore", &l])),
+                None => ib
+                    .and_then(|i| i.git.as_ref())
+                    .map(|g| kbot_report::shell_line(&["--msgid", id, "--inbox", &g.display().to_string()])),
+            }
+        }
+    };
+    if let Some(s) = source {
+        // One argument: the value starts with "--".
+        c.push(format!("--reproduce-as={s}"));
+    }
+    Ok(c)
+}
+
+/// Credentials (SMTP, GitHub) stay in the service: removed from the jobs' environment.
+fn secret_vars(cfg: &Config) -> Vec<String> {
+    let mail = cfg.mail.iter().flat_map(|m| [&m.user_env, &m.password_env]).flatten();
+    mail.chain(cfg.trees.iter().filter_map(|t| t.github.as_ref().map(|g| &g.token_env))).cloned().collect()
+}
+
 /// The SMTP credentials (from the environment variables the config names) and CA
 /// certificates (`mail.ca_file`); one line naming the key and the variable or file when missing.
 type MailEnv = (Option<(String, String)>, Option<Vec<u8>>);
@@ -982,6 +1079,9 @@ pub fn status(cfg: &Config, home: &Home) -> Result<String, Fail> {
             j.source,
             j.error.as_deref().map(|e| format!("\n           error: {e}")).unwrap_or_default()
         );
+        if let Some(w) = q.cursor(&format!("where:{}", j.id)).map_err(env)? {
+            out += &format!("           runs on: {w}\n");
+        }
     }
     for m in q.mails().map_err(env)? {
         out += &format!(

@@ -75,8 +75,9 @@ impl NoServiceStarts {
             return NoServiceStarts(None);
         }
         use std::os::unix::fs::PermissionsExt;
-        let ok = std::fs::write(&p, "#!/bin/sh\n# kbot setup: no service starts while it installs packages\nexit 101\n")
-            .and_then(|()| std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)));
+        let ok =
+            std::fs::write(&p, "#!/bin/sh\n# kbot setup: no service starts while it installs packages\nexit 101\n")
+                .and_then(|()| std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)));
         NoServiceStarts(ok.is_ok().then_some(p))
     }
 }

@@ -207,3 +207,117 @@ fn killed_service_adopts_its_slurm_jobs_and_scancel_is_an_error() {
     assert_eq!(submissions(&std::fs::read_to_string(&jlog).unwrap()), subs, "a cancelled job is not resubmitted");
     let _ = tc.command("scancel").arg(&blocker).status();
 }
+
+const BAD_PATCH: &str = "d4beaa0b6dce675866cce3d0d2f856abb4e70f42.1795614032.git.alice@example.org";
+
+/// A real SMTP server (python3-aiosmtpd) that keeps what it receives in a maildir.
+struct Smtp {
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl Smtp {
+    fn start(dir: &Path) -> (Smtp, u16) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3-aiosmtpd");
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(20), "aiosmtpd did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (Smtp { child, dir: dir.to_path_buf() }, port)
+    }
+
+    fn mails(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for sub in ["new", "cur"] {
+            for e in std::fs::read_dir(self.dir.join(sub)).into_iter().flatten().flatten() {
+                v.push(std::fs::read_to_string(e.path()).unwrap());
+            }
+        }
+        v
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The serve tests' set-up with `executor: slurm`: the SRCU-stall series and the clean one on
+/// the default tree, both arches, real kernels built and booted by the Slurm jobs. The
+/// regression gets exactly one mail (threaded under the first bad patch), the clean series
+/// none; each arch of each series ran as its own Slurm job.
+#[test]
+#[ignore = "needs public-inbox, python3-aiosmtpd, Slurm and real kernel builds of both arches (many minutes)"]
+fn once_with_slurm_mails_the_regression_once_from_both_arches() {
+    let t0 = Instant::now();
+    let tc = TestCluster::start().unwrap();
+    let ib = Inbox::start();
+    for f in ["srcu-stall-regression.mbox", "clean-series.mbox"] {
+        for m in common::split(&std::fs::read_to_string(common::examples().join(f)).unwrap()) {
+            ib.deliver(&m);
+        }
+    }
+    let d = tempfile::tempdir().unwrap();
+    let (smtp, port) = Smtp::start(&d.path().join("maildir"));
+    let cfg = d.path().join("kbot.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir: {}\narches: [x86_64, arm64]\ntrees:\n  - name: default\ninboxes:\n  - name: fsdevel\n    lore: {}\n    tree: default\n    since: 2020-01-01T00:00:00Z\nmail:\n  smtp: smtp://127.0.0.1:{port}\n  from: \"kbot <kbot@example.org>\"\ngrace: 0\npoll_interval: 2s\nexecutor:\n  slurm:\n    partition: kbot\n    shared_dir: {}\n    constraints: {{x86_64: x86_64, arm64: arm64}}\n",
+            d.path().join("state").display(),
+            ib.url(),
+            tc.shared_dir().display()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_kbot"))
+        .env("SLURM_CONF", &tc.conf)
+        .args(["serve", "--once", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    eprintln!("{err}");
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let st = Command::new(env!("CARGO_BIN_EXE_kbot")).args(["status", "--config"]).arg(&cfg).output().unwrap();
+    let st = String::from_utf8_lossy(&st.stdout).into_owned();
+    eprintln!("{st}");
+    assert!(st.contains("done: 2") && st.contains("regression") && st.contains("clean"), "{st}");
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(mails[0].contains(&format!("In-Reply-To: <{BAD_PATCH}>")), "{}", mails[0]);
+    let mut subs = 0;
+    for id in [1, 2] {
+        let job = d.path().join(format!("state/jobs/{id}"));
+        let log = std::fs::read_to_string(job.join("log")).unwrap();
+        let s = submissions(&log);
+        assert_eq!(s.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(), ["x86_64", "arm64"], "{log}");
+        subs += s.len();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(job.join("result.json")).unwrap()).unwrap();
+        let arches: Vec<&str> = v["arches"].as_array().unwrap().iter().map(|a| a["arch"].as_str().unwrap()).collect();
+        assert_eq!(arches, ["x86_64", "arm64"]);
+        if v["status"] == "regression" {
+            for a in v["arches"].as_array().unwrap() {
+                let r = &a["regressions"][0];
+                assert_eq!(r["first_bad"]["index"], 2, "{}: {r:#}", a["arch"]);
+                assert_eq!(r["test"], "fanotify_close_with_pending_perm", "{}: {r:#}", a["arch"]);
+            }
+        } else {
+            assert_eq!(v["status"], "clean", "{v:#}");
+        }
+    }
+    assert_eq!(subs, 4);
+    let records = std::fs::read_to_string(tc.dir.path().join("jobcomp.txt")).unwrap_or_default();
+    assert_eq!(records.lines().filter(|l| l.contains("Name=kbot-")).count(), 4, "{records}");
+    eprintln!("done in {:.0}s", t0.elapsed().as_secs_f64());
+}

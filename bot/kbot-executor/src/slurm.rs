@@ -191,6 +191,8 @@ pub fn parse_squeue(json: &str) -> Result<Vec<SlurmJob>, String> {
     struct Doc {
         #[serde(default)]
         jobs: Vec<Raw>,
+        #[serde(default)]
+        errors: Vec<serde_json::Value>,
     }
     #[derive(Deserialize)]
     struct Raw {
@@ -210,6 +212,16 @@ pub fn parse_squeue(json: &str) -> Result<Vec<SlurmJob>, String> {
         v.as_u64().or_else(|| v.get("number").and_then(|n| n.as_u64()))
     }
     let doc: Doc = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    // A controller that does not answer gives an empty list and an error, with exit status 0:
+    // never read as "no jobs" (that would resubmit every job).
+    if let Some(e) = doc.errors.first() {
+        let what =
+            ["error", "description"].iter().find_map(|k| e.get(*k).and_then(|v| v.as_str()).filter(|s| !s.is_empty()));
+        return Err(format!(
+            "the controller answered with an error: {}",
+            what.map_or_else(|| e.to_string(), str::to_string)
+        ));
+    }
     doc.jobs
         .into_iter()
         .map(|r| {
@@ -291,6 +303,9 @@ mod tests {
         let j = parse_squeue(newer).unwrap();
         assert_eq!((j[0].id, j[0].state.as_str(), j[0].is_live()), (7, "COMPLETED", false));
         assert!(parse_squeue("not json").is_err());
+        let down =
+            r#"{"errors":[{"error":"Unable to contact slurm controller (connect failure)","errno":1007}],"jobs":[]}"#;
+        assert!(parse_squeue(down).unwrap_err().contains("Unable to contact slurm controller"));
     }
 
     fn job(state: &str) -> SlurmJob {

@@ -162,6 +162,15 @@ impl SlurmExec {
             let sname = format!("{}-{a}", run.name);
             let sj = self.newest(&sname).cloned();
             let at = |s: &SlurmJob| format!("{a}: {} (attempt {submits})", s.describe());
+            // Why the last attempt ended without a result, in its own words.
+            let said = || {
+                let out = std::fs::read_to_string(run.dir.join(format!("{a}.log"))).unwrap_or_default();
+                out.lines()
+                    .rev()
+                    .find(|l| l.starts_with("kbot: error:") || l.starts_with("error:"))
+                    .map(|l| format!(": {}", l.trim_start_matches("kbot: error:").trim()))
+                    .unwrap_or_default()
+            };
             match step(json.is_file(), sj.as_ref(), submits, attempts) {
                 Step::Done => {
                     // Its state is the exit of `kbot check` (1: findings), the result says more.
@@ -191,13 +200,14 @@ impl SlurmExec {
                         })
                         .map_err(|e| format!("{a}: {e}"))?;
                     self.seen_at = None;
-                    let why = sj.map(|s| format!(" ({} before)", s.describe())).unwrap_or_default();
+                    let why = sj.map(|s| format!(" ({} before{})", s.describe(), said())).unwrap_or_default();
                     log.push(format!(
                         "[slurm] {a}: submitted Slurm job {id} as {sname}, attempt {n} of {attempts}{why}"
                     ));
                     where_.push(format!("{a}: job {id} submitted (attempt {n})"));
                 }
                 Step::Fail(why) => {
+                    let why = format!("{why}{}", said());
                     where_.push(format!("{a}: {why}"));
                     settled.push((a.clone(), Err(why)));
                 }

@@ -165,9 +165,10 @@ impl SlurmExec {
             // Why the last attempt ended without a result, in its own words.
             let said = || {
                 let out = std::fs::read_to_string(run.dir.join(format!("{a}.log"))).unwrap_or_default();
-                out.lines()
-                    .rev()
-                    .find(|l| l.starts_with("kbot: error:") || l.starts_with("error:"))
+                let mut lines = out.lines().rev();
+                let error = lines.clone().find(|l| l.starts_with("kbot: error:") || l.starts_with("error:"));
+                error
+                    .or_else(|| lines.find(|l| !l.trim().is_empty()))
                     .map(|l| format!(": {}", l.trim_start_matches("kbot: error:").trim()))
                     .unwrap_or_default()
             };

@@ -529,7 +529,9 @@ impl Service {
     /// Starts a job where the config says: a child process, or Slurm jobs (one per arch).
     fn start(&mut self, job: &Job, dir: &JobDir) -> Result<Work, String> {
         let Some(slurm) = self.slurm.as_mut() else { return self.spawn(job, dir).map(Work::Local) };
+        // The nodes run the kbot at the service's path (a rebuilt binary: the new one there).
         let exe = std::env::current_exe().map_err(|e| e.to_string())?.display().to_string();
+        let exe = exe.strip_suffix(" (deleted)").unwrap_or(&exe).to_string();
         // Both arches' random scenarios from one seed, as in one check of both.
         let seed = (kbot_kernel::fnv64(job.key.as_bytes()) & 0xffff_ffff).to_string();
         let (cfg, home, arches) = (&self.cfg, &self.home, self.arches.clone());

@@ -438,13 +438,17 @@ fn once_with_slurm_mails_the_regression_once_from_both_arches() {
         let arches: Vec<&str> = v["arches"].as_array().unwrap().iter().map(|a| a["arch"].as_str().unwrap()).collect();
         assert_eq!(arches, ["x86_64", "arm64"]);
         if v["status"] == "regression" {
-            // Measured: x86_64 and arm64 both blame patch 2/3 (as the local executor does).
+            // Both arches blame patch 2/3 for the SRCU stall (as the local executor does); a
+            // random scenario may also diverge, with a bisection of its own (possibly flaky).
             for a in v["arches"].as_array().unwrap() {
                 let regs = a["regressions"].as_array().unwrap();
-                assert!(!regs.is_empty(), "{}: {a:#}", a["arch"]);
-                for r in regs {
-                    assert_eq!(r["first_bad"]["index"], 2, "{}: {r:#}", a["arch"]);
-                }
+                assert!(
+                    regs.iter().any(|r| r["first_bad"]["index"] == 2
+                        && r["test"].as_str().unwrap_or("").ends_with("close_with_pending_perm")),
+                    "{}: {a:#}",
+                    a["arch"]
+                );
+                assert!(regs.iter().all(|r| r["first_bad"]["index"].as_u64().is_none_or(|i| i >= 2)), "{a:#}");
             }
             assert!(mails[0].contains("fanotify_close_with_pending_perm"), "{}", mails[0]);
         } else {

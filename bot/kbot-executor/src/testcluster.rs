@@ -207,5 +207,33 @@ impl Drop for TestCluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // A job step whose slurmd is gone (e.g. after the controller was killed and forgot
+        // it) lingers: end this cluster's, found by its own slurm.conf in their environment.
+        for pid in self.stray_steps() {
+            // SAFETY: kill(2) on a pid of this cluster's slurmstepd.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl TestCluster {
+    /// Pids of the `slurmstepd` processes of this cluster (its slurm.conf in their environment).
+    fn stray_steps(&self) -> Vec<i32> {
+        let want = format!("SLURM_CONF={}", self.conf.display()).into_bytes();
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if !cmd.starts_with(b"slurmstepd") {
+                continue;
+            }
+            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            if env.split(|b| *b == 0).any(|v| v == want.as_slice()) {
+                out.push(pid);
+            }
+        }
+        out
     }
 }

@@ -33,6 +33,73 @@ pub struct Config {
     pub grace: Option<Duration>,
     /// LTP checkout or source tarball: its inotify/fanotify tests run in every boot.
     pub ltp: Option<PathBuf>,
+    /// Where jobs run: `local` child processes (the default) or a Slurm cluster.
+    #[serde(default)]
+    pub executor: Executor,
+}
+
+/// Where `kbot serve` runs its jobs: `executor: local` or `executor: {slurm: {...}}`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub enum Executor {
+    /// `kbot check` child processes of the service, on this machine.
+    #[default]
+    Local,
+    /// One Slurm job per arch on an existing cluster (found as Slurm's own commands find it:
+    /// `SLURM_CONF`, else `/etc/slurm/slurm.conf`).
+    Slurm(SlurmConfig),
+}
+
+impl<'de> Deserialize<'de> for Executor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        const WHAT: &str = "`local` or a map `slurm: {partition, shared_dir, constraints}`";
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Executor;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(WHAT)
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Executor, E> {
+                match s {
+                    "local" => Ok(Executor::Local),
+                    "slurm" => Err(E::custom("slurm needs its settings: `slurm: {partition: ..., shared_dir: ...}`")),
+                    _ => Err(E::custom(format!("unknown executor {s:?}; expected {WHAT}"))),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Executor, A::Error> {
+                let Some(k) = m.next_key::<String>()? else {
+                    return Err(serde::de::Error::custom(format!("empty; expected {WHAT}")));
+                };
+                let e = match k.as_str() {
+                    "local" => {
+                        m.next_value::<serde::de::IgnoredAny>()?;
+                        Executor::Local
+                    }
+                    "slurm" => Executor::Slurm(m.next_value()?),
+                    _ => return Err(serde::de::Error::custom(format!("unknown executor {k:?}; expected {WHAT}"))),
+                };
+                if m.next_key::<String>()?.is_some() {
+                    return Err(serde::de::Error::custom("name one executor"));
+                }
+                Ok(e)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmConfig {
+    /// The partition the jobs are submitted to (`sbatch --partition`).
+    pub partition: String,
+    /// Job directories every node sees (NFS in production): input in, results and logs out.
+    pub shared_dir: PathBuf,
+    /// Per arch, the node features a job of that arch needs (`sbatch --constraint`).
+    #[serde(default)]
+    pub constraints: std::collections::BTreeMap<String, String>,
+    /// Submissions of one arch's job before the kbot job ends as an error, when Slurm lost it
+    /// or it ended without a result (default 3).
+    pub attempts: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -331,6 +398,37 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         }
         if let Some(u) = &w.url {
             http_url("web.url", u)?;
+        }
+    }
+    if let Executor::Slurm(s) = &c.executor {
+        if !valid_name(&s.partition) {
+            return Err(bad(
+                "executor.slurm.partition",
+                format!("{:?} is not a partition name (letters, digits, - and _)", s.partition),
+            ));
+        }
+        if !s.shared_dir.is_absolute() {
+            return Err(bad(
+                "executor.slurm.shared_dir",
+                format!("{:?} is not an absolute path (every node must find it)", s.shared_dir.display().to_string()),
+            ));
+        }
+        for (arch, c) in &s.constraints {
+            if !ARCHES.contains(&arch.as_str()) {
+                return Err(bad(
+                    format!("executor.slurm.constraints.{arch}"),
+                    "unknown architecture; use x86_64 and/or arm64",
+                ));
+            }
+            if c.is_empty() || c.contains(|ch: char| ch.is_whitespace() || ch.is_control()) {
+                return Err(bad(
+                    format!("executor.slurm.constraints.{arch}"),
+                    format!("{c:?} is not a Slurm constraint (node features like x86_64 or kvm&arm64)"),
+                ));
+            }
+        }
+        if s.attempts == Some(0) {
+            return Err(bad("executor.slurm.attempts", "must be at least 1"));
         }
     }
     if c.workers == Some(0) {

@@ -154,3 +154,21 @@ fn mail_ca_file_must_hold_a_certificate() {
     assert!(with(&good).ca_pem().unwrap().unwrap().starts_with(b"-----BEGIN"));
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn executor_local_by_default_or_slurm() {
+    assert_eq!(parse("{}").unwrap().executor, Executor::Local);
+    let c =
+        parse(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/slurm.yaml")).unwrap()).unwrap();
+    let Executor::Slurm(s) = c.executor else { panic!("not slurm") };
+    assert_eq!((s.partition.as_str(), s.shared_dir.to_str(), s.attempts), ("kbot", Some("/srv/kbot"), Some(2)));
+    assert_eq!(s.constraints["arm64"], "arm64&kvm");
+    for (yaml, err) in [
+        ("executor: slurm", "slurm needs its settings"),
+        ("executor: {slurm: {partition: kbot, shared_dir: /x, nodes: 3}}", "unknown field `nodes`"),
+        ("executor: {slurm: {partition: 'a b', shared_dir: /x}}", "executor.slurm.partition"),
+    ] {
+        let e = parse(yaml).unwrap_err().to_string();
+        assert!(e.contains(err), "{yaml}: {e}");
+    }
+}

@@ -18,6 +18,9 @@ pub mod commands;
 pub mod followups;
 pub mod recipients;
 
+mod executor;
+
+use executor::{SlurmExec, Work};
 use kbot_config::Config;
 use kbot_queue::{now, Job, JobDir, JobKind, JobState, NewMail, Queue, QueueError};
 use kbot_report::short_commit;
@@ -54,11 +57,13 @@ pub struct Service {
     /// Threads waiting, by (inbox, message id): what they are and until when (`None`: for
     /// missing patches), as last said in the log.
     waiting: BTreeMap<(String, String), (String, Option<i64>)>,
+    /// `executor: slurm`: the cluster the jobs run on (else child processes).
+    slurm: Option<SlurmExec>,
 }
 
 struct Running {
     job: Job,
-    child: Child,
+    work: Work,
     started: Instant,
     dir: JobDir,
 }
@@ -197,6 +202,14 @@ impl Service {
         };
         let arches = cfg.arches.clone().unwrap_or_else(|| vec!["x86_64".into(), "arm64".into()]);
         let grace = cfg.grace.map_or(600, |d| d.0.as_secs() as i64);
+        let slurm = match &cfg.executor {
+            kbot_config::Executor::Local => None,
+            kbot_config::Executor::Slurm(s) => {
+                let timeout = cfg.job_timeout.map_or(Duration::from_secs(7200), |d| d.0);
+                Some(SlurmExec::open(s, timeout).map_err(Fail::env)?)
+            }
+        };
+        let running = Vec::new();
         Ok((
             Service {
                 cfg,
@@ -206,10 +219,11 @@ impl Service {
                 arches,
                 grace,
                 since_default: first,
-                running: Vec::new(),
+                running,
                 log_quiet: quiet,
                 sandbox: None,
                 waiting: BTreeMap::new(),
+                slurm,
             },
             lock,
         ))
@@ -549,10 +563,10 @@ impl Service {
             let Some(job) = self.q.claim().map_err(env)? else { break };
             let dir = job.dir(&self.state);
             let _ = std::fs::create_dir_all(dir.path());
-            match self.spawn(&job, &dir) {
-                Ok(child) => {
+            match self.start(&job, &dir) {
+                Ok(work) => {
                     self.say(&format!("job {} started (attempt {}): {}", job.id, job.attempts, job.title));
-                    self.running.push(Running { job, child, started: Instant::now(), dir });
+                    self.running.push(Running { job, work, started: Instant::now(), dir });
                 }
                 Err(e) => {
                     self.say(&format!("job {}: {e}", job.id));
@@ -563,8 +577,27 @@ impl Service {
         Ok(())
     }
 
+    /// Starts a job where the config says: a child process, or Slurm jobs (one per arch).
+    fn start(&mut self, job: &Job, dir: &JobDir) -> Result<Work, String> {
+        let Some(slurm) = self.slurm.as_mut() else { return self.spawn(job, dir).map(Work::Local) };
+        // The nodes run the kbot at the service's path (a rebuilt binary: the new one there).
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?.display().to_string();
+        let exe = exe.strip_suffix(" (deleted)").unwrap_or(&exe).to_string();
+        // Both arches' random scenarios from one seed, as in one check of both.
+        let seed = (kbot_kernel::fnv64(job.key.as_bytes()) & 0xffff_ffff).to_string();
+        let base = self.q.cursor(&format!("base:{}", job.key)).map_err(|e| e.to_string())?;
+        let (cfg, home, arches) = (&self.cfg, &self.home, self.arches.clone());
+        slurm
+            .start(job, &self.state, &arches, |arch, input, json| {
+                let mut v = vec![exe.clone()];
+                v.extend(check_args(cfg, home, job, input, arch, json, None, base.as_deref())?);
+                v.extend(["--seed".to_string(), seed.clone()]);
+                Ok(v)
+            })
+            .map(Work::Slurm)
+    }
+
     fn spawn(&self, job: &Job, dir: &JobDir) -> Result<Child, String> {
-        let tree = self.tree_path(&job.tree).ok_or_else(|| format!("no tree named {}", job.tree))?;
         // Test seam: KBOT_SERVE_CHECK names a program run instead of `kbot check`, with the
         // same arguments (it must write --json); the service's tests use it to give a job a
         // prepared result without building and booting kernels.
@@ -573,41 +606,19 @@ impl Service {
             None => std::env::current_exe().map_err(|e| e.to_string())?,
         };
         let mut c = Command::new(exe);
-        c.arg("check");
-        match job.kind {
-            JobKind::Range => c.arg("--range").arg(&job.input),
-            JobKind::Series => c.arg("--mbox").arg(&job.input),
-        };
-        c.arg("--tree").arg(&tree).arg("--arch").arg(self.arches.join(","));
+        let arches = self.arches.join(",");
         // `#kbot test <tree> <branch-or-commit>`: the base it named.
-        if let Some(b) = self.q.cursor(&format!("base:{}", job.key)).map_err(|e| e.to_string())? {
-            c.arg("--base").arg(b);
-        }
-        c.arg("--json").arg(dir.result_json()).arg("--report").arg(dir.report_md());
-        if let Some(m) = &self.cfg.mail {
-            c.arg("--reporter").arg(&m.from);
-        }
-        if let Some(l) = &self.cfg.ltp {
-            c.arg("--ltp").arg(l);
-        }
-        // Readers of the report reproduce from the list or the tree, not from kbot's files.
-        let source = match job.kind {
-            // The tree by its name (its url: in the config), never its path here.
-            JobKind::Range => Some(kbot_report::shell_line(&["--range", &job.input, "--tree", &job.tree])),
-            JobKind::Series => {
-                let id = series_msgid(&job.key, &job.source);
-                let ib = self.cfg.inboxes.iter().find(|i| i.name == job.source);
-                match ib.and_then(|i| i.lore.clone()) {
-                    Some(l) => Some(kbot_report::shell_line(&["--msgid", id, "--lore", &l])),
-                    // A mirror on this host: the message id (lore has it), not the mirror's path.
-                    None => Some(kbot_report::shell_line(&["--msgid", id])),
-                }
-            }
-        };
-        if let Some(s) = source {
-            // One argument: the value starts with "--".
-            c.arg(format!("--reproduce-as={s}"));
-        }
+        let base = self.q.cursor(&format!("base:{}", job.key)).map_err(|e| e.to_string())?;
+        c.args(check_args(
+            &self.cfg,
+            &self.home,
+            job,
+            &job.input,
+            &arches,
+            &dir.result_json(),
+            Some(&dir.report_md()),
+            base.as_deref(),
+        )?);
         let log = std::fs::File::create(dir.log()).map_err(|e| e.to_string())?;
         c.stdin(Stdio::null()).stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log);
         // Its own process group (a timeout kills all of it) that dies with the service: a job
@@ -624,8 +635,7 @@ impl Service {
             }
         }
         // Credentials (SMTP, GitHub) stay in the service.
-        let mail = self.cfg.mail.iter().flat_map(|m| [&m.user_env, &m.password_env]).flatten();
-        for var in mail.chain(self.cfg.trees.iter().filter_map(|t| t.github.as_ref().map(|g| &g.token_env))) {
+        for var in secret_vars(&self.cfg) {
             c.env_remove(var);
         }
         c.spawn().map_err(|e| format!("cannot start kbot check: {e}"))
@@ -637,11 +647,40 @@ impl Service {
         let mut i = 0;
         while i < self.running.len() {
             let r = &mut self.running[i];
-            let timed_out = r.started.elapsed() > limit;
+            // On Slurm, `--time` is the job's limit (the time it waits in the queue is not).
+            let (child, timed_out) = match &mut r.work {
+                Work::Local(child) => (child, r.started.elapsed() > limit),
+                Work::Slurm(run) => {
+                    let secrets = secret_vars(&self.cfg);
+                    let slurm = self.slurm.as_mut().expect("Slurm work comes from the Slurm executor");
+                    let polled = slurm.poll(run, &r.job, &r.dir, &self.q, &secrets);
+                    let id = r.job.id;
+                    match polled {
+                        Ok((code, said)) => {
+                            for l in said {
+                                self.say(&format!("job {id}: {l}"));
+                            }
+                            match code {
+                                Some(code) => {
+                                    let r = self.running.remove(i);
+                                    self.finish(r, Some(code), false, limit)?;
+                                }
+                                None => i += 1,
+                            }
+                        }
+                        Err(e) => {
+                            // The cluster did not answer or refused: said, tried again.
+                            self.say(&format!("job {id}: slurm: {e} (will retry)"));
+                            i += 1;
+                        }
+                    }
+                    continue;
+                }
+            };
             if timed_out {
-                kbot_kernel::proc::kill_group(r.child.id());
+                kbot_kernel::proc::kill_group(child.id());
             }
-            match r.child.try_wait() {
+            match child.try_wait() {
                 Ok(Some(status)) => {
                     let r = self.running.remove(i);
                     self.finish(r, status.code(), timed_out, limit)?;
@@ -917,6 +956,72 @@ pub fn run(cfg: Config, home: Home, once: bool, quiet: bool) -> Result<i32, Fail
     })
 }
 
+/// The arguments of `kbot check` for a job: `input` is the mbox (series) or range, `arches`
+/// the `--arch` list, `json`/`report` where its result goes.
+#[allow(clippy::too_many_arguments)]
+fn check_args(
+    cfg: &Config,
+    home: &Home,
+    job: &Job,
+    input: &str,
+    arches: &str,
+    json: &Path,
+    report: Option<&Path>,
+    base: Option<&str>,
+) -> Result<Vec<String>, String> {
+    let tree = match cfg.trees.iter().find(|t| t.name == job.tree) {
+        Some(t) => t.path.clone().unwrap_or_else(|| home.default_tree()),
+        None if job.tree == "default" => home.default_tree(),
+        None => return Err(format!("no tree named {}", job.tree)),
+    };
+    let mut c: Vec<String> = vec!["check".into()];
+    let mut arg = |a: &str, v: &str| c.extend([a.to_string(), v.to_string()]);
+    match job.kind {
+        JobKind::Range => arg("--range", input),
+        JobKind::Series => arg("--mbox", input),
+    };
+    arg("--tree", &tree.display().to_string());
+    arg("--arch", arches);
+    if let Some(b) = base {
+        arg("--base", b);
+    }
+    arg("--json", &json.display().to_string());
+    if let Some(r) = report {
+        arg("--report", &r.display().to_string());
+    }
+    if let Some(m) = &cfg.mail {
+        arg("--reporter", &m.from);
+    }
+    if let Some(l) = &cfg.ltp {
+        arg("--ltp", &l.display().to_string());
+    }
+    // Readers of the report reproduce from the list or the tree, not from kbot's files.
+    let source = match job.kind {
+        // The tree by its name (its url: in the config), never its path here.
+        JobKind::Range => Some(kbot_report::shell_line(&["--range", &job.input, "--tree", &job.tree])),
+        JobKind::Series => {
+            let id = series_msgid(&job.key, &job.source);
+            let ib = cfg.inboxes.iter().find(|i| i.name == job.source);
+            match ib.and_then(|i| i.lore.clone()) {
+                Some(l) => Some(kbot_report::shell_line(&["--msgid", id, "--lore", &l])),
+                // A mirror on this host: the message id (lore has it), not the mirror's path.
+                None => Some(kbot_report::shell_line(&["--msgid", id])),
+            }
+        }
+    };
+    if let Some(s) = source {
+        // One argument: the value starts with "--".
+        c.push(format!("--reproduce-as={s}"));
+    }
+    Ok(c)
+}
+
+/// Credentials (SMTP, GitHub) stay in the service: removed from the jobs' environment.
+fn secret_vars(cfg: &Config) -> Vec<String> {
+    let mail = cfg.mail.iter().flat_map(|m| [&m.user_env, &m.password_env]).flatten();
+    mail.chain(cfg.trees.iter().filter_map(|t| t.github.as_ref().map(|g| &g.token_env))).cloned().collect()
+}
+
 /// The SMTP credentials (from the environment variables the config names) and CA
 /// certificates (`mail.ca_file`); one line naming the key and the variable or file when missing.
 type MailEnv = (Option<(String, String)>, Option<Vec<u8>>);
@@ -1030,6 +1135,9 @@ pub fn status(cfg: &Config, home: &Home) -> Result<String, Fail> {
             j.source,
             j.error.as_deref().map(|e| format!("\n           error: {e}")).unwrap_or_default()
         );
+        if let Some(w) = q.cursor(&format!("where:{}", j.id)).map_err(env)? {
+            out += &format!("           runs on: {w}\n");
+        }
     }
     for m in q.mails().map_err(env)? {
         out += &format!(

@@ -53,7 +53,42 @@ const PACKAGES: &[&str] = &[
     "pkg-config",
     "busybox-static",
     "e2fsprogs",
+    // `executor: slurm` of kbot serve, and its tests' one-node cluster on 127.0.0.1: the
+    // Slurm client commands (sbatch, squeue, scancel), the daemons and munge. Installed
+    // with no service started (see `NoServiceStarts`): kbot never configures a cluster.
+    "slurm-client",
+    "slurmctld",
+    "slurmd",
+    "munge",
 ];
+
+/// While it lives, Debian's maintainer scripts start no service (`invoke-rc.d` and
+/// `deb-systemd-invoke` ask `/usr/sbin/policy-rc.d`; 101 is "action forbidden"): installing
+/// munge, slurmctld and slurmd must not start a system cluster. A policy-rc.d already in
+/// place (containers ship one) is left as it is.
+struct NoServiceStarts(Option<PathBuf>);
+
+impl NoServiceStarts {
+    fn new() -> NoServiceStarts {
+        let p = PathBuf::from("/usr/sbin/policy-rc.d");
+        if p.exists() {
+            return NoServiceStarts(None);
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let ok =
+            std::fs::write(&p, "#!/bin/sh\n# kbot setup: no service starts while it installs packages\nexit 101\n")
+                .and_then(|()| std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)));
+        NoServiceStarts(ok.is_ok().then_some(p))
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
 
 fn dpkg_version(pkg: &str) -> Option<String> {
     let out = Command::new("dpkg-query").args(["-W", "-f=${Status}|${Version}", pkg]).output().ok()?;
@@ -123,6 +158,7 @@ fn apt(progress: &Progress) -> Result<(), Fail> {
             args.push(p.clone());
         }
     }
+    let _quiet = NoServiceStarts::new();
     run(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 

@@ -28,8 +28,13 @@ pub fn make_cmd(
 ) -> std::io::Result<(Command, PathBuf, PathBuf)> {
     let src_in = jail.ro(src, "src")?;
     let out_in = jail.rw(out, "out")?;
+    // `CC=ccache gcc` whenever ccache is there, used or not: kbuild rebuilds every object whose
+    // command line changed, so a cold run with plain `gcc` would make the next run cold too.
+    // Not used (CCACHE_DISABLE in kbot's environment, e.g. the bench's cold run): ccache
+    // only runs the compiler, and its directory is not in the sandbox.
+    let reuse = ccache && use_ccache();
     let ccache_dir = match std::env::var_os("CCACHE_DIR") {
-        Some(d) if ccache => Some(jail.rw(Path::new(&d), "ccache")?),
+        Some(d) if reuse => Some(jail.rw(Path::new(&d), "ccache")?),
         _ => None,
     };
     let mut c = jail.command("make", Limits::BUILD);
@@ -43,6 +48,9 @@ pub fn make_cmd(
         c.arg(format!("CC=ccache {cross}gcc"));
         if let Some(d) = &ccache_dir {
             c.env("CCACHE_DIR", d);
+        }
+        if !reuse {
+            c.env("CCACHE_DISABLE", "1");
         }
     }
     c.arg(format!("-j{jobs}"));
@@ -65,8 +73,8 @@ pub struct BuildResult {
 
 /// Whether ccache is to be used: installed, and not disabled in kbot's own environment the way
 /// ccache itself reads `CCACHE_DISABLE` (set, and not `0`/`false`/`no`/`disable`). The build
-/// runs with an emptied environment, so the variable is honoured here, by not calling ccache
-/// at all (`CC=gcc`, no ccache directory in the sandbox).
+/// runs with an emptied environment, so the variable is passed on by [`make_cmd`] (and the
+/// ccache directory is left out of the sandbox).
 pub fn use_ccache() -> bool {
     let disabled = std::env::var("CCACHE_DISABLE")
         .map(|v| !["0", "false", "no", "disable"].contains(&v.trim().to_ascii_lowercase().as_str()))
@@ -172,7 +180,7 @@ pub fn build(
 ) -> std::io::Result<BuildResult> {
     let t = Instant::now();
     let mut jail = sandbox.jail();
-    let (mut cmd, src_in, out_in) = make_cmd(&mut jail, src, out, arch, jobs, use_ccache())?;
+    let (mut cmd, src_in, out_in) = make_cmd(&mut jail, src, out, arch, jobs, have("ccache"))?;
     cmd.arg(arch.image_target());
     let empty = !out.join("vmlinux").exists();
     let mut history = read_history(out);

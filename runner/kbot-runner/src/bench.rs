@@ -3,8 +3,8 @@
 //!
 //! cold: kbot's whole kernel cache emptied, the chosen arches' build directories of the tree
 //! emptied, and no ccache: the builds run in the sandbox with an emptied environment, so
-//! `CCACHE_DISABLE` in kbot's environment is honoured by `kbot_kernel::build` itself (`CC=gcc`,
-//! no ccache directory in the sandbox). The first kernel of each arch is built from scratch, the
+//! `CCACHE_DISABLE` in kbot's environment is passed on by `kbot_kernel::build` itself (same
+//! `CC=ccache gcc`, so the warm run stays incremental; no ccache directory in the sandbox). The first kernel of each arch is built from scratch, the
 //! later ones incrementally in that build directory, as in any check. The worktrees (sources)
 //! are kept. warm: what a new series on a known tree gets: the base kernel cached, the build
 //! directories as the cold run left them, ccache as before the bench (the cold run neither
@@ -31,7 +31,7 @@ fn wipe(path: &Path) -> Result<(), Fail> {
 /// What the two columns mean, under the table.
 pub fn legend(arches: &str, ccache_warm: bool) -> String {
     format!(
-        "cold: kernel cache and cached base boots emptied, build directories ({arches}) emptied, no ccache (CC=gcc); \
+        "cold: kernel cache and cached base boots emptied, build directories ({arches}) emptied, no ccache (CCACHE_DISABLE=1 in the sandbox, its directory not there); \
          first kernel per arch from scratch, later ones incremental; worktrees kept.\n\
          warm: base kernels and base boot results cached (same seed), build directories as the cold run left them, {}; patched kernels rebuilt.",
         if ccache_warm { "ccache as before the bench" } else { "no ccache (not installed or CCACHE_DISABLE set)" }
@@ -179,7 +179,7 @@ mod tests {
         let l = legend("x86_64, arm64", true);
         assert!(
             l.starts_with(
-                "cold: kernel cache and cached base boots emptied, build directories (x86_64, arm64) emptied, no ccache (CC=gcc);"
+                "cold: kernel cache and cached base boots emptied, build directories (x86_64, arm64) emptied, no ccache (CCACHE_DISABLE=1 in the sandbox, its directory not there);"
             )
         );
         assert!(

@@ -1,0 +1,129 @@
+//! Measured power of the differential scenarios (issue #16): one-line mutations of 6.12's
+//! `fs/notify/` (`examples/mutations/NN-*.mbox`, each a one-patch series against the default
+//! tree's HEAD), each checked on x86_64 with a fixed seed, 60 random scenarios per boot, the
+//! in-kernel shadow checks off and no LTP, so that only the hang tests, the fixed corpus and
+//! the random scenarios can see it. [`TABLE`] records what the runs in README ("Measured
+//! power") found; a change of the model or the generator that loses power fails here.
+//! Minutes of CPU per mutation: ignored by default; run one with
+//! `cargo test --release -p kbot --test mutations_e2e -- --ignored mutation_01`.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The seed every mutation runs with (README's table used it).
+const SEED: u64 = 21;
+const SCENARIOS: usize = 60;
+
+/// (mbox stem, what the recorded run found: caught by random scenarios, and how many of the
+/// 60 diverged). `Some((false, 0))`: no random scenario may catch it (one that starts to is
+/// good news: update this table and README's). `None`: not measured yet (the test fails
+/// and says so).
+const TABLE: &[(&str, Option<(bool, usize)>)] = &[
+    ("01-inotify-oneshot", None),
+    ("02-inotify-mask-add", None),
+    ("03-inotify-excl-unlink", None),
+    ("04-inotify-isdir", None),
+    ("05-parent-access-modify", None),
+    ("06-fanotify-ondir", None),
+    ("07-fanotify-event-on-child", None),
+    ("08-ignore-surv-modify", None),
+    ("09-fanotify-merge", None),
+    ("10-overflow-off-by-one", None),
+    ("11-inotify-mask-create-errno", None),
+    ("12-inotify-merge-wd", None),
+];
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mutations")
+}
+
+/// Runs `kbot check` on one mutation; returns the x86_64 result of the JSON.
+fn check(stem: &str) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_kbot"))
+        .args(["check", "--mbox"])
+        .arg(examples().join(format!("{stem}.mbox")))
+        .args(["--arch", "x86_64", "--seed", &SEED.to_string(), "--scenarios", &SCENARIOS.to_string()])
+        .args(["--shadow", "off", "--no-ltp", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(json.exists(), "no JSON; kbot said:\n{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    v["arches"].as_array().unwrap().iter().find(|a| a["arch"] == "x86_64").expect("x86_64 ran").clone()
+}
+
+/// Names of the random scenarios that pass on the base and fail on the tip.
+fn random_diverging(arch: &Value) -> Vec<String> {
+    let passed = |name: &Value| {
+        arch["base"]["tests"].as_array().unwrap().iter().any(|b| b["name"] == *name && b["result"] == "pass")
+    };
+    arch["tip"]["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"].as_str().unwrap().starts_with("scenario/random-"))
+        .filter(|t| t["result"] == "fail" && passed(&t["name"]))
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn run(n: usize) {
+    let (stem, recorded) = TABLE[n - 1];
+    assert!(stem.starts_with(&format!("{n:02}-")), "{stem}");
+    let Some((caught, recorded)) = recorded else {
+        panic!("{stem} is not measured yet: run it, then record the outcome in TABLE and README");
+    };
+    // Random scenarios depend on the seed but not on the kernel; timing (the 60 s budget per
+    // boot) may skip a few, so at least half the recorded count must still diverge.
+    let min = recorded.div_ceil(2).max(1);
+    let arch = check(stem);
+    let found = random_diverging(&arch);
+    eprintln!("{stem}: {} of {SCENARIOS} random scenarios diverge: {found:?}", found.len());
+    // The base is the unmodified 6.12 tree: no random scenario may fail there.
+    let base_bad: Vec<_> = arch["base"]["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"].as_str().unwrap().starts_with("scenario/") && t["result"] == "fail")
+        .collect();
+    assert!(base_bad.is_empty(), "false divergence on the base: {base_bad:?}");
+    if caught {
+        assert!(found.len() >= min, "{stem}: {} random scenarios diverge, expected at least {min}", found.len());
+        // A divergence the bot reports: shrunk, reproduced, a regression of kind divergence.
+        let regs = arch["regressions"].as_array().unwrap();
+        assert!(
+            regs.iter().any(|r| r["kind"] == "divergence" && r["test"].as_str().unwrap().starts_with("scenario/random-")),
+            "{regs:?}"
+        );
+    } else {
+        assert!(found.is_empty(), "{stem} is now caught by {found:?}: update TABLE and README");
+    }
+}
+
+macro_rules! mutation_tests {
+    ($($name:ident = $n:expr;)*) => {$(
+        #[test]
+        #[ignore = "builds and boots a kernel twice (minutes); see the module doc"]
+        fn $name() {
+            run($n);
+        }
+    )*};
+}
+
+mutation_tests! {
+    mutation_01_inotify_oneshot = 1;
+    mutation_02_inotify_mask_add = 2;
+    mutation_03_inotify_excl_unlink = 3;
+    mutation_04_inotify_isdir = 4;
+    mutation_05_parent_access_modify = 5;
+    mutation_06_fanotify_ondir = 6;
+    mutation_07_fanotify_event_on_child = 7;
+    mutation_08_ignore_surv_modify = 8;
+    mutation_09_fanotify_merge = 9;
+    mutation_10_overflow_off_by_one = 10;
+    mutation_11_inotify_mask_create_errno = 11;
+    mutation_12_inotify_merge_wd = 12;
+}

@@ -99,7 +99,8 @@ fn run(n: usize) {
         // A divergence the bot reports: shrunk, reproduced, a regression of kind divergence.
         let regs = arch["regressions"].as_array().unwrap();
         assert!(
-            regs.iter().any(|r| r["kind"] == "divergence" && r["test"].as_str().unwrap().starts_with("scenario/random-")),
+            regs.iter()
+                .any(|r| r["kind"] == "divergence" && r["test"].as_str().unwrap().starts_with("scenario/random-")),
             "{regs:?}"
         );
     } else {

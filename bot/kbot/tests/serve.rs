@@ -5,55 +5,12 @@
 
 mod common;
 
-use common::{examples, git, split, Inbox};
+use common::{examples, free_port, git, split, Inbox, Smtp};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BAD_PATCH: &str = "d4beaa0b6dce675866cce3d0d2f856abb4e70f42.1795614032.git.alice@example.org";
-
-struct Smtp {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Smtp {
-    fn start(dir: &Path, port: u16) -> Smtp {
-        let child = Command::new("/usr/bin/python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3-aiosmtpd (apt-get install python3-aiosmtpd)");
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(20), "aiosmtpd did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Smtp { child, dir: dir.to_path_buf() }
-    }
-
-    /// The mails received, as text.
-    fn mails(&self) -> Vec<String> {
-        let mut v = Vec::new();
-        for sub in ["new", "cur"] {
-            if let Ok(rd) = std::fs::read_dir(self.dir.join(sub)) {
-                for e in rd.flatten() {
-                    v.push(std::fs::read_to_string(e.path()).unwrap());
-                }
-            }
-        }
-        v
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A local stand-in for the GitHub REST API (GitHub itself cannot be reached from here): it
 /// answers like GitHub for the three calls kbot makes and records every request. The first
@@ -129,10 +86,6 @@ impl Drop for FakeGithub {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Headless Chromium (Debian's, flags from the machine notes): the page's DOM after load, and

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{tiny_tree, Inbox};
+use common::{free_port, tiny_tree, Inbox, Smtp};
 use kbot_executor::testcluster::TestCluster;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -334,48 +334,6 @@ fn slurmctld_killed_and_restarted_mid_run_loses_nothing() {
 
 const BAD_PATCH: &str = "d4beaa0b6dce675866cce3d0d2f856abb4e70f42.1795614032.git.alice@example.org";
 
-/// A real SMTP server (python3-aiosmtpd) that keeps what it receives in a maildir.
-struct Smtp {
-    child: std::process::Child,
-    dir: PathBuf,
-}
-
-impl Smtp {
-    fn start(dir: &Path) -> (Smtp, u16) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("/usr/bin/python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3-aiosmtpd");
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(20), "aiosmtpd did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        (Smtp { child, dir: dir.to_path_buf() }, port)
-    }
-
-    fn mails(&self) -> Vec<String> {
-        let mut v = Vec::new();
-        for sub in ["new", "cur"] {
-            for e in std::fs::read_dir(self.dir.join(sub)).into_iter().flatten().flatten() {
-                v.push(std::fs::read_to_string(e.path()).unwrap());
-            }
-        }
-        v
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The serve tests' set-up with `executor: slurm`: the SRCU-stall series and the clean one on
 /// the default tree, both arches, real kernels built and booted by the Slurm jobs. The
 /// regression gets exactly one mail (threaded under the first bad patch), the clean series
@@ -392,7 +350,8 @@ fn once_with_slurm_mails_the_regression_once_from_both_arches() {
         }
     }
     let d = tempfile::tempdir().unwrap();
-    let (smtp, port) = Smtp::start(&d.path().join("maildir"));
+    let port = free_port();
+    let smtp = Smtp::start(&d.path().join("maildir"), port);
     let cfg = d.path().join("kbot.yaml");
     std::fs::write(
         &cfg,

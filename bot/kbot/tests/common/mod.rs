@@ -148,3 +148,52 @@ impl Drop for Inbox {
         self.stop();
     }
 }
+
+/// A free TCP port on loopback (the test servers each get their own).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real SMTP sink on loopback: Debian's python3-aiosmtpd writing a maildir; stopped on drop.
+pub struct Smtp {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Smtp {
+    pub fn start(dir: &Path, port: u16) -> Smtp {
+        let child = Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3-aiosmtpd (apt-get install python3-aiosmtpd)");
+        let t = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(20), "aiosmtpd did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Smtp { child, dir: dir.to_path_buf() }
+    }
+
+    /// The mails received, oldest first.
+    pub fn mails(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for sub in ["new", "cur"] {
+            for e in std::fs::read_dir(self.dir.join(sub)).into_iter().flatten().flatten() {
+                let t = e.metadata().unwrap().modified().unwrap();
+                v.push((t, std::fs::read_to_string(e.path()).unwrap()));
+            }
+        }
+        v.sort_by_key(|x| x.0);
+        v.into_iter().map(|x| x.1).collect()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -94,6 +94,11 @@ pub fn initramfs(agent: &[u8]) -> Vec<u8> {
 
 /// The initramfs plus extra files at the top level (e.g. `scenarios.txt` for a replay).
 pub fn initramfs_with(agent: &[u8], extra: &[(&str, &[u8])]) -> Vec<u8> {
+    archive(&base_entries(agent, extra))
+}
+
+/// The mount points, /dev/console, the agent as /init and `extra` at the top level.
+fn base_entries<'a>(agent: &'a [u8], extra: &[(&'a str, &'a [u8])]) -> Vec<Entry<'a>> {
     let mut entries = vec![
         Entry::Dir("dev"),
         Entry::CharDev { name: "dev/console", major: 5, minor: 1 },
@@ -103,7 +108,7 @@ pub fn initramfs_with(agent: &[u8], extra: &[(&str, &[u8])]) -> Vec<u8> {
         Entry::File { name: "init", mode: 0o755, data: agent },
     ];
     entries.extend(extra.iter().map(|(name, data)| Entry::File { name, mode: 0o644, data }));
-    archive(&entries)
+    entries
 }
 
 /// The initramfs with the root directory `.` at mode 0755 (a test that drops privileges must
@@ -111,16 +116,8 @@ pub fn initramfs_with(agent: &[u8], extra: &[(&str, &[u8])]) -> Vec<u8> {
 /// A directory missing before its contents is added (0755); a directory given twice, or one
 /// of the base image's (`dev`, `tmp`, ...), is written once.
 pub fn initramfs_with_tree(agent: &[u8], extra: &[(&str, &[u8])], files: &[Entry]) -> Vec<u8> {
-    let mut entries = vec![
-        Entry::Dir("."),
-        Entry::Dir("dev"),
-        Entry::CharDev { name: "dev/console", major: 5, minor: 1 },
-        Entry::Dir("proc"),
-        Entry::Dir("sys"),
-        Entry::Dir("tmp"),
-        Entry::File { name: "init", mode: 0o755, data: agent },
-    ];
-    entries.extend(extra.iter().map(|(name, data)| Entry::File { name, mode: 0o644, data }));
+    let mut entries = vec![Entry::Dir(".")];
+    entries.extend(base_entries(agent, extra));
     let mut dirs: std::collections::BTreeSet<String> =
         entries.iter().filter(|e| e.is_dir()).map(|e| e.name().to_string()).collect();
     // First the names of the missing parents, then the entries borrowing them.

@@ -119,7 +119,13 @@ impl Tree {
         if let Some(parent) = path.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
-        git(&self.path, &["worktree", "add", "--detach", "--force", &path.to_string_lossy(), at])?;
+        git(&self.path, &["worktree", "add", "--detach", "--force", "--no-checkout", &path.to_string_lossy(), at])?;
+        // git copies the sparse-checkout of the tree's own checkout into a new worktree; a
+        // kernel build needs every file.
+        if git(path, &["config", "--get", "core.sparseCheckout"]).is_ok_and(|v| v == "true") {
+            git(path, &["sparse-checkout", "disable"])?;
+        }
+        git(path, &["reset", "-q", "--hard"])?;
         Ok(wt)
     }
 }
@@ -201,6 +207,26 @@ mod tests {
         assert_eq!(ids.len(), 1, "the root commit is not listed: {ids:?}");
         assert_eq!(ids[0].1, t.resolve("HEAD").unwrap());
         assert_eq!(ids[0].0.len(), 40);
+    }
+
+    #[test]
+    fn worktrees_are_full_even_from_a_sparse_checkout() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = d.path().join("repo");
+        std::fs::create_dir_all(repo.join("fs")).unwrap();
+        std::fs::create_dir_all(repo.join("mm")).unwrap();
+        std::fs::write(repo.join("fs/a.c"), "a\n").unwrap();
+        std::fs::write(repo.join("mm/b.c"), "b\n").unwrap();
+        run(&repo, &["init", "-q", "-b", "main"]);
+        run(&repo, &["add", "-A"]);
+        run(&repo, &["commit", "-q", "-m", "root"]);
+        run(&repo, &["sparse-checkout", "set", "fs"]);
+        assert!(!repo.join("mm/b.c").exists(), "the user's checkout is sparse");
+        let t = Tree::open(&repo).unwrap();
+        let wt = t.worktree(&d.path().join("wt"), "HEAD").unwrap();
+        assert_eq!(std::fs::read_to_string(wt.path.join("mm/b.c")).unwrap(), "b\n");
+        assert_eq!(std::fs::read_to_string(wt.path.join("fs/a.c")).unwrap(), "a\n");
+        assert_eq!(wt.head().unwrap(), t.resolve("HEAD").unwrap());
     }
 
     #[test]

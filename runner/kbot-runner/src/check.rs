@@ -375,6 +375,9 @@ pub fn run(home: &Home, args: &CheckArgs, progress: &Progress) -> Result<CheckRe
         );
         return Ok(clock.finish(result));
     }
+    for gone in home.prune_stale_work() {
+        progress.say("home", "prune", &format!("removed {} (its tree is gone)", gone.display()));
+    }
     let lock_file = home.lock_file(&tree.path);
     let _lock = Lock::take(&lock_file, || progress.say("tree", "lock", "another kbot is using this tree; waiting"))
         .map_err(|e| Fail::env(format!("cannot lock {}: {e}", lock_file.display())))?;

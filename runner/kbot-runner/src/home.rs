@@ -51,6 +51,29 @@ impl Home {
         self.root.join("locks").join(format!("{}.lock", Self::tree_key(tree)))
     }
 
+    /// Removes the work dirs of trees that are gone (a deleted clone, a CI job's or a test's
+    /// temporary tree): each holds worktrees and build dirs of about 2 GB per arch that no
+    /// check can use again. A dir is stale when every arch's worktree names a git dir that
+    /// no longer exists; it is removed under its tree's lock, so a check using it is never
+    /// disturbed. Returns what was removed.
+    pub fn prune_stale_work(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(self.root.join("work")) else { return Vec::new() };
+        let mut removed = Vec::new();
+        for dir in entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+            let Some(key) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else { continue };
+            if !work_dir_is_stale(&dir) {
+                continue;
+            }
+            let lock = self.root.join("locks").join(format!("{key}.lock"));
+            let Ok(Ok(_held)) = Lock::try_take(&lock) else { continue };
+            // Checked again under the lock: a check may have recreated it meanwhile.
+            if work_dir_is_stale(&dir) && std::fs::remove_dir_all(&dir).is_ok() {
+                removed.push(dir);
+            }
+        }
+        removed
+    }
+
     /// Cached kernel images by arch, commit and configuration.
     pub fn kernel_cache(&self, arch: Arch, commit: &str, config_key: &str) -> PathBuf {
         self.root.join("cache/kernels").join(arch.name()).join(format!("{commit}-{config_key}"))
@@ -94,6 +117,22 @@ impl Home {
         }
         Ok(p)
     }
+}
+
+/// True when the dir has at least one arch's worktree and each names a git dir that is
+/// gone. Anything else (a worktree being made, an unknown layout) is kept.
+fn work_dir_is_stale(dir: &Path) -> bool {
+    let Ok(arches) = std::fs::read_dir(dir) else { return false };
+    let mut seen = 0;
+    for a in arches.flatten() {
+        let Ok(link) = std::fs::read_to_string(a.path().join("src/.git")) else { return false };
+        let Some(gitdir) = link.trim().strip_prefix("gitdir:").map(str::trim) else { return false };
+        if Path::new(gitdir).exists() {
+            return false;
+        }
+        seen += 1;
+    }
+    seen > 0
 }
 
 /// An exclusive lock on a file, held until drop (flock: released by the kernel if we die).
@@ -162,5 +201,38 @@ mod tests {
         let left = std::fs::read_dir(d.path().join("runs")).unwrap().count();
         assert_eq!(left, KEEP_RUNS);
         assert!(new.is_dir());
+    }
+
+    #[test]
+    fn work_dirs_of_deleted_trees_are_pruned_and_live_ones_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home { root: d.path().join("home") };
+        let live_repo = d.path().join("live/.git/worktrees/src");
+        std::fs::create_dir_all(&live_repo).unwrap();
+        let mk = |tree: &str, arch: Arch, gitdir: &Path| {
+            let wt = home.worktree(Path::new(tree), arch);
+            std::fs::create_dir_all(&wt).unwrap();
+            std::fs::write(wt.join(".git"), format!("gitdir: {}\n", gitdir.display())).unwrap();
+            std::fs::create_dir_all(home.build_dir(Path::new(tree), arch)).unwrap();
+        };
+        mk("/gone/linux", Arch::X86_64, &d.path().join("gone/.git/worktrees/src"));
+        mk("/gone/linux", Arch::Arm64, &d.path().join("gone/.git/worktrees/src1"));
+        mk("/live", Arch::X86_64, &live_repo);
+        // Half gone: one arch's repo still exists, so the dir is kept.
+        mk("/half", Arch::X86_64, &d.path().join("gone/.git/worktrees/src2"));
+        mk("/half", Arch::Arm64, &live_repo);
+        // A worktree being created (no .git yet) is never taken.
+        std::fs::create_dir_all(home.worktree(Path::new("/new"), Arch::X86_64)).unwrap();
+        let gone = home.root.join("work").join(Home::tree_key(Path::new("/gone/linux")));
+        assert_eq!(home.prune_stale_work(), vec![gone.clone()]);
+        assert!(!gone.exists());
+        for t in ["/live", "/half", "/new"] {
+            assert!(home.worktree(Path::new(t), Arch::X86_64).exists(), "{t} kept");
+        }
+        // A stale dir whose tree is locked by a running check is left alone.
+        mk("/gone/linux", Arch::X86_64, &d.path().join("gone/.git/worktrees/src"));
+        let _held = Lock::take(&home.lock_file(Path::new("/gone/linux")), || {}).unwrap();
+        assert!(home.prune_stale_work().is_empty());
+        assert!(gone.exists());
     }
 }

@@ -227,6 +227,10 @@ struct CheckCli {
     /// would take 150 s under TCG at 1; under TCG a short run finds what a long one does.
     #[arg(long, value_name = "X", default_value_t = 0.1)]
     ltp_runtime_mul: f64,
+    /// Run LTP's per-filesystem tests on ext2 and ext3 too, not only ext4 and tmpfs (the
+    /// kernel's one ext4 driver serves all three; this doubles those tests' time).
+    #[arg(long)]
+    ltp_all_fs: bool,
     /// Do not run LTP even when the environment or the config names it.
     #[arg(long)]
     no_ltp: bool,
@@ -294,6 +298,7 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
                 hang_ms: c.ltp_hang_ms,
                 budget_ms: c.ltp_budget * 1000,
                 runtime_mul: c.ltp_runtime_mul.to_string(),
+                all_fs: c.ltp_all_fs,
                 ..kbot_runner::lab::LtpBoot::default()
             },
         })

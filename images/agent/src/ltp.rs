@@ -48,11 +48,26 @@ pub struct Params {
     pub runtime_mul: String,
     /// Wall-clock limit for one test, whatever it does.
     pub test_limit_ms: u64,
+    /// The mkfs-made filesystems LTP may use (None: every one the guest has tools for).
+    pub fs: Option<Vec<String>>,
 }
 
 /// The environment LTP expects (once per boot, as PID 1): device nodes for loop devices,
 /// /dev/shm for its result area, a world-readable root for the tests that drop privileges.
-pub fn prepare_guest() {
+/// LTP tests a filesystem when the kernel has it and `mkfs.<fs>` is found, so the tools of
+/// filesystems left out of `fs` are removed.
+pub fn prepare_guest(fs: Option<&[String]>) {
+    if let Some(keep) = fs {
+        for d in ["/sbin", "/usr/sbin", "/bin", "/usr/bin"] {
+            let Ok(dir) = std::fs::read_dir(d) else { continue };
+            for e in dir.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.strip_prefix("mkfs.").is_some_and(|f| !keep.iter().any(|k| k == f)) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
     let _ = crate::sys::mount("devtmpfs", "/dev", "devtmpfs");
     let _ = std::fs::create_dir_all("/dev/shm");
     let _ = crate::sys::mount("tmpfs", "/dev/shm", "tmpfs");
@@ -231,6 +246,8 @@ pub fn run(t: &Test, p: &Params, dump_blocked: &dyn Fn(), line: fn(&str, &str)) 
         .env("LTP_COLORIZE_OUTPUT", "0")
         // The kernel's .config, for tests that check options (no /proc/config.gz here).
         .env("KCONFIG_PATH", format!("{ROOT}/kernel.config"))
+        // Tests on one device use LTP's default (ext2) unless told: the first kept one.
+        .env("LTP_DEV_FS_TYPE", p.fs.as_ref().and_then(|f| f.first()).map(String::as_str).unwrap_or("ext2"))
         .current_dir("/tmp/ltp")
         .stdin(Stdio::null())
         .stdout(Stdio::from(wr))

@@ -57,7 +57,13 @@ fn params(cmdline: &str) -> Params {
         ltp_budget_ms: 600_000,
         ltp_off: false,
         scenarios_only: false,
-        ltp: ltp::Params { hang_ms: 5000, timeout_mul: "1".into(), runtime_mul: "1".into(), test_limit_ms: 300_000 },
+        ltp: ltp::Params {
+            hang_ms: 5000,
+            timeout_mul: "1".into(),
+            runtime_mul: "1".into(),
+            test_limit_ms: 300_000,
+            fs: None,
+        },
     };
     for word in cmdline.split_whitespace() {
         if let Some(v) = word.strip_prefix("kbot.only=") {
@@ -87,6 +93,13 @@ fn params(cmdline: &str) -> Params {
             if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.') {
                 p.ltp.timeout_mul = v.to_string();
             }
+        } else if let Some(v) = word.strip_prefix("kbot.ltp_fs=") {
+            let fs: Vec<String> = v
+                .split(',')
+                .filter(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric()))
+                .map(str::to_string)
+                .collect();
+            p.ltp.fs = Some(fs).filter(|f| !f.is_empty());
         } else if let Some(v) = word.strip_prefix("kbot.ltp_runtime_mul=") {
             if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.') {
                 p.ltp.runtime_mul = v.to_string();
@@ -184,12 +197,13 @@ fn main() {
     emit(&format!("# kbot-agent scenarios seed={} random={}", p.seed, p.random));
     if !ltp_tests.is_empty() {
         emit(&format!(
-            "# kbot-agent ltp tests={} hang_ms={} budget_ms={} timeout_mul={} runtime_mul={}",
+            "# kbot-agent ltp tests={} hang_ms={} budget_ms={} timeout_mul={} runtime_mul={} mkfs={}",
             ltp_tests.len(),
             p.ltp.hang_ms,
             p.ltp_budget_ms,
             p.ltp.timeout_mul,
-            p.ltp.runtime_mul
+            p.ltp.runtime_mul,
+            p.ltp.fs.as_ref().map(|f| f.join(",")).unwrap_or_else(|| "all".into())
         ));
     }
     emit(&format!("1..{}", selected.len() + scens.len() + ltp_tests.len()));
@@ -253,7 +267,7 @@ fn main() {
     }
     // LTP's tests last: they are the slow part, and kbot's own verdicts come first.
     if !ltp_tests.is_empty() && pid1 {
-        ltp::prepare_guest();
+        ltp::prepare_guest(p.ltp.fs.as_deref());
     }
     let ltp_started = Instant::now();
     for (j, t) in ltp_tests.iter().enumerate() {

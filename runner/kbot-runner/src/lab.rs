@@ -85,6 +85,10 @@ pub struct LtpBoot {
     /// LTP_RUNTIME_MUL: race tests (fuzzy sync) run for their nominal time times this.
     pub runtime_mul: String,
     pub limit_ms: u64,
+    /// LTP's per-filesystem tests (`.all_filesystems`) also on ext2 and ext3. Off: the
+    /// kernel's one ext4 driver serves all three, so they repeat the same fsnotify paths
+    /// (ext4 and tmpfs are the kernel's two filesystems) at double the suite's cost.
+    pub all_fs: bool,
 }
 
 impl Default for LtpBoot {
@@ -96,6 +100,7 @@ impl Default for LtpBoot {
             timeout_mul: "1".into(),
             runtime_mul: "0.1".into(),
             limit_ms: 300_000,
+            all_fs: false,
         }
     }
 }
@@ -105,7 +110,7 @@ impl LtpBoot {
         format!(
             " kbot.ltp_hang_ms={} kbot.ltp_budget_ms={} kbot.ltp_timeout_mul={} kbot.ltp_runtime_mul={} kbot.ltp_limit_ms={}",
             self.hang_ms, self.budget_ms, self.timeout_mul, self.runtime_mul, self.limit_ms
-        )
+        ) + if self.all_fs { "" } else { " kbot.ltp_fs=ext4" }
     }
 }
 

@@ -530,6 +530,19 @@ fn tally(c: &Counts) -> String {
     parts.join(", ")
 }
 
+/// Whether a run that was given only some of the guest's `mkfs` tools ended for want of a
+/// filesystem it was not given (a test that pins ext2, say): then it must run again with all
+/// of them, since limiting filesystems may save time but never change a verdict.
+pub fn needs_another_fs(output: &str, verdict: Verdict) -> bool {
+    verdict == Verdict::Skip
+        && parse(output).lines().any(|l| {
+            l.kind == Kind::Conf
+                && (l.message.starts_with("The ") && l.message.ends_with(" filesystem is not supported")
+                    || l.message.starts_with("No required filesystems are available")
+                    || l.message.starts_with("There are no supported filesystems"))
+        })
+}
+
 /// Judges one LTP test binary's run. Never panics; every rule says why in a comment.
 pub fn judge(output: &str, end: &End) -> Judgement {
     let parsed = parse(output);
@@ -756,6 +769,23 @@ fn evidence(parsed: &Parsed, verdict: Verdict, tail: bool) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_skip_for_a_filesystem_left_out_asks_for_a_rerun() {
+        let pinned = "tst_test.c:1582: TCONF: The ext2 filesystem is not supported\n\nSummary:\npassed   0\nfailed   0\nbroken   0\nskipped  1\nwarnings 0\n";
+        assert!(needs_another_fs(pinned, Verdict::Skip));
+        let none = "tst_test.c:2014: TCONF: There are no supported filesystems\n";
+        assert!(needs_another_fs(none, Verdict::Skip));
+        let other = "tst_test.c:2023: TCONF: No required filesystems are available\n";
+        assert!(needs_another_fs(other, Verdict::Skip));
+        // Other reasons to skip stay skips: rerunning would not change them.
+        let debugfs = "tst_cmd.c:270: TCONF: Couldn't find 'debugfs' in $PATH\n";
+        assert!(!needs_another_fs(debugfs, Verdict::Skip));
+        let overlay = "tst_test.c:1601: TCONF: overlayfs is not configured in this kernel\n";
+        assert!(!needs_another_fs(overlay, Verdict::Skip));
+        // A verdict other than skip is kept whatever it printed.
+        assert!(!needs_another_fs(pinned, Verdict::Fail));
+    }
 
     #[test]
     fn exit_bits() {

@@ -120,6 +120,24 @@ pub struct SeriesInfo {
     /// Checks of the series as a whole (cover letter, base-commit).
     #[serde(default)]
     pub checks: Vec<CheckInfo>,
+    /// When the series named no usable base: the refs tried, newest first, and whether the
+    /// whole series applies to each (checked in memory); the base is the first that applies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub base_candidates: Vec<BaseCandidate>,
+}
+
+/// One ref tried as the base of a series without a usable `base-commit:`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BaseCandidate {
+    /// As the tree names it: `HEAD`, `next`, `origin/master`, `v6.12`.
+    pub name: String,
+    pub commit: String,
+    pub applies: bool,
+    /// The first patch (1-based) that does not apply, and git's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_patch: Option<u32>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -969,7 +969,8 @@ fn check_args(
     report: Option<&Path>,
     base: Option<&str>,
 ) -> Result<Vec<String>, String> {
-    let tree = match cfg.trees.iter().find(|t| t.name == job.tree) {
+    let conf = cfg.trees.iter().find(|t| t.name == job.tree);
+    let tree = match conf {
         Some(t) => t.path.clone().unwrap_or_else(|| home.default_tree()),
         None if job.tree == "default" => home.default_tree(),
         None => return Err(format!("no tree named {}", job.tree)),
@@ -982,8 +983,11 @@ fn check_args(
     };
     arg("--tree", &tree.display().to_string());
     arg("--arch", arches);
-    if let Some(b) = base {
-        arg("--base", b);
+    match (base, conf.map(|t| &t.branches).filter(|b| !b.is_empty())) {
+        (Some(b), _) => arg("--base", b),
+        // A series without a usable base-commit: is tried on the tree's configured branches.
+        (None, Some(branches)) if job.kind == JobKind::Series => arg("--base-from", &branches.join(",")),
+        _ => {}
     }
     arg("--json", &json.display().to_string());
     if let Some(r) = report {

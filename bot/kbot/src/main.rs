@@ -172,9 +172,13 @@ struct CheckCli {
     #[arg(long, value_name = "DIR", env = "KBOT_TREE")]
     tree: Option<PathBuf>,
     /// Apply the series to this revision (default: its base-commit: when the tree has it,
-    /// else the tree's HEAD).
+    /// else the newest of the tree's HEAD, branches and 20 newest tags that takes the whole
+    /// series, checked in memory).
     #[arg(long, value_name = "REV")]
     base: Option<String>,
+    /// Without a usable base-commit:, try only these refs as bases (comma separated).
+    #[arg(long, value_name = "REFS", conflicts_with = "base")]
+    base_from: Option<String>,
     /// Architectures, comma separated.
     #[arg(long, value_name = "LIST", default_value = "x86_64,arm64")]
     arch: String,
@@ -341,6 +345,9 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
         version: c.version,
         sandbox,
         ltp,
+        base_candidates: c
+            .base_from
+            .map(|l| l.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_string).collect()),
     };
     let result = check::run(&home, &args, &progress)?;
     if let Some(p) = &c.json {
@@ -438,6 +445,7 @@ fn bench_cmd(
         version: None,
         sandbox: sandbox_policy(false, &home, None)?,
         ltp: ltp.map(|source| check::LtpArgs { source, tests: None, boot: kbot_runner::lab::LtpBoot::default() }),
+        base_candidates: None,
     };
     let table = bench::run(&home, args, &Progress::new(quiet))?;
     println!("{table}");

@@ -172,6 +172,71 @@ fn patch_that_does_not_apply_is_reported_with_gits_reason() {
 }
 
 #[test]
+fn a_series_without_base_commit_is_applied_to_the_branch_that_takes_it() {
+    let d = tempfile::tempdir().unwrap();
+    // next has the line the patch changes; main (HEAD, newer) changed it since.
+    let tree = tiny_tree(d.path(), "int marks = 1;\n");
+    common::git(&tree, &["branch", "next"]);
+    std::fs::write(tree.join("fs/notify/mark.c"), "int marks = 2;\n").unwrap();
+    common::git(&tree, &["commit", "-q", "-am", "main moves on"]);
+    let next = common::git(&tree, &["rev-parse", "next"]);
+    let mbox = d.path().join("s.mbox");
+    std::fs::write(
+        &mbox,
+        "From kbot Mon Sep 17 00:00:00 2001\nFrom: Alice <alice@example.org>\nDate: Wed, 25 Nov 2026 10:00:00 +0000\n\
+         Subject: [PATCH] fsnotify: three marks\nMessage-ID: <m1@example.org>\n\nThree.\n\n\
+         Signed-off-by: Alice <alice@example.org>\n---\n\
+         diff --git a/fs/notify/mark.c b/fs/notify/mark.c\n--- a/fs/notify/mark.c\n+++ b/fs/notify/mark.c\n\
+         @@ -1 +1 @@\n-int marks = 1;\n+int marks = 3;\n-- \n2.39.5\n",
+    )
+    .unwrap();
+    let json = d.path().join("r.json");
+    let md = d.path().join("r.md");
+    let o = kbot(d.path())
+        .args(["check", "--arch", "x86_64", "--no-ltp", "--mbox"])
+        .arg(&mbox)
+        .arg("--tree")
+        .arg(&tree)
+        .arg("--json")
+        .arg(&json)
+        .arg("--report")
+        .arg(&md)
+        .output()
+        .unwrap();
+    // The tiny tree is no kernel: what comes after the apply fails; the base is the point.
+    let v: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&json).unwrap_or_else(|_| panic!("no JSON; kbot said: {}", String::from_utf8_lossy(&o.stderr))),
+    )
+    .unwrap();
+    assert_eq!(v["series"]["base"], next.as_str(), "{v:#}");
+    assert_eq!(v["series"]["base_source"], "newest candidate it applies to: next");
+    let tried = v["series"]["base_candidates"].as_array().unwrap();
+    assert_eq!(tried.len(), 2, "HEAD and main are one commit, listed once: {tried:?}");
+    assert_eq!((tried[0]["name"].as_str(), tried[0]["applies"].as_bool()), (Some("HEAD"), Some(false)));
+    assert_eq!(tried[0]["failed_patch"], 1);
+    assert_eq!((tried[1]["name"].as_str(), tried[1]["applies"].as_bool()), (Some("next"), Some(true)));
+    assert_eq!(v["apply"]["ok"], true, "{v:#}");
+    let report = std::fs::read_to_string(&md).unwrap();
+    assert!(report.contains("| next | `") && report.contains("| yes |"), "{report}");
+    // Only `--base-from main` offered: nothing takes it, so HEAD and git's reason.
+    let o = kbot(d.path())
+        .args(["check", "--arch", "x86_64", "--no-ltp", "--base-from", "main", "--mbox"])
+        .arg(&mbox)
+        .arg("--tree")
+        .arg(&tree)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["status"], "apply-failed");
+    assert_eq!(v["series"]["base_source"], "tree HEAD");
+    assert_eq!(v["series"]["base_candidates"][0]["name"], "main");
+    assert!(v["series"]["notes"].to_string().contains("applies to none of the 1 candidate bases"), "{v:#}");
+}
+
+#[test]
 fn lore_url_comes_from_the_config_file_unless_given() {
     let d = tempfile::tempdir().unwrap();
     let cfg = d.path().join("k.yaml");

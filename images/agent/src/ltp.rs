@@ -52,19 +52,32 @@ pub struct Params {
     pub fs: Option<Vec<String>>,
 }
 
+/// Every mkfs tool of the guest, when some are left out (see [`prepare_guest`]).
+pub const MKFS_ALL: &str = "/kbot-mkfs/all";
+/// Only the kept ones.
+pub const MKFS_FAST: &str = "/kbot-mkfs/fast";
+
 /// The environment LTP expects (once per boot, as PID 1): device nodes for loop devices,
 /// /dev/shm for its result area, a world-readable root for the tests that drop privileges.
-/// LTP tests a filesystem when the kernel has it and `mkfs.<fs>` is found, so the tools of
-/// filesystems left out of `fs` are removed.
+/// LTP tests a filesystem when the kernel has it and `mkfs.<fs>` is on PATH, so with `fs`
+/// the mkfs tools move off PATH into [`MKFS_ALL`], and those of `fs` also into [`MKFS_FAST`];
+/// each run puts one of the two on PATH.
 pub fn prepare_guest(fs: Option<&[String]>) {
     if let Some(keep) = fs {
+        let _ = std::fs::create_dir_all(MKFS_ALL);
+        let _ = std::fs::create_dir_all(MKFS_FAST);
         for d in ["/sbin", "/usr/sbin", "/bin", "/usr/bin"] {
             let Ok(dir) = std::fs::read_dir(d) else { continue };
             for e in dir.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if name.strip_prefix("mkfs.").is_some_and(|f| !keep.iter().any(|k| k == f)) {
-                    let _ = std::fs::remove_file(e.path());
+                let Some(f) = name.strip_prefix("mkfs.") else { continue };
+                // Absolute targets: the tools are often relative links (mkfs.ext4 -> mke2fs).
+                let Ok(target) = std::fs::canonicalize(e.path()) else { continue };
+                let _ = std::os::unix::fs::symlink(&target, format!("{MKFS_ALL}/{name}"));
+                if keep.iter().any(|k| k == f) {
+                    let _ = std::os::unix::fs::symlink(&target, format!("{MKFS_FAST}/{name}"));
                 }
+                let _ = std::fs::remove_file(e.path());
             }
         }
     }
@@ -219,7 +232,8 @@ pub struct Run {
 
 /// Runs one test; every output line goes to `line` as it comes (from a reader thread that
 /// is left behind when an unkillable task keeps the pipe open).
-pub fn run(t: &Test, p: &Params, dump_blocked: &dyn Fn(), line: fn(&str, &str)) -> Run {
+/// With `every_fs`, the mkfs tools left out by `p.fs` are on PATH too.
+pub fn run(t: &Test, p: &Params, every_fs: bool, dump_blocked: &dyn Fn(), line: fn(&str, &str)) -> Run {
     let start = Instant::now();
     let not_started =
         |why: String| Run { output: String::new(), end: kbot_ltp::End::NotStarted(why), took: start.elapsed() };
@@ -235,10 +249,15 @@ pub fn run(t: &Test, p: &Params, dump_blocked: &dyn Fn(), line: fn(&str, &str)) 
         Err(e) => return not_started(format!("dup: {e}")),
     };
     let bin = format!("{ROOT}/testcases/bin/{}", t.argv[0]);
+    let mkfs = match (&p.fs, every_fs) {
+        (None, _) => String::new(),
+        (Some(_), false) => format!("{MKFS_FAST}:"),
+        (Some(_), true) => format!("{MKFS_ALL}:"),
+    };
     let mut cmd = Command::new(&bin);
     cmd.args(&t.argv[1..])
         .env_clear()
-        .env("PATH", format!("{ROOT}/testcases/bin:/bin:/sbin:/usr/bin:/usr/sbin"))
+        .env("PATH", format!("{ROOT}/testcases/bin:{mkfs}/bin:/sbin:/usr/bin:/usr/sbin"))
         .env("LTPROOT", ROOT)
         .env("TMPDIR", "/tmp/ltp")
         .env("LTP_TIMEOUT_MUL", &p.timeout_mul)
@@ -247,7 +266,10 @@ pub fn run(t: &Test, p: &Params, dump_blocked: &dyn Fn(), line: fn(&str, &str)) 
         // The kernel's .config, for tests that check options (no /proc/config.gz here).
         .env("KCONFIG_PATH", format!("{ROOT}/kernel.config"))
         // Tests on one device use LTP's default (ext2) unless told: the first kept one.
-        .env("LTP_DEV_FS_TYPE", p.fs.as_ref().and_then(|f| f.first()).map(String::as_str).unwrap_or("ext2"))
+        .env(
+            "LTP_DEV_FS_TYPE",
+            p.fs.as_ref().and_then(|f| f.first()).filter(|_| !every_fs).map(String::as_str).unwrap_or("ext2"),
+        )
         .current_dir("/tmp/ltp")
         .stdin(Stdio::null())
         .stdout(Stdio::from(wr))

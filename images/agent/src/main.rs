@@ -277,8 +277,18 @@ fn main() {
             emit(&format!("ok {n} {name} # SKIP time budget of {} ms for LTP spent", p.ltp_budget_ms));
             continue;
         }
-        let r = ltp::run(t, &p.ltp, &|| ctx.dump_blocked_tasks(), |test, line| emit(&format!("# ltp/{test}| {line}")));
-        let j = kbot_ltp::judge(&r.output, &r.end);
+        let dump = || ctx.dump_blocked_tasks();
+        let out = |test: &str, line: &str| emit(&format!("# ltp/{test}| {line}"));
+        let mut r = ltp::run(t, &p.ltp, false, &dump, out);
+        let mut j = kbot_ltp::judge(&r.output, &r.end);
+        if p.ltp.fs.is_some() && kbot_ltp::needs_another_fs(&r.output, j.verdict) {
+            // Leaving filesystems out saves time but must not change a verdict.
+            emit(&format!("# {name}: wants a filesystem left out: again with every mkfs"));
+            let first = r.took;
+            r = ltp::run(t, &p.ltp, true, &dump, out);
+            r.took += first;
+            j = kbot_ltp::judge(&r.output, &r.end);
+        }
         // The summary starts with the verdict word, which the result line already says.
         let why = j.summary.strip_prefix(&format!("{}: ", j.verdict.as_str())).unwrap_or(&j.summary);
         emit(&format!("# {name}: {why} (time_ms={})", r.took.as_millis()));

@@ -2,6 +2,7 @@
 //! the initramfs and QEMU. Everything that runs a process lives here; the decisions about
 //! what to run live in the `kbot` binary and the pure crates.
 
+pub mod apply_check;
 pub mod arch;
 pub mod build;
 pub mod checkpatch;

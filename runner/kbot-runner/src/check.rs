@@ -70,6 +70,9 @@ pub struct CheckArgs {
     pub sandbox: kbot_sandbox::Policy,
     /// LTP's inotify/fanotify tests in every boot (None: kbot's own tests only).
     pub ltp: Option<LtpArgs>,
+    /// Refs to try as the base when the series names no usable one (None: HEAD, every
+    /// branch and the newest tags).
+    pub base_candidates: Option<Vec<String>>,
 }
 
 /// Where LTP comes from and how the agent runs it.
@@ -231,37 +234,109 @@ fn series_notes(series: &Series) -> Vec<String> {
 
 /// Where the series goes: `--base`, the range's start, the series' `base-commit:`, else the
 /// tree's HEAD (with a note saying so). Returns the commit and where it came from.
+/// How many of the newest tags are tried as bases (besides HEAD and the branches).
+const BASE_TAGS: usize = 20;
+
+/// The commit to apply to and where it came from; for a series without a usable
+/// `base-commit:`, also the candidates tried.
 fn pick_base(
     args: &CheckArgs,
     tree: &Tree,
     series: &Series,
     notes: &mut Vec<String>,
-) -> Result<(String, String), Fail> {
+) -> Result<(String, String, Vec<BaseCandidate>), Fail> {
+    let (c, from) = pick_named_base(args, tree, series)?;
+    if let Some(c) = c {
+        return Ok((c, from, Vec::new()));
+    }
+    let why = match &series.base_commit {
+        Some(b) => format!("base-commit {b} is not in the tree"),
+        None => "the series names no base-commit".into(),
+    };
+    let head =
+        tree.resolve("HEAD").ok_or_else(|| Fail::usage(format!("the tree {} has no commits", tree.path.display())))?;
+    match try_bases(tree, series, args.base_candidates.as_deref()) {
+        Ok(tried) => {
+            if let Some(ok) = tried.iter().find(|c| c.applies) {
+                let n = tried.len();
+                notes.push(format!(
+                    "{why}; applied to {} ({}), the newest of {n} candidate base{} it applies to",
+                    ok.name,
+                    short_commit(&ok.commit),
+                    if n == 1 { "" } else { "s" }
+                ));
+                let from = format!("newest candidate it applies to: {}", ok.name);
+                return Ok((ok.commit.clone(), from, tried));
+            }
+            notes.push(format!(
+                "{why}, and it applies to none of the {} candidate bases tried (see the list); applied to the tree's HEAD",
+                tried.len()
+            ));
+            Ok((head, "tree HEAD".into(), tried))
+        }
+        Err(e) => {
+            notes.push(format!("{why}; candidate bases could not be checked ({e}); applied to the tree's HEAD"));
+            Ok((head, "tree HEAD".into(), Vec::new()))
+        }
+    }
+}
+
+/// Checks the series on each candidate base in memory (newest first), stopping at the first
+/// that takes it whole; the rest are listed as not tried.
+fn try_bases(tree: &Tree, series: &Series, only: Option<&[String]>) -> Result<Vec<BaseCandidate>, String> {
+    let checker = kbot_kernel::apply_check::ApplyChecker::open(&tree.path).map_err(|e| e.to_string())?;
+    let diffs: Vec<&str> =
+        series.patches.iter().filter_map(|p| kbot_kernel::apply_check::diff_of(&p.mail.body)).collect();
+    let mut out = Vec::new();
+    let mut found = false;
+    for c in checker.candidates(only, BASE_TAGS).map_err(|e| e.to_string())? {
+        let mut b = BaseCandidate { name: c.name, commit: c.commit, ..Default::default() };
+        if found {
+            b.detail = "not tried: a newer base takes the series".into();
+        } else {
+            match checker.check(&b.commit, &diffs).map_err(|e| e.to_string())? {
+                Ok(()) => {
+                    b.applies = true;
+                    found = true;
+                }
+                Err(f) => {
+                    b.failed_patch = series.patches.get(f.patch).map(|p| p.index);
+                    b.detail = f.detail;
+                }
+            }
+        }
+        out.push(b);
+    }
+    Ok(out)
+}
+
+/// A base the user or the series names: `--base`, a range's start, or a `base-commit:` that
+/// the tree has. None when there is none to use.
+fn pick_named_base(args: &CheckArgs, tree: &Tree, series: &Series) -> Result<(Option<String>, String), Fail> {
     if let Some(b) = &args.base {
         let c = tree
             .resolve(b)
             .ok_or_else(|| Fail::usage(format!("--base {b}: the tree {} has no such commit", tree.path.display())))?;
-        return Ok((c, "--base".into()));
+        return Ok((Some(c), "--base".into()));
     }
     if let Input::Range(r) = &args.input {
         let b = r.split("..").next().unwrap_or_default();
         let c = tree.resolve(b).ok_or_else(|| Fail::usage(format!("--range: the tree has no commit {b}")))?;
-        return Ok((c, "--range".into()));
+        return Ok((Some(c), "--range".into()));
     }
     if let Some(c) = series.base_commit.as_deref().and_then(|b| tree.resolve(b)) {
-        return Ok((c, "base-commit".into()));
+        return Ok((Some(c), "base-commit".into()));
     }
-    notes.push(match &series.base_commit {
-        Some(b) => format!("base-commit {b} is not in the tree; applied to the tree's HEAD instead"),
-        None => "the series names no base-commit; applied to the tree's HEAD".into(),
-    });
-    let c =
-        tree.resolve("HEAD").ok_or_else(|| Fail::usage(format!("the tree {} has no commits", tree.path.display())))?;
-    Ok((c, "tree HEAD".into()))
+    Ok((None, String::new()))
 }
 
 /// The series part of the result: patches with their trailers and checks, notes, base.
-fn series_info(p: &Parsed, tree: &Tree, base: (String, String), mut notes: Vec<String>) -> SeriesInfo {
+fn series_info(
+    p: &Parsed,
+    tree: &Tree,
+    base: (String, String, Vec<BaseCandidate>),
+    mut notes: Vec<String>,
+) -> SeriesInfo {
     let series = &p.series;
     if !series.prerequisites.is_empty() {
         let known = tree.patch_ids(&base.0, 200);
@@ -295,6 +370,7 @@ fn series_info(p: &Parsed, tree: &Tree, base: (String, String), mut notes: Vec<S
         patches,
         notes,
         checks: kbot_series::checks::series_checks(series),
+        base_candidates: base.2,
     }
 }
 

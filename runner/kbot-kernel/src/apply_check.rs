@@ -104,7 +104,7 @@ impl ApplyChecker {
             }
         }
         // Stable: equal times keep HEAD and branches before tags.
-        out.sort_by(|a, b| b.time.cmp(&a.time));
+        out.sort_by_key(|c| std::cmp::Reverse(c.time));
         Ok(out)
     }
 

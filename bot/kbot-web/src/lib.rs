@@ -200,6 +200,16 @@ pub fn run_data(q: &Queue, site: &Site, id: i64) -> Result<Option<Value>, QueueE
         .map(|m| json!({"message_id": m.message_id, "rcpt": m.rcpt, "state": m.state.as_str(), "error": m.error}))
         .collect();
     let live = (job.state == JobState::Running).then(|| dir.log_tail(40)).flatten();
+    // Every tested revision of the same series (b4 change-id, or subject and author), oldest
+    // first: v1 links to v2 and back.
+    let revisions: Vec<Value> = match q.family_of(id)? {
+        Some(f) => {
+            let mut v = q.family_jobs(&f)?;
+            v.sort_by_key(|&(job, version)| (version, job));
+            v.into_iter().map(|(job, version)| json!({"id": job, "version": version, "this": job == id})).collect()
+        }
+        None => Vec::new(),
+    };
     let mut rv = r.as_ref().map(|r| public_result(site, &job, r)).unwrap_or(Value::Null);
     if let (Some(r), Some(obj)) = (&r, rv.as_object_mut()) {
         for (i, a) in r.arches.iter().enumerate() {
@@ -228,6 +238,7 @@ pub fn run_data(q: &Queue, site: &Site, id: i64) -> Result<Option<Value>, QueueE
     }
     Ok(Some(json!({
         "job": job_json(site, &job, r.as_ref()), "shown": shown(&job), "r": rv, "mails": mails, "live": live,
+        "revisions": if revisions.len() > 1 { json!(revisions) } else { Value::Null },
         "has_report": dir.report_md().is_file(),
         "refresh": if job.state == JobState::Done { Value::Null } else { json!(5) },
     })))
@@ -487,6 +498,40 @@ mod tests {
             .unwrap();
         assert!(html.contains("Run #2"), "{html}");
         assert!(run_data(&q, &site, 99).unwrap().is_none());
+    }
+
+    #[test]
+    fn run_pages_link_the_revisions_of_a_series() {
+        let d = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(&d.path().join("queue.db")).unwrap();
+        let recorded =
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../analyzers/kbot-testdata/testdata/recorded-run-55f6523.json");
+        let site = Site { state: d.path().to_path_buf() };
+        // v1 and v2 of one family, and an unrelated series.
+        for (key, family, version) in [("a1", "fam", 1), ("b", "other", 1), ("a2", "fam", 2)] {
+            q.enqueue(key, JobKind::Series, "fsdevel", key, "/a", "default").unwrap();
+            let job = q.claim().unwrap().unwrap();
+            let dir = job.dir(d.path());
+            std::fs::create_dir_all(dir.path()).unwrap();
+            std::fs::copy(recorded, dir.result_json()).unwrap();
+            let result = dir.result_json().display().to_string();
+            q.finish(job.id, "regression", Some(&result), None, None).unwrap();
+            q.set_family(job.id, family, version).unwrap();
+        }
+        let html = |id: i64| {
+            let mut run = run_data(&q, &site, id).unwrap().unwrap();
+            run["root"] = json!("");
+            env()
+                .get_template("run.html.j2")
+                .unwrap()
+                .render(minijinja::Value::from(minijinja::value::Serde(&run)))
+                .unwrap()
+        };
+        let v1 = html(1);
+        assert!(v1.contains("<b>v1 (this run)</b> &middot; <a href=\"/runs/3\">v2 (run #3)</a>"), "{v1}");
+        let v2 = html(3);
+        assert!(v2.contains("<a href=\"/runs/1\">v1 (run #1)</a> &middot; <b>v2 (this run)</b>"), "{v2}");
+        assert!(!html(2).contains("id=\"revisions\""), "a single revision links nothing");
     }
 
     /// The run page of the recorded check of the 3-patch example (six tests and rules per

@@ -109,6 +109,89 @@ pub mod flag {
     pub const FANOTIFY: u8 = ONLYDIR | IGNORED | SURV | REMOVE;
 }
 
+/// fanotify_init(2)'s `flags`, with the kernel's values (uapi `linux/fanotify.h`), and
+/// [`init::UNKNOWN`] for a bit no kernel defines.
+pub mod init {
+    pub const CLOEXEC: u16 = 0x1;
+    pub const NONBLOCK: u16 = 0x2;
+    pub const CLASS_CONTENT: u16 = 0x4;
+    pub const CLASS_PRE_CONTENT: u16 = 0x8;
+    /// Both class bits: no such class.
+    pub const CLASS_BITS: u16 = CLASS_CONTENT | CLASS_PRE_CONTENT;
+    pub const UNLIMITED_QUEUE: u16 = 0x10;
+    pub const UNLIMITED_MARKS: u16 = 0x20;
+    /// Needs CONFIG_AUDITSYSCALL (see [`super::AUDITSYSCALL`]).
+    pub const ENABLE_AUDIT: u16 = 0x40;
+    pub const REPORT_PIDFD: u16 = 0x80;
+    pub const REPORT_TID: u16 = 0x100;
+    pub const REPORT_FID: u16 = 0x200;
+    pub const REPORT_DIR_FID: u16 = 0x400;
+    pub const REPORT_NAME: u16 = 0x800;
+    pub const REPORT_TARGET_FID: u16 = 0x1000;
+    /// Linux 6.13, backported to Debian's 6.12.117 (see [`super::FD_ERROR`]).
+    pub const REPORT_FD_ERROR: u16 = 0x2000;
+    /// The agent passes a bit no kernel defines (0x0100_0000).
+    pub const UNKNOWN: u16 = 0x8000;
+    pub const FID_BITS: u16 = REPORT_FID | REPORT_DIR_FID | REPORT_NAME | REPORT_TARGET_FID;
+}
+
+/// fanotify_init(2)'s `event_f_flags`: the access mode in the low two bits (3 is none of
+/// O_RDONLY/O_WRONLY/O_RDWR), then open flags the agent maps to the arch's values.
+pub mod fflag {
+    pub const ACCMODE: u8 = 3;
+    pub const WRONLY: u8 = 1;
+    pub const RDWR: u8 = 2;
+    pub const APPEND: u8 = 4;
+    pub const NONBLOCK: u8 = 8;
+    pub const CLOEXEC: u8 = 16;
+    pub const NOATIME: u8 = 32;
+    pub const LARGEFILE: u8 = 64;
+    /// O_DIRECTORY: not an event file flag (FANOTIFY_INIT_ALL_EVENT_F_BITS).
+    pub const DIRECTORY: u8 = 128;
+}
+
+/// Kernel fact: kbot's kernel configuration has no CONFIG_AUDITSYSCALL, so FAN_ENABLE_AUDIT is
+/// an unknown flag (EINVAL); with it, it would need CAP_AUDIT_WRITE.
+pub const AUDITSYSCALL: bool = false;
+/// Kernel fact: FAN_REPORT_FD_ERROR is known (6.13+, and Debian's 6.12.117). The scenario
+/// generator does not use it, so a base without it shows no divergence.
+pub const FD_ERROR: bool = true;
+
+/// fanotify_init(2)'s errno for a caller with CAP_SYS_ADMIN, in the kernel's order of checks
+/// (6.12 `fanotify_init()`); None when it succeeds.
+pub fn fanotify_init_errno(flags: u16, fflags: u8) -> Option<i32> {
+    let mut known = init::CLOEXEC
+        | init::NONBLOCK
+        | init::CLASS_BITS
+        | init::UNLIMITED_QUEUE
+        | init::UNLIMITED_MARKS
+        | init::REPORT_PIDFD
+        | init::REPORT_TID
+        | init::FID_BITS;
+    if AUDITSYSCALL {
+        known |= init::ENABLE_AUDIT;
+    }
+    if FD_ERROR {
+        known |= init::REPORT_FD_ERROR;
+    }
+    let fid_mode = flags & init::FID_BITS;
+    let class = flags & init::CLASS_BITS;
+    let bad = flags & !known != 0
+        // A pidfd is only for a thread-group leader: not with FAN_REPORT_TID.
+        || (flags & init::REPORT_PIDFD != 0 && flags & init::REPORT_TID != 0)
+        || fflags & fflag::DIRECTORY != 0
+        || fflags & fflag::ACCMODE == fflag::ACCMODE
+        // File handles only for notification groups.
+        || (fid_mode != 0 && class != 0)
+        // A name is reported with the parent's fid.
+        || (fid_mode & init::REPORT_NAME != 0 && fid_mode & init::REPORT_DIR_FID == 0)
+        || (fid_mode & init::REPORT_TARGET_FID != 0
+            && (fid_mode & init::REPORT_NAME == 0 || fid_mode & init::REPORT_FID == 0))
+        // The class is checked last, after the group was allocated.
+        || class == init::CLASS_BITS;
+    bad.then_some(EINVAL)
+}
+
 /// Event mask bits of the model (not the kernel's values).
 pub mod mask {
     pub const OPEN: u32 = 1;
@@ -249,6 +332,12 @@ pub enum Op {
     Rename {
         from: u8,
         to: u8,
+    },
+    /// fanotify_init(2) with these [`init`] flags and [`fflag`] event file flags; a group it
+    /// makes is closed at once (only the errno is compared; groups keep their numbers).
+    Init {
+        flags: u16,
+        fflags: u8,
     },
 }
 
@@ -835,6 +924,10 @@ impl Model {
                 self.tasks[t].since = step_no;
                 self.close(s.task, group, out)?
             }
+            Op::Init { flags, fflags } => Some(match fanotify_init_errno(flags, fflags) {
+                Some(e) => Ret::Err(e),
+                None => Ret::Ok(0),
+            }),
         };
         // Reading, answering and closing drop events that may have pinned an unlinked file.
         if matches!(s.op, Op::ReadEvents { .. } | Op::Answer { .. } | Op::Close { .. }) {

@@ -234,6 +234,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         (0u8..6, 0..TASKS, any::<bool>()).prop_map(|(group, waiter, allow)| Op::Answer { group, waiter, allow }),
         (0..INODES).prop_map(|inode| Op::Unlink { inode }),
         (0u8..6).prop_map(|group| Op::Close { group }),
+        (any::<u16>(), any::<u8>()).prop_map(|(flags, fflags)| Op::Init { flags, fflags }),
     ]
 }
 
@@ -495,4 +496,35 @@ fn queue_overflow() {
         ok(&mut m, 2, Op::Open { inode: i });
     }
     assert_eq!(run(&mut m, 3, Op::Open { inode: 0 }).ret, Some(Ret::Ok(0)));
+}
+
+/// fanotify_init(2), ERRORS (EINVAL) and the flag rules of its DESCRIPTION.
+#[test]
+fn fanotify_init_flags_follow_the_man_page() {
+    use init::*;
+    let ok = |f: u16, ff: u8| fanotify_init_errno(f, ff).is_none();
+    // Plain groups of every class; FAN_CLOEXEC/FAN_NONBLOCK and unlimited queue and marks.
+    assert!(ok(0, 0) && ok(CLASS_CONTENT, 0) && ok(CLASS_PRE_CONTENT, fflag::RDWR));
+    assert!(ok(CLOEXEC | NONBLOCK | UNLIMITED_QUEUE | UNLIMITED_MARKS, fflag::WRONLY | fflag::CLOEXEC));
+    // "FAN_REPORT_FID ... cannot be used with FAN_CLASS_CONTENT or FAN_CLASS_PRE_CONTENT".
+    assert!(ok(REPORT_FID, 0) && !ok(REPORT_FID | CLASS_CONTENT, 0) && !ok(REPORT_DIR_FID | CLASS_PRE_CONTENT, 0));
+    // "FAN_REPORT_NAME ... requires FAN_REPORT_DIR_FID".
+    assert!(!ok(REPORT_NAME, 0) && !ok(REPORT_NAME | REPORT_FID, 0) && ok(REPORT_NAME | REPORT_DIR_FID, 0));
+    // "FAN_REPORT_TARGET_FID ... must be provided in conjunction with FAN_REPORT_FID,
+    // FAN_REPORT_DIR_FID and FAN_REPORT_NAME".
+    assert!(ok(REPORT_TARGET_FID | REPORT_FID | REPORT_DIR_FID | REPORT_NAME, 0));
+    assert!(!ok(REPORT_TARGET_FID | REPORT_DIR_FID | REPORT_NAME, 0) && !ok(REPORT_TARGET_FID | REPORT_FID, 0));
+    // "EINVAL ... FAN_REPORT_PIDFD and FAN_REPORT_TID were both set".
+    assert!(ok(REPORT_PIDFD, 0) && ok(REPORT_TID, 0) && !ok(REPORT_PIDFD | REPORT_TID, 0));
+    // Both class bits: no such class; an unknown flag; FAN_ENABLE_AUDIT without audit.
+    assert!(!ok(CLASS_BITS, 0) && !ok(UNKNOWN, 0) && !ok(ENABLE_AUDIT, 0));
+    // event_f_flags: an access mode that is none of the three, or a flag that is no event
+    // file flag.
+    assert!(!ok(0, fflag::ACCMODE) && !ok(0, fflag::DIRECTORY));
+    assert!(ok(0, fflag::APPEND | fflag::NONBLOCK | fflag::NOATIME | fflag::LARGEFILE));
+    // Through the model: a step that changes nothing else.
+    let mut m = Model::new(Semantics::Current);
+    assert_eq!(run(&mut m, 0, Op::Init { flags: REPORT_NAME, fflags: 0 }).ret, Some(Ret::Err(EINVAL)));
+    assert_eq!(run(&mut m, 0, Op::Init { flags: CLASS_CONTENT, fflags: 0 }).ret, Some(Ret::Ok(0)));
+    assert_eq!(m.groups_created(), 0);
 }

@@ -12,8 +12,14 @@
 //! `perm`, `access`, `modify`, `attrib`, `closew`, `closenw`, `create`, `delete`,
 //! `movedfrom`, `movedto`, `deleteself`, `moveself`, `ondir`, `child`) and flags (`oneshot`,
 //! `madd`, `mcreate`, `exclunlink`, `onlydir`, `ignored`, `surv`, `remove`).
+//!
+//! `init FLAGS FFLAGS` calls fanotify_init(2) and closes what it makes (only the errno is
+//! compared): FLAGS `notif` or joined by `+` from `content`, `precontent`, `cloexec`,
+//! `nonblock`, `uqueue`, `umarks`, `audit`, `pidfd`, `tid`, `fid`, `dfid`, `name`, `target`,
+//! `fderror`, `unknown`; FFLAGS an access mode `rdonly`, `wronly`, `rdwr` or `badacc`, with
+//! `append`, `nonblock`, `cloexec`, `noatime`, `largefile`, `directory`.
 
-use kbot_refcore::{flag, mask, path, Class, Ev, Model, Op, Ret, Semantics, Step, NO_NAME, NO_NODE};
+use kbot_refcore::{fflag, flag, init, mask, path, Class, Ev, Model, Op, Ret, Semantics, Step, NO_NAME, NO_NODE};
 
 pub use kbot_refcore;
 
@@ -63,6 +69,72 @@ const FLAGS: &[(u8, &str)] = &[
     (flag::SURV, "surv"),
     (flag::REMOVE, "remove"),
 ];
+
+const INIT_FLAGS: &[(u16, &str)] = &[
+    (init::CLASS_CONTENT, "content"),
+    (init::CLASS_PRE_CONTENT, "precontent"),
+    (init::CLOEXEC, "cloexec"),
+    (init::NONBLOCK, "nonblock"),
+    (init::UNLIMITED_QUEUE, "uqueue"),
+    (init::UNLIMITED_MARKS, "umarks"),
+    (init::ENABLE_AUDIT, "audit"),
+    (init::REPORT_PIDFD, "pidfd"),
+    (init::REPORT_TID, "tid"),
+    (init::REPORT_FID, "fid"),
+    (init::REPORT_DIR_FID, "dfid"),
+    (init::REPORT_NAME, "name"),
+    (init::REPORT_TARGET_FID, "target"),
+    (init::REPORT_FD_ERROR, "fderror"),
+    (init::UNKNOWN, "unknown"),
+];
+
+const ACCMODES: [&str; 4] = ["rdonly", "wronly", "rdwr", "badacc"];
+
+const FFLAGS: &[(u8, &str)] = &[
+    (fflag::APPEND, "append"),
+    (fflag::NONBLOCK, "nonblock"),
+    (fflag::CLOEXEC, "cloexec"),
+    (fflag::NOATIME, "noatime"),
+    (fflag::LARGEFILE, "largefile"),
+    (fflag::DIRECTORY, "directory"),
+];
+
+pub fn init_flags_name(f: u16) -> String {
+    let v: Vec<&str> = INIT_FLAGS.iter().filter(|(b, _)| f & b == *b).map(|(_, n)| *n).collect();
+    if v.is_empty() {
+        "notif".into()
+    } else {
+        v.join("+")
+    }
+}
+
+pub fn fflags_name(f: u8) -> String {
+    let mut v = vec![ACCMODES[(f & fflag::ACCMODE) as usize]];
+    v.extend(FFLAGS.iter().filter(|(b, _)| f & b != 0).map(|(_, n)| *n));
+    v.join("+")
+}
+
+fn parse_init_flags(tok: Option<&str>) -> Result<u16, StepError> {
+    let tok = tok.ok_or(StepError::Missing("fanotify_init flags"))?;
+    tok.split('+').try_fold(0, |f, p| match INIT_FLAGS.iter().find(|(_, n)| *n == p) {
+        Some((b, _)) => Ok(f | b),
+        None if p == "notif" => Ok(f),
+        None => Err(StepError::UnknownInitFlag(p.to_string())),
+    })
+}
+
+fn parse_fflags(tok: Option<&str>) -> Result<u8, StepError> {
+    let tok = tok.ok_or(StepError::Missing("event file flags"))?;
+    tok.split('+').try_fold(0, |f, p| {
+        if let Some(a) = ACCMODES.iter().position(|n| *n == p) {
+            return Ok(f | a as u8);
+        }
+        match FFLAGS.iter().find(|(_, n)| *n == p) {
+            Some((b, _)) => Ok(f | b),
+            None => Err(StepError::UnknownInitFlag(p.to_string())),
+        }
+    })
+}
 
 pub fn flags_name(f: u8) -> String {
     FLAGS.iter().filter(|(b, _)| f & b != 0).map(|(_, n)| *n).collect::<Vec<_>>().join("+")
@@ -123,6 +195,7 @@ pub fn format_step(s: &Step) -> String {
         }
         Op::Unlink { inode } => format!("t{t} unlink {}", path_name(inode)),
         Op::Close { group } => format!("t{t} close g{group}"),
+        Op::Init { flags, fflags } => format!("t{t} init {} {}", init_flags_name(flags), fflags_name(fflags)),
     }
 }
 
@@ -145,6 +218,8 @@ pub enum StepError {
     BadPath(String),
     #[error("task t{0} out of range (at most {max} tasks)", max = kbot_refcore::MAX_TASKS)]
     TaskOutOfRange(u8),
+    #[error("unknown fanotify_init flag {0:?} (notif, content, precontent, cloexec, nonblock, uqueue, umarks, audit, pidfd, tid, fid, dfid, name, target, fderror, unknown; event file flags rdonly, wronly, rdwr, badacc, append, nonblock, cloexec, noatime, largefile, directory)")]
+    UnknownInitFlag(String),
     #[error("unknown group class {0:?}")]
     UnknownClass(Option<String>),
     #[error("unknown step {0:?}")]
@@ -266,6 +341,7 @@ pub fn parse_step(text: &str) -> Result<Step, StepError> {
         },
         "unlink" => Op::Unlink { inode: parse_path(w.next())? },
         "close" => Op::Close { group: num(w.next(), 'g', "group")? },
+        "init" => Op::Init { flags: parse_init_flags(w.next())?, fflags: parse_fflags(w.next())? },
         other => return Err(StepError::UnknownStep(other.to_string())),
     };
     if let Some(extra) = w.next() {
@@ -667,7 +743,79 @@ pub fn generate(seed: u64, len: usize) -> Vec<Step> {
 /// The random scenario `index` of `seed` (each gets its own stream).
 pub fn random(seed: u64, index: u32) -> Scenario {
     let mixed = seed ^ (u64::from(index).wrapping_mul(0xa076_1d64_78bd_642f));
-    Scenario { name: format!("scenario/random-{seed}-{index}"), steps: generate(mixed, 24) }
+    Scenario { name: format!("scenario/random-{seed}-{index}"), steps: with_inits(generate(mixed, 24), mixed) }
+}
+
+/// A random fanotify_init call: every class (and no class), the reporting modes and their
+/// rules, the other flags, event file flags. Not FAN_REPORT_FD_ERROR (its kernels vary).
+fn gen_init(r: &mut Rng) -> Op {
+    let mut flags = [0, 0, 0, 0, init::CLASS_CONTENT, init::CLASS_CONTENT, init::CLASS_PRE_CONTENT, init::CLASS_BITS]
+        [r.below(8) as usize];
+    for (bit, one_in) in [
+        (init::REPORT_FID, 3),
+        (init::REPORT_DIR_FID, 3),
+        (init::REPORT_NAME, 3),
+        (init::REPORT_TARGET_FID, 4),
+        (init::REPORT_PIDFD, 6),
+        (init::REPORT_TID, 6),
+        (init::CLOEXEC, 2),
+        (init::NONBLOCK, 2),
+        (init::UNLIMITED_QUEUE, 6),
+        (init::UNLIMITED_MARKS, 6),
+        (init::ENABLE_AUDIT, 20),
+        (init::UNKNOWN, 20),
+    ] {
+        if r.below(one_in) == 0 {
+            flags |= bit;
+        }
+    }
+    let mut fflags = [0, 0, 0, fflag::WRONLY, fflag::RDWR, fflag::RDWR, 0, fflag::ACCMODE][r.below(8) as usize];
+    if fflags == fflag::ACCMODE && r.below(2) == 0 {
+        fflags = 0;
+    }
+    for (bit, one_in) in [
+        (fflag::APPEND, 5),
+        (fflag::NONBLOCK, 5),
+        (fflag::CLOEXEC, 5),
+        (fflag::NOATIME, 5),
+        (fflag::LARGEFILE, 5),
+        (fflag::DIRECTORY, 20),
+    ] {
+        if r.below(one_in) == 0 {
+            fflags |= bit;
+        }
+    }
+    Op::Init { flags, fflags }
+}
+
+/// Adds up to two fanotify_init calls at random places, by idle tasks, from a stream of their
+/// own: they change no state, so the rest of the scenario is what [`generate`] made for this
+/// seed before init calls existed (recorded results of random scenarios stay valid).
+fn with_inits(steps: Vec<Step>, seed: u64) -> Vec<Step> {
+    let mut r = Rng::new(seed ^ 0x1417_f00d_5eed_0001);
+    let n = r.below(3) as usize;
+    let mut at: Vec<usize> = (0..n).map(|_| r.below(steps.len() as u64 + 1) as usize).collect();
+    at.sort_unstable();
+    let mut m = Model::new(Semantics::Current);
+    let mut out = Vec::with_capacity(steps.len() + n);
+    let mut next = at.into_iter().peekable();
+    for i in 0..=steps.len() {
+        while next.next_if_eq(&i).is_some() {
+            let idle: Vec<u8> = (0..GEN_TASKS).filter(|t| !m.blocked(*t)).collect();
+            let op = gen_init(&mut r);
+            if let Some(&task) = idle.get(r.below(idle.len().max(1) as u64) as usize) {
+                let s = Step { task, op };
+                if m.step(s).is_ok() {
+                    out.push(s);
+                }
+            }
+        }
+        if let Some(&s) = steps.get(i) {
+            m.step(s).expect("generated steps are valid");
+            out.push(s);
+        }
+    }
+    out
 }
 
 /// Parses a `scenario/random-<seed>-<index>` name back into its scenario.
@@ -703,6 +851,7 @@ pub fn corpus() -> Vec<Scenario> {
         c("ignore-surv-modify", "t0 group notif; t0 mark g0 i0 open+closew; t0 mark g0 i0 open ignored; t0 mark g0 i1 open+closew; t0 mark g0 i1 open ignored+surv; t1 open i0; t1 open i1; t1 write i0; t1 write i1; t0 read g0; t1 open i0; t1 open i1; t0 read g0"),
         c("queue-overflow", "t0 group inotify; t0 mark g0 d0 attrib; t1 chmod i0; t1 chmod i1; t1 chmod i0; t1 chmod i1; t1 chmod i0; t1 chmod i1; t1 chmod i0; t1 chmod i1; t1 chmod i0; t1 chmod i1; t0 read g0; t1 chmod i2; t0 read g0"),
         c("invalid-calls", "t0 group notif; t0 group inotify; t0 mark g0 i0 perm; t0 mark g0 d0 open+create; t0 mark g0 i0 open onlydir; t0 unmark g0 i5; t0 mark g1 i0 perm; t0 mark g1 d2/i0 open; t0 close g1; t0 mark g1 i0 perm; t0 mark g1 i0 open; t1 rmdir i0; t1 unlink d0; t1 mkdir d1; t1 mkdir d1; t1 create d1/i0; t1 rmdir d1; t1 create d2/i0"),
+        c("fanotify-init-flags", "t0 init notif rdonly; t0 init content+fid rdonly; t0 init fid+name rdonly; t0 init fid+dfid+name+target rdwr+cloexec; t0 init dfid+name+target rdonly; t0 init pidfd+tid rdonly; t0 init content+precontent rdonly; t0 init notif badacc; t0 init notif rdonly+directory; t0 init unknown rdonly; t0 init audit wronly; t0 init precontent+uqueue+umarks+cloexec+nonblock rdwr+append+noatime+largefile"),
     ]
 }
 
@@ -752,6 +901,33 @@ mod tests {
             let g = generate(seed, 30);
             assert_eq!(parse(&format(&g)).unwrap(), g);
         }
+    }
+
+    #[test]
+    fn random_scenarios_add_init_calls_and_keep_the_rest() {
+        let (mut ok, mut einval) = (0, 0);
+        for i in 0..200 {
+            let sc = random(5, i);
+            let mixed = 5 ^ (u64::from(i).wrapping_mul(0xa076_1d64_78bd_642f));
+            let rest: Vec<Step> = sc.steps.iter().filter(|s| !matches!(s.op, Op::Init { .. })).copied().collect();
+            assert_eq!(rest, generate(mixed, 24), "{}", sc.name);
+            assert_eq!(parse(&format(&sc.steps)).unwrap(), sc.steps);
+            for o in predict(&sc.steps, Semantics::Current).unwrap().iter().zip(&sc.steps) {
+                if let (Op::Init { flags, .. }, Some(ret)) = (o.1.op, o.0.ret) {
+                    assert_eq!(flags & init::REPORT_FD_ERROR, 0, "never generated");
+                    match ret {
+                        Ret::Ok(_) => ok += 1,
+                        Ret::Err(_) => einval += 1,
+                    }
+                }
+            }
+        }
+        // Both outcomes are reached often.
+        assert!(ok > 20 && einval > 20, "{ok} succeed, {einval} fail");
+        let text = "t0 init content+fid+name rdwr+append; t1 init notif badacc+directory";
+        let steps = parse(text).unwrap();
+        assert_eq!(format(&steps), text);
+        assert!(parse("t0 init fid bogus").unwrap_err().to_string().contains("unknown fanotify_init flag \"bogus\""));
     }
 
     #[test]

@@ -99,9 +99,9 @@ fn check_ltp(mbox: &str, dir: &Path, seed: u64) -> Vec<(i32, Value, String)> {
     arches().split(',').map(|a| check_on(mbox, dir, seed, a, Ltp::Full)).collect()
 }
 
-/// 8 hang tests, 16 corpus scenarios, 8 random scenarios; 6 shadow rules when on; LTP's.
+/// 8 hang tests, 17 corpus scenarios, 8 random scenarios; 6 shadow rules when on; LTP's.
 fn all_tests(arch: &Value) -> usize {
-    32 + if shadow_on(arch) { 6 } else { 0 } + ltp_tests(&arch["base"]).len()
+    33 + if shadow_on(arch) { 6 } else { 0 } + ltp_tests(&arch["base"]).len()
 }
 
 fn ltp_tests(run: &Value) -> Vec<&Value> {

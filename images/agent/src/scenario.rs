@@ -6,7 +6,7 @@
 
 use crate::sys;
 use kbot_scenario::kbot_refcore::{
-    flag, mask, path, Class, Ev, Op, Ret, Semantics, Step, MAX_INODES, MAX_TASKS, NO_NAME, NO_NODE,
+    fflag, flag, init, mask, path, Class, Ev, Op, Ret, Semantics, Step, MAX_INODES, MAX_TASKS, NO_NAME, NO_NODE,
 };
 use kbot_scenario::{compare_step, format, predict_with, shrink, signature, Scenario, StepObs};
 use std::collections::HashMap;
@@ -24,6 +24,35 @@ const FAN_EVENT_ON_CHILD: u64 = 0x0800_0000;
 const FAN_MARK_ONLYDIR: u32 = 0x08;
 const FAN_MARK_IGNORED_MASK: u32 = 0x20;
 const FAN_MARK_IGNORED_SURV_MODIFY: u32 = 0x40;
+/// A fanotify_init flag no kernel defines (the model's `init::UNKNOWN`).
+const FAN_INIT_UNKNOWN: u32 = 0x0100_0000;
+/// The kernel's O_LARGEFILE (glibc and musl may define it as 0 on 64-bit arches).
+#[cfg(target_arch = "aarch64")]
+const KERNEL_O_LARGEFILE: u32 = 0o400000;
+#[cfg(not(target_arch = "aarch64"))]
+const KERNEL_O_LARGEFILE: u32 = 0o100000;
+
+/// fanotify_init's arguments for the model's [`init`] and [`fflag`] bits.
+fn init_args(flags: u16, fflags: u8) -> (u32, u32) {
+    let mut f = u32::from(flags & !init::UNKNOWN);
+    if flags & init::UNKNOWN != 0 {
+        f |= FAN_INIT_UNKNOWN;
+    }
+    let mut e = u32::from(fflags & fflag::ACCMODE);
+    for (bit, o) in [
+        (fflag::APPEND, libc::O_APPEND as u32),
+        (fflag::NONBLOCK, libc::O_NONBLOCK as u32),
+        (fflag::CLOEXEC, libc::O_CLOEXEC as u32),
+        (fflag::NOATIME, libc::O_NOATIME as u32),
+        (fflag::LARGEFILE, KERNEL_O_LARGEFILE),
+        (fflag::DIRECTORY, libc::O_DIRECTORY as u32),
+    ] {
+        if fflags & bit != 0 {
+            e |= o;
+        }
+    }
+    (f, e)
+}
 
 /// The model's event bits and the kernel's (inotify and fanotify share them; a model bit
 /// without an inotify meaning, like the permission event, is passed as is and refused).
@@ -274,6 +303,16 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
             (ret_of(r as libc::c_long), vec![])
         }
         Op::ReadEvents { group } => read_events(&mut lock(), group),
+        Op::Init { flags, fflags } => {
+            let (f, e) = init_args(flags, fflags);
+            // SAFETY: plain syscall with integer arguments.
+            let fd = unsafe { libc::syscall(libc::SYS_fanotify_init, f, e) };
+            if fd < 0 {
+                return (Ret::Err(errno()), vec![]);
+            }
+            sys::close(fd as RawFd);
+            (Ret::Ok(0), vec![])
+        }
         Op::Answer { group, waiter, allow } => {
             let mut k = lock();
             let (fd, _) = k.group_fd(group);

@@ -157,9 +157,19 @@ pub const AUDITSYSCALL: bool = false;
 /// generator does not use it, so a base without it shows no divergence.
 pub const FD_ERROR: bool = true;
 
-/// fanotify_init(2)'s errno for a caller with CAP_SYS_ADMIN, in the kernel's order of checks
-/// (6.12 `fanotify_init()`); None when it succeeds.
-pub fn fanotify_init_errno(flags: u16, fflags: u8) -> Option<i32> {
+/// fanotify_init(2)'s errno, in the kernel's order of checks (6.12 `fanotify_init()`); None
+/// when it succeeds. `unpriv`: the caller lacks CAP_SYS_ADMIN (5.13+: allowed a notification
+/// group that reports file handles, without the admin-only flags).
+pub fn fanotify_init_errno(flags: u16, fflags: u8, unpriv: bool) -> Option<i32> {
+    let admin = init::CLASS_BITS
+        | init::REPORT_TID
+        | init::REPORT_PIDFD
+        | init::REPORT_FD_ERROR
+        | init::UNLIMITED_QUEUE
+        | init::UNLIMITED_MARKS;
+    if unpriv && (flags & admin != 0 || flags & init::FID_BITS == 0) {
+        return Some(EPERM);
+    }
     let mut known = init::CLOEXEC
         | init::NONBLOCK
         | init::CLASS_BITS
@@ -333,11 +343,13 @@ pub enum Op {
         from: u8,
         to: u8,
     },
-    /// fanotify_init(2) with these [`init`] flags and [`fflag`] event file flags; a group it
-    /// makes is closed at once (only the errno is compared; groups keep their numbers).
+    /// fanotify_init(2) with these [`init`] flags and [`fflag`] event file flags, as root or
+    /// (`unpriv`) as an unprivileged user; a group it makes is closed at once (only the errno
+    /// is compared; groups keep their numbers).
     Init {
         flags: u16,
         fflags: u8,
+        unpriv: bool,
     },
 }
 
@@ -924,7 +936,7 @@ impl Model {
                 self.tasks[t].since = step_no;
                 self.close(s.task, group, out)?
             }
-            Op::Init { flags, fflags } => Some(match fanotify_init_errno(flags, fflags) {
+            Op::Init { flags, fflags, unpriv } => Some(match fanotify_init_errno(flags, fflags, unpriv) {
                 Some(e) => Ret::Err(e),
                 None => Ret::Ok(0),
             }),

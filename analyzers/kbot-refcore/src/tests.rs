@@ -234,7 +234,11 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         (0u8..6, 0..TASKS, any::<bool>()).prop_map(|(group, waiter, allow)| Op::Answer { group, waiter, allow }),
         (0..INODES).prop_map(|inode| Op::Unlink { inode }),
         (0u8..6).prop_map(|group| Op::Close { group }),
-        (any::<u16>(), any::<u8>()).prop_map(|(flags, fflags)| Op::Init { flags, fflags }),
+        (any::<u16>(), any::<u8>(), any::<bool>()).prop_map(|(flags, fflags, unpriv)| Op::Init {
+            flags,
+            fflags,
+            unpriv
+        }),
     ]
 }
 
@@ -502,7 +506,7 @@ fn queue_overflow() {
 #[test]
 fn fanotify_init_flags_follow_the_man_page() {
     use init::*;
-    let ok = |f: u16, ff: u8| fanotify_init_errno(f, ff).is_none();
+    let ok = |f: u16, ff: u8| fanotify_init_errno(f, ff, false).is_none();
     // Plain groups of every class; FAN_CLOEXEC/FAN_NONBLOCK and unlimited queue and marks.
     assert!(ok(0, 0) && ok(CLASS_CONTENT, 0) && ok(CLASS_PRE_CONTENT, fflag::RDWR));
     assert!(ok(CLOEXEC | NONBLOCK | UNLIMITED_QUEUE | UNLIMITED_MARKS, fflag::WRONLY | fflag::CLOEXEC));
@@ -524,7 +528,20 @@ fn fanotify_init_flags_follow_the_man_page() {
     assert!(ok(0, fflag::APPEND | fflag::NONBLOCK | fflag::NOATIME | fflag::LARGEFILE));
     // Through the model: a step that changes nothing else.
     let mut m = Model::new(Semantics::Current);
-    assert_eq!(run(&mut m, 0, Op::Init { flags: REPORT_NAME, fflags: 0 }).ret, Some(Ret::Err(EINVAL)));
-    assert_eq!(run(&mut m, 0, Op::Init { flags: CLASS_CONTENT, fflags: 0 }).ret, Some(Ret::Ok(0)));
+    assert_eq!(run(&mut m, 0, Op::Init { flags: REPORT_NAME, fflags: 0, unpriv: false }).ret, Some(Ret::Err(EINVAL)));
+    assert_eq!(run(&mut m, 0, Op::Init { flags: CLASS_CONTENT, fflags: 0, unpriv: false }).ret, Some(Ret::Ok(0)));
     assert_eq!(m.groups_created(), 0);
+    // Unprivileged (fanotify(7)): a notification group with file handles only; admin flags and
+    // fd reporting are EPERM, checked before anything else.
+    let unpriv = |f: u16, ff: u8| fanotify_init_errno(f, ff, true);
+    assert_eq!(unpriv(REPORT_FID, 0), None);
+    assert_eq!(unpriv(REPORT_DIR_FID | REPORT_NAME | CLOEXEC, fflag::RDWR), None);
+    assert_eq!(unpriv(0, 0), Some(EPERM));
+    assert_eq!(unpriv(REPORT_FID | CLASS_CONTENT, 0), Some(EPERM));
+    assert_eq!(unpriv(REPORT_FID | UNLIMITED_QUEUE, 0), Some(EPERM));
+    assert_eq!(unpriv(REPORT_FID | REPORT_TID, 0), Some(EPERM));
+    assert_eq!(unpriv(CLASS_BITS, fflag::ACCMODE), Some(EPERM), "EPERM before EINVAL");
+    // Past the privilege check the flag rules are the same.
+    assert_eq!(unpriv(REPORT_NAME | REPORT_FID, 0), Some(EINVAL));
+    assert_eq!(unpriv(REPORT_FID | UNKNOWN, 0), Some(EINVAL));
 }

@@ -17,7 +17,8 @@
 //! compared): FLAGS `notif` or joined by `+` from `content`, `precontent`, `cloexec`,
 //! `nonblock`, `uqueue`, `umarks`, `audit`, `pidfd`, `tid`, `fid`, `dfid`, `name`, `target`,
 //! `fderror`, `unknown`; FFLAGS an access mode `rdonly`, `wronly`, `rdwr` or `badacc`, with
-//! `append`, `nonblock`, `cloexec`, `noatime`, `largefile`, `directory`.
+//! `append`, `nonblock`, `cloexec`, `noatime`, `largefile`, `directory`; `unpriv` at the end
+//! makes the call as an unprivileged user.
 
 use kbot_refcore::{fflag, flag, init, mask, path, Class, Ev, Model, Op, Ret, Semantics, Step, NO_NAME, NO_NODE};
 
@@ -195,7 +196,12 @@ pub fn format_step(s: &Step) -> String {
         }
         Op::Unlink { inode } => format!("t{t} unlink {}", path_name(inode)),
         Op::Close { group } => format!("t{t} close g{group}"),
-        Op::Init { flags, fflags } => format!("t{t} init {} {}", init_flags_name(flags), fflags_name(fflags)),
+        Op::Init { flags, fflags, unpriv } => format!(
+            "t{t} init {} {}{}",
+            init_flags_name(flags),
+            fflags_name(fflags),
+            if unpriv { " unpriv" } else { "" }
+        ),
     }
 }
 
@@ -341,7 +347,15 @@ pub fn parse_step(text: &str) -> Result<Step, StepError> {
         },
         "unlink" => Op::Unlink { inode: parse_path(w.next())? },
         "close" => Op::Close { group: num(w.next(), 'g', "group")? },
-        "init" => Op::Init { flags: parse_init_flags(w.next())?, fflags: parse_fflags(w.next())? },
+        "init" => {
+            let (flags, fflags) = (parse_init_flags(w.next())?, parse_fflags(w.next())?);
+            let unpriv = match w.next() {
+                None => false,
+                Some("unpriv") => true,
+                Some(other) => return Err(StepError::Unexpected(other.to_string())),
+            };
+            Op::Init { flags, fflags, unpriv }
+        }
         other => return Err(StepError::UnknownStep(other.to_string())),
     };
     if let Some(extra) = w.next() {
@@ -785,7 +799,12 @@ fn gen_init(r: &mut Rng) -> Op {
             fflags |= bit;
         }
     }
-    Op::Init { flags, fflags }
+    // One in four as an unprivileged user, most of those with a file handle mode.
+    let unpriv = r.below(4) == 0;
+    if unpriv && r.below(3) != 0 {
+        flags = (flags & !init::CLASS_BITS) | init::REPORT_FID;
+    }
+    Op::Init { flags, fflags, unpriv }
 }
 
 /// Adds up to two fanotify_init calls at random places, by idle tasks, from a stream of their
@@ -851,7 +870,7 @@ pub fn corpus() -> Vec<Scenario> {
         c("ignore-surv-modify", "t0 group notif; t0 mark g0 i0 open+closew; t0 mark g0 i0 open ignored; t0 mark g0 i1 open+closew; t0 mark g0 i1 open ignored+surv; t1 open i0; t1 open i1; t1 write i0; t1 write i1; t0 read g0; t1 open i0; t1 open i1; t0 read g0"),
         c("queue-overflow", "t0 group inotify; t0 mark g0 d0 attrib; t1 chmod i0; t1 chmod i1; t1 chmod i0; t1 chmod i1; t1 chmod i0; t1 chmod i1; t1 chmod i0; t1 chmod i1; t1 chmod i0; t1 chmod i1; t0 read g0; t1 chmod i2; t0 read g0"),
         c("invalid-calls", "t0 group notif; t0 group inotify; t0 mark g0 i0 perm; t0 mark g0 d0 open+create; t0 mark g0 i0 open onlydir; t0 unmark g0 i5; t0 mark g1 i0 perm; t0 mark g1 d2/i0 open; t0 close g1; t0 mark g1 i0 perm; t0 mark g1 i0 open; t1 rmdir i0; t1 unlink d0; t1 mkdir d1; t1 mkdir d1; t1 create d1/i0; t1 rmdir d1; t1 create d2/i0"),
-        c("fanotify-init-flags", "t0 init notif rdonly; t0 init content+fid rdonly; t0 init fid+name rdonly; t0 init fid+dfid+name+target rdwr+cloexec; t0 init dfid+name+target rdonly; t0 init pidfd+tid rdonly; t0 init content+precontent rdonly; t0 init notif badacc; t0 init notif rdonly+directory; t0 init unknown rdonly; t0 init audit wronly; t0 init precontent+uqueue+umarks+cloexec+nonblock rdwr+append+noatime+largefile"),
+        c("fanotify-init-flags", "t0 init notif rdonly; t0 init content+fid rdonly; t0 init fid+name rdonly; t0 init fid+dfid+name+target rdwr+cloexec; t0 init dfid+name+target rdonly; t0 init pidfd+tid rdonly; t0 init content+precontent rdonly; t0 init notif badacc; t0 init notif rdonly+directory; t0 init unknown rdonly; t0 init audit wronly; t0 init precontent+uqueue+umarks+cloexec+nonblock rdwr+append+noatime+largefile; t0 init notif rdonly unpriv; t0 init fid+uqueue rdonly unpriv; t0 init dfid+name+cloexec rdwr unpriv; t0 init fid+unknown rdonly unpriv"),
     ]
 }
 
@@ -924,7 +943,7 @@ mod tests {
         }
         // Both outcomes are reached often.
         assert!(ok > 20 && einval > 20, "{ok} succeed, {einval} fail");
-        let text = "t0 init content+fid+name rdwr+append; t1 init notif badacc+directory";
+        let text = "t0 init content+fid+name rdwr+append; t1 init notif badacc+directory; t2 init fid rdonly unpriv";
         let steps = parse(text).unwrap();
         assert_eq!(format(&steps), text);
         assert!(parse("t0 init fid bogus").unwrap_err().to_string().contains("unknown fanotify_init flag \"bogus\""));

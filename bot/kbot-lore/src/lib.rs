@@ -100,14 +100,62 @@ pub enum FetchError {
     BadGzip { url: String, detail: String },
 }
 
-/// An HTTP client that reports every status (kbot decides) and names itself.
+/// What one HTTP GET gave: its status and body (up to a limit), or why there was none (no
+/// connection, a timeout, a body cut short). The decisions below take this, so the blocking
+/// client of the CLI and the async one of the service behave the same.
+pub type Got = Result<(u16, Vec<u8>), String>;
+
+/// The User-Agent kbot sends.
+pub const USER_AGENT: &str = concat!("kbot/", env!("CARGO_PKG_VERSION"));
+
+/// After try `n` (1-based) of `attempts` to fetch a thread.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ThreadStep {
+    Done(Result<Vec<u8>, FetchError>),
+    /// Try again after [`retry_pause`]; the reason, for the error if no try succeeds.
+    Retry(String),
+}
+
+/// The pause before try `n`: server errors and network failures are retried with a growing
+/// pause, never a 404.
+pub fn retry_pause(n: u32) -> Duration {
+    Duration::from_millis(500 * u64::from(n.saturating_sub(1)))
+}
+
+/// Decides what one try of a thread fetch means.
+pub fn thread_step(url: &str, got: Got, n: u32, attempts: u32) -> ThreadStep {
+    let url = url.to_string();
+    let (status, body) = match got {
+        Ok(g) => g,
+        Err(e) if n >= attempts => {
+            return ThreadStep::Done(Err(FetchError::Unreachable { url, attempts: n, detail: e }))
+        }
+        Err(e) => return ThreadStep::Retry(e),
+    };
+    match status {
+        404 | 410 => ThreadStep::Done(Err(FetchError::NotFound { url })),
+        500.. if n < attempts => ThreadStep::Retry(format!("HTTP {status}")),
+        200 => ThreadStep::Done(gunzip(&body).map_err(|e| FetchError::BadGzip { url, detail: e.to_string() })),
+        _ => ThreadStep::Done(Err(FetchError::Http { url, status, attempts: n })),
+    }
+}
+
+/// A blocking HTTP client that reports every status (kbot decides) and names itself.
 fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
-        .user_agent(concat!("kbot/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .build()
         .into()
+}
+
+fn get(agent: &ureq::Agent, url: &str, max_bytes: u64) -> Got {
+    let resp = agent.get(url).call().map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let mut body = Vec::new();
+    resp.into_body().into_reader().take(max_bytes).read_to_end(&mut body).map_err(|e| e.to_string())?;
+    Ok((status, body))
 }
 
 pub fn gunzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -116,44 +164,19 @@ pub fn gunzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Fetches and decompresses the thread; retries server errors and network failures with a
-/// growing pause, never a 404. At most `max_bytes` are read.
+/// Fetches and decompresses the thread (blocking); see [`thread_step`]. At most
+/// `max_bytes` are read.
 pub fn fetch_thread(t: &Target, attempts: u32, timeout: Duration, max_bytes: u64) -> Result<Vec<u8>, FetchError> {
     let url = t.thread_url();
     let agent = agent(timeout);
-    let mut last = String::new();
-    for n in 1..=attempts.max(1) {
-        if n > 1 {
-            std::thread::sleep(Duration::from_millis(500 * u64::from(n - 1)));
-        }
-        match agent.get(&url).call() {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                if status == 404 || status == 410 {
-                    return Err(FetchError::NotFound { url });
-                }
-                if status >= 500 {
-                    last = format!("HTTP {status}");
-                    if n == attempts.max(1) {
-                        return Err(FetchError::Http { url, status, attempts: n });
-                    }
-                    continue;
-                }
-                if status != 200 {
-                    return Err(FetchError::Http { url, status, attempts: n });
-                }
-                let mut body = Vec::new();
-                let read = resp.into_body().into_reader().take(max_bytes).read_to_end(&mut body);
-                if let Err(e) = read {
-                    last = e.to_string();
-                    continue;
-                }
-                return gunzip(&body).map_err(|e| FetchError::BadGzip { url, detail: e.to_string() });
-            }
-            Err(e) => last = e.to_string(),
+    let attempts = attempts.max(1);
+    for n in 1..=attempts {
+        std::thread::sleep(retry_pause(n));
+        if let ThreadStep::Done(r) = thread_step(&url, get(&agent, &url, max_bytes), n, attempts) {
+            return r;
         }
     }
-    Err(FetchError::Unreachable { url, attempts: attempts.max(1), detail: last })
+    unreachable!("the last try is always done")
 }
 
 /// One entry of an inbox's Atom feed (`new.atom` or a search with `x=A`).
@@ -278,12 +301,11 @@ pub fn utc_string(t: i64) -> String {
 /// An inbox's feed that could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
-    #[error("{url}: {source}")]
-    Request { url: String, source: ureq::Error },
+    /// No answer, or a body cut short.
+    #[error("{url}: {detail}")]
+    Request { url: String, detail: String },
     #[error("{url}: HTTP {status}")]
     Http { url: String, status: u16 },
-    #[error("{url}: {source}")]
-    Read { url: String, source: std::io::Error },
     #[error("{url}: {source}")]
     Atom { url: String, source: AtomError },
     #[error("{url}: search is not available on this inbox (HTTP 501)")]
@@ -292,23 +314,18 @@ pub enum FeedError {
     TooMany { url: String, pages: u32 },
 }
 
-/// GETs a feed: `Ok(None)` for a 404 (public-inbox's "no results" of a search).
-fn get_feed(agent: &ureq::Agent, url: &str) -> Result<Option<Vec<FeedEntry>>, FeedError> {
+/// The most of a feed that is read.
+pub const FEED_MAX_BYTES: u64 = 16 << 20;
+
+/// What a feed's GET means: `Ok(None)` for a 404 (public-inbox's "no results" of a search).
+pub fn feed_result(url: &str, got: Got) -> Result<Option<Vec<FeedEntry>>, FeedError> {
     let url = url.to_string();
-    let resp = match agent.get(&url).call() {
-        Ok(r) => r,
-        Err(source) => return Err(FeedError::Request { url, source }),
-    };
-    let status = resp.status().as_u16();
+    let (status, body) = got.map_err(|detail| FeedError::Request { url: url.clone(), detail })?;
     match status {
         200 => {}
         404 => return Ok(None),
         501 => return Err(FeedError::NoSearch { url }),
         _ => return Err(FeedError::Http { url, status }),
-    }
-    let mut body = Vec::new();
-    if let Err(source) = resp.into_body().into_reader().take(16 << 20).read_to_end(&mut body) {
-        return Err(FeedError::Read { url, source });
     }
     match parse_atom(&String::from_utf8_lossy(&body)) {
         Ok(v) => Ok(Some(v)),
@@ -316,13 +333,24 @@ fn get_feed(agent: &ureq::Agent, url: &str) -> Result<Option<Vec<FeedEntry>>, Fe
     }
 }
 
-/// Fetches `<base>new.atom` (the newest messages of the inbox, newest first).
+fn get_feed(agent: &ureq::Agent, url: &str) -> Result<Option<Vec<FeedEntry>>, FeedError> {
+    feed_result(url, get(agent, url, FEED_MAX_BYTES))
+}
+
+/// `<base>new.atom`: the newest messages of the inbox, newest first.
+pub fn new_url(base: &str) -> String {
+    format!("{base}new.atom")
+}
+
+/// `new.atom` must exist: its 404 is an error, not "no results".
+pub fn new_result(url: &str, feed: Option<Vec<FeedEntry>>) -> Result<Vec<FeedEntry>, FeedError> {
+    feed.ok_or_else(|| FeedError::Http { url: url.to_string(), status: 404 })
+}
+
+/// Fetches `<base>new.atom` (blocking).
 pub fn fetch_new(base: &str, timeout: Duration) -> Result<Vec<FeedEntry>, FeedError> {
-    let url = format!("{base}new.atom");
-    match get_feed(&agent(timeout), &url)? {
-        Some(v) => Ok(v),
-        None => Err(FeedError::Http { url, status: 404 }),
-    }
+    let url = new_url(base);
+    new_result(&url, get_feed(&agent(timeout), &url)?)
 }
 
 /// Results per page of public-inbox's search (its `SearchQuery::LIM`; `l=` may only lower it).
@@ -346,20 +374,113 @@ pub fn fetch_received(
     max_pages: u32,
 ) -> Result<Vec<FeedEntry>, FeedError> {
     let agent = agent(timeout);
-    let mut out: Vec<FeedEntry> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut offset = 0;
+    let mut pages = Pages::default();
     for _ in 0..max_pages {
-        let page = get_feed(&agent, &received_url(base, from, to, offset))?.unwrap_or_default();
-        let n = page.len();
-        offset += n;
-        out.extend(page.into_iter().filter(|e| seen.insert(e.msgid.clone())));
-        // A short page is the last (past the end public-inbox answers an HTML page).
-        if n < SEARCH_PAGE {
-            return Ok(out);
+        let page = get_feed(&agent, &received_url(base, from, to, pages.offset))?;
+        if !pages.add(page) {
+            return Ok(pages.out);
         }
     }
     Err(FeedError::TooMany { url: received_url(base, from, to, 0), pages: max_pages })
+}
+
+/// The pages of a search read so far.
+#[derive(Default)]
+pub struct Pages {
+    pub out: Vec<FeedEntry>,
+    seen: std::collections::HashSet<String>,
+    /// Where the next page starts.
+    pub offset: usize,
+}
+
+impl Pages {
+    /// Adds a page (None: the search's 404, no results); false when it was the last: a short
+    /// page (past the end public-inbox answers an HTML page).
+    pub fn add(&mut self, page: Option<Vec<FeedEntry>>) -> bool {
+        let page = page.unwrap_or_default();
+        let n = page.len();
+        self.offset += n;
+        let seen = &mut self.seen;
+        self.out.extend(page.into_iter().filter(|e| seen.insert(e.msgid.clone())));
+        n >= SEARCH_PAGE
+    }
+}
+
+/// The async client of `kbot serve` (reqwest, rustls): the same requests and decisions as
+/// the blocking functions above.
+#[cfg(feature = "async")]
+pub mod nonblocking {
+    use super::*;
+
+    pub struct Client {
+        http: reqwest::Client,
+    }
+
+    impl Client {
+        /// A client whose requests each end within `timeout`.
+        pub fn new(timeout: Duration) -> Result<Client, String> {
+            let http = reqwest::Client::builder()
+                .timeout(timeout)
+                .user_agent(USER_AGENT)
+                .build()
+                .map_err(|e| format!("HTTP client: {e}"))?;
+            Ok(Client { http })
+        }
+
+        async fn get(&self, url: &str, max_bytes: u64) -> Got {
+            let mut resp = self.http.get(url).send().await.map_err(|e| e.to_string())?;
+            let status = resp.status().as_u16();
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+                let room = (max_bytes as usize).saturating_sub(body.len());
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if body.len() as u64 >= max_bytes {
+                    break;
+                }
+            }
+            Ok((status, body))
+        }
+
+        async fn feed(&self, url: &str) -> Result<Option<Vec<FeedEntry>>, FeedError> {
+            feed_result(url, self.get(url, FEED_MAX_BYTES).await)
+        }
+
+        /// [`super::fetch_thread`], without blocking the service.
+        pub async fn fetch_thread(&self, t: &Target, attempts: u32, max_bytes: u64) -> Result<Vec<u8>, FetchError> {
+            let url = t.thread_url();
+            let attempts = attempts.max(1);
+            for n in 1..=attempts {
+                tokio::time::sleep(retry_pause(n)).await;
+                if let ThreadStep::Done(r) = thread_step(&url, self.get(&url, max_bytes).await, n, attempts) {
+                    return r;
+                }
+            }
+            unreachable!("the last try is always done")
+        }
+
+        /// [`super::fetch_new`].
+        pub async fn fetch_new(&self, base: &str) -> Result<Vec<FeedEntry>, FeedError> {
+            let url = new_url(base);
+            new_result(&url, self.feed(&url).await?)
+        }
+
+        /// [`super::fetch_received`].
+        pub async fn fetch_received(
+            &self,
+            base: &str,
+            from: i64,
+            to: i64,
+            max_pages: u32,
+        ) -> Result<Vec<FeedEntry>, FeedError> {
+            let mut pages = Pages::default();
+            for _ in 0..max_pages {
+                if !pages.add(self.feed(&received_url(base, from, to, pages.offset)).await?) {
+                    return Ok(pages.out);
+                }
+            }
+            Err(FeedError::TooMany { url: received_url(base, from, to, 0), pages: max_pages })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -427,6 +548,55 @@ mod tests {
         let e = fetch_new("http://127.0.0.1:9/inbox/", Duration::from_secs(5)).unwrap_err();
         assert!(matches!(e, FeedError::Request { .. }), "{e}");
         assert!(e.to_string().starts_with("http://127.0.0.1:9/inbox/new.atom: "), "{e}");
+    }
+
+    /// The service's async client on the same closed port: the same errors.
+    #[cfg(feature = "async")]
+    #[test]
+    fn async_client_reports_as_the_blocking_one() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let c = nonblocking::Client::new(Duration::from_secs(5)).unwrap();
+            let t = parse_target("x@y", "http://127.0.0.1:9/inbox/").unwrap();
+            let e = c.fetch_thread(&t, 2, 1 << 20).await.unwrap_err();
+            assert!(matches!(e, FetchError::Unreachable { attempts: 2, .. }), "{e}");
+            let e = c.fetch_new("http://127.0.0.1:9/inbox/").await.unwrap_err();
+            assert!(e.to_string().starts_with("http://127.0.0.1:9/inbox/new.atom: "), "{e}");
+        });
+    }
+
+    /// What each answer to a thread fetch means, try by try.
+    #[test]
+    fn thread_steps() {
+        let url = "http://x/i/m/t.mbox.gz";
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut enc, b"From x\n").unwrap();
+        let gz = enc.finish().unwrap();
+        assert_eq!(thread_step(url, Ok((200, gz)), 1, 3), ThreadStep::Done(Ok(b"From x\n".to_vec())));
+        assert_eq!(
+            thread_step(url, Ok((404, vec![])), 1, 3),
+            ThreadStep::Done(Err(FetchError::NotFound { url: url.into() }))
+        );
+        assert_eq!(thread_step(url, Ok((502, vec![])), 1, 3), ThreadStep::Retry("HTTP 502".into()));
+        assert_eq!(
+            thread_step(url, Ok((502, vec![])), 3, 3),
+            ThreadStep::Done(Err(FetchError::Http { url: url.into(), status: 502, attempts: 3 }))
+        );
+        assert_eq!(
+            thread_step(url, Ok((403, vec![])), 1, 3),
+            ThreadStep::Done(Err(FetchError::Http { url: url.into(), status: 403, attempts: 1 }))
+        );
+        assert_eq!(thread_step(url, Err("reset".into()), 2, 3), ThreadStep::Retry("reset".into()));
+        assert!(matches!(
+            thread_step(url, Err("reset".into()), 3, 3),
+            ThreadStep::Done(Err(FetchError::Unreachable { attempts: 3, .. }))
+        ));
+        assert!(matches!(
+            thread_step(url, Ok((200, b"plain".to_vec())), 1, 3),
+            ThreadStep::Done(Err(FetchError::BadGzip { .. }))
+        ));
+        assert_eq!(retry_pause(1), Duration::ZERO);
+        assert_eq!(retry_pause(3), Duration::from_millis(1000));
     }
 
     #[test]

@@ -252,10 +252,11 @@ impl Service {
         Ok(())
     }
 
-    /// Polls every inbox and branch once; queues what is ready.
-    pub fn poll(&mut self) {
+    /// Polls every inbox and branch once; queues what is ready. Lore is read through the
+    /// async client, so signals and the dashboard are served while a slow inbox answers.
+    pub async fn poll(&mut self) {
         for i in 0..self.cfg.inboxes.len() {
-            if let Err(e) = self.poll_inbox(i) {
+            if let Err(e) = self.poll_inbox(i).await {
                 self.say(&format!("inbox {}: {e} (will retry)", self.cfg.inboxes[i].name));
             }
         }
@@ -268,7 +269,12 @@ impl Service {
         }
     }
 
-    fn poll_inbox(&mut self, i: usize) -> Result<(), PollError> {
+    /// An HTTP client for lore whose requests end within `timeout`.
+    fn lore(&self, timeout: Duration) -> Result<kbot_lore::nonblocking::Client, PollError> {
+        Ok(kbot_lore::nonblocking::Client::new(timeout)?)
+    }
+
+    async fn poll_inbox(&mut self, i: usize) -> Result<(), PollError> {
         let ib = self.cfg.inboxes[i].clone();
         let since = ib.since.as_deref().and_then(kbot_config::parse_rfc3339).unwrap_or(self.since_default);
         // New message ids, and a way to fetch a thread. A git mirror yields every new commit,
@@ -285,8 +291,8 @@ impl Service {
         };
         if let Some(base) = &ib.lore {
             let base = inbox_base(base);
-            self.read_feed(&ib.name, &base)?;
-            self.backfill(&ib.name, &base)?;
+            self.read_feed(&ib.name, &base).await?;
+            self.backfill(&ib.name, &base).await?;
         }
         let mut covered: HashSet<String> = HashSet::new();
         for (msgid, first_seen) in self.q.pending(&ib.name)? {
@@ -304,7 +310,7 @@ impl Service {
                 },
                 (None, Some(base)) => {
                     let t = kbot_lore::Target { base: inbox_base(base), msgid: msgid.clone() };
-                    match kbot_lore::fetch_thread(&t, 3, Duration::from_secs(30), 100 << 20) {
+                    match self.lore(Duration::from_secs(30))?.fetch_thread(&t, 3, 100 << 20).await {
                         Ok(m) => m,
                         Err(e) => {
                             // Not found, a server error, a bad gzip: this thread waits and is
@@ -417,7 +423,7 @@ impl Service {
     /// thread. When none of the previous feed is left in it, more arrived between two polls
     /// than the feed holds: the messages received between the newest of then and the oldest
     /// of now are a gap, recorded before the feed is, and backfilled.
-    fn read_feed(&self, inbox: &str, base: &str) -> Result<(), PollError> {
+    async fn read_feed(&self, inbox: &str, base: &str) -> Result<(), PollError> {
         let key = format!("atom-feed:{inbox}");
         let prev: Vec<(String, Option<i64>)> = match self.q.cursor(&key)? {
             Some(v) => {
@@ -433,7 +439,7 @@ impl Service {
                 .collect(),
         };
         let seen: HashSet<&str> = prev.iter().map(|(id, _)| id.as_str()).collect();
-        let feed = kbot_lore::fetch_new(base, Duration::from_secs(30))?;
+        let feed = self.lore(Duration::from_secs(30))?.fetch_new(base).await?;
         for e in &feed {
             if !seen.contains(e.msgid.as_str()) {
                 self.q.pending_add(inbox, &e.msgid)?;
@@ -471,10 +477,10 @@ impl Service {
     /// gap, as Atom). A gap is closed once the search returned both of its ends (then the
     /// index holds all between); else it is tried again later, and given up after
     /// `FETCH_ATTEMPTS` tries, said and listed as lost.
-    fn backfill(&self, inbox: &str, base: &str) -> Result<(), PollError> {
+    async fn backfill(&self, inbox: &str, base: &str) -> Result<(), PollError> {
         for g in self.q.gaps(Some(inbox), true)? {
             let range = format!("{}..{}", kbot_lore::utc_string(g.from_ts), kbot_lore::utc_string(g.to_ts));
-            let error = match kbot_lore::fetch_received(base, g.from_ts, g.to_ts, Duration::from_secs(60), 50) {
+            let error = match self.lore(Duration::from_secs(60))?.fetch_received(base, g.from_ts, g.to_ts, 50).await {
                 Ok(found) => {
                     let mut added = 0;
                     for e in &found {
@@ -921,7 +927,7 @@ pub fn run(cfg: Config, home: Home, once: bool, quiet: bool) -> Result<i32, Fail
         let mut draining = false;
         loop {
             if !draining && Instant::now() >= next_poll {
-                svc.poll();
+                svc.poll().await;
                 next_poll = Instant::now() + poll_every;
             }
             svc.reap()?;

@@ -1233,6 +1233,33 @@ mod tests {
         assert_eq!(inbox_base("http://x/l/"), "http://x/l/");
     }
 
+    /// A series job on a tree with configured branches tries them as bases (when the series
+    /// names none it has); a range job and an explicit base do not.
+    #[test]
+    fn series_jobs_offer_the_trees_branches_as_bases() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = kbot_config::parse(&format!(
+            "state_dir: {}\ntrees:\n  - name: linux\n    path: /srv/linux\n    branches: [master, next]\ninboxes:\n  - name: fsdevel\n    lore: http://127.0.0.1:1/fsdevel/\n    tree: linux\n",
+            d.path().display()
+        ))
+        .unwrap();
+        let home = Home { root: d.path().to_path_buf() };
+        let mut q = Queue::open(&d.path().join("q.db")).unwrap();
+        q.enqueue("s", JobKind::Series, "fsdevel", "[PATCH] x", "/m.mbox", "linux").unwrap();
+        q.enqueue("r", JobKind::Range, "linux", "linux/master a..b", "a..b", "linux").unwrap();
+        let (series, range) = (q.claim().unwrap().unwrap(), q.claim().unwrap().unwrap());
+        let json = d.path().join("r.json");
+        let args = |job: &Job, base: Option<&str>| {
+            check_args(&cfg, &home, job, &job.input, "x86_64", &json, None, base).unwrap()
+        };
+        let a = args(&series, None);
+        let i = a.iter().position(|x| x == "--base-from").expect("--base-from");
+        assert_eq!(a[i + 1], "master,next");
+        assert!(!args(&series, Some("abc")).contains(&"--base-from".to_string()));
+        assert!(args(&series, Some("abc")).windows(2).any(|w| w == ["--base", "abc"]));
+        assert!(!args(&range, None).contains(&"--base-from".to_string()));
+    }
+
     #[test]
     fn force_push_ranges_start_at_the_merge_base() {
         let d = tempfile::tempdir().unwrap();

@@ -224,7 +224,8 @@ struct CheckCli {
     /// (built static once per LTP commit; also `ltp:` in the config file).
     #[arg(long, value_name = "PATH", env = "KBOT_LTP")]
     ltp: Option<PathBuf>,
-    /// Only these LTP tests (comma separated, e.g. fanotify07,inotify01; default: all of them).
+    /// Only these LTP tests (comma separated, e.g. fanotify07,inotify01; default: all of them), or
+    /// per arch: `x86_64=fanotify07,inotify01;arm64=all`.
     #[arg(long, value_name = "LIST")]
     ltp_tests: Option<String>,
     /// LTP_RUNTIME_MUL for LTP's race tests (fuzzy sync), which run for a set time: inotify09
@@ -283,6 +284,10 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
         _ => return Err(Fail::usage("name the series: --mbox FILE, --msgid ID or --range BASE..TIP")),
     };
     let arches = parse_arches(&c.arch)?;
+    let tests = match &c.ltp_tests {
+        Some(l) => check::LtpTests::parse(l).map_err(|e| Fail::usage(format!("--ltp-tests: {e}")))?,
+        None => check::LtpTests::default(),
+    };
     let ltp = if c.no_ltp {
         None
     } else {
@@ -292,12 +297,7 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
         };
         c.ltp.clone().or(file).map(|source| check::LtpArgs {
             source,
-            tests: c.ltp_tests.as_ref().map(|l| {
-                l.split(',')
-                    .map(|t| t.trim().trim_start_matches("ltp/").to_string())
-                    .filter(|t| !t.is_empty())
-                    .collect()
-            }),
+            tests: tests.clone(),
             boot: kbot_runner::lab::LtpBoot {
                 hang_ms: c.ltp_hang_ms,
                 budget_ms: c.ltp_budget * 1000,
@@ -444,7 +444,11 @@ fn bench_cmd(
         shadow: check::ShadowMode::Auto,
         version: None,
         sandbox: sandbox_policy(false, &home, None)?,
-        ltp: ltp.map(|source| check::LtpArgs { source, tests: None, boot: kbot_runner::lab::LtpBoot::default() }),
+        ltp: ltp.map(|source| check::LtpArgs {
+            source,
+            tests: check::LtpTests::default(),
+            boot: kbot_runner::lab::LtpBoot::default(),
+        }),
         base_candidates: None,
     };
     let table = bench::run(&home, args, &Progress::new(quiet))?;

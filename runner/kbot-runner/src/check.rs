@@ -79,9 +79,47 @@ pub struct CheckArgs {
 pub struct LtpArgs {
     /// An LTP checkout or source tarball.
     pub source: PathBuf,
-    /// Only these tests (LTP's names, e.g. `fanotify07`); None: all of them.
-    pub tests: Option<Vec<String>>,
+    /// Which of LTP's tests run, on every arch or per arch.
+    pub tests: LtpTests,
     pub boot: crate::lab::LtpBoot,
+}
+
+/// Which LTP tests run: `None` is all of them, else these names (LTP's, e.g. `fanotify07`);
+/// an arch may have a list of its own (a slow arch a subset, say).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LtpTests {
+    pub default: Option<Vec<String>>,
+    pub per_arch: BTreeMap<Arch, Option<Vec<String>>>,
+}
+
+impl LtpTests {
+    pub fn for_arch(&self, a: Arch) -> Option<&Vec<String>> {
+        self.per_arch.get(&a).unwrap_or(&self.default).as_ref()
+    }
+
+    /// `--ltp-tests`: `all`, a list (`fanotify07,inotify01`; an `ltp/` prefix is dropped), or
+    /// lists per arch separated by `;` (`x86_64=fanotify07,inotify01;arm64=all`), arches not
+    /// named running all.
+    pub fn parse(s: &str) -> Result<LtpTests, String> {
+        let list = |l: &str| -> Option<Vec<String>> {
+            let v: Vec<String> = l
+                .split(',')
+                .map(|t| t.trim().trim_start_matches("ltp/").to_string())
+                .filter(|t| !t.is_empty())
+                .collect();
+            (!v.is_empty() && v.iter().all(|t| t != "all")).then_some(v)
+        };
+        if !s.contains('=') {
+            return Ok(LtpTests { default: list(s), per_arch: BTreeMap::new() });
+        }
+        let mut per_arch = BTreeMap::new();
+        for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            let (a, l) = part.split_once('=').ok_or_else(|| format!("{part:?}: expected ARCH=TESTS"))?;
+            let arch = Arch::parse(a.trim()).ok_or_else(|| format!("unknown architecture {:?}", a.trim()))?;
+            per_arch.insert(arch, list(l));
+        }
+        Ok(LtpTests { default: None, per_arch })
+    }
 }
 
 /// Checks `--ltp` before any work: an LTP checkout or source tarball.
@@ -777,7 +815,8 @@ impl Labs<'_> {
             let mut files = kbot_ltp_build::guest_tools(arch, &self.home.guest_tools_cache(), &say)
                 .map_err(|e| Fail::env(format!("guest tools for LTP on {arch}: {e}")))?;
             files.extend(kbot_ltp_build::ltp_files(&b));
-            if let Some(only) = &l.tests {
+            let only = l.tests.for_arch(arch);
+            if let Some(only) = only {
                 // The guest runs what its list names: a subset gets a list of its own.
                 let entries = b.entries().map_err(|e| Fail::env(e.to_string()))?;
                 let text: String = entries
@@ -795,7 +834,7 @@ impl Labs<'_> {
                     }
                 }
             }
-            if let Some(unknown) = l.tests.iter().flatten().find(|t| !b.tests.contains(t)) {
+            if let Some(unknown) = only.into_iter().flatten().find(|t| !b.tests.contains(t)) {
                 return Err(Fail::usage(format!(
                     "--ltp-tests: {unknown} is not one of LTP's inotify/fanotify tests ({} ...)",
                     b.tests.iter().take(4).cloned().collect::<Vec<_>>().join(", ")
@@ -804,7 +843,7 @@ impl Labs<'_> {
             let tests: Vec<String> = b
                 .tests
                 .iter()
-                .filter(|t| l.tests.as_ref().is_none_or(|only| only.contains(t)))
+                .filter(|t| only.is_none_or(|only| only.contains(t)))
                 .map(|t| format!("ltp/{t}"))
                 .collect();
             say(&format!("LTP {}: {} tests in every boot", kbot_ltp_build::dir_name(&b.id), tests.len()));
@@ -847,5 +886,25 @@ mod checkpatch_tests {
         assert!(e.starts_with("checkpatch.pl was stopped by its time limit (kbot: killed after 60 s)"), "{e}");
         let e = checkpatch_failure(true, Some("Can't locate Foo.pm in @INC\x1b[31m\nBEGIN failed\n"), log);
         assert!(e.starts_with("checkpatch.pl gave no verdict: BEGIN failed; see "), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod ltp_tests_tests {
+    use super::*;
+
+    #[test]
+    fn ltp_test_lists_for_all_arches_or_each() {
+        let p = |s: &str| LtpTests::parse(s).unwrap();
+        assert_eq!(p("all"), LtpTests::default());
+        let l = p("fanotify07, ltp/inotify01");
+        assert_eq!(l.for_arch(Arch::Arm64).unwrap(), &["fanotify07", "inotify01"]);
+        let l = p("x86_64=fanotify07,inotify01;arm64=all");
+        assert_eq!(l.for_arch(Arch::X86_64).unwrap(), &["fanotify07", "inotify01"]);
+        assert_eq!(l.for_arch(Arch::Arm64), None, "all");
+        // An arch not named runs all of them.
+        assert_eq!(p("x86_64=fanotify07").for_arch(Arch::Arm64), None);
+        assert!(LtpTests::parse("mips=fanotify07").unwrap_err().contains("unknown architecture"));
+        assert!(LtpTests::parse("x86_64=a;arm64").unwrap_err().contains("expected ARCH=TESTS"));
     }
 }

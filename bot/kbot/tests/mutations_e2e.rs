@@ -36,6 +36,7 @@ const TABLE: &[(&str, Option<(bool, usize)>)] = &[
     ("10-overflow-off-by-one", Some((true, 1))),
     ("11-inotify-mask-create-errno", Some((false, 0))),
     ("12-inotify-merge-wd", Some((false, 0))),
+    ("13-fanotify-init-name-dfid", Some((true, 5))),
 ];
 
 fn examples() -> PathBuf {

@@ -2,7 +2,7 @@
 //! opt-out filter every outgoing mail passes at send time.
 
 use crate::{clean_header, clean_msgid, domain, mailbox, OutMail, ReportError};
-use kbot_kernel::fnv64;
+use crate::fnv64;
 use kbot_mbox::Mail;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};

@@ -430,3 +430,11 @@ mod props {
         }
     }
 }
+
+/// The published FNV-1a 64 vectors, as kbot-kernel's: Message-IDs of reports stay stable.
+#[test]
+fn message_id_hash_is_fnv1a() {
+    assert_eq!(crate::fnv64(b""), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(crate::fnv64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    assert_eq!(crate::fnv64(b"foobar"), 0x8594_4171_f739_67e8);
+}

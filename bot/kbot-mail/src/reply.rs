@@ -1,8 +1,8 @@
 //! Short threaded replies (a command's answer, a follow-up note across revisions) and the
 //! opt-out filter every outgoing mail passes at send time.
 
-use crate::{clean_header, clean_msgid, domain, mailbox, OutMail, ReportError};
 use crate::fnv64;
+use crate::{clean_header, clean_msgid, domain, mailbox, OutMail, ReportError};
 use kbot_mbox::Mail;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};

@@ -48,7 +48,12 @@ impl Home {
     }
 
     pub fn lock_file(&self, tree: &Path) -> PathBuf {
-        self.root.join("locks").join(format!("{}.lock", Self::tree_key(tree)))
+        self.key_lock(&Self::tree_key(tree))
+    }
+
+    /// The lock of the tree whose work dir is `work/<key>`.
+    fn key_lock(&self, key: &str) -> PathBuf {
+        self.root.join("locks").join(format!("{key}.lock"))
     }
 
     /// Removes the work dirs of trees that are gone (a deleted clone, a CI job's or a test's
@@ -64,8 +69,7 @@ impl Home {
             if !work_dir_is_stale(&dir) {
                 continue;
             }
-            let lock = self.root.join("locks").join(format!("{key}.lock"));
-            let Ok(Ok(_held)) = Lock::try_take(&lock) else { continue };
+            let Ok(Ok(_held)) = Lock::try_take(&self.key_lock(&key)) else { continue };
             // Checked again under the lock: a check may have recreated it meanwhile.
             if work_dir_is_stale(&dir) && std::fs::remove_dir_all(&dir).is_ok() {
                 removed.push(dir);

@@ -234,6 +234,20 @@ fn a_series_without_base_commit_is_applied_to_the_branch_that_takes_it() {
     assert_eq!(v["series"]["base_source"], "tree HEAD");
     assert_eq!(v["series"]["base_candidates"][0]["name"], "main");
     assert!(v["series"]["notes"].to_string().contains("applies to none of the 1 candidate bases"), "{v:#}");
+    // A ref the tree does not have is a typo: a usage error before any work, nothing written.
+    std::fs::remove_file(&json).unwrap();
+    let o = kbot(d.path())
+        .args(["check", "--arch", "x86_64", "--no-ltp", "--base-from", "nxt", "--mbox"])
+        .arg(&mbox)
+        .arg("--tree")
+        .arg(&tree)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(one_line_error(&o).contains("--base-from nxt: the tree"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!json.exists());
 }
 
 #[test]

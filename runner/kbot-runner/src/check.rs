@@ -283,9 +283,15 @@ fn pick_base(
     series: &Series,
     notes: &mut Vec<String>,
 ) -> Result<(String, String, Vec<BaseCandidate>), Fail> {
-    let (c, from) = pick_named_base(args, tree, series)?;
-    if let Some(c) = c {
+    if let Some((c, from)) = pick_named_base(args, tree, series)? {
         return Ok((c, from, Vec::new()));
+    }
+    // A ref the user names that the tree does not have is a typo, not a candidate.
+    if let Some(r) = args.base_candidates.iter().flatten().find(|r| tree.resolve(r).is_none()) {
+        return Err(Fail::usage(format!(
+            "--base-from {r}: the tree {} has no such branch, tag or commit",
+            tree.path.display()
+        )));
     }
     let why = match &series.base_commit {
         Some(b) => format!("base-commit {b} is not in the tree"),
@@ -348,24 +354,21 @@ fn try_bases(tree: &Tree, series: &Series, only: Option<&[String]>) -> Result<Ve
     Ok(out)
 }
 
-/// A base the user or the series names: `--base`, a range's start, or a `base-commit:` that
-/// the tree has. None when there is none to use.
-fn pick_named_base(args: &CheckArgs, tree: &Tree, series: &Series) -> Result<(Option<String>, String), Fail> {
+/// A base the user or the series names (`--base`, a range's start, or a `base-commit:` that
+/// the tree has) and where it came from. None when there is none to use.
+fn pick_named_base(args: &CheckArgs, tree: &Tree, series: &Series) -> Result<Option<(String, String)>, Fail> {
     if let Some(b) = &args.base {
         let c = tree
             .resolve(b)
             .ok_or_else(|| Fail::usage(format!("--base {b}: the tree {} has no such commit", tree.path.display())))?;
-        return Ok((Some(c), "--base".into()));
+        return Ok(Some((c, "--base".into())));
     }
     if let Input::Range(r) = &args.input {
         let b = r.split("..").next().unwrap_or_default();
         let c = tree.resolve(b).ok_or_else(|| Fail::usage(format!("--range: the tree has no commit {b}")))?;
-        return Ok((Some(c), "--range".into()));
+        return Ok(Some((c, "--range".into())));
     }
-    if let Some(c) = series.base_commit.as_deref().and_then(|b| tree.resolve(b)) {
-        return Ok((Some(c), "base-commit".into()));
-    }
-    Ok((None, String::new()))
+    Ok(series.base_commit.as_deref().and_then(|b| tree.resolve(b)).map(|c| (c, "base-commit".into())))
 }
 
 /// The series part of the result: patches with their trailers and checks, notes, base.

@@ -160,7 +160,12 @@ fn follow(log: &Path, mut est: Estimator, start: Instant, stop: mpsc::Receiver<(
 /// The tools a build needs for `arch`, missing ones listed.
 pub fn missing_tools(arch: Arch) -> Vec<String> {
     let cc = format!("{}gcc", arch.cross_compile().unwrap_or(""));
-    ["make", "flex", "bison", "bc", "perl", cc.as_str()].iter().filter(|t| !have(t)).map(|t| t.to_string()).collect()
+    let mut tools = vec!["make", "flex", "bison", "bc", "perl", cc.as_str()];
+    if arch == Arch::X86_64 {
+        // Its bzImage is LZ4-compressed (images/kconfig/x86_64.config).
+        tools.push("lz4");
+    }
+    tools.into_iter().filter(|t| !have(t)).map(str::to_string).collect()
 }
 
 /// Builds the kernel image of `arch` from `src` in `out`, logging to `log`. While make runs,

@@ -32,6 +32,8 @@ const PACKAGES: &[&str] = &[
     "cpio",
     "ccache",
     "xz-utils",
+    // The x86_64 test kernel is LZ4-compressed (fast to build and to boot).
+    "lz4",
     "gcc-aarch64-linux-gnu",
     "libc6-dev-arm64-cross",
     "linux-source-6.12",

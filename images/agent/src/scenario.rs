@@ -676,6 +676,14 @@ pub fn check(sc: &Scenario, dir: &str, t: &Timing, shrink_budget: usize) -> Resu
         shrink_budget,
     );
     match same(run_once(&min, dir, t)) {
+        // Budget 0: a corpus scenario, short and written by hand; the replay confirms it.
+        Some(_) if shrink_budget == 0 => Err(format!(
+            "divergence: {}; it diverged again on a replay ({} steps, not shrunk: a corpus scenario, {} ms): {}",
+            first.text,
+            min.len(),
+            started.elapsed().as_millis(),
+            format(&min)
+        )),
         Some(d) => Err(format!(
             "divergence: {}; minimal scenario ({} steps, {tries} shrink runs, {} ms): {}; it diverges at {}",
             first.text,

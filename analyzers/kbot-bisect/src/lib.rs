@@ -55,11 +55,15 @@ pub struct Options {
     /// Confirm it even when it is the whole series (the tip): for callers that did not rerun
     /// the tip before bisecting. The rerun then also tells a flaky failure from a regression.
     pub confirm_tip: bool,
+    /// Checks whose bad verdict is a direct observation, not a timing (an in-kernel rule's
+    /// record of what the kernel did): named at their first bad prefix without a rerun. A
+    /// rerun guards against a watchdog that fired on a slow machine; a record cannot be that.
+    pub observed: Vec<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { retries: 1, confirm: true, confirm_tip: false }
+        Options { retries: 1, confirm: true, confirm_tip: false, observed: Vec::new() }
     }
 }
 
@@ -74,7 +78,12 @@ struct Runner<'a, T: Tester> {
 
 impl<T: Tester> Runner<'_, T> {
     fn run(&mut self, prefix: usize, reason: &'static str) -> BTreeMap<String, Verdict> {
-        let v = self.tester.test(prefix, &self.checks);
+        let checks = self.checks.clone();
+        self.run_these(prefix, reason, &checks)
+    }
+
+    fn run_these(&mut self, prefix: usize, reason: &'static str, checks: &[String]) -> BTreeMap<String, Verdict> {
+        let v = self.tester.test(prefix, checks);
         self.steps.push(Step { prefix, verdicts: v.clone(), reason });
         v
     }
@@ -127,12 +136,15 @@ pub fn bisect<T: Tester>(n: usize, checks: &[String], tester: &mut T, opts: &Opt
         }
         let f = match stuck {
             Some(why) => Found::Inconclusive { good: lo, bad: hi, why },
-            None if opts.confirm && (hi < n || opts.confirm_tip) => {
-                // One confirmation run per prefix serves every check that blames it.
+            None if opts.confirm && !opts.observed.contains(check) && (hi < n || opts.confirm_tip) => {
+                // One confirmation run per prefix serves every check that blames it; it runs
+                // the checks that need one.
                 let again = match r.confirmed.get(&hi) {
                     Some(v) => v.clone(),
                     None => {
-                        let v = r.run(hi, "confirm");
+                        let these: Vec<String> =
+                            checks.iter().filter(|c| !opts.observed.contains(c)).cloned().collect();
+                        let v = r.run_these(hi, "confirm", &these);
                         r.confirmed.insert(hi, v.clone());
                         v
                     }
@@ -206,7 +218,7 @@ mod tests {
     #[test]
     fn unknown_is_retried_then_inconclusive() {
         let mut t = |_p: usize, cs: &[String]| cs.iter().map(|c| (c.clone(), Verdict::Unknown)).collect();
-        let b = bisect(4, &names(1), &mut t, &Options { retries: 2, confirm: true, confirm_tip: false });
+        let b = bisect(4, &names(1), &mut t, &Options { retries: 2, ..Options::default() });
         assert!(matches!(b.found["c0"], Found::Inconclusive { good: 0, bad: 4, .. }));
         assert_eq!(b.steps.len(), 3);
     }
@@ -288,5 +300,32 @@ mod tests {
         };
         bisect(3, &names(1), &mut t, &Options::default());
         assert!(!calls.contains(&3), "{calls:?}");
+    }
+
+    #[test]
+    fn observed_checks_are_named_without_a_rerun() {
+        let mut calls: Vec<(usize, Vec<String>)> = Vec::new();
+        let mut t = |p: usize, cs: &[String]| {
+            calls.push((p, cs.to_vec()));
+            cs.iter().map(|c| (c.clone(), if p >= 2 { Verdict::Bad } else { Verdict::Good })).collect()
+        };
+        let checks = vec!["shadow/rule".to_string(), "hang".to_string()];
+        let opts = Options { confirm_tip: true, observed: vec!["shadow/rule".into()], ..Options::default() };
+        let b = bisect(4, &checks, &mut t, &opts);
+        assert_eq!(b.found["shadow/rule"], Found::FirstBad { first_bad: 2 });
+        assert_eq!(b.found["hang"], Found::FirstBad { first_bad: 2 });
+        // The confirmation reruns prefix 2 for the timed check only.
+        assert_eq!(calls.last().unwrap(), &(2, vec!["hang".to_string()]));
+        assert_eq!(b.steps.last().unwrap().reason, "confirm");
+        // With only observed checks there is no confirmation run at all, not even of the tip.
+        let mut calls = Vec::new();
+        let mut t = |p: usize, cs: &[String]| {
+            calls.push(p);
+            cs.iter().map(|c| (c.clone(), if p >= 4 { Verdict::Bad } else { Verdict::Good })).collect()
+        };
+        let b = bisect(4, &checks[..1], &mut t, &opts);
+        assert_eq!(b.found["shadow/rule"], Found::FirstBad { first_bad: 4 });
+        assert_eq!(calls, [2, 3]);
+        assert!(b.steps.iter().all(|s| s.reason == "bisect"));
     }
 }

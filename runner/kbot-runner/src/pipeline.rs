@@ -30,6 +30,13 @@ impl Check {
         }
     }
 
+    /// Whether a bad verdict is a direct observation (an in-kernel shadow rule's record of
+    /// what the kernel did) rather than a timing or a comparison that a slow machine could
+    /// fake: such a verdict needs no rerun to count.
+    pub fn observed(&self) -> bool {
+        matches!(self, Check::Test(t) if t.starts_with("shadow/"))
+    }
+
     pub fn from_name(name: &str) -> Check {
         match name {
             "build" => Check::Build,
@@ -173,8 +180,11 @@ fn confirm(
     tip_img: &std::path::Path,
     regressed: Vec<Check>,
 ) -> Result<(Vec<Check>, Vec<String>), String> {
-    let names: Vec<String> =
-        regressed.iter().filter_map(|c| if let Check::Test(t) = c { Some(t.clone()) } else { None }).collect();
+    let names: Vec<String> = regressed
+        .iter()
+        .filter(|c| !c.observed())
+        .filter_map(|c| if let Check::Test(t) = c { Some(t.clone()) } else { None })
+        .collect();
     if names.is_empty() {
         return Ok((regressed, Vec::new()));
     }
@@ -260,7 +270,8 @@ fn bisect(lab: &mut dyn Lab, n: usize, checks: &[Check]) -> Bisection {
         times.push(t.elapsed().as_secs_f64());
         v
     };
-    let opts = kbot_bisect::Options { confirm_tip: true, ..kbot_bisect::Options::default() };
+    let observed = checks.iter().filter(|c| c.observed()).map(|c| c.name().to_string()).collect();
+    let opts = kbot_bisect::Options { confirm_tip: true, observed, ..kbot_bisect::Options::default() };
     let out = kbot_bisect::bisect(n, &names, &mut tester, &opts);
     b.steps = out
         .steps

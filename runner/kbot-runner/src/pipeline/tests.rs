@@ -26,6 +26,8 @@ struct FakeLab {
     /// The kernels carry the shadow checks (as `QemuLab` with hooks applied): their rules are
     /// tests of every boot, and a kernel that does not reach the agent oopses in an initcall.
     shadow: bool,
+    /// With `shadow`: the prefixes whose kernels break the rule `wait-in-srcu` in every boot.
+    violates: Box<dyn Fn(usize) -> bool>,
     kernels: Vec<usize>,
     boots: Vec<(usize, Option<Vec<String>>)>,
 }
@@ -39,6 +41,7 @@ impl FakeLab {
             outcome: Box::new(outcome),
             qemu_fails: Vec::new(),
             shadow: false,
+            violates: Box::new(|_| false),
             kernels: Vec::new(),
             boots: Vec::new(),
         }
@@ -74,6 +77,12 @@ impl Lab for FakeLab {
         }
         let before = self.boots_of(prefix);
         self.boots.push((prefix, only.map(<[String]>::to_vec)));
+        // As the real lab: shadow rules are no tests of the agent; with only them in question
+        // the agent runs everything.
+        let only: Option<Vec<String>> = only
+            .map(|o| o.iter().filter(|n| !n.starts_with("shadow/")).cloned().collect::<Vec<_>>())
+            .filter(|o| !o.is_empty());
+        let only = only.as_deref();
         let names: Vec<String> = match only {
             Some(o) => o.to_vec(),
             None => self.tests.iter().map(|t| t.to_string()).collect(),
@@ -81,6 +90,9 @@ impl Lab for FakeLab {
         let mut log = String::new();
         if self.shadow {
             log += "kbot-shadow: active rules=wait-in-srcu\n";
+            if (self.violates)(prefix) {
+                log += "kbot-shadow: VIOLATION rule=wait-in-srcu pid=25 hooks=srcu-enter,pin,wait-start\nCall Trace:\n fsnotify_prepare_user_wait+0x1/0x2\n\n";
+            }
         }
         if (self.starts)(prefix) {
             log += &format!("KTAP version 1\n1..{}\n", names.len());
@@ -340,4 +352,34 @@ fn status_prefers_regressions_over_errors() {
     assert_eq!(crate::check::status_of(&[broken.clone(), bad]).0, Status::Regression);
     assert_eq!(crate::check::status_of(&[broken]), (Status::Error, Some("x86_64: VM timed out".into())));
     assert_eq!(crate::check::status_of(&[]).0, Status::Clean);
+}
+
+#[test]
+fn an_in_kernel_rule_needs_no_rerun_to_be_named() {
+    // The rule alone: bisected to patch 3 without a confirmation boot.
+    let mut lab = FakeLab::new(|_, _, _| Outcome::Pass);
+    lab.shadow = true;
+    lab.violates = Box::new(|p| p >= 3);
+    let r = run(&mut lab, 5);
+    let fb: Vec<(&str, Option<u32>)> =
+        r.regressions.iter().map(|g| (g.test.as_str(), g.first_bad.as_ref().map(|f| f.index))).collect();
+    assert_eq!(fb, [("shadow/wait-in-srcu", Some(3))]);
+    assert!(r.bisect_steps.iter().all(|s| s.reason == "bisect"), "{:?}", r.bisect_steps);
+    assert!(lab.boots.iter().all(|(p, _)| lab.boots.iter().filter(|(q, _)| q == p).count() == 1), "{:?}", lab.boots);
+    // With a hang at the same patch, the confirmation boot reruns the hang test only.
+    let mut lab = FakeLab::new(hangs_from("close_with_pending_perm", 3));
+    lab.shadow = true;
+    lab.violates = Box::new(|p| p >= 3);
+    let r = run(&mut lab, 5);
+    assert_eq!(r.regressions.len(), 2, "{r:?}");
+    assert!(r.regressions.iter().all(|g| g.first_bad.as_ref().map(|f| f.index) == Some(3)), "{r:?}");
+    assert_eq!(lab.boots_of(3), 2);
+    assert_eq!(lab.boots.last().unwrap(), &(3, Some(vec!["close_with_pending_perm".to_string()])));
+    // A single patch whose only finding is the rule: base and tip, no rerun of the tip.
+    let mut lab = FakeLab::new(|_, _, _| Outcome::Pass);
+    lab.shadow = true;
+    lab.violates = Box::new(|p| p >= 1);
+    let r = run(&mut lab, 1);
+    assert_eq!(r.regressions.len(), 1, "{r:?}");
+    assert_eq!(lab.boots.len(), 2, "{:?}", lab.boots);
 }

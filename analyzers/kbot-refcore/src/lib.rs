@@ -54,6 +54,11 @@ pub const QUEUE_LIMIT: usize = 8;
 /// `Ev::name` / node of an event that has none (e.g. inotify's IN_Q_OVERFLOW).
 pub const NO_NAME: u8 = 0xff;
 pub const NO_NODE: u8 = 0xff;
+/// The object of a filesystem mark (FAN_MARK_FILESYSTEM) and of a mount mark
+/// (FAN_MARK_MOUNT), where a mark's node would be: the scenario's tree is one filesystem,
+/// mounted once (the guest agent mounts a tmpfs for each run).
+pub const SB_NODE: u8 = 0xfd;
+pub const MNT_NODE: u8 = 0xfe;
 
 pub const EPERM: i32 = 1;
 pub const ENOENT: i32 = 2;
@@ -343,6 +348,15 @@ pub enum Op {
         from: u8,
         to: u8,
     },
+    /// fanotify_mark(2) with FAN_MARK_FILESYSTEM (or, `mount`, FAN_MARK_MOUNT) on the
+    /// filesystem (mount) holding `inode`; `flags` as for [`Op::Watch`] (fanotify's).
+    FsMark {
+        group: u8,
+        inode: u8,
+        mask: u32,
+        flags: u8,
+        mount: bool,
+    },
     /// fanotify_init(2) with these [`init`] flags and [`fflag`] event file flags, as root or
     /// (`unpriv`) as an unprivileged user; a group it makes is closed at once (only the errno
     /// is compared; groups keep their numbers).
@@ -478,6 +492,9 @@ struct Queued {
     ev: Ev,
     perm: bool,
     reported: bool,
+    /// inotify: the watch's descriptor (the model's mark serial); a watch removed and added
+    /// again on one file has a new one, and inotify merges only events of the same watch.
+    wd: u16,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -500,12 +517,16 @@ impl Group {
     /// queued (not IN_MOVED_*: their cookies differ); fanotify folds it into an unread event
     /// of the same object and task. Returns false when the event was not queued as itself.
     fn insert(&mut self, ev: Ev, perm: bool, limit: usize) -> Result<bool, Invalid> {
+        self.insert_wd(ev, perm, 0, limit)
+    }
+
+    fn insert_wd(&mut self, ev: Ev, perm: bool, wd: u16, limit: usize) -> Result<bool, Invalid> {
         let n = self.queue.len;
         if self.q_len() >= limit {
             let queued = self.queue.as_slice().iter().any(|q| !q.reported && q.ev.mask == mask::OVERFLOW);
             if !queued {
                 let ov = Ev { mask: mask::OVERFLOW, inode: NO_NODE, task: 0, name: NO_NAME };
-                if !self.queue.push(Queued { ev: ov, perm: false, reported: false }) {
+                if !self.queue.push(Queued { ev: ov, perm: false, reported: false, wd: 0 }) {
                     return Err(Invalid::Capacity);
                 }
             }
@@ -514,7 +535,8 @@ impl Group {
         if perm {
         } else if self.class == Class::Inotify {
             let moved = ev.mask & (mask::MOVED_FROM | mask::MOVED_TO) != 0;
-            if n > 0 && !moved && self.queue.items[n - 1].ev == ev && !self.queue.items[n - 1].reported {
+            let last = self.queue.items[n.saturating_sub(1)];
+            if n > 0 && !moved && last.ev == ev && last.wd == wd && !last.reported {
                 return Ok(false);
             }
         } else if let Some(q) = self.queue.items[..n].iter_mut().find(|q| {
@@ -523,11 +545,16 @@ impl Group {
             q.ev.mask |= ev.mask;
             return Ok(false);
         }
-        if self.queue.push(Queued { ev, perm, reported: false }) {
+        if self.queue.push(Queued { ev, perm, reported: false, wd }) {
             Ok(true)
         } else {
             Err(Invalid::Capacity)
         }
+    }
+
+    /// An inotify event of the watch `wd`.
+    fn notify_wd(&mut self, ev: Ev, wd: u16, limit: usize) -> Result<(), Invalid> {
+        self.insert_wd(ev, false, wd, limit).map(|_| ())
     }
 
     fn notify(&mut self, ev: Ev, limit: usize) -> Result<(), Invalid> {
@@ -543,6 +570,8 @@ struct Mark {
     /// The legacy ignore mask (FAN_MARK_IGNORED_MASK): event types only.
     ignore: u32,
     flags: u8,
+    /// The mark's serial (inotify: its watch descriptor).
+    wd: u16,
 }
 
 impl Mark {
@@ -554,6 +583,14 @@ impl Mark {
         let modify = if self.flags & flag::SURV == 0 { mask::MODIFY } else { 0 };
         self.mask | modify | self.ignore
     }
+}
+
+/// What a fanotify mark is on (`FAN_MARK_INODE`, `FAN_MARK_MOUNT`, `FAN_MARK_FILESYSTEM`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Obj {
+    Inode,
+    Mount,
+    Fs,
 }
 
 /// What an open() does once every permission event allowed it.
@@ -619,6 +656,8 @@ pub struct Model {
     last: [[u8; MAX_INODES + 1]; MAX_DIRS],
     tasks: [Task; MAX_TASKS],
     steps: u16,
+    /// Marks made so far (each mark's serial: an inotify watch descriptor).
+    made: u16,
 }
 
 impl Model {
@@ -636,6 +675,7 @@ impl Model {
             last: [[NO_NODE; MAX_INODES + 1]; MAX_DIRS],
             tasks: [Task { state: State::Idle, in_srcu: false, since: 0 }; MAX_TASKS],
             steps: 0,
+            made: 0,
         };
         for i in 0..MAX_INODES {
             m.inodes[i] = Inode { exists: true, data: true, parent: 0, name: i as u8, ..Inode::default() };
@@ -762,6 +802,7 @@ impl Model {
             Op::AddMark { inode, .. }
             | Op::RemoveMark { inode, .. }
             | Op::Watch { inode, .. }
+            | Op::FsMark { inode, .. }
             | Op::Open { inode }
             | Op::Cat { inode }
             | Op::Write { inode }
@@ -801,8 +842,11 @@ impl Model {
                     Some(Ret::Ok(g as i32))
                 }
             }
-            Op::AddMark { group, inode, mask } => Some(self.add_mark(group, inode, mask, 0)?),
-            Op::Watch { group, inode, mask, flags } => Some(self.add_mark(group, inode, mask, flags)?),
+            Op::AddMark { group, inode, mask } => Some(self.add_mark(group, inode, mask, 0, Obj::Inode)?),
+            Op::Watch { group, inode, mask, flags } => Some(self.add_mark(group, inode, mask, flags, Obj::Inode)?),
+            Op::FsMark { group, inode, mask, flags, mount } => {
+                Some(self.add_mark(group, inode, mask, flags, if mount { Obj::Mount } else { Obj::Fs })?)
+            }
             Op::RemoveMark { group, inode } => Some(self.remove_mark(group, inode)?),
             Op::Open { inode } | Op::Cat { inode } | Op::Write { inode } => {
                 let access = match s.op {
@@ -959,15 +1003,18 @@ impl Model {
         }
     }
 
-    fn add_mark(&mut self, group: u8, inode: u8, m: u32, flags: u8) -> Result<Ret, Invalid> {
+    fn add_mark(&mut self, group: u8, inode: u8, m: u32, flags: u8, obj: Obj) -> Result<Ret, Invalid> {
+        if obj != Obj::Inode && flags & !flag::FANOTIFY != 0 {
+            return Err(Invalid::BadArgs);
+        }
         let Some(class) = self.group_class(group) else {
             return Ok(Ret::Err(EBADF));
         };
         let inotify = class == Class::Inotify;
-        if flags & !(if inotify { flag::INOTIFY } else { flag::FANOTIFY }) != 0 {
+        if flags & !(if inotify { flag::INOTIFY } else { flag::FANOTIFY }) != 0 && obj == Obj::Inode {
             return Err(Invalid::BadArgs);
         }
-        if inotify {
+        if inotify && obj == Obj::Inode {
             return self.inotify_add_watch(group, inode, m, flags);
         }
         // do_fanotify_mark(), in its order: mask bits, then the fd, then the group's class,
@@ -982,6 +1029,10 @@ impl Model {
             if legacy_ignore { (m & !(mask::ISDIR | mask::ON_CHILD), mask::ISDIR | mask::ON_CHILD) } else { (m, 0) };
         if self.group(group).is_none() {
             return Ok(Ret::Err(EBADF));
+        }
+        // fanotify_mark(2) on an inotify fd: "verify that this is indeed an fanotify instance".
+        if inotify {
+            return Ok(Ret::Err(EINVAL));
         }
         if m & mask::PERM != 0 && !class.can_perm() {
             return Ok(Ret::Err(EINVAL));
@@ -1000,6 +1051,20 @@ impl Model {
             m &= !mask::ON_CHILD;
             umask |= mask::ON_CHILD;
         }
+        // Filesystem and mount marks: likewise, and the mark is on the filesystem (mount),
+        // whichever object named it ("umask = FAN_EVENT_ON_CHILD" in do_fanotify_mark()).
+        let node = match obj {
+            Obj::Inode => node,
+            Obj::Mount | Obj::Fs => {
+                m &= !mask::ON_CHILD;
+                umask = mask::ON_CHILD;
+                if obj == Obj::Mount {
+                    MNT_NODE
+                } else {
+                    SB_NODE
+                }
+            }
+        };
         let existing = self.mark_of(group, node);
         if flags & flag::REMOVE != 0 {
             let Some(i) = existing else {
@@ -1022,7 +1087,8 @@ impl Model {
             Some(i) => i,
             None => {
                 let slot = self.marks.iter().position(Option::is_none).ok_or(Invalid::Capacity)?;
-                self.marks[slot] = Some(Mark { group, inode: node, mask: 0, ignore: 0, flags: 0 });
+                self.made += 1;
+                self.marks[slot] = Some(Mark { group, inode: node, mask: 0, ignore: 0, flags: 0, wd: self.made });
                 slot
             }
         };
@@ -1074,7 +1140,9 @@ impl Model {
             return Ok(Ret::Ok(0));
         }
         let slot = self.marks.iter().position(Option::is_none).ok_or(Invalid::Capacity)?;
-        self.marks[slot] = Some(Mark { group, inode: node, mask: m | child, ignore: 0, flags: flags & keep });
+        self.made += 1;
+        self.marks[slot] =
+            Some(Mark { group, inode: node, mask: m | child, ignore: 0, flags: flags & keep, wd: self.made });
         Ok(Ret::Ok(0))
     }
 
@@ -1087,7 +1155,7 @@ impl Model {
             // fanotify_mark(FAN_MARK_REMOVE) of every event bit the class may hold (and the
             // event flags): the mark goes unless an ignore mask remains.
             let all = mask::FAN_FD & !if class.can_perm() { 0 } else { mask::PERM };
-            return self.add_mark(group, inode, all | mask::ISDIR | mask::ON_CHILD, flag::REMOVE);
+            return self.add_mark(group, inode, all | mask::ISDIR | mask::ON_CHILD, flag::REMOVE, Obj::Inode);
         }
         // inotify names the watch by wd: the object the path named when it was watched.
         let Some(m) = self.last_at(inode).and_then(|n| self.mark_of(group, n)) else {
@@ -1104,7 +1172,7 @@ impl Model {
         let limit = self.queue_limit;
         if let Some(g) = self.group_mut(mark.group) {
             if g.class == Class::Inotify {
-                g.notify(Ev { mask: mask::IGNORED, inode: mark.inode, task: 0, name: NO_NAME }, limit)?;
+                g.notify_wd(Ev { mask: mask::IGNORED, inode: mark.inode, task: 0, name: NO_NAME }, mark.wd, limit)?;
             }
         }
         Ok(())
@@ -1188,13 +1256,16 @@ impl Model {
             let pm = parent
                 .and_then(|p| self.mark_of(g, p))
                 .filter(|i| self.marks[*i].is_some_and(|m| m.mask & mask::ON_CHILD != 0));
-            if im.is_none() && pm.is_none() {
+            // The filesystem's mark, and the mount's for an event with a path.
+            let sm = self.mark_of(g, SB_NODE);
+            let mm = if path { self.mark_of(g, MNT_NODE) } else { None };
+            if im.is_none() && pm.is_none() && sm.is_none() && mm.is_none() {
                 continue;
             }
             // send_to_group(): a modification clears the ignore masks of the marks that
             // take part, unless they survive modification.
             if ev & mask::MODIFY != 0 {
-                for i in [im, pm].into_iter().flatten() {
+                for i in [im, pm, sm, mm].into_iter().flatten() {
                     let mk = self.marks[i].as_mut().expect("live");
                     if mk.flags & flag::SURV == 0 {
                         mk.ignore = 0;
@@ -1202,8 +1273,9 @@ impl Model {
                 }
             }
             let (imk, pmk) = (im.and_then(|i| self.marks[i]), pm.and_then(|i| self.marks[i]));
+            let (smk, mmk) = (sm.and_then(|i| self.marks[i]), mm.and_then(|i| self.marks[i]));
             let (mut marks_mask, mut ignore) = (0, 0);
-            for mk in [imk, pmk].into_iter().flatten() {
+            for mk in [imk, pmk, smk, mmk].into_iter().flatten() {
                 marks_mask |= mk.mask;
                 ignore |= mk.ignore & mask::EVENTS;
             }
@@ -1229,7 +1301,7 @@ impl Model {
                     }
                     let name = if name == NO_NAME { NO_NAME } else { name };
                     let grp = self.group_mut(g).expect("live");
-                    grp.notify(Ev { mask: out, inode: on, task: 0, name }, limit)?;
+                    grp.notify_wd(Ev { mask: out, inode: on, task: 0, name }, mk.wd, limit)?;
                     if mk.flags & flag::ONESHOT != 0 {
                         self.destroy_mark(idx)?;
                     }
@@ -1243,8 +1315,10 @@ impl Model {
             if !path {
                 continue;
             }
+            // Filesystem and mount marks apply like the object's own (to a directory only with
+            // FAN_ONDIR).
             let mut fmask = 0;
-            for (mk, parent_type) in [(imk, false), (pmk, true)] {
+            for (mk, parent_type) in [(imk, false), (pmk, true), (smk, false), (mmk, false)] {
                 let Some(mk) = mk else {
                     continue;
                 };
@@ -1281,7 +1355,7 @@ impl Model {
                 continue;
             }
             let grp = self.group_mut(g).expect("live");
-            grp.notify(Ev { mask: ev, inode: dir, task: 0, name }, limit)?;
+            grp.notify_wd(Ev { mask: ev, inode: dir, task: 0, name }, mk.wd, limit)?;
             if mk.flags & flag::ONESHOT != 0 {
                 self.destroy_mark(i)?;
             }
@@ -1293,24 +1367,33 @@ impl Model {
     /// (priority, group) in delivery order: higher priority first, then group id.
     fn next_perm_group(&self, inode: u8, after: Option<(u8, u8)>) -> Option<u8> {
         let key = |g: u8| (core::cmp::Reverse(self.group(g).map_or(0, |x| x.class.priority())), g);
+        let is_dir = self.inodes[inode as usize].dir;
         let mut best: Option<u8> = None;
-        for mk in self.marks.iter().flatten() {
-            let Some(g) = self.group(mk.group) else {
-                continue;
-            };
-            if mk.inode != inode || mk.mask & mask::OPEN_PERM & !mk.ignore == 0 || !g.class.can_perm() {
+        for g in 0..self.ngroups {
+            if !self.group(g).is_some_and(|x| x.class.can_perm()) {
                 continue;
             }
-            if self.inodes[inode as usize].dir && mk.mask & mask::ISDIR == 0 {
+            // The group's marks on the file, its mount and its filesystem: the ignore mask of
+            // any of them applies to all (send_to_group()).
+            let (mut want, mut ignore) = (0, 0);
+            for i in [self.mark_of(g, inode), self.mark_of(g, MNT_NODE), self.mark_of(g, SB_NODE)].into_iter().flatten()
+            {
+                let mk = self.marks[i].expect("live");
+                ignore |= mk.ignore;
+                if !(is_dir && mk.mask & mask::ISDIR == 0) {
+                    want |= mk.mask;
+                }
+            }
+            if want & mask::OPEN_PERM & !ignore == 0 {
                 continue;
             }
             if let Some((p, ag)) = after {
-                if key(mk.group) <= (core::cmp::Reverse(p), ag) {
+                if key(g) <= (core::cmp::Reverse(p), ag) {
                     continue;
                 }
             }
-            if best.is_none_or(|b| key(mk.group) < key(b)) {
-                best = Some(mk.group);
+            if best.is_none_or(|b| key(g) < key(b)) {
+                best = Some(g);
             }
         }
         best

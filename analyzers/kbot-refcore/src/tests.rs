@@ -234,6 +234,13 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         (0u8..6, 0..TASKS, any::<bool>()).prop_map(|(group, waiter, allow)| Op::Answer { group, waiter, allow }),
         (0..INODES).prop_map(|inode| Op::Unlink { inode }),
         (0u8..6).prop_map(|group| Op::Close { group }),
+        (
+            0u8..6,
+            0..INODES,
+            prop_oneof![Just(mask::OPEN), Just(mask::OPEN_PERM), Just(mask::OPEN | mask::ISDIR)],
+            any::<bool>()
+        )
+            .prop_map(|(group, inode, mask, mount)| Op::FsMark { group, inode, mask, flags: 0, mount }),
         (any::<u16>(), any::<u8>(), any::<bool>()).prop_map(|(flags, fflags, unpriv)| Op::Init {
             flags,
             fflags,
@@ -544,4 +551,114 @@ fn fanotify_init_flags_follow_the_man_page() {
     // Past the privilege check the flag rules are the same.
     assert_eq!(unpriv(REPORT_NAME | REPORT_FID, 0), Some(EINVAL));
     assert_eq!(unpriv(REPORT_FID | UNKNOWN, 0), Some(EINVAL));
+}
+
+/// fanotify_mark(2): "FAN_MARK_FILESYSTEM: Mark the filesystem specified by pathname. ... All
+/// the contained files and directories of the filesystem from any mount point will be
+/// monitored"; FAN_MARK_MOUNT likewise for the mount. FAN_ONDIR: "Without this flag, events
+/// are created only for files". An inode mark's ignore mask applies to the group's events from
+/// its filesystem mark (the kernel merges a group's marks of every type, send_to_group()).
+#[test]
+fn filesystem_and_mount_marks() {
+    for mount in [false, true] {
+        let mut m = Model::new(Semantics::Current);
+        ok(&mut m, 0, Op::CreateGroup(Class::FanNotif));
+        ok(&mut m, 0, Op::FsMark { group: 0, inode: 3, mask: mask::OPEN, flags: 0, mount });
+        ok(&mut m, 1, Op::Mkdir { inode: D1 });
+        ok(&mut m, 1, Op::Create { inode: path::of(1, 0) });
+        ok(&mut m, 1, Op::Open { inode: 0 });
+        ok(&mut m, 1, Op::Open { inode: path::of(1, 0) });
+        ok(&mut m, 1, Op::Open { inode: D1 });
+        let (d1, f) = (m.lookup(D1).unwrap(), m.lookup(path::of(1, 0)).unwrap());
+        assert_eq!(evs(&mut m, 0), [ev(mask::OPEN, 0, 1, NO_NAME), ev(mask::OPEN, f, 1, NO_NAME)], "mount={mount}");
+        // FAN_ONDIR: directories too.
+        ok(&mut m, 0, Op::FsMark { group: 0, inode: 0, mask: mask::OPEN | mask::ISDIR, flags: 0, mount });
+        ok(&mut m, 1, Op::Open { inode: D1 });
+        assert_eq!(evs(&mut m, 0), [ev(mask::OPEN, d1, 1, NO_NAME)]);
+        // An ignore mask on one file's mark silences the filesystem mark for that file only.
+        ok(&mut m, 0, Op::Watch { group: 0, inode: 1, mask: mask::OPEN, flags: flag::IGNORED | flag::SURV });
+        ok(&mut m, 1, Op::Open { inode: 1 });
+        ok(&mut m, 1, Op::Open { inode: 2 });
+        assert_eq!(evs(&mut m, 0), [ev(mask::OPEN, 2, 1, NO_NAME)]);
+        // Removing the filesystem mark's events ends them; removing it twice is ENOENT.
+        ok(&mut m, 0, Op::FsMark { group: 0, inode: 0, mask: mask::OPEN | mask::ISDIR, flags: flag::REMOVE, mount });
+        ok(&mut m, 1, Op::Open { inode: 2 });
+        assert_eq!(run(&mut m, 0, Op::ReadEvents { group: 0 }).ret, Some(Ret::Err(EAGAIN)));
+        let again = Op::FsMark { group: 0, inode: 0, mask: mask::OPEN, flags: flag::REMOVE, mount };
+        assert_eq!(err(&mut m, again), ENOENT);
+        // The other kind of mark is a mark of its own.
+        ok(&mut m, 0, Op::FsMark { group: 0, inode: 0, mask: mask::ACCESS, flags: 0, mount: !mount });
+        assert_eq!(err(&mut m, again), ENOENT);
+    }
+}
+
+/// fanotify_mark(2) EINVAL: "The fanotify file descriptor was not obtained with
+/// fanotify_init(2)" (an inotify fd); events that need file handles (FAN_CREATE, FAN_ATTRIB,
+/// ...) with a group reporting fds; "FAN_MARK_MOUNT" with them in any case; permission events
+/// for a FAN_CLASS_NOTIF group; ENOENT for a path that is not there; ENOTDIR with
+/// FAN_MARK_ONLYDIR on a file. FAN_EVENT_ON_CHILD is dropped from such marks.
+#[test]
+fn filesystem_mark_errors() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::CreateGroup(Class::Inotify));
+    ok(&mut m, 0, Op::CreateGroup(Class::FanNotif));
+    let fs = |group, inode, mask, flags| Op::FsMark { group, inode, mask, flags, mount: false };
+    assert_eq!(err(&mut m, fs(0, 0, mask::OPEN, 0)), EINVAL);
+    assert_eq!(err(&mut m, fs(1, 0, mask::OPEN | mask::CREATE, 0)), EINVAL);
+    assert_eq!(err(&mut m, Op::FsMark { group: 1, inode: 0, mask: mask::ATTRIB, flags: 0, mount: true }), EINVAL);
+    assert_eq!(err(&mut m, fs(1, 0, mask::OPEN_PERM, 0)), EINVAL);
+    assert_eq!(err(&mut m, fs(1, path::of(1, 0), mask::OPEN, 0)), ENOENT);
+    assert_eq!(err(&mut m, fs(1, 0, mask::OPEN, flag::ONLYDIR)), ENOTDIR);
+    assert_eq!(err(&mut m, fs(5, 0, mask::OPEN, 0)), EBADF);
+    assert_eq!(err(&mut m, fs(1, 0, 0, 0)), EINVAL);
+    // FAN_EVENT_ON_CHILD alone: nothing left but the (umask) flag, so nothing to remove.
+    ok(&mut m, 0, fs(1, D0, mask::OPEN | mask::ON_CHILD, 0));
+    ok(&mut m, 1, Op::Open { inode: 0 });
+    assert_eq!(evs(&mut m, 1), [ev(mask::OPEN, 0, 1, NO_NAME)]);
+    // inotify flags are not fanotify's.
+    assert_eq!(m.step(Step { task: 0, op: fs(1, 0, mask::OPEN, flag::ONESHOT) }), Err(Invalid::BadArgs));
+}
+
+/// A permission event from a filesystem mark blocks every open in the filesystem until the
+/// listener answers, in priority order with inode marks of other groups.
+#[test]
+fn filesystem_permission_marks() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::CreateGroup(Class::FanContent));
+    ok(&mut m, 0, Op::CreateGroup(Class::FanPreContent));
+    ok(&mut m, 0, Op::FsMark { group: 0, inode: 0, mask: mask::OPEN_PERM, flags: 0, mount: false });
+    ok(&mut m, 0, Op::AddMark { group: 1, inode: 2, mask: mask::OPEN_PERM });
+    assert_eq!(run(&mut m, 1, Op::Open { inode: 2 }).ret, None);
+    // Pre-content first, then content.
+    assert_eq!(evs(&mut m, 1), [ev(mask::OPEN_PERM, 2, 1, NO_NAME)]);
+    assert_eq!(run(&mut m, 0, Op::ReadEvents { group: 0 }).ret, Some(Ret::Err(EAGAIN)));
+    ok(&mut m, 0, Op::Answer { group: 1, waiter: 1, allow: true });
+    assert!(m.blocked(1));
+    assert_eq!(evs(&mut m, 0), [ev(mask::OPEN_PERM, 2, 1, NO_NAME)]);
+    let r = run(&mut m, 0, Op::Answer { group: 0, waiter: 1, allow: true });
+    assert_eq!(r.released.as_slice()[0].task, 1);
+    // An ignore mask on the file's own mark of the same group lets it through.
+    ok(&mut m, 0, Op::Watch { group: 0, inode: 3, mask: mask::OPEN_PERM, flags: flag::IGNORED | flag::SURV });
+    ok(&mut m, 2, Op::Open { inode: 3 });
+    assert_eq!(run(&mut m, 2, Op::Open { inode: 1 }).ret, None);
+}
+
+/// inotify(7): "If successive output inotify events produced on the inotify file descriptor
+/// are identical (same wd, mask, cookie, and name), then they are coalesced". A watch removed
+/// and added again gets a new wd, so its IN_IGNORED is not the old one's (found by a trust
+/// run in session 6: seed 41, scenario 10).
+#[test]
+fn inotify_merges_only_events_of_one_watch() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::CreateGroup(Class::Inotify));
+    ok(&mut m, 0, Op::AddMark { group: 0, inode: 0, mask: mask::OPEN });
+    ok(&mut m, 0, Op::RemoveMark { group: 0, inode: 0 });
+    ok(&mut m, 0, Op::AddMark { group: 0, inode: 0, mask: mask::OPEN });
+    ok(&mut m, 0, Op::RemoveMark { group: 0, inode: 0 });
+    assert_eq!(evs(&mut m, 0), [ev(mask::IGNORED, 0, 0, NO_NAME), ev(mask::IGNORED, 0, 0, NO_NAME)]);
+    // One watch: two identical events in a row are one.
+    ok(&mut m, 0, Op::AddMark { group: 0, inode: 0, mask: mask::OPEN });
+    ok(&mut m, 1, Op::Open { inode: 0 });
+    ok(&mut m, 1, Op::Open { inode: 0 });
+    assert_eq!(evs(&mut m, 0), [ev(mask::OPEN, 0, 0, NO_NAME)]);
 }

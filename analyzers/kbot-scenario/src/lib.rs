@@ -181,6 +181,13 @@ pub fn format_step(s: &Step) -> String {
         Op::Watch { group, inode, mask, flags } => {
             format!("t{t} mark g{group} {} {} {}", path_name(inode), mask_name(mask), flags_name(flags))
         }
+        Op::FsMark { group, inode, mask, flags, mount } => format!(
+            "t{t} {} g{group} {} {}{}",
+            if mount { "mountmark" } else { "fsmark" },
+            path_name(inode),
+            mask_name(mask),
+            if flags == 0 { String::new() } else { format!(" {}", flags_name(flags)) }
+        ),
         Op::RemoveMark { group, inode } => format!("t{t} unmark g{group} {}", path_name(inode)),
         Op::Open { inode } => format!("t{t} open {}", path_name(inode)),
         Op::Cat { inode } => format!("t{t} cat {}", path_name(inode)),
@@ -329,6 +336,11 @@ pub fn parse_step(text: &str) -> Result<Step, StepError> {
                 Some(f) => Op::Watch { group, inode, mask, flags: parse_flags(f)? },
                 None => Op::AddMark { group, inode, mask },
             }
+        }
+        "fsmark" | "mountmark" => {
+            let (group, inode, mask) = (num(w.next(), 'g', "group")?, parse_path(w.next())?, parse_mask(w.next())?);
+            let flags = w.next().map(parse_flags).transpose()?.unwrap_or(0);
+            Op::FsMark { group, inode, mask, flags, mount: verb == "mountmark" }
         }
         "unmark" => Op::RemoveMark { group: num(w.next(), 'g', "group")?, inode: parse_path(w.next())? },
         "open" => Op::Open { inode: parse_path(w.next())? },
@@ -757,7 +769,70 @@ pub fn generate(seed: u64, len: usize) -> Vec<Step> {
 /// The random scenario `index` of `seed` (each gets its own stream).
 pub fn random(seed: u64, index: u32) -> Scenario {
     let mixed = seed ^ (u64::from(index).wrapping_mul(0xa076_1d64_78bd_642f));
-    Scenario { name: format!("scenario/random-{seed}-{index}"), steps: with_inits(generate(mixed, 24), mixed) }
+    Scenario {
+        name: format!("scenario/random-{seed}-{index}"),
+        steps: with_fs_marks(with_inits(generate(mixed, 24), mixed), mixed),
+    }
+}
+
+/// A random filesystem or mount mark for `group`: fd-reporting events (with FAN_ONDIR at
+/// times), ignore masks, removal, and now and then an invalid one (an event that needs FID
+/// reporting, FAN_EVENT_ON_CHILD, which such marks drop, or a path that is not there). No
+/// permission events: with a filesystem mark every open in the tree would ask that group,
+/// and the kernel orders groups of one priority by address.
+fn gen_fs_mark(r: &mut Rng, group: u8) -> Op {
+    let mut mask = gen_events(r, FAN_EVENTS);
+    if r.below(3) == 0 {
+        mask |= mask::ISDIR;
+    }
+    if r.below(8) == 0 {
+        mask |= mask::ON_CHILD;
+    }
+    if r.below(15) == 0 {
+        mask |= [mask::CREATE, mask::ATTRIB, mask::DELETE_SELF][r.below(3) as usize];
+    }
+    let flags = match r.below(8) {
+        0 | 1 => flag::IGNORED | if r.below(2) == 0 { flag::SURV } else { 0 },
+        2 => flag::REMOVE | if r.below(3) == 0 { flag::IGNORED } else { 0 },
+        3 if r.below(3) == 0 => flag::ONLYDIR,
+        _ => 0,
+    };
+    Op::FsMark { group, inode: gen_path(r), mask, flags, mount: r.below(2) == 0 }
+}
+
+/// Adds up to three filesystem or mount marks at random places from a stream of their own,
+/// each for a group that exists there (any class: an inotify group gets EINVAL). They change
+/// what fanotify groups read but no task's state, so every later step stays valid; one that
+/// would not (the model's mark table full) is left out.
+fn with_fs_marks(steps: Vec<Step>, seed: u64) -> Vec<Step> {
+    let mut r = Rng::new(seed ^ 0x2f5a_17c0_ffee_0002);
+    let n = r.below(4) as usize;
+    let mut at: Vec<usize> = (0..n).map(|_| r.below(steps.len() as u64 + 1) as usize).collect();
+    at.sort_unstable();
+    let mut out: Vec<Step> = Vec::with_capacity(steps.len() + n);
+    let mut m = Model::new(Semantics::Current);
+    let mut next = at.into_iter().peekable();
+    for i in 0..=steps.len() {
+        while next.next_if_eq(&i).is_some() {
+            let ngroups = m.groups_created();
+            let idle: Vec<u8> = (0..GEN_TASKS).filter(|t| !m.blocked(*t)).collect();
+            let group = r.below(u64::from(ngroups).max(1)) as u8;
+            let op = gen_fs_mark(&mut r, group);
+            let Some(&task) = idle.get(r.below(idle.len().max(1) as u64) as usize) else { continue };
+            let s = Step { task, op };
+            // The rest must still run as generated.
+            let mut probe = m.clone();
+            if probe.step(s).is_ok() && steps[i..].iter().all(|x| probe.step(*x).is_ok()) {
+                m.step(s).expect("probed");
+                out.push(s);
+            }
+        }
+        if let Some(&s) = steps.get(i) {
+            m.step(s).expect("generated steps are valid");
+            out.push(s);
+        }
+    }
+    out
 }
 
 /// A random fanotify_init call: every class (and no class), the reporting modes and their
@@ -870,6 +945,7 @@ pub fn corpus() -> Vec<Scenario> {
         c("ignore-surv-modify", "t0 group notif; t0 mark g0 i0 open+closew; t0 mark g0 i0 open ignored; t0 mark g0 i1 open+closew; t0 mark g0 i1 open ignored+surv; t1 open i0; t1 open i1; t1 write i0; t1 write i1; t0 read g0; t1 open i0; t1 open i1; t0 read g0"),
         c("queue-overflow", "t0 group inotify; t0 mark g0 d0 attrib; t1 chmod i0; t1 chmod i1; t1 chmod i0; t1 chmod i1; t1 chmod i0; t1 chmod i1; t1 chmod i0; t1 chmod i1; t1 chmod i0; t1 chmod i1; t0 read g0; t1 chmod i2; t0 read g0"),
         c("invalid-calls", "t0 group notif; t0 group inotify; t0 mark g0 i0 perm; t0 mark g0 d0 open+create; t0 mark g0 i0 open onlydir; t0 unmark g0 i5; t0 mark g1 i0 perm; t0 mark g1 d2/i0 open; t0 close g1; t0 mark g1 i0 perm; t0 mark g1 i0 open; t1 rmdir i0; t1 unlink d0; t1 mkdir d1; t1 mkdir d1; t1 create d1/i0; t1 rmdir d1; t1 create d2/i0"),
+        c("fanotify-fs-marks", "t0 group notif; t0 fsmark g0 i3 open; t1 mkdir d1; t1 create d1/i0; t1 open i0; t1 open d1/i0; t1 open d1; t0 read g0; t0 mountmark g0 d0 open+ondir+closenw; t1 cat d1/i0; t1 open d1; t0 mark g0 i1 open ignored+surv; t1 open i1; t1 write i2; t0 read g0; t0 fsmark g0 i0 open remove; t1 open i2; t0 read g0; t0 fsmark g0 i0 open remove; t0 fsmark g0 d0 create; t0 group inotify; t0 fsmark g1 i0 open; t0 mountmark g0 i0 attrib; t0 fsmark g0 d2 open"),
         c("fanotify-init-flags", "t0 init notif rdonly; t0 init content+fid rdonly; t0 init fid+name rdonly; t0 init fid+dfid+name+target rdwr+cloexec; t0 init dfid+name+target rdonly; t0 init pidfd+tid rdonly; t0 init content+precontent rdonly; t0 init notif badacc; t0 init notif rdonly+directory; t0 init unknown rdonly; t0 init audit wronly; t0 init precontent+uqueue+umarks+cloexec+nonblock rdwr+append+noatime+largefile; t0 init notif rdonly unpriv; t0 init fid+uqueue rdonly unpriv; t0 init dfid+name+cloexec rdwr unpriv; t0 init fid+unknown rdonly unpriv"),
     ]
 }
@@ -928,7 +1004,8 @@ mod tests {
         for i in 0..200 {
             let sc = random(5, i);
             let mixed = 5 ^ (u64::from(i).wrapping_mul(0xa076_1d64_78bd_642f));
-            let rest: Vec<Step> = sc.steps.iter().filter(|s| !matches!(s.op, Op::Init { .. })).copied().collect();
+            let rest: Vec<Step> =
+                sc.steps.iter().filter(|s| !matches!(s.op, Op::Init { .. } | Op::FsMark { .. })).copied().collect();
             assert_eq!(rest, generate(mixed, 24), "{}", sc.name);
             assert_eq!(parse(&format(&sc.steps)).unwrap(), sc.steps);
             for o in predict(&sc.steps, Semantics::Current).unwrap().iter().zip(&sc.steps) {

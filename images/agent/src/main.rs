@@ -242,6 +242,7 @@ fn main() {
         dump: pid1,
         shrink_time: Duration::from_millis(p.shrink_ms),
         queue_limit: queue_limit(pid1),
+        own_fs: pid1,
     };
     let mut random_started: Option<Instant> = None;
     for (j, sc) in scens.iter().enumerate() {

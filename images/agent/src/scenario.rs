@@ -22,6 +22,8 @@ const FAN_REPORT_TID: u32 = 0x100;
 const FAN_ONDIR: u64 = 0x4000_0000;
 const FAN_EVENT_ON_CHILD: u64 = 0x0800_0000;
 const FAN_MARK_ONLYDIR: u32 = 0x08;
+const FAN_MARK_MOUNT: u32 = 0x10;
+const FAN_MARK_FILESYSTEM: u32 = 0x100;
 const FAN_MARK_IGNORED_MASK: u32 = 0x20;
 const FAN_MARK_IGNORED_SURV_MODIFY: u32 = 0x40;
 /// A fanotify_init flag no kernel defines (the model's `init::UNKNOWN`).
@@ -143,6 +145,9 @@ pub struct Timing {
     pub shrink_time: Duration,
     /// The groups' queue limit (`max_queued_events`), for the prediction.
     pub queue_limit: usize,
+    /// Each run in a tmpfs of its own (the guest, as root): filesystem and mount marks then
+    /// see the scenario's tree and nothing else.
+    pub own_fs: bool,
 }
 
 /// What the tasks share: the kernel objects behind the model's ids.
@@ -252,6 +257,17 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
         }
         Op::AddMark { group, inode, mask: m } => add_mark(&mut lock(), group, inode, m, 0),
         Op::Watch { group, inode, mask: m, flags } => add_mark(&mut lock(), group, inode, m, flags),
+        Op::FsMark { group, inode, mask: m, flags, mount } => {
+            let k = lock();
+            let (fd, _) = k.group_fd(group);
+            let path = cstr(&k.path(inode));
+            // fanotify_mark(2) whatever the group is: on an inotify fd that is EINVAL.
+            let kf = fan_mark_flags(flags) | if mount { FAN_MARK_MOUNT } else { FAN_MARK_FILESYSTEM };
+            // SAFETY: valid fd or -1, valid path; on 64-bit arches the mask is one register.
+            let r =
+                unsafe { libc::syscall(libc::SYS_fanotify_mark, fd, kf, to_kernel(m), libc::AT_FDCWD, path.as_ptr()) };
+            (ret_of(r), vec![])
+        }
         Op::RemoveMark { group, inode } => {
             let k = lock();
             let (fd, class) = k.group_fd(group);
@@ -412,6 +428,14 @@ fn add_mark(k: &mut Kernel, group: u8, inode: u8, m: u32, flags: u8) -> (Ret, Ve
         k.wd_inode.insert((group, wd), node);
         return (Ret::Ok(0), vec![]);
     }
+    let kf = fan_mark_flags(flags);
+    // SAFETY: as above; on 64-bit arches the mask is one register.
+    let r = unsafe { libc::syscall(libc::SYS_fanotify_mark, fd, kf, to_kernel(m), libc::AT_FDCWD, path.as_ptr()) };
+    (ret_of(r), vec![])
+}
+
+/// fanotify_mark(2)'s flags for the model's [`flag`]s (the mark type apart).
+fn fan_mark_flags(flags: u8) -> u32 {
     let mut kf = if flags & flag::REMOVE != 0 { sys::FAN_MARK_REMOVE } else { sys::FAN_MARK_ADD };
     for (f, b) in [
         (flag::ONLYDIR, FAN_MARK_ONLYDIR),
@@ -422,9 +446,7 @@ fn add_mark(k: &mut Kernel, group: u8, inode: u8, m: u32, flags: u8) -> (Ret, Ve
             kf |= b;
         }
     }
-    // SAFETY: as above; on 64-bit arches the mask is one register.
-    let r = unsafe { libc::syscall(libc::SYS_fanotify_mark, fd, kf, to_kernel(m), libc::AT_FDCWD, path.as_ptr()) };
-    (ret_of(r), vec![])
+    kf
 }
 
 /// An inotify event's name (`i3`, `d1`) as the model numbers names.
@@ -526,8 +548,12 @@ fn diverged(text: String, sig: &str) -> Diverged {
 
 pub fn run_once(steps: &[Step], dir: &str, t: &Timing) -> Result<(), Diverged> {
     let pred = predict_with(steps, Semantics::Current, t.queue_limit).map_err(|e| diverged(e.to_string(), "setup"))?;
+    let _ = unmount(dir);
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| diverged(format!("mkdir {dir}: {e}"), "setup"))?;
+    if t.own_fs {
+        sys::mount("tmpfs", dir, "tmpfs").map_err(|e| diverged(format!("mount a tmpfs on {dir}: {e}"), "setup"))?;
+    }
     let mut kern = Kernel { dir: dir.to_string(), ..Default::default() };
     for i in 0..MAX_INODES as u8 {
         let p = kern.path(i);
@@ -596,6 +622,10 @@ pub fn run_once(steps: &[Step], dir: &str, t: &Timing) -> Result<(), Diverged> {
         }
     }
     let stuck = cleanup(&k, &actors, &mut busy);
+    if t.own_fs {
+        // Lazily: a task the kernel never released may still be inside.
+        let _ = unmount(dir);
+    }
     if stuck > 0 && result.is_ok() {
         // The kernel kept tasks blocked after every group was closed: that is a finding too.
         result = Err(diverged(
@@ -604,6 +634,17 @@ pub fn run_once(steps: &[Step], dir: &str, t: &Timing) -> Result<(), Diverged> {
         ));
     }
     result
+}
+
+/// Detaches the tmpfs of a run (MNT_DETACH: busy or not).
+fn unmount(dir: &str) -> std::io::Result<()> {
+    let c = cstr(dir);
+    // SAFETY: valid C string.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Closes every group (which allows pending permission events) and waits a little for

@@ -99,6 +99,10 @@ enum Cmd {
         /// No LTP, even when KBOT_LTP names one.
         #[arg(long)]
         no_ltp: bool,
+        /// Only the warm column: a check to fill the caches, then the measured one with the
+        /// series' kernels rebuilt (a minute instead of ten).
+        #[arg(long)]
+        warm_only: bool,
     },
 }
 
@@ -419,6 +423,7 @@ fn bench_cmd(
     arch: &str,
     jobs: Option<usize>,
     ltp: Option<PathBuf>,
+    warm_only: bool,
     quiet: bool,
 ) -> Result<i32, Fail> {
     let arches = parse_arches(arch)?;
@@ -451,7 +456,7 @@ fn bench_cmd(
         }),
         base_candidates: None,
     };
-    let table = bench::run(&home, args, &Progress::new(quiet))?;
+    let table = bench::run(&home, args, warm_only, &Progress::new(quiet))?;
     println!("{table}");
     Ok(0)
 }
@@ -552,8 +557,8 @@ fn main() {
         }
         Cmd::Check(c) => check_cmd(*c, cli.quiet),
         Cmd::Scenario(s) => scenario(s, cli.quiet),
-        Cmd::Bench { mbox, arch, jobs, ltp, no_ltp } => {
-            bench_cmd(mbox, &arch, jobs, ltp.filter(|_| !no_ltp), cli.quiet)
+        Cmd::Bench { mbox, arch, jobs, ltp, no_ltp, warm_only } => {
+            bench_cmd(mbox, &arch, jobs, ltp.filter(|_| !no_ltp), warm_only, cli.quiet)
         }
         Cmd::Serve { config, once } => Home::locate().and_then(|home| {
             let cfg = config::load(&config)?;

@@ -106,7 +106,35 @@ fn ltp_share(r: &CheckResult, arch: &str) -> (f64, usize) {
     })
 }
 
-pub fn run(home: &Home, args: CheckArgs, progress: &Progress) -> Result<String, Fail> {
+/// Forgets the series' own kernels (every config), keeping the base's.
+fn forget_patched(home: &Home, args: &CheckArgs, r: &CheckResult) -> Result<(), Fail> {
+    for a in &args.arches {
+        for p in &r.series.patches {
+            if let Some(c) = &p.commit {
+                for extra in [String::new(), kbot_kernel::shadow::config_extra()] {
+                    wipe(&home.kernel_cache(*a, c, &kbot_kernel::kconfig::config_key(*a, &extra)))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `warm_only`: a first check fills the caches (whatever they held), the second is measured
+/// with the series' kernels rebuilt; the table's cold column is that first check.
+pub fn run(home: &Home, args: CheckArgs, warm_only: bool, progress: &Progress) -> Result<String, Fail> {
+    if warm_only {
+        progress.say("bench", "prime", "a check to fill the caches (not measured)");
+        let prime = check::run(home, &args, progress)?;
+        forget_patched(home, &args, &prime)?;
+        progress.say("bench", "warm", "base kernel cached, patched kernels rebuilt incrementally");
+        let warm = check::run(home, &args, progress)?;
+        let arches = args.arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ");
+        return Ok(format!(
+            "{}\n\nwarm only ({arches}): the cold column is the priming check, whatever the caches held.",
+            table(&prime, &warm)
+        ));
+    }
     let tree = args.tree.clone().unwrap_or_else(|| home.default_tree());
     // Cold: no kernel cache, fresh build directories, no ccache.
     wipe(&home.root.join("cache/kernels"))?;
@@ -129,15 +157,7 @@ pub fn run(home: &Home, args: CheckArgs, progress: &Progress) -> Result<String, 
     }
     let cold = cold?;
     // Warm: forget the patched kernels, keep the base kernel, build dirs and ccache.
-    for a in &args.arches {
-        for p in &cold.series.patches {
-            if let Some(c) = &p.commit {
-                for extra in [String::new(), kbot_kernel::shadow::config_extra()] {
-                    wipe(&home.kernel_cache(*a, c, &kbot_kernel::kconfig::config_key(*a, &extra)))?;
-                }
-            }
-        }
-    }
+    forget_patched(home, &args, &cold)?;
     let ccache_warm = kbot_kernel::build::use_ccache();
     progress.say(
         "bench",

@@ -22,8 +22,10 @@
 //! `fanotify_mark`/`inotify_add_watch` calls. The rules follow Linux 6.12's
 //! `fs/notify/fsnotify.c` (`send_to_group`, `fsnotify_iter_select_report_types`),
 //! `fanotify_group_event_mask()`, `inotify_handle_inode_event()` and `do_fanotify_mark()`.
-//! Not modelled: FID/DFID_NAME reporting (marks that need it fail with EINVAL, as they do
-//! for an fd-reporting group), mount and filesystem marks, `FAN_MARK_IGNORE` (5.19+ API).
+//! Filesystem and mount marks (`FAN_MARK_FILESYSTEM`, `FAN_MARK_MOUNT`) are one mark per
+//! group and kind on [`SB_NODE`] / [`MNT_NODE`], merged with the group's other marks as
+//! `send_to_group()` does. Not modelled: FID/DFID_NAME reporting (marks that need it fail
+//! with EINVAL, as they do for an fd-reporting group), `FAN_MARK_IGNORE` (5.19+ API).
 //!
 //! `no_std` and allocation free (fixed capacities), so the same source can run in the guest
 //! agent, on the host and inside the kernel.
@@ -609,6 +611,15 @@ enum State {
         inode: u8,
         group: u8,
         access: Access,
+        /// Groups whose marks the wait pins (`fsnotify_prepare_user_wait()` takes the mark at
+        /// each list's cursor: this group's, and on the other lists the next group's in
+        /// delivery order), one bit per group; closing such a group waits for the answer.
+        pins: u8,
+    },
+    /// close(): waiting until no permission waiter pins one of `group`'s marks
+    /// (`fsnotify_destroy_group()` waits for `group->user_waits` to drop to 0).
+    UserWait {
+        group: u8,
     },
     /// Waiting for a grace period: until every task in `readers` left its read-side section.
     GraceWait {
@@ -1420,8 +1431,9 @@ impl Model {
                 after = Some((prio, g));
                 continue;
             }
+            let pins = if self.semantics == Semantics::Current { self.pinned_groups(inode, g) } else { 0 };
             let t = &mut self.tasks[task as usize];
-            t.state = State::PermWait { inode, group: g, access };
+            t.state = State::PermWait { inode, group: g, access, pins };
             // The whole delivery is one read-side section; since 4.12 it is left while waiting.
             t.in_srcu = self.semantics == Semantics::Pre412;
             return Ok(None);
@@ -1467,6 +1479,7 @@ impl Model {
         if let Some(i) = inode {
             self.maybe_evict(i)?;
         }
+        self.release_user_waits(out);
         Ok(())
     }
 
@@ -1497,12 +1510,51 @@ impl Model {
         }
         // The task leaves the wait: the pin moves from "waiting" to "opening".
         self.tasks[waiter as usize].state = State::Idle;
-        self.tasks[waiter as usize].state = State::PermWait { inode, group: u8::MAX, access };
+        self.tasks[waiter as usize].state = State::PermWait { inode, group: u8::MAX, access, pins: 0 };
         // Since 4.12 the task re-enters the read-side section to resume; before, it never left.
         if let Some(ret) = self.deliver_open(waiter, inode, access, Some((prio, group)), out)? {
             out.released.push(Release { task: waiter, since, ret });
         }
+        self.release_user_waits(out);
         Ok(())
+    }
+
+    /// The groups whose marks a wait for `group`'s answer on `inode` pins: on the file's, the
+    /// mount's and the filesystem's mark lists (each sorted in delivery order), the first mark
+    /// of `group` or a group after it. Groups of one priority go by group number here; the
+    /// kernel goes by address, which nobody can predict (the generator avoids such ties).
+    fn pinned_groups(&self, inode: u8, group: u8) -> u8 {
+        let key = |g: u8| (core::cmp::Reverse(self.group(g).map_or(0, |x| x.class.priority())), g);
+        let mut pins = 0u8;
+        for obj in [inode, MNT_NODE, SB_NODE] {
+            let cursor = self
+                .marks
+                .iter()
+                .flatten()
+                .filter(|mk| mk.inode == obj && self.group(mk.group).is_some() && key(mk.group) >= key(group))
+                .map(|mk| mk.group)
+                .min_by_key(|g| key(*g));
+            if let Some(g) = cursor {
+                pins |= 1 << g;
+            }
+        }
+        pins
+    }
+
+    /// Closers waiting for a group that no permission waiter pins any more go on.
+    fn release_user_waits(&mut self, out: &mut Outcome) {
+        let pinned = self.tasks.iter().fold(0u8, |a, t| match t.state {
+            State::PermWait { pins, .. } => a | pins,
+            _ => a,
+        });
+        for w in 0..MAX_TASKS {
+            if let State::UserWait { group } = self.tasks[w].state {
+                if pinned & (1 << group) == 0 {
+                    self.tasks[w].state = State::Idle;
+                    out.released.push(Release { task: w as u8, since: self.tasks[w].since, ret: Ret::Ok(0) });
+                }
+            }
+        }
     }
 
     fn read_events(&mut self, group: u8, out: &mut Outcome) -> Ret {
@@ -1567,6 +1619,13 @@ impl Model {
                 had_marks = true;
             }
         }
+        // A permission waiter of another group still pins one of its marks: wait for it.
+        let pinned =
+            self.tasks.iter().any(|t| matches!(t.state, State::PermWait { pins, .. } if pins & (1 << group) != 0));
+        if pinned {
+            self.tasks[closer as usize].state = State::UserWait { group };
+            return Ok(None);
+        }
         if !had_marks {
             return Ok(Some(Ret::Ok(0)));
         }
@@ -1584,6 +1643,9 @@ impl Model {
             State::Idle => true,
             State::GraceWait { readers } => (0..MAX_TASKS).any(|r| readers & (1 << r) != 0 && self.tasks[r].in_srcu),
             State::PermWait { group, .. } => self.group(group).is_some(),
+            State::UserWait { group } => {
+                self.tasks.iter().any(|t| matches!(t.state, State::PermWait { pins, .. } if pins & (1 << group) != 0))
+            }
         })
     }
 }

@@ -662,3 +662,38 @@ fn inotify_merges_only_events_of_one_watch() {
     ok(&mut m, 1, Op::Open { inode: 0 });
     assert_eq!(evs(&mut m, 0), [ev(mask::OPEN, 0, 0, NO_NAME)]);
 }
+
+/// fsnotify_destroy_group(): "Some marks can still be pinned when waiting for response from
+/// userspace. Wait for those now." A permission waiter pins the mark at the cursor of each
+/// list (fsnotify_prepare_user_wait()): on the filesystem's list that is the filesystem mark
+/// of the next group in delivery order, so closing that group waits for the answer; a group
+/// already passed is not pinned. Found by the first trust run with filesystem marks
+/// (session 6: seed 43, scenario 307).
+#[test]
+fn closing_a_group_whose_filesystem_mark_a_waiter_pins_waits_for_the_answer() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::CreateGroup(Class::FanPreContent));
+    ok(&mut m, 0, Op::CreateGroup(Class::FanContent));
+    ok(&mut m, 0, Op::CreateGroup(Class::FanNotif));
+    ok(&mut m, 0, Op::AddMark { group: 1, inode: 1, mask: mask::OPEN_PERM });
+    ok(&mut m, 0, Op::FsMark { group: 0, inode: 0, mask: mask::OPEN, flags: 0, mount: false });
+    ok(&mut m, 0, Op::FsMark { group: 2, inode: 0, mask: mask::OPEN, flags: 0, mount: false });
+    assert_eq!(run(&mut m, 1, Op::Open { inode: 1 }).ret, None);
+    // The pre-content group comes first: passed, not pinned.
+    assert_eq!(run(&mut m, 2, Op::Close { group: 0 }).ret, Some(Ret::Ok(0)));
+    // The notification group comes after the waiting content group: pinned.
+    assert_eq!(run(&mut m, 3, Op::Close { group: 2 }).ret, None);
+    assert!(m.blocked(3) && !m.waits_for_grace_period(3));
+    assert_eq!(evs(&mut m, 1), [ev(mask::OPEN_PERM, 1, 1, NO_NAME)]);
+    let r = run(&mut m, 0, Op::Answer { group: 1, waiter: 1, allow: true });
+    let released: Vec<u8> = r.released.as_slice().iter().map(|x| x.task).collect();
+    assert!(released.contains(&1) && released.contains(&3), "{released:?}");
+    assert!(m.no_lost_wakeups());
+    // Under pre-4.12 semantics there is no pin (the waiter holds SRCU instead).
+    let mut m = Model::new(Semantics::Pre412);
+    ok(&mut m, 0, Op::CreateGroup(Class::FanContent));
+    ok(&mut m, 0, Op::CreateGroup(Class::FanNotif));
+    ok(&mut m, 0, Op::AddMark { group: 0, inode: 1, mask: mask::OPEN_PERM });
+    assert_eq!(run(&mut m, 1, Op::Open { inode: 1 }).ret, None);
+    assert_eq!(run(&mut m, 3, Op::Close { group: 1 }).ret, Some(Ret::Ok(0)), "no marks: no grace period");
+}

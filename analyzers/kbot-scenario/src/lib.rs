@@ -802,9 +802,26 @@ fn gen_fs_mark(r: &mut Rng, group: u8) -> Op {
 
 /// Adds up to three filesystem or mount marks at random places from a stream of their own,
 /// each for a group that exists there (any class: an inotify group gets EINVAL). They change
-/// what fanotify groups read but no task's state, so every later step stays valid; one that
-/// would not (the model's mark table full) is left out.
+/// what fanotify groups read and which closes wait (a permission waiter pins the next group's
+/// filesystem mark), so a mark after which a later step would be invalid is left out, and so
+/// is a mark for a group with the priority of another group that asks for permission events
+/// (the kernel orders those two by address: which mark a waiter pins is not predictable).
 fn with_fs_marks(steps: Vec<Step>, seed: u64) -> Vec<Step> {
+    let mut end = Model::new(Semantics::Current);
+    for s in &steps {
+        end.step(*s).expect("generated steps are valid");
+    }
+    let perm_groups: Vec<u8> = steps
+        .iter()
+        .filter_map(|s| match s.op {
+            Op::AddMark { group, mask, .. } | Op::Watch { group, mask, .. } if mask & mask::OPEN_PERM != 0 => {
+                Some(group)
+            }
+            _ => None,
+        })
+        .collect();
+    let prio = |g: u8| end.group_class(g).map(|c| c.priority());
+    let ambiguous = |g: u8| perm_groups.iter().any(|p| *p != g && prio(*p) == prio(g));
     let mut r = Rng::new(seed ^ 0x2f5a_17c0_ffee_0002);
     let n = r.below(4) as usize;
     let mut at: Vec<usize> = (0..n).map(|_| r.below(steps.len() as u64 + 1) as usize).collect();
@@ -819,6 +836,9 @@ fn with_fs_marks(steps: Vec<Step>, seed: u64) -> Vec<Step> {
             let group = r.below(u64::from(ngroups).max(1)) as u8;
             let op = gen_fs_mark(&mut r, group);
             let Some(&task) = idle.get(r.below(idle.len().max(1) as u64) as usize) else { continue };
+            if ambiguous(group) {
+                continue;
+            }
             let s = Step { task, op };
             // The rest must still run as generated.
             let mut probe = m.clone();

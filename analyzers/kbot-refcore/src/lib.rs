@@ -785,6 +785,14 @@ impl Model {
         self.groups.get_mut(g as usize).and_then(|x| x.as_mut()).filter(|x| x.alive)
     }
 
+    /// Whether some task holds `node` open for write: a write's open() waiting for a
+    /// permission answer (the model's other writes are whole steps).
+    fn open_for_write(&self, node: u8) -> bool {
+        self.tasks
+            .iter()
+            .any(|t| matches!(t.state, State::PermWait { inode, access: Access::Write, .. } if inode == node))
+    }
+
     fn mark_of(&self, group: u8, inode: u8) -> Option<usize> {
         self.marks.iter().position(|m| m.is_some_and(|m| m.group == group && m.inode == inode))
     }
@@ -1076,6 +1084,13 @@ impl Model {
                 }
             }
         };
+        // do_fanotify_mark(): "If some other task has this inode open for write we should not
+        // add an ignore mask, unless that ignore mask is supposed to survive modification
+        // changes anyway" -- and it returns 0. Here a file is open for write while a write's
+        // open() waits for a permission answer (write access is taken before that event).
+        if flags & flag::REMOVE == 0 && legacy_ignore && flags & flag::SURV == 0 && self.open_for_write(node) {
+            return Ok(Ret::Ok(0));
+        }
         let existing = self.mark_of(group, node);
         if flags & flag::REMOVE != 0 {
             let Some(i) = existing else {

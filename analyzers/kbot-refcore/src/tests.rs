@@ -697,3 +697,24 @@ fn closing_a_group_whose_filesystem_mark_a_waiter_pins_waits_for_the_answer() {
     assert_eq!(run(&mut m, 1, Op::Open { inode: 1 }).ret, None);
     assert_eq!(run(&mut m, 3, Op::Close { group: 1 }).ret, Some(Ret::Ok(0)), "no marks: no grace period");
 }
+
+/// do_fanotify_mark(): "If some other task has this inode open for write we should not add an
+/// ignore mask, unless that ignore mask is supposed to survive modification changes anyway"
+/// (and the call returns 0). A write's open() waiting for a permission answer holds the file
+/// open for write. Found by a trust run in session 6 (seed 54, scenario 326).
+#[test]
+fn no_ignore_mask_on_a_file_open_for_write() {
+    for surv in [false, true] {
+        let mut m = Model::new(Semantics::Current);
+        ok(&mut m, 0, Op::CreateGroup(Class::FanContent));
+        ok(&mut m, 0, Op::AddMark { group: 0, inode: 0, mask: mask::OPEN | mask::OPEN_PERM });
+        assert_eq!(run(&mut m, 1, Op::Write { inode: 0 }).ret, None);
+        let flags = flag::IGNORED | if surv { flag::SURV } else { 0 };
+        ok(&mut m, 0, Op::Watch { group: 0, inode: 0, mask: mask::OPEN, flags });
+        assert_eq!(evs(&mut m, 0), [ev(mask::OPEN_PERM, 0, 1, NO_NAME)]);
+        ok(&mut m, 0, Op::Answer { group: 0, waiter: 1, allow: true });
+        // Without SURV the ignore mask was never added: the write's OPEN is reported.
+        let want = if surv { Vec::new() } else { std::vec![ev(mask::OPEN, 0, 1, NO_NAME)] };
+        assert_eq!(evs(&mut m, 0), want, "surv={surv}");
+    }
+}

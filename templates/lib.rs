@@ -62,6 +62,12 @@ pub fn visible(s: &str) -> String {
     out
 }
 
+/// `s` as one Markdown table cell: `|` escaped and line breaks as spaces, so text from a
+/// series (a subject, a trailer, git's reason naming a path) cannot end or add a cell.
+pub fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
 /// A template environment for text templates (report, mail, comment): blocks trim their own
 /// line, and the text keeps its last newline; with the `short` filter (first 12 characters,
 /// how kbot names commits), the `visible` filter ([`visible`]: control and invisible
@@ -79,6 +85,7 @@ pub fn text_environment(
     );
     env.add_filter("short", |s: String| s.chars().take(12).collect::<String>());
     env.add_filter("visible", |s: String| visible(&s));
+    env.add_filter("cell", |s: String| cell(&s));
     for (name, src) in templates {
         env.add_template(name, src)?;
     }
@@ -105,6 +112,14 @@ mod tests {
         ])
         .unwrap();
         super::web_environment().unwrap();
+    }
+
+    #[test]
+    fn a_cell_cannot_end_or_add_cells() {
+        assert_eq!(super::cell("fs/a|b.c: x\ny"), "fs/a\\|b.c: x y");
+        let env = super::text_environment(&[("t", "| {{ v | cell }} |")]).unwrap();
+        let out = env.get_template("t").unwrap().render(minijinja::context! { v => "a | b" }).unwrap();
+        assert_eq!(out, "| a \\| b |");
     }
 
     #[test]

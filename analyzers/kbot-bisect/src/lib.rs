@@ -109,6 +109,12 @@ impl<T: Tester> Runner<'_, T> {
     }
 }
 
+/// The prefix [`bisect`] tests first over `n` patches (None: one patch, nothing to bisect):
+/// a lab can build it ahead while the tip still boots.
+pub fn first_probe(n: usize) -> Option<usize> {
+    (n > 1).then_some(n / 2)
+}
+
 /// Bisects each of `checks` over prefixes 0..=n (0 good, n bad for every check).
 pub fn bisect<T: Tester>(n: usize, checks: &[String], tester: &mut T, opts: &Options) -> Bisection {
     let mut r = Runner {
@@ -124,6 +130,7 @@ pub fn bisect<T: Tester>(n: usize, checks: &[String], tester: &mut T, opts: &Opt
         let (mut lo, mut hi) = (0usize, n);
         let mut stuck = None;
         while hi - lo > 1 {
+            // The first probe is [`first_probe`]'s.
             let mid = lo + (hi - lo) / 2;
             match r.verdict(mid, check) {
                 Verdict::Good => lo = mid,
@@ -327,5 +334,18 @@ mod tests {
         assert_eq!(b.found["shadow/rule"], Found::FirstBad { first_bad: 4 });
         assert_eq!(calls, [2, 3]);
         assert!(b.steps.iter().all(|s| s.reason == "bisect"));
+    }
+
+    #[test]
+    fn the_first_probe_is_the_first_step() {
+        for n in 1..20 {
+            let mut first = None;
+            let mut t = |p: usize, cs: &[String]| {
+                first.get_or_insert(p);
+                cs.iter().map(|c| (c.clone(), if p >= n { Verdict::Bad } else { Verdict::Good })).collect()
+            };
+            bisect(n, &names(1), &mut t, &Options::default());
+            assert_eq!(first, first_probe(n), "n={n}");
+        }
     }
 }

@@ -782,6 +782,8 @@ impl Labs<'_> {
             stages: &self.stages,
             ltp_tests: ltp.map(|l| l.tests.clone()).unwrap_or_default(),
             kconfig_in_initrd: false,
+            ahead: None,
+            built_ahead: None,
         };
         let mut r = pipeline::test_arch(&mut lab, &Prefixes { commits: &self.commits, patches });
         r.shadow = shadow_note;

@@ -53,6 +53,9 @@ pub trait Lab {
     /// Boots `image`; `only`: just these tests; `shrink`: diverging scenarios are shrunk to a
     /// minimal one (for the evidence of the tip's first boot; later boots only need verdicts).
     fn boot(&mut self, prefix: usize, image: &Path, only: Option<&[String]>, shrink: bool) -> Result<Boot, LabError>;
+    /// The next boot is the tip's: should it show a failure, `prefix` (bisection's first
+    /// probe) will be wanted next, so a lab may build it ahead meanwhile.
+    fn build_ahead(&mut self, _prefix: usize) {}
 }
 
 /// How a prefix is named in progress lines and errors.
@@ -160,6 +163,58 @@ pub struct QemuLab<'a> {
     pub ltp_tests: Vec<String>,
     /// The kernel's .config was appended to the initramfs (or could not be).
     pub kconfig_in_initrd: bool,
+    /// The prefix to build ahead during the next boot, once that boot shows a failure.
+    pub ahead: Option<usize>,
+    /// A prefix built ahead whose build failed: what [`Lab::kernel`] returns for it (a built
+    /// one is in the kernel cache).
+    pub built_ahead: Option<(usize, Kernel)>,
+}
+
+/// What a build ahead needs, owned or shared, so it can run beside the VM.
+struct Ahead<'a> {
+    prefix: usize,
+    what: String,
+    commit: String,
+    wt: &'a Worktree,
+    sandbox: &'a kbot_sandbox::Policy,
+    shadow_extra: Option<String>,
+    arch: Arch,
+    out: PathBuf,
+    log: PathBuf,
+    jobs: usize,
+    timeout: Duration,
+}
+
+/// What a build ahead left: the files whose shadow hooks did not apply, and the build.
+type AheadResult = Result<(Vec<String>, build::BuildResult), String>;
+
+impl Ahead<'_> {
+    /// Checks the prefix out and builds it at the lowest CPU priority (the VM beside it keeps
+    /// its timing: its tests watch for operations that take too long).
+    fn run(&self) -> AheadResult {
+        // SAFETY: lowers this thread's own priority; make and the compilers inherit it.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+        self.wt.checkout(&self.commit).map_err(|e| format!("checkout {}: {e}", self.commit))?;
+        let mut rejected = Vec::new();
+        if self.shadow_extra.is_some() {
+            rejected = shadow::instrument(&self.wt.path).map_err(|e| format!("shadow checks: {e}"))?;
+        }
+        let extra = self.shadow_extra.clone().unwrap_or_default();
+        kconfig::ensure(self.sandbox, &self.wt.path, &self.out, self.arch, &extra, &self.log)
+            .map_err(|e| format!("kconfig: {e}"))?;
+        let b = build::build(
+            self.sandbox,
+            &self.wt.path,
+            &self.out,
+            self.arch,
+            self.jobs,
+            &self.log,
+            self.timeout,
+            &|_| {},
+        )
+        .map_err(|e| format!("cannot run make: {e}"))?;
+        Ok((rejected, b))
+    }
 }
 
 impl QemuLab<'_> {
@@ -243,7 +298,16 @@ impl Lab for QemuLab<'_> {
         self.progress.say(self.arch.name(), stage, msg);
     }
 
+    fn build_ahead(&mut self, prefix: usize) {
+        self.ahead = Some(prefix);
+    }
+
     fn kernel(&mut self, prefix: usize) -> Result<Kernel, LabError> {
+        if let Some((p, k)) = self.built_ahead.take() {
+            if p == prefix {
+                return Ok(k);
+            }
+        }
         let commit = self.commits[prefix].clone();
         let key = kconfig::config_key(self.arch, &self.extra_config());
         let cache = self.home.kernel_cache(self.arch, &commit, &key);
@@ -407,23 +471,56 @@ impl QemuLab<'_> {
         // rule's violation (which comes long before any test result).
         let mut first_verdict: Option<f64> = None;
         let mut rules_seen: Vec<String> = Vec::new();
-        let vm = qemu::run(self.sandbox, &spec, &log, 16 << 20, |line| {
-            let l = kbot_console::strip_timestamp(line);
-            if l.starts_with("not ok ") || l.starts_with("ok ") {
-                progress.say(arch, "test", l);
-                if l.starts_with("not ok ") {
+        // The tip's first boot: at its first bad news, bisection's first probe is built beside
+        // the VM (most of a boot with a regression is watchdogs waiting).
+        let ahead = if prefix == self.n() { self.ahead.take() } else { None }.map(|p| Ahead {
+            prefix: p,
+            what: label(p, self.n()),
+            commit: self.commits[p].clone(),
+            wt: self.wt,
+            sandbox: self.sandbox,
+            shadow_extra: self.shadow.then(shadow::config_extra),
+            arch: self.arch,
+            out: self.out.clone(),
+            log: self.dir.join(format!("build-{p}-{}.log", short_commit(&self.commits[p]))),
+            jobs: self.params.jobs,
+            timeout: self.params.build_timeout,
+        });
+        let mut ahead_out: Option<AheadResult> = None;
+        let vm = std::thread::scope(|s| {
+            let mut building = None;
+            let vm = qemu::run(self.sandbox, &spec, &log, 16 << 20, |line| {
+                let l = kbot_console::strip_timestamp(line);
+                if l.starts_with("not ok ") || l.starts_with("ok ") {
+                    progress.say(arch, "test", l);
+                    if l.starts_with("not ok ") {
+                        first_verdict.get_or_insert(started.elapsed().as_secs_f64());
+                    }
+                } else if let Some(rest) = l.strip_prefix("kbot-shadow: VIOLATION rule=") {
+                    let rule = rest.split_whitespace().next().unwrap_or("").to_string();
+                    if !rules_seen.contains(&rule) {
+                        progress.say(arch, "verdict", &format!("in-kernel rule shadow/{rule} violated"));
+                        rules_seen.push(rule);
+                    }
                     first_verdict.get_or_insert(started.elapsed().as_secs_f64());
                 }
-            } else if let Some(rest) = l.strip_prefix("kbot-shadow: VIOLATION rule=") {
-                let rule = rest.split_whitespace().next().unwrap_or("").to_string();
-                if !rules_seen.contains(&rule) {
-                    progress.say(arch, "verdict", &format!("in-kernel rule shadow/{rule} violated"));
-                    rules_seen.push(rule);
+                if building.is_none() && first_verdict.is_some() {
+                    if let Some(a) = &ahead {
+                        let msg = format!("{}: building it ahead, at idle priority, while the tip boots", a.what);
+                        progress.say(arch, "build", &msg);
+                        building = Some(s.spawn(move || a.run()));
+                    }
                 }
-                first_verdict.get_or_insert(started.elapsed().as_secs_f64());
+            });
+            if let Some(h) = building {
+                ahead_out = Some(h.join().unwrap_or_else(|_| Err("the build ahead panicked".into())));
             }
+            vm
         })
         .map_err(|e| LabError(format!("cannot start {}: {e}", self.arch.qemu())))?;
+        if let (Some(a), Some(out)) = (&ahead, ahead_out) {
+            self.keep_ahead(a, out);
+        }
         self.stage(format!("{}.boot.{}", self.arch, prefix), vm.seconds);
         if let Some(t) = first_verdict {
             self.stage(format!("{}.first_verdict.{}", self.arch, prefix), t);
@@ -450,6 +547,35 @@ impl QemuLab<'_> {
             }
         }
         Ok(raw)
+    }
+
+    /// Files a build made ahead: a kernel goes to the cache (the step that wants it finds it
+    /// there), a failed build is kept for [`Lab::kernel`]; trouble is only said (the step
+    /// builds it again).
+    fn keep_ahead(&mut self, a: &Ahead, out: AheadResult) {
+        let (rejected, b) = match out {
+            Ok(x) => x,
+            Err(e) => {
+                self.say("build", &format!("{}: the build ahead did not run ({e}); it is built when needed", a.what));
+                return;
+            }
+        };
+        if !rejected.is_empty() {
+            self.say("shadow", &format!("{}: hooks did not apply in {}", a.what, rejected.join(", ")));
+        }
+        self.rejects.insert(a.prefix, rejected);
+        self.stage(format!("{}.build.{}", self.arch, a.prefix), b.seconds);
+        self.say("build", &format!("{}: {} in {:.1}s (ahead)", a.what, if b.ok { "ok" } else { "FAILED" }, b.seconds));
+        if b.timed_out {
+            return;
+        }
+        let key = kconfig::config_key(self.arch, &self.extra_config());
+        let cache = self.home.kernel_cache(self.arch, &a.commit, &key);
+        let image = b.image.map(|img| self.publish(a.prefix, img, &cache));
+        if image.is_none() {
+            let k = Kernel { image: None, errors: b.errors, log: b.log, seconds: b.seconds, cached: false };
+            self.built_ahead = Some((a.prefix, k));
+        }
     }
 
     fn boot_cache_dir(&self, spec: &VmSpec) -> Option<PathBuf> {

@@ -103,6 +103,9 @@ pub fn test_arch(lab: &mut dyn Lab, s: &Prefixes) -> ArchResult {
         r.tip = run_of(&kt, None, &s.commits[n]);
         return bisect_and_report(lab, s, r, vec![Check::Build], &base.1, None);
     };
+    if let Some(p) = kbot_bisect::first_probe(n) {
+        lab.build_ahead(p);
+    }
     let tb = match lab.boot(n, &tip_img, None, true) {
         Ok(b) => b,
         Err(e) => return failed(lab, r, e.0),

@@ -30,6 +30,8 @@ struct FakeLab {
     violates: Box<dyn Fn(usize) -> bool>,
     kernels: Vec<usize>,
     boots: Vec<(usize, Option<Vec<String>>)>,
+    /// `build_ahead` calls, with how many boots came before each.
+    ahead: Vec<(usize, usize)>,
 }
 
 impl FakeLab {
@@ -44,6 +46,7 @@ impl FakeLab {
             violates: Box::new(|_| false),
             kernels: Vec::new(),
             boots: Vec::new(),
+            ahead: Vec::new(),
         }
     }
 
@@ -58,6 +61,10 @@ impl Lab for FakeLab {
     }
 
     fn say(&self, _stage: &str, _msg: &str) {}
+
+    fn build_ahead(&mut self, prefix: usize) {
+        self.ahead.push((prefix, self.boots.len()));
+    }
 
     fn kernel(&mut self, prefix: usize) -> Result<Kernel, LabError> {
         self.kernels.push(prefix);
@@ -382,4 +389,18 @@ fn an_in_kernel_rule_needs_no_rerun_to_be_named() {
     let r = run(&mut lab, 1);
     assert_eq!(r.regressions.len(), 1, "{r:?}");
     assert_eq!(lab.boots.len(), 2, "{:?}", lab.boots);
+}
+
+#[test]
+fn bisections_first_probe_is_offered_for_building_ahead_before_the_tip_boots() {
+    let mut lab = FakeLab::new(hangs_from("close_with_pending_perm", 3));
+    let r = run(&mut lab, 5);
+    // Offered once, after the base's boot and before the tip's; it is the first step's prefix.
+    assert_eq!(lab.ahead, [(2, 1)]);
+    assert_eq!(r.bisect_steps.first().map(|s| s.prefix), Some(2));
+    assert_eq!(lab.boots[1].0, 5);
+    // One patch: no bisection, nothing to build ahead.
+    let mut lab = FakeLab::new(hangs_from("close_with_pending_perm", 1));
+    run(&mut lab, 1);
+    assert!(lab.ahead.is_empty());
 }

@@ -53,9 +53,10 @@ pub trait Lab {
     /// Boots `image`; `only`: just these tests; `shrink`: diverging scenarios are shrunk to a
     /// minimal one (for the evidence of the tip's first boot; later boots only need verdicts).
     fn boot(&mut self, prefix: usize, image: &Path, only: Option<&[String]>, shrink: bool) -> Result<Boot, LabError>;
-    /// The next boot is the tip's: should it show a failure, `prefix` (bisection's first
-    /// probe) will be wanted next, so a lab may build it ahead meanwhile.
-    fn build_ahead(&mut self, _prefix: usize) {}
+    /// The next boot is the tip's: should it show a failure that is not among `bad_on_base`
+    /// (tests and `shadow/` rules), `prefix` (bisection's first probe) will be wanted next, so
+    /// a lab may build it ahead meanwhile.
+    fn build_ahead(&mut self, _prefix: usize, _bad_on_base: &[String]) {}
 }
 
 /// How a prefix is named in progress lines and errors.
@@ -163,10 +164,11 @@ pub struct QemuLab<'a> {
     pub ltp_tests: Vec<String>,
     /// The kernel's .config was appended to the initramfs (or could not be).
     pub kconfig_in_initrd: bool,
-    /// The prefix to build ahead during the next boot, once that boot shows a failure.
-    pub ahead: Option<usize>,
-    /// A prefix built ahead whose build failed: what [`Lab::kernel`] returns for it (a built
-    /// one is in the kernel cache).
+    /// The prefix to build ahead during the next boot, once that boot shows a failure that
+    /// is not among these (the base's).
+    pub ahead: Option<(usize, Vec<String>)>,
+    /// A prefix built ahead: what [`Lab::kernel`] returns for it (the image is also in the
+    /// kernel cache).
     pub built_ahead: Option<(usize, Kernel)>,
 }
 
@@ -298,8 +300,8 @@ impl Lab for QemuLab<'_> {
         self.progress.say(self.arch.name(), stage, msg);
     }
 
-    fn build_ahead(&mut self, prefix: usize) {
-        self.ahead = Some(prefix);
+    fn build_ahead(&mut self, prefix: usize, bad_on_base: &[String]) {
+        self.ahead = Some((prefix, bad_on_base.to_vec()));
     }
 
     fn kernel(&mut self, prefix: usize) -> Result<Kernel, LabError> {
@@ -473,7 +475,14 @@ impl QemuLab<'_> {
         let mut rules_seen: Vec<String> = Vec::new();
         // The tip's first boot: at its first bad news, bisection's first probe is built beside
         // the VM (most of a boot with a regression is watchdogs waiting).
-        let ahead = if prefix == self.n() { self.ahead.take() } else { None }.map(|p| Ahead {
+        let (ahead, bad_on_base) = match self.ahead.take().filter(|_| prefix == self.n()) {
+            Some((p, bad)) => (Some(p), bad),
+            None => (None, Vec::new()),
+        };
+        // News that is bad only when the base did not have it too.
+        let new_bad = |name: &str| !bad_on_base.iter().any(|b| b == name);
+        let mut bad_news = false;
+        let ahead = ahead.map(|p| Ahead {
             prefix: p,
             what: label(p, self.n()),
             commit: self.commits[p].clone(),
@@ -493,18 +502,21 @@ impl QemuLab<'_> {
                 let l = kbot_console::strip_timestamp(line);
                 if l.starts_with("not ok ") || l.starts_with("ok ") {
                     progress.say(arch, "test", l);
-                    if l.starts_with("not ok ") {
+                    if let Some(rest) = l.strip_prefix("not ok ") {
                         first_verdict.get_or_insert(started.elapsed().as_secs_f64());
+                        let name = rest.split_whitespace().nth(1).unwrap_or("");
+                        bad_news |= new_bad(name);
                     }
                 } else if let Some(rest) = l.strip_prefix("kbot-shadow: VIOLATION rule=") {
                     let rule = rest.split_whitespace().next().unwrap_or("").to_string();
+                    bad_news |= new_bad(&format!("shadow/{rule}"));
                     if !rules_seen.contains(&rule) {
                         progress.say(arch, "verdict", &format!("in-kernel rule shadow/{rule} violated"));
                         rules_seen.push(rule);
                     }
                     first_verdict.get_or_insert(started.elapsed().as_secs_f64());
                 }
-                if building.is_none() && first_verdict.is_some() {
+                if building.is_none() && bad_news {
                     if let Some(a) = &ahead {
                         let msg = format!("{}: building it ahead, at idle priority, while the tip boots", a.what);
                         progress.say(arch, "build", &msg);
@@ -572,10 +584,8 @@ impl QemuLab<'_> {
         let key = kconfig::config_key(self.arch, &self.extra_config());
         let cache = self.home.kernel_cache(self.arch, &a.commit, &key);
         let image = b.image.map(|img| self.publish(a.prefix, img, &cache));
-        if image.is_none() {
-            let k = Kernel { image: None, errors: b.errors, log: b.log, seconds: b.seconds, cached: false };
-            self.built_ahead = Some((a.prefix, k));
-        }
+        let k = Kernel { image, errors: b.errors, log: b.log, seconds: b.seconds, cached: false };
+        self.built_ahead = Some((a.prefix, k));
     }
 
     fn boot_cache_dir(&self, spec: &VmSpec) -> Option<PathBuf> {

@@ -104,7 +104,14 @@ pub fn test_arch(lab: &mut dyn Lab, s: &Prefixes) -> ArchResult {
         return bisect_and_report(lab, s, r, vec![Check::Build], &base.1, None);
     };
     if let Some(p) = kbot_bisect::first_probe(n) {
-        lab.build_ahead(p);
+        let bad: Vec<String> = base
+            .1
+            .tests
+            .iter()
+            .filter(|t| matches!(t.result, Outcome::Fail | Outcome::Hang))
+            .map(|t| t.name.clone())
+            .collect();
+        lab.build_ahead(p, &bad);
     }
     let tb = match lab.boot(n, &tip_img, None, true) {
         Ok(b) => b,

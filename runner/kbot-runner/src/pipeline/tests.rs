@@ -30,8 +30,10 @@ struct FakeLab {
     violates: Box<dyn Fn(usize) -> bool>,
     kernels: Vec<usize>,
     boots: Vec<(usize, Option<Vec<String>>)>,
-    /// `build_ahead` calls, with how many boots came before each.
+    /// `build_ahead` calls, with how many boots came before each, and the last one's list of
+    /// what failed on the base.
     ahead: Vec<(usize, usize)>,
+    bad_on_base: Vec<String>,
 }
 
 impl FakeLab {
@@ -47,6 +49,7 @@ impl FakeLab {
             kernels: Vec::new(),
             boots: Vec::new(),
             ahead: Vec::new(),
+            bad_on_base: Vec::new(),
         }
     }
 
@@ -62,8 +65,9 @@ impl Lab for FakeLab {
 
     fn say(&self, _stage: &str, _msg: &str) {}
 
-    fn build_ahead(&mut self, prefix: usize) {
+    fn build_ahead(&mut self, prefix: usize, bad_on_base: &[String]) {
         self.ahead.push((prefix, self.boots.len()));
+        self.bad_on_base = bad_on_base.to_vec();
     }
 
     fn kernel(&mut self, prefix: usize) -> Result<Kernel, LabError> {
@@ -399,6 +403,15 @@ fn bisections_first_probe_is_offered_for_building_ahead_before_the_tip_boots() {
     assert_eq!(lab.ahead, [(2, 1)]);
     assert_eq!(r.bisect_steps.first().map(|s| s.prefix), Some(2));
     assert_eq!(lab.boots[1].0, 5);
+    assert!(lab.bad_on_base.is_empty());
+    // What already fails on the base is named, so it does not start a build.
+    let mut lab = FakeLab::new(|p, t, _| match t {
+        "perm_allow_deny" => Outcome::Fail,
+        "close_with_pending_perm" if p >= 3 => Outcome::Hang,
+        _ => Outcome::Pass,
+    });
+    run(&mut lab, 5);
+    assert_eq!(lab.bad_on_base, ["perm_allow_deny"]);
     // One patch: no bisection, nothing to build ahead.
     let mut lab = FakeLab::new(hangs_from("close_with_pending_perm", 1));
     run(&mut lab, 1);

@@ -1065,10 +1065,12 @@ impl Model {
         if flags & flag::ONLYDIR != 0 && !self.is_dir(node) {
             return Ok(Ret::Err(ENOTDIR));
         }
-        // FAN_EVENT_ON_CHILD means nothing on a non-directory: masked out.
+        // FAN_EVENT_ON_CHILD means nothing on a non-directory: masked out, and it is the only
+        // umask bit ("umask = FAN_EVENT_ON_CHILD" in do_fanotify_mark() replaces the ignore
+        // mask's FAN_ONDIR: a legacy ignore-mask removal keeps a mark left with FAN_ONDIR).
         if !self.is_dir(node) {
             m &= !mask::ON_CHILD;
-            umask |= mask::ON_CHILD;
+            umask = mask::ON_CHILD;
         }
         // Filesystem and mount marks: likewise, and the mark is on the filesystem (mount),
         // whichever object named it ("umask = FAN_EVENT_ON_CHILD" in do_fanotify_mark()).

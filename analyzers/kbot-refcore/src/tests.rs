@@ -718,3 +718,17 @@ fn no_ignore_mask_on_a_file_open_for_write() {
         assert_eq!(evs(&mut m, 0), want, "surv={surv}");
     }
 }
+
+/// do_fanotify_mark(): for a non-directory "umask = FAN_EVENT_ON_CHILD" replaces the legacy
+/// ignore mask's umask (FAN_ONDIR | FAN_EVENT_ON_CHILD), so a mark on a file left with only
+/// FAN_ONDIR in its mask survives an ignore-mask removal and can still be removed (0, not
+/// ENOENT). Found by a review in session 6.
+#[test]
+fn a_file_mark_left_with_ondir_survives_an_ignore_removal() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::CreateGroup(Class::FanNotif));
+    ok(&mut m, 0, Op::AddMark { group: 0, inode: 0, mask: mask::OPEN | mask::ISDIR });
+    ok(&mut m, 0, Op::Watch { group: 0, inode: 0, mask: mask::OPEN, flags: flag::REMOVE });
+    ok(&mut m, 0, Op::Watch { group: 0, inode: 0, mask: mask::ACCESS, flags: flag::REMOVE | flag::IGNORED });
+    ok(&mut m, 0, Op::Watch { group: 0, inode: 0, mask: mask::ACCESS, flags: flag::REMOVE });
+}

@@ -822,6 +822,9 @@ fn with_fs_marks(steps: Vec<Step>, seed: u64) -> Vec<Step> {
         .collect();
     let prio = |g: u8| end.group_class(g).map(|c| c.priority());
     let ambiguous = |g: u8| perm_groups.iter().any(|p| *p != g && prio(*p) == prio(g));
+    // (priority, mount, group) of the marks added: two groups of one priority with marks of one
+    // kind are ordered by address too (which of them a waiter pins is not predictable).
+    let mut kinds: Vec<(Option<u8>, bool, u8)> = Vec::new();
     let mut r = Rng::new(seed ^ 0x2f5a_17c0_ffee_0002);
     let mut left = 1 + r.below(3) as usize;
     let mut out: Vec<Step> = Vec::with_capacity(steps.len() + left);
@@ -848,13 +851,20 @@ fn with_fs_marks(steps: Vec<Step>, seed: u64) -> Vec<Step> {
                 path = gen_path(&mut r);
             }
             let op = gen_fs_mark(&mut r, group, path);
+            let mount = matches!(op, Op::FsMark { mount: true, .. });
+            let twin = kinds.iter().any(|(p, k, g)| *g != group && *k == mount && *p == prio(group));
+            // Not while a task waits: the kernel resumes its mark lists where it left them,
+            // and a mark added meanwhile may be passed over (the model looks afresh).
+            let waiting = (0..GEN_TASKS).any(|t| m.blocked(t));
             let idle: Vec<u8> = (0..GEN_TASKS).filter(|t| !m.blocked(*t)).collect();
             if let Some(&task) = idle.get(r.below(idle.len().max(1) as u64) as usize) {
                 let s = Step { task, op };
                 // The rest must still run as generated.
                 let mut probe = m.clone();
-                if !ambiguous(group) && probe.step(s).is_ok() && steps[i..].iter().all(|x| probe.step(*x).is_ok()) {
+                let ok = !ambiguous(group) && !twin && !waiting;
+                if ok && probe.step(s).is_ok() && steps[i..].iter().all(|x| probe.step(*x).is_ok()) {
                     m.step(s).expect("probed");
+                    kinds.push((prio(group), mount, group));
                     out.push(s);
                 }
             }

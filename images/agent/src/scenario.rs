@@ -716,7 +716,12 @@ pub fn check(sc: &Scenario, dir: &str, t: &Timing, shrink_budget: usize) -> Resu
         },
         shrink_budget,
     );
-    match same(run_once(&min, dir, t)) {
+    let again = same(run_once(&min, dir, t));
+    if shrink_budget == 0 && again.is_none() {
+        // The replay of the scenario as written did not diverge: a third run would be the same.
+        return Ok(format!("flaky: diverged once ({}) but not on replay", first.text));
+    }
+    match again {
         // Budget 0: a corpus scenario, short and written by hand; the replay confirms it.
         Some(_) if shrink_budget == 0 => Err(format!(
             "divergence: {}; it diverged again on a replay ({} steps, not shrunk: a corpus scenario, {} ms): {}",

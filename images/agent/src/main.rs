@@ -210,11 +210,15 @@ fn main() {
     let limit = ctx.watchdog * 4 + ctx.release * 2;
     let mut i = 0;
     while i < selected.len() {
-        // The tests that may share their watchdog run together (a run of them in the table).
-        let together = selected[i..].iter().take_while(|(name, _)| tests::SIDE_BY_SIDE.contains(name)).count().max(1);
-        let batch = &selected[i..i + together];
-        let fs: Vec<tests::TestFn> = batch.iter().map(|(_, f)| *f).collect();
-        for ((name, _), (o, took)) in batch.iter().zip(tests::run_guarded(ctx, &fs, limit)) {
+        // The seed's two hang tests share one pending event and one watchdog when both run.
+        let together = selected[i..].iter().map(|(name, _)| *name).take(2).eq(tests::TOGETHER);
+        let (batch, (outcomes, took)) = if together {
+            (&selected[i..i + 2], tests::run_guarded(ctx, tests::close_tests_together, 2, limit))
+        } else {
+            let f = selected[i].1;
+            (&selected[i..i + 1], tests::run_guarded(ctx, move |c| vec![f(c)], 1, limit))
+        };
+        for ((name, _), o) in batch.iter().zip(outcomes) {
             i += 1;
             emit(&format!("# {name}: {} (time_ms={})", o.detail, took.as_millis()));
             let n = i;

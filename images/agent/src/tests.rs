@@ -16,7 +16,7 @@ pub enum Verdict {
     Skip,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Outcome {
     pub verdict: Verdict,
     pub detail: String,
@@ -86,13 +86,14 @@ pub const TESTS: &[(&str, TestFn)] = &[
     ("many_waiters_reverse_answer", many_waiters_reverse_answer),
 ];
 
-/// Tests that run side by side, so that their watchdogs overlap on a kernel that stalls
-/// (3 s instead of 6 s a boot). Each holds its own permission event pending while it closes
-/// an unrelated group: on a kernel where that close waits for the SRCU grace period both hang
-/// either way, on one where it does not neither does, so running them together changes no
-/// verdict. The other tests run alone: their own pending events must not meet a stall of
-/// another test's making.
-pub const SIDE_BY_SIDE: &[&str] = &["inotify_close_with_pending_perm", "fanotify_close_with_pending_perm"];
+/// The seed's two hang tests, run as one when both are asked for: one permission event is
+/// made pending, and then both unrelated groups are closed at once under one watchdog (3 s
+/// instead of 6 s on a kernel that stalls). The waiter is inside its wait before either close
+/// starts, so on a kernel that makes a grace period wait for it every close that needs a grace
+/// period waits, whichever starts it; on one that does not, none does. (Two pending events,
+/// one per test, would not do: a grace period that one close starts does not wait for a
+/// reader that enters later, so the other close could finish early: seen on arm64.)
+pub const TOGETHER: [&str; 2] = ["inotify_close_with_pending_perm", "fanotify_close_with_pending_perm"];
 
 /// A permission-event listener: a FAN_CLASS_CONTENT group with FAN_OPEN_PERM on one file.
 /// Dropping it closes the group, which allows every event still pending.
@@ -194,39 +195,51 @@ fn expect_opens_ok(openers: &[Receiver<OpenResult>], timeout: Duration) -> Resul
     }
 }
 
+type MakeGroup = fn(&str) -> io::Result<RawFd>;
+
 /// The seed's SRCU stall: with a permission event pending (listener not answering), tearing
 /// down an unrelated group waits for an fsnotify_mark_srcu grace period. Since 4.12 the waiter
-/// drops SRCU, so this completes in milliseconds.
-fn close_group_while_pending(ctx: &Ctx, what: &str, make_group: fn(&str) -> io::Result<RawFd>) -> Outcome {
-    let watched = ctx.file(&format!("{what}-watched"));
-    let other = ctx.file(&format!("{what}-other"));
+/// drops SRCU, so this completes in milliseconds. Each of `groups` (name, how to make one with
+/// a mark) is made and closed in its own thread, all while the one event is pending; one
+/// outcome per group.
+fn close_groups_while_pending(ctx: &Ctx, groups: &[(&'static str, MakeGroup)]) -> Vec<Outcome> {
+    let watched = ctx.file("close-watched");
     let (l, opener, evs) = match one_pending(ctx, &watched) {
         Ok(x) => x,
-        Err(o) => return o,
+        Err(o) => return groups.iter().map(|_| o.clone()).collect(),
     };
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let r = make_group(&other).map(|fd| {
-            let t = Instant::now();
-            sys::close(fd);
-            t.elapsed()
-        });
-        let _ = tx.send(r);
-    });
-    let outcome = match rx.recv_timeout(ctx.watchdog) {
-        Ok(Ok(d)) => {
-            l.answer(&evs, FAN_ALLOW);
-            Outcome::pass(format!("close() of the {what} group took {} ms with a permission event pending", ms(d)))
-        }
-        Ok(Err(e)) => {
-            l.answer(&evs, FAN_ALLOW);
-            return (format!("creating the {what} group").as_str(), e).into();
-        }
-        Err(_) => {
-            ctx.dump_blocked_tasks();
-            let answered = Instant::now();
-            l.answer(&evs, FAN_ALLOW);
-            match rx.recv_timeout(ctx.release) {
+    let closes: Vec<_> = groups
+        .iter()
+        .map(|&(what, make_group)| {
+            let other = ctx.file(&format!("{what}-other"));
+            let (tx, rx) = mpsc::channel();
+            thread::spawn(move || {
+                let r = make_group(&other).map(|fd| {
+                    let t = Instant::now();
+                    sys::close(fd);
+                    t.elapsed()
+                });
+                let _ = tx.send(r);
+            });
+            rx
+        })
+        .collect();
+    let deadline = Instant::now() + ctx.watchdog;
+    let mut done: Vec<Option<io::Result<Duration>>> =
+        closes.iter().map(|rx| rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()).collect();
+    let answered = Instant::now();
+    if done.iter().any(Option::is_none) {
+        ctx.dump_blocked_tasks();
+    }
+    l.answer(&evs, FAN_ALLOW);
+    let mut outcomes = Vec::new();
+    for (i, &(what, _)) in groups.iter().enumerate() {
+        let o = match done[i].take() {
+            Some(Ok(d)) => {
+                Outcome::pass(format!("close() of the {what} group took {} ms with a permission event pending", ms(d)))
+            }
+            Some(Err(e)) => (format!("creating the {what} group").as_str(), e).into(),
+            None => match closes[i].recv_timeout(ctx.release) {
                 Ok(_) => Outcome::hang(format!(
                     "close() of an unrelated {what} group blocked for more than {} ms while a permission event was pending; it completed {} ms after the event was answered",
                     ms(ctx.watchdog),
@@ -237,30 +250,46 @@ fn close_group_while_pending(ctx: &Ctx, what: &str, make_group: fn(&str) -> io::
                     ms(ctx.watchdog),
                     ms(ctx.release)
                 )),
-            }
-        }
-    };
+            },
+        };
+        outcomes.push(o);
+    }
     if let Err(o) = expect_opens_ok(&[opener], ctx.release) {
-        if outcome.verdict == Verdict::Pass {
-            return o;
+        for x in outcomes.iter_mut().filter(|x| x.verdict == Verdict::Pass) {
+            *x = o.clone();
         }
     }
-    outcome
+    outcomes
+}
+
+fn make_inotify(path: &str) -> io::Result<RawFd> {
+    sys::inotify_with_watch(path)
+}
+
+fn make_fanotify(path: &str) -> io::Result<RawFd> {
+    let fd = sys::fanotify_init(sys::FAN_CLASS_NOTIF)?;
+    if let Err(e) = sys::fanotify_mark(fd, FAN_MARK_ADD, sys::FAN_MODIFY, path) {
+        sys::close(fd);
+        return Err(e);
+    }
+    Ok(fd)
+}
+
+/// Both of [`TOGETHER`] under one pending event and one watchdog.
+pub fn close_tests_together(ctx: &Ctx) -> Vec<Outcome> {
+    close_groups_while_pending(ctx, &[("inotify", make_inotify), ("fanotify", make_fanotify)])
+}
+
+fn one(mut v: Vec<Outcome>) -> Outcome {
+    v.pop().unwrap_or_else(|| Outcome::fail("no outcome"))
 }
 
 fn inotify_close_with_pending_perm(ctx: &Ctx) -> Outcome {
-    close_group_while_pending(ctx, "inotify", sys::inotify_with_watch)
+    one(close_groups_while_pending(ctx, &[("inotify", make_inotify)]))
 }
 
 fn fanotify_close_with_pending_perm(ctx: &Ctx) -> Outcome {
-    close_group_while_pending(ctx, "fanotify", |path| {
-        let fd = sys::fanotify_init(sys::FAN_CLASS_NOTIF)?;
-        if let Err(e) = sys::fanotify_mark(fd, FAN_MARK_ADD, sys::FAN_MODIFY, path) {
-            sys::close(fd);
-            return Err(e);
-        }
-        Ok(fd)
-    })
+    one(close_groups_while_pending(ctx, &[("fanotify", make_fanotify)]))
 }
 
 /// FAN_ALLOW lets open() succeed; FAN_DENY makes it fail with EPERM.
@@ -470,40 +499,30 @@ fn many_waiters_reverse_answer(ctx: &Ctx) -> Outcome {
     }
 }
 
-/// Runs tests side by side, each in its own thread so that even a test stuck in the kernel
-/// cannot stop the agent: after `limit` it is reported as a hang and left behind. The
-/// results come in the order of `fs`, each with its own run time.
-pub fn run_guarded(ctx: &'static Ctx, fs: &[TestFn], limit: Duration) -> Vec<(Outcome, Duration)> {
+/// Runs `f` (one test, or [`TOGETHER`] as one: `n` outcomes) in its own thread so that even
+/// a test stuck in the kernel cannot stop the agent: after `limit` each outcome is reported
+/// as a hang and the thread left behind.
+pub fn run_guarded(
+    ctx: &'static Ctx,
+    f: impl FnOnce(&'static Ctx) -> Vec<Outcome> + Send + 'static,
+    n: usize,
+    limit: Duration,
+) -> (Vec<Outcome>, Duration) {
+    let (tx, rx) = mpsc::channel();
     let t = Instant::now();
-    let deadline = t + limit;
-    let waits: Vec<_> = fs
-        .iter()
-        .map(|&f| {
-            let (tx, rx) = mpsc::channel();
-            let spawned = thread::Builder::new().spawn(move || {
-                let _ = tx.send((f(ctx), t.elapsed()));
-            });
-            spawned.map(|_| rx)
-        })
-        .collect();
-    let mut dumped = false;
-    waits
-        .into_iter()
-        .map(|w| {
-            let rx = match w {
-                Ok(rx) => rx,
-                Err(e) => return (Outcome::fail(format!("cannot start test thread: {e}")), t.elapsed()),
-            };
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(r) => r,
-                Err(RecvTimeoutError::Timeout) => {
-                    if !std::mem::replace(&mut dumped, true) {
-                        ctx.dump_blocked_tasks();
-                    }
-                    (Outcome::hang(format!("test did not finish within {} ms", ms(limit))), t.elapsed())
-                }
-                Err(RecvTimeoutError::Disconnected) => (Outcome::fail("test panicked"), t.elapsed()),
-            }
-        })
-        .collect()
+    let spawned = thread::Builder::new().spawn(move || {
+        let _ = tx.send(f(ctx));
+    });
+    let all = |o: Outcome| (0..n).map(|_| o.clone()).collect();
+    if let Err(e) = spawned {
+        return (all(Outcome::fail(format!("cannot start test thread: {e}"))), t.elapsed());
+    }
+    match rx.recv_timeout(limit) {
+        Ok(o) => (o, t.elapsed()),
+        Err(RecvTimeoutError::Timeout) => {
+            ctx.dump_blocked_tasks();
+            (all(Outcome::hang(format!("test did not finish within {} ms", ms(limit)))), t.elapsed())
+        }
+        Err(RecvTimeoutError::Disconnected) => (all(Outcome::fail("test panicked")), t.elapsed()),
+    }
 }

@@ -33,7 +33,7 @@ const TABLE: &[(&str, Option<(bool, usize)>)] = &[
     ("06-fanotify-ondir", Some((true, 1))),
     ("07-fanotify-event-on-child", Some((true, 2))),
     ("08-ignore-surv-modify", Some((false, 0))),
-    ("09-fanotify-merge", Some((true, 5))),
+    ("09-fanotify-merge", Some((true, 4))),
     ("10-overflow-off-by-one", Some((true, 1))),
     ("11-inotify-mask-create-errno", Some((false, 0))),
     ("12-inotify-merge-wd", Some((false, 0))),

@@ -192,17 +192,20 @@ fn a_series_without_base_commit_is_applied_to_the_branch_that_takes_it() {
     .unwrap();
     let json = d.path().join("r.json");
     let md = d.path().join("r.md");
-    let o = kbot(d.path())
-        .args(["check", "--arch", "x86_64", "--no-ltp", "--mbox"])
-        .arg(&mbox)
-        .arg("--tree")
-        .arg(&tree)
-        .arg("--json")
-        .arg(&json)
-        .arg("--report")
-        .arg(&md)
-        .output()
-        .unwrap();
+    // `kbot check` of the series on the tiny tree with these extra arguments.
+    let check = |extra: &[&str]| {
+        kbot(d.path())
+            .args(["check", "--arch", "x86_64", "--no-ltp", "--mbox"])
+            .arg(&mbox)
+            .arg("--tree")
+            .arg(&tree)
+            .arg("--json")
+            .arg(&json)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = check(&["--report", md.to_str().unwrap()]);
     // The tiny tree is no kernel: what comes after the apply fails; the base is the point.
     let v: serde_json::Value = serde_json::from_slice(
         &std::fs::read(&json).unwrap_or_else(|_| panic!("no JSON; kbot said: {}", String::from_utf8_lossy(&o.stderr))),
@@ -219,15 +222,7 @@ fn a_series_without_base_commit_is_applied_to_the_branch_that_takes_it() {
     let report = std::fs::read_to_string(&md).unwrap();
     assert!(report.contains("| next | `") && report.contains("| yes |"), "{report}");
     // Only `--base-from main` offered: nothing takes it, so HEAD and git's reason.
-    let o = kbot(d.path())
-        .args(["check", "--arch", "x86_64", "--no-ltp", "--base-from", "main", "--mbox"])
-        .arg(&mbox)
-        .arg("--tree")
-        .arg(&tree)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
+    let o = check(&["--base-from", "main"]);
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(v["status"], "apply-failed");
@@ -236,15 +231,7 @@ fn a_series_without_base_commit_is_applied_to_the_branch_that_takes_it() {
     assert!(v["series"]["notes"].to_string().contains("applies to none of the 1 candidate bases"), "{v:#}");
     // A ref the tree does not have is a typo: a usage error before any work, nothing written.
     std::fs::remove_file(&json).unwrap();
-    let o = kbot(d.path())
-        .args(["check", "--arch", "x86_64", "--no-ltp", "--base-from", "nxt", "--mbox"])
-        .arg(&mbox)
-        .arg("--tree")
-        .arg(&tree)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
+    let o = check(&["--base-from", "nxt"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(one_line_error(&o).contains("--base-from nxt: the tree"), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!json.exists());

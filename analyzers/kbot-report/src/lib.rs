@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 pub mod group;
 mod vocab;
-pub use vocab::{BootState, BuildState, CheckState, Outcome, RegressionKind, SplatKind, UnknownWord, Verdict};
+pub use vocab::{
+    BootState, BuildState, CheckState, Outcome, RegressionKind, SplatKind, StepReason, UnknownWord, Verdict,
+};
 
 pub const SCHEMA: &str = "kbot.result/v1";
 
@@ -215,7 +217,7 @@ pub struct Regression {
 pub struct BisectStep {
     /// Patches applied (0 = base).
     pub prefix: u32,
-    pub reason: String,
+    pub reason: StepReason,
     /// check name -> verdict
     pub verdicts: std::collections::BTreeMap<String, Verdict>,
     pub seconds: f64,

@@ -142,6 +142,20 @@ crate::closed_words! {
     }
 }
 
+crate::closed_words! {
+    /// Why a bisection step ran.
+    StepReason {
+        /// A probe of the binary search.
+        Bisect = "bisect",
+        /// The step before gave no verdict (no boot, no report).
+        Retry = "retry",
+        /// A rerun of the prefix about to be blamed: a failure is named only when it reproduces.
+        Confirm = "confirm",
+        /// A rerun of the last good prefix below it: a race the kernel has can pass once.
+        Verify = "verify",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,9 +48,6 @@ enum Cmd {
     /// Differential scenarios: show one with refcore's prediction, or replay it on a kernel.
     #[command(subcommand)]
     Scenario(ScenarioCmd),
-    /// Print the stage times of a cold and a warm check of a series (default: the shipped
-    /// 4-patch series with a regression), for the README. Wipes kbot's kernel cache and the
-    /// build directories of the tree first.
     /// The mailing-list reply bot and CI service: polls the configured inboxes and branches,
     /// tests each new series / range once, mails one threaded report per regression.
     /// SIGTERM drains (running jobs finish). Exit 2 on a config or environment error.
@@ -85,6 +82,9 @@ enum Cmd {
         #[arg(long, value_name = "FILE", env = "KBOT_CONFIG")]
         config: PathBuf,
     },
+    /// Print the stage times of a cold and a warm check of a series (default: the shipped
+    /// 4-patch series with a regression), for the README. Wipes kbot's kernel cache and the
+    /// build directories of the tree first (not with --warm-only).
     Bench {
         /// The series (default: examples/bench-4-patches.mbox).
         #[arg(long, value_name = "FILE")]
@@ -599,5 +599,25 @@ fn main() {
             eprintln!("kbot: error: {}", msg.join("; "));
             std::process::exit(f.code());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Each subcommand's help is its own: a doc comment without its item once gave `serve`
+    /// the bench's text and `bench` none.
+    #[test]
+    fn every_subcommand_says_what_it_does() {
+        let cli = Cli::command();
+        for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
+            let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+            assert!(!about.is_empty(), "{} has no help", sub.get_name());
+        }
+        let about = |name: &str| cli.find_subcommand(name).and_then(|s| s.get_about()).unwrap().to_string();
+        assert!(about("serve").starts_with("The mailing-list reply bot"), "{}", about("serve"));
+        assert!(about("bench").starts_with("Print the stage times"), "{}", about("bench"));
     }
 }

@@ -289,7 +289,7 @@ fn bisect(lab: &mut dyn Lab, n: usize, checks: &[Check]) -> Bisection {
         .zip(&times)
         .map(|(s, secs)| BisectStep {
             prefix: s.prefix as u32,
-            reason: s.reason.into(),
+            reason: s.reason,
             verdicts: s.verdicts.clone(),
             seconds: *secs,
         })

@@ -60,6 +60,14 @@ pub const NO_NODE: u8 = 0xff;
 /// (FAN_MARK_MOUNT), where a mark's node would be: the scenario's tree is one filesystem,
 /// mounted once (the guest agent mounts a tmpfs for each run).
 pub const SB_NODE: u8 = 0xfd;
+/// `Ev::name` of an [`Op::Fdinfo`] entry for a mark: `mask` is what fdinfo prints as `mask:`
+/// (fanotify: the mark's mask with FAN_ONDIR / FAN_EVENT_ON_CHILD; inotify: its events), `inode`
+/// the marked object ([`SB_NODE`] / [`MNT_NODE`] for filesystem and mount marks), `task` the
+/// mark's user-visible [`flag`]s (fanotify `mflags:` SURV; inotify IN_ONESHOT/IN_EXCL_UNLINK in
+/// its mask). A mark with an ignore mask has a second entry, [`FDINFO_IGNORED`].
+pub const FDINFO_MARK: u8 = 0xfc;
+/// `Ev::name` of a mark's `ignored_mask:` entry in an [`Op::Fdinfo`] step.
+pub const FDINFO_IGNORED: u8 = 0xfb;
 pub const MNT_NODE: u8 = 0xfe;
 
 pub const EPERM: i32 = 1;
@@ -358,6 +366,10 @@ pub enum Op {
         mask: u32,
         flags: u8,
         mount: bool,
+    },
+    /// Reads `/proc/self/fdinfo/<fd>` of the group: one entry per mark (see [`FDINFO_MARK`]).
+    Fdinfo {
+        group: u8,
     },
     /// fanotify_init(2) with these [`init`] flags and [`fflag`] event file flags, as root or
     /// (`unpriv`) as an unprivileged user; a group it makes is closed at once (only the errno
@@ -785,6 +797,38 @@ impl Model {
         self.groups.get_mut(g as usize).and_then(|x| x.as_mut()).filter(|x| x.alive)
     }
 
+    /// What `/proc/<pid>/fdinfo/<fd>` of `group` shows of its marks (fs/notify/fdinfo.c:
+    /// `inotify_fdinfo()`, `fanotify_fdinfo()`), one or two entries per mark; the order is the
+    /// kernel's list order, which the comparison does not look at.
+    fn fdinfo(&self, group: u8, out: &mut Outcome) -> Result<Ret, Invalid> {
+        let Some(g) = self.group(group) else {
+            return Ok(Ret::Err(EBADF));
+        };
+        let inotify = g.class == Class::Inotify;
+        let mut n = 0;
+        for mk in self.marks.iter().flatten().filter(|m| m.group == group) {
+            n += 1;
+            // inotify_mark_user_mask(): the events, and IN_EXCL_UNLINK / IN_ONESHOT from the
+            // mark's flags (FS_EVENT_ON_CHILD and FS_UNMOUNT are not shown).
+            let (m, f) = if inotify {
+                (mk.mask & mask::EVENTS, mk.flags & (flag::ONESHOT | flag::EXCL_UNLINK))
+            } else {
+                // fanotify_mark_user_flags(): FAN_MARK_IGNORED_SURV_MODIFY.
+                (mk.mask, mk.flags & flag::SURV)
+            };
+            if !out.events.push(Ev { mask: m, inode: mk.inode, task: f, name: FDINFO_MARK }) {
+                return Err(Invalid::Capacity);
+            }
+            if !inotify
+                && mk.ignore != 0
+                && !out.events.push(Ev { mask: mk.ignore, inode: mk.inode, task: 0, name: FDINFO_IGNORED })
+            {
+                return Err(Invalid::Capacity);
+            }
+        }
+        Ok(Ret::Ok(n))
+    }
+
     /// Whether some task holds `node` open for write: a write's open() waiting for a
     /// permission answer (the model's other writes are whole steps).
     fn open_for_write(&self, node: u8) -> bool {
@@ -999,6 +1043,7 @@ impl Model {
                 self.tasks[t].since = step_no;
                 self.close(s.task, group, out)?
             }
+            Op::Fdinfo { group } => Some(self.fdinfo(group, out)?),
             Op::Init { flags, fflags, unpriv } => Some(match fanotify_init_errno(flags, fflags, unpriv) {
                 Some(e) => Ret::Err(e),
                 None => Ret::Ok(0),

@@ -732,3 +732,48 @@ fn a_file_mark_left_with_ondir_survives_an_ignore_removal() {
     ok(&mut m, 0, Op::Watch { group: 0, inode: 0, mask: mask::ACCESS, flags: flag::REMOVE | flag::IGNORED });
     ok(&mut m, 0, Op::Watch { group: 0, inode: 0, mask: mask::ACCESS, flags: flag::REMOVE });
 }
+
+/// proc(5) "/proc/pid/fdinfo": for inotify "wd ... mask: The mask of events being monitored"
+/// (with IN_ONESHOT / IN_EXCL_UNLINK, inotify_mark_user_mask()); for fanotify "mflags ...
+/// mask ... ignored_mask" per inode, mount or filesystem mark (fs/notify/fdinfo.c).
+#[test]
+fn fdinfo_shows_every_mark_with_its_masks() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::CreateGroup(Class::FanNotif));
+    ok(&mut m, 0, Op::CreateGroup(Class::Inotify));
+    ok(&mut m, 0, Op::AddMark { group: 0, inode: D0, mask: mask::OPEN | mask::ISDIR | mask::ON_CHILD });
+    ok(&mut m, 0, Op::Watch { group: 0, inode: 1, mask: mask::ACCESS, flags: flag::IGNORED | flag::SURV });
+    ok(&mut m, 0, Op::FsMark { group: 0, inode: 0, mask: mask::MODIFY | mask::ON_CHILD, flags: 0, mount: false });
+    ok(&mut m, 0, Op::Watch { group: 1, inode: 2, mask: mask::OPEN, flags: flag::ONESHOT | flag::EXCL_UNLINK });
+    ok(&mut m, 0, Op::AddMark { group: 1, inode: D0, mask: mask::CREATE });
+    let fd = |m: &mut Model, g| {
+        let mut v = run(m, 0, Op::Fdinfo { group: g }).events.as_slice().to_vec();
+        v.sort();
+        v
+    };
+    let mut want = std::vec![
+        ev(mask::OPEN | mask::ISDIR | mask::ON_CHILD, ROOT, 0, FDINFO_MARK),
+        Ev { mask: 0, inode: 1, task: flag::SURV, name: FDINFO_MARK },
+        ev(mask::ACCESS, 1, 0, FDINFO_IGNORED),
+        // FAN_EVENT_ON_CHILD is dropped from a filesystem mark.
+        ev(mask::MODIFY, SB_NODE, 0, FDINFO_MARK),
+    ];
+    want.sort();
+    assert_eq!(fd(&mut m, 0), want);
+    // inotify: events and flags; a directory's watch shows no FS_EVENT_ON_CHILD.
+    let mut want = std::vec![
+        Ev { mask: mask::OPEN, inode: 2, task: flag::ONESHOT | flag::EXCL_UNLINK, name: FDINFO_MARK },
+        ev(mask::CREATE, ROOT, 0, FDINFO_MARK),
+    ];
+    want.sort();
+    assert_eq!(fd(&mut m, 1), want);
+    // A modification clears the (non-surviving) ignore mask; the mark stays with mask 0.
+    ok(&mut m, 0, Op::Watch { group: 0, inode: 3, mask: mask::ACCESS, flags: flag::IGNORED });
+    ok(&mut m, 1, Op::Write { inode: 3 });
+    assert!(fd(&mut m, 0).contains(&ev(0, 3, 0, FDINFO_MARK)));
+    // A oneshot watch that fired is gone; a closed group is EBADF.
+    ok(&mut m, 1, Op::Open { inode: 2 });
+    assert_eq!(fd(&mut m, 1), [ev(mask::CREATE, ROOT, 0, FDINFO_MARK)]);
+    ok(&mut m, 0, Op::Close { group: 1 });
+    assert_eq!(run(&mut m, 0, Op::Fdinfo { group: 1 }).ret, Some(Ret::Err(EBADF)));
+}

@@ -198,6 +198,7 @@ pub fn format_step(s: &Step) -> String {
         Op::Rmdir { inode } => format!("t{t} rmdir {}", path_name(inode)),
         Op::Rename { from, to } => format!("t{t} rename {} {}", path_name(from), path_name(to)),
         Op::ReadEvents { group } => format!("t{t} read g{group}"),
+        Op::Fdinfo { group } => format!("t{t} fdinfo g{group}"),
         Op::Answer { group, waiter, allow } => {
             format!("t{t} {} g{group} t{waiter}", if allow { "allow" } else { "deny" })
         }
@@ -352,6 +353,7 @@ pub fn parse_step(text: &str) -> Result<Step, StepError> {
         "rmdir" => Op::Rmdir { inode: parse_path(w.next())? },
         "rename" => Op::Rename { from: parse_path(w.next())?, to: parse_path(w.next())? },
         "read" => Op::ReadEvents { group: num(w.next(), 'g', "group")? },
+        "fdinfo" => Op::Fdinfo { group: num(w.next(), 'g', "group")? },
         "allow" | "deny" => Op::Answer {
             group: num(w.next(), 'g', "group")?,
             waiter: num(w.next(), 't', "waiter")?,
@@ -462,7 +464,21 @@ pub fn ret_name(r: Option<Ret>) -> String {
 /// An event: `mask n<node> t<task>` (nodes `0..8` are `d0/i0..i7`, `8` is `d0`, later ones in
 /// creation order) and the child's name for a watching directory.
 pub fn event_name(e: &Ev) -> String {
-    let node = if e.inode == NO_NODE { "-".to_string() } else { format!("n{}", e.inode) };
+    let node = match e.inode {
+        NO_NODE => "-".to_string(),
+        kbot_refcore::SB_NODE => "fs".to_string(),
+        kbot_refcore::MNT_NODE => "mount".to_string(),
+        n => format!("n{n}"),
+    };
+    // An fdinfo line: the mark's mask and flags, or its ignored mask.
+    match e.name {
+        kbot_refcore::FDINFO_MARK => {
+            let f = if e.task == 0 { String::new() } else { format!(" {}", flags_name(e.task)) };
+            return format!("mark {node} {}{f}", mask_name(e.mask));
+        }
+        kbot_refcore::FDINFO_IGNORED => return format!("ignored {node} {}", mask_name(e.mask)),
+        _ => {}
+    }
     let name = if e.name == NO_NAME { String::new() } else { format!(" {}", entry_name(e.name)) };
     format!("{} {node} t{}{name}", mask_name(e.mask), e.task)
 }
@@ -771,7 +787,7 @@ pub fn random(seed: u64, index: u32) -> Scenario {
     let mixed = seed ^ (u64::from(index).wrapping_mul(0xa076_1d64_78bd_642f));
     Scenario {
         name: format!("scenario/random-{seed}-{index}"),
-        steps: with_fs_marks(with_inits(generate(mixed, 24), mixed), mixed),
+        steps: with_fdinfo(with_fs_marks(with_inits(generate(mixed, 24), mixed), mixed), mixed),
     }
 }
 
@@ -954,6 +970,43 @@ fn with_inits(steps: Vec<Step>, seed: u64) -> Vec<Step> {
     out
 }
 
+/// Adds `fdinfo` reads from a stream of their own: up to two at random places and one per live
+/// group at the end (what every mark's masks and flags came to). They change nothing.
+fn with_fdinfo(steps: Vec<Step>, seed: u64) -> Vec<Step> {
+    let mut r = Rng::new(seed ^ 0x3fd1_2f00_0000_0003);
+    let n = r.below(3) as usize;
+    let mut at: Vec<usize> = (0..n).map(|_| r.below(steps.len() as u64 + 1) as usize).collect();
+    at.sort_unstable();
+    let mut m = Model::new(Semantics::Current);
+    let mut out = Vec::with_capacity(steps.len() + n + 5);
+    let mut next = at.into_iter().peekable();
+    let idle = |m: &Model| (0..GEN_TASKS).find(|t| !m.blocked(*t));
+    for i in 0..=steps.len() {
+        while next.next_if_eq(&i).is_some() {
+            let g = r.below(u64::from(m.groups_created()).max(1)) as u8;
+            if let Some(task) = idle(&m) {
+                let s = Step { task, op: Op::Fdinfo { group: g } };
+                if m.step(s).is_ok() {
+                    out.push(s);
+                }
+            }
+        }
+        if let Some(&s) = steps.get(i) {
+            m.step(s).expect("generated steps are valid");
+            out.push(s);
+        }
+    }
+    for g in 0..m.groups_created() {
+        if let (true, Some(task)) = (m.group_alive(g), idle(&m)) {
+            let s = Step { task, op: Op::Fdinfo { group: g } };
+            if m.step(s).is_ok() {
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
 /// Parses a `scenario/random-<seed>-<index>` name back into its scenario.
 pub fn from_name(name: &str) -> Option<Scenario> {
     if let Some(rest) = name.strip_prefix("scenario/random-") {
@@ -1046,8 +1099,12 @@ mod tests {
         for i in 0..200 {
             let sc = random(5, i);
             let mixed = 5 ^ (u64::from(i).wrapping_mul(0xa076_1d64_78bd_642f));
-            let rest: Vec<Step> =
-                sc.steps.iter().filter(|s| !matches!(s.op, Op::Init { .. } | Op::FsMark { .. })).copied().collect();
+            let rest: Vec<Step> = sc
+                .steps
+                .iter()
+                .filter(|s| !matches!(s.op, Op::Init { .. } | Op::FsMark { .. } | Op::Fdinfo { .. }))
+                .copied()
+                .collect();
             assert_eq!(rest, generate(mixed, 24), "{}", sc.name);
             assert_eq!(parse(&format(&sc.steps)).unwrap(), sc.steps);
             for o in predict(&sc.steps, Semantics::Current).unwrap().iter().zip(&sc.steps) {
@@ -1227,7 +1284,8 @@ mod tests {
                     }
                 }
             }
-            let without: Vec<Step> = sc.steps.iter().filter(|s| !matches!(s.op, Op::FsMark { .. })).copied().collect();
+            let without: Vec<Step> =
+                sc.steps.iter().filter(|s| !matches!(s.op, Op::FsMark { .. } | Op::Fdinfo { .. })).copied().collect();
             let pred2 = predict(&without, Semantics::Current).unwrap();
             let reads = |p: &[StepObs], st: &[Step]| -> Vec<Vec<Ev>> {
                 st.iter()

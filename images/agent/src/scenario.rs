@@ -359,6 +359,7 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
             (ret_of(r as libc::c_long), vec![])
         }
         Op::ReadEvents { group } => read_events(&mut lock(), group),
+        Op::Fdinfo { group } => fdinfo(&lock(), group),
         Op::Init { flags, fflags, unpriv } => {
             let (f, e) = init_args(flags, fflags);
             if unpriv {
@@ -447,6 +448,65 @@ fn fan_mark_flags(flags: u8) -> u32 {
         }
     }
     kf
+}
+
+/// The hex value of `key:` in an fdinfo line.
+fn fdinfo_field(line: &str, key: &str) -> Option<u64> {
+    let v = line.split_whitespace().find_map(|w| w.strip_prefix(key))?;
+    u64::from_str_radix(v, 16).ok()
+}
+
+/// `/proc/self/fdinfo/<fd>` of a group in the model's terms ([`kbot_scenario::kbot_refcore::FDINFO_MARK`]).
+fn fdinfo(k: &Kernel, group: u8) -> (Ret, Vec<Ev>) {
+    let (fd, _) = k.group_fd(group);
+    if fd < 0 {
+        return (Ret::Err(libc::EBADF), vec![]);
+    }
+    let text = match std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) {
+        Ok(t) => t,
+        Err(e) => return (Ret::Err(e.raw_os_error().unwrap_or(libc::EIO)), vec![]),
+    };
+    let node = |l: &str| match fdinfo_field(l, "ino:") {
+        Some(ino) => k.ino_node.get(&ino).copied().unwrap_or(NO_NODE - 1),
+        None if l.contains("mnt_id:") => kbot_scenario::kbot_refcore::MNT_NODE,
+        None => kbot_scenario::kbot_refcore::SB_NODE,
+    };
+    let (mut evs, mut n) = (Vec::new(), 0);
+    for l in text.lines() {
+        let Some(m) = fdinfo_field(l, "mask:") else { continue };
+        if l.starts_with("inotify wd:") {
+            // The events (IN_ALL_EVENTS) and the flags inotify keeps in the mark.
+            let flags = if m & 0x8000_0000 != 0 { flag::ONESHOT } else { 0 }
+                | if m & 0x0400_0000 != 0 { flag::EXCL_UNLINK } else { 0 };
+            evs.push(Ev {
+                mask: from_kernel(m & 0xfff),
+                inode: node(l),
+                task: flags,
+                name: kbot_scenario::kbot_refcore::FDINFO_MARK,
+            });
+            n += 1;
+        } else if l.starts_with("fanotify ") && l.contains("mflags:") {
+            let mflags = fdinfo_field(l, "mflags:").unwrap_or(0);
+            let flags = if mflags & 0x40 != 0 { flag::SURV } else { 0 };
+            evs.push(Ev {
+                mask: from_kernel(m),
+                inode: node(l),
+                task: flags,
+                name: kbot_scenario::kbot_refcore::FDINFO_MARK,
+            });
+            let ignored = fdinfo_field(l, "ignored_mask:").unwrap_or(0);
+            if ignored != 0 {
+                evs.push(Ev {
+                    mask: from_kernel(ignored),
+                    inode: node(l),
+                    task: 0,
+                    name: kbot_scenario::kbot_refcore::FDINFO_IGNORED,
+                });
+            }
+            n += 1;
+        }
+    }
+    (Ret::Ok(n), evs)
 }
 
 /// An inotify event's name (`i3`, `d1`) as the model numbers names.

@@ -98,9 +98,9 @@ fn check(mbox: &str, dir: &Path, seed: u64) -> (i32, Value, String) {
     check_on(mbox, dir, seed, &arches(), Ltp::Off)
 }
 
-/// 8 hang tests, 18 corpus scenarios, 8 random scenarios; 6 shadow rules when on; LTP's.
+/// 8 hang tests, the corpus scenarios, 8 random scenarios; 6 shadow rules when on; LTP's.
 fn all_tests(arch: &Value) -> usize {
-    34 + if shadow_on(arch) { 6 } else { 0 } + ltp_tests(&arch["base"]).len()
+    16 + kbot_scenario::corpus().len() + if shadow_on(arch) { 6 } else { 0 } + ltp_tests(&arch["base"]).len()
 }
 
 fn ltp_tests(run: &Value) -> Vec<&Value> {

@@ -3,7 +3,7 @@
 
 use kbot_bisect::Verdict;
 use kbot_console::Console;
-use kbot_report::{Outcome, RegressionKind, TestResult};
+use kbot_report::{Outcome, RegressionKind, TestFamily, TestResult};
 
 /// Frames that show a task stuck in the notification core: what a hang's evidence quotes.
 pub const NOTIFY_FRAMES: &[&str] = &[
@@ -93,7 +93,7 @@ pub fn shadow_tests(console: &Console, vm_timed_out: bool) -> Vec<TestResult> {
 /// The kind of finding a bad result of test `name` is: a failed differential scenario or
 /// in-kernel shadow rule is a divergence from refcore; other tests hang or fail.
 pub fn kind_of(name: &str, result: Outcome) -> RegressionKind {
-    if name.starts_with("scenario/") || name.starts_with("shadow/") {
+    if TestFamily::of(name).diverges() {
         RegressionKind::Divergence
     } else if result == Outcome::Hang {
         RegressionKind::Hang

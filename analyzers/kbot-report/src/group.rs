@@ -13,7 +13,7 @@
 //! block with the test's account, then blocks separated by blank lines (`the test's own
 //! lines:`, `blocked tasks (sysrq-w):`, new splats with their excerpts, compiler errors).
 
-use crate::{CheckResult, FirstBad, Regression, RegressionKind};
+use crate::{CheckResult, FirstBad, Regression, RegressionKind, TestFamily};
 use serde::Serialize;
 
 /// Lines of one arch.
@@ -85,12 +85,12 @@ pub struct Finding {
 /// ran), an in-kernel shadow record (why), a hang (what the user sees), a divergence (the
 /// minimal scenario), LTP's tests (their own lines), other failures.
 pub fn strength(test: &str, kind: RegressionKind) -> u8 {
-    match kind {
-        RegressionKind::Build => 0,
-        _ if test.starts_with("shadow/") => 1,
-        RegressionKind::Hang if !test.starts_with("ltp/") => 2,
-        _ if test.starts_with("scenario/") => 3,
-        _ if test.starts_with("ltp/") => 4,
+    match (kind, TestFamily::of(test)) {
+        (RegressionKind::Build, _) => 0,
+        (_, TestFamily::Shadow) => 1,
+        (RegressionKind::Hang, TestFamily::Own | TestFamily::Scenario) => 2,
+        (_, TestFamily::Scenario) => 3,
+        (_, TestFamily::Ltp) => 4,
         _ => 5,
     }
 }

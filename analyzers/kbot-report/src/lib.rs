@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub mod group;
 mod vocab;
 pub use vocab::{
-    BootState, BuildState, CheckState, Outcome, RegressionKind, SplatKind, StepReason, UnknownWord, Verdict,
+    BootState, BuildState, CheckState, Outcome, RegressionKind, SplatKind, StepReason, TestFamily, UnknownWord, Verdict,
 };
 
 pub const SCHEMA: &str = "kbot.result/v1";

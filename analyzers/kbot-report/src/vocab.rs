@@ -156,6 +156,45 @@ crate::closed_words! {
     }
 }
 
+/// Which family a test of the result belongs to, told by its name's prefix: the one place
+/// that reads those prefixes (`scenario/`, `shadow/`, `ltp/`; kbot's own hang tests have none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TestFamily {
+    /// kbot's own hang tests in the guest agent (`inotify_close_with_pending_perm`, ...).
+    Own,
+    /// A differential scenario against refcore (`scenario/<name>`).
+    Scenario,
+    /// An in-kernel shadow rule's record (`shadow/<rule>`).
+    Shadow,
+    /// One of LTP's tests (`ltp/<name>`).
+    Ltp,
+}
+
+impl TestFamily {
+    const PREFIXES: [(TestFamily, &'static str); 3] =
+        [(TestFamily::Scenario, "scenario/"), (TestFamily::Shadow, "shadow/"), (TestFamily::Ltp, "ltp/")];
+
+    pub fn of(name: &str) -> TestFamily {
+        Self::PREFIXES.iter().find(|(_, p)| name.starts_with(p)).map_or(TestFamily::Own, |(f, _)| *f)
+    }
+
+    /// The prefix of its names ("" for kbot's own tests).
+    pub fn prefix(self) -> &'static str {
+        Self::PREFIXES.iter().find(|(f, _)| *f == self).map_or("", |(_, p)| p)
+    }
+
+    /// Its verdict is a direct record of what the kernel did (an in-kernel rule), not a
+    /// timing or a comparison that a slow machine or an unhit race could change.
+    pub fn observed(self) -> bool {
+        self == TestFamily::Shadow
+    }
+
+    /// A bad result of it is a divergence from refcore (not a hang or a failure).
+    pub fn diverges(self) -> bool {
+        matches!(self, TestFamily::Scenario | TestFamily::Shadow)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +211,21 @@ mod tests {
         assert_eq!(RegressionKind::parse("divergence"), Some(RegressionKind::Divergence));
         assert_eq!(Verdict::parse("maybe"), None);
         assert!(serde_json::from_str::<BootState>("\"later\"").is_err());
+    }
+
+    #[test]
+    fn test_families_by_name() {
+        for (name, f) in [
+            ("inotify_close_with_pending_perm", TestFamily::Own),
+            ("scenario/random-1-2", TestFamily::Scenario),
+            ("shadow/wait-in-srcu", TestFamily::Shadow),
+            ("ltp/fanotify07", TestFamily::Ltp),
+            ("ltpx", TestFamily::Own),
+        ] {
+            assert_eq!(TestFamily::of(name), f, "{name}");
+            assert!(name.starts_with(f.prefix()));
+        }
+        assert!(TestFamily::Shadow.observed() && !TestFamily::Ltp.observed());
+        assert!(TestFamily::Scenario.diverges() && !TestFamily::Own.diverges());
     }
 }

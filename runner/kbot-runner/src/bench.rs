@@ -14,7 +14,7 @@ use crate::check::{self, CheckArgs};
 use crate::home::Home;
 use crate::progress::Progress;
 use crate::Fail;
-use kbot_report::CheckResult;
+use kbot_report::{CheckResult, TestFamily};
 use std::path::Path;
 
 /// Removes a directory tree; a missing one is fine, one that cannot be removed is an error
@@ -99,7 +99,7 @@ pub fn table(cold: &CheckResult, warm: &CheckResult) -> String {
 /// the number of tests: what every series pays (the base's LTP run is cached per base).
 fn ltp_share(r: &CheckResult, arch: &str) -> (f64, usize) {
     let Some(a) = r.arches.iter().find(|a| a.arch == arch) else { return (0.0, 0) };
-    a.tip.tests.iter().filter(|t| t.name.starts_with("ltp/")).fold((0.0, 0), |(s, c), t| {
+    a.tip.tests.iter().filter(|t| TestFamily::of(&t.name) == TestFamily::Ltp).fold((0.0, 0), |(s, c), t| {
         let ms: f64 =
             t.detail.rsplit("time_ms=").next().and_then(|x| x.trim_end_matches(')').parse().ok()).unwrap_or(0.0);
         (s + ms / 1000.0, c + 1)

@@ -8,7 +8,7 @@ use kbot_console::Console;
 use kbot_kernel::git::Worktree;
 use kbot_kernel::qemu::{self, Accel, VmSpec};
 use kbot_kernel::{build, kconfig, shadow, Arch};
-use kbot_report::{short_commit, TestResult};
+use kbot_report::{short_commit, TestFamily, TestResult};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -196,14 +196,8 @@ impl Ahead<'_> {
     fn run(&self) -> AheadResult {
         // SAFETY: lowers this thread's own priority; make and the compilers inherit it.
         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
-        self.wt.checkout(&self.commit).map_err(|e| format!("checkout {}: {e}", self.commit))?;
-        let mut rejected = Vec::new();
-        if self.shadow_extra.is_some() {
-            rejected = shadow::instrument(&self.wt.path).map_err(|e| format!("shadow checks: {e}"))?;
-        }
-        let extra = self.shadow_extra.clone().unwrap_or_default();
-        kconfig::ensure(self.sandbox, &self.wt.path, &self.out, self.arch, &extra, &self.log)
-            .map_err(|e| format!("kconfig: {e}"))?;
+        let extra = self.shadow_extra.as_deref();
+        let (rejected, _) = prepare(self.wt, &self.commit, extra, self.sandbox, &self.out, self.arch, &self.log)?;
         let b = build::build(
             self.sandbox,
             &self.wt.path,
@@ -217,6 +211,30 @@ impl Ahead<'_> {
         .map_err(|e| format!("cannot run make: {e}"))?;
         Ok((rejected, b))
     }
+}
+
+/// Everything before `make` for one commit, the same for a build in sequence and one ahead:
+/// check it out, add the shadow checks' hooks when `shadow_extra` (their kconfig) is given,
+/// make sure the build directory's configuration is current. Returns the files whose hooks did
+/// not apply, and how long the configuration took when it had to be made afresh.
+fn prepare(
+    wt: &Worktree,
+    commit: &str,
+    shadow_extra: Option<&str>,
+    sandbox: &kbot_sandbox::Policy,
+    out: &Path,
+    arch: Arch,
+    log: &Path,
+) -> Result<(Vec<String>, Option<f64>), String> {
+    wt.checkout(commit).map_err(|e| format!("checkout {commit}: {e}"))?;
+    let rejected = match shadow_extra {
+        Some(_) => shadow::instrument(&wt.path).map_err(|e| format!("shadow checks: {e}"))?,
+        None => Vec::new(),
+    };
+    let t = Instant::now();
+    let fresh = kconfig::ensure(sandbox, &wt.path, out, arch, shadow_extra.unwrap_or_default(), log)
+        .map_err(|e| format!("kconfig: {e}"))?;
+    Ok((rejected, fresh.then(|| t.elapsed().as_secs_f64())))
 }
 
 impl QemuLab<'_> {
@@ -318,19 +336,17 @@ impl Lab for QemuLab<'_> {
             return Ok(k);
         }
         let what = label(prefix, self.n());
-        self.wt.checkout(&commit).map_err(|e| LabError(format!("checkout {commit}: {e}")))?;
+        let extra = self.shadow.then(|| self.extra_config());
+        let (rejected, fresh) =
+            prepare(self.wt, &commit, extra.as_deref(), self.sandbox, &self.out, self.arch, &log).map_err(LabError)?;
         if self.shadow {
-            let rejected = shadow::instrument(&self.wt.path).map_err(|e| LabError(format!("shadow checks: {e}")))?;
             if !rejected.is_empty() {
                 self.say("shadow", &format!("{what}: hooks did not apply in {}", rejected.join(", ")));
             }
             self.rejects.insert(prefix, rejected);
         }
-        let t = Instant::now();
-        let fresh = kconfig::ensure(self.sandbox, &self.wt.path, &self.out, self.arch, &self.extra_config(), &log)
-            .map_err(|e| LabError(format!("kconfig: {e}")))?;
-        if fresh {
-            self.say("config", &format!("tinyconfig + kbot fragment in {:.1}s", t.elapsed().as_secs_f64()));
+        if let Some(secs) = fresh {
+            self.say("config", &format!("tinyconfig + kbot fragment in {secs:.1}s"));
         }
         let p = self.params;
         self.say("build", &format!("{what} ({}), make -j{}", short_commit(&commit), p.jobs));
@@ -407,15 +423,16 @@ impl QemuLab<'_> {
         // Shadow rules are not tests of the agent: they watch whatever runs. When only they are
         // in question, run everything so the same activity happens.
         let agent_only: Option<Vec<String>> = match &sel {
-            Selection::Only(o) => Some(o.iter().filter(|n| !n.starts_with("shadow/")).cloned().collect::<Vec<_>>())
+            Selection::Only(o) => Some(o.iter().filter(|n| !TestFamily::of(n).observed()).cloned().collect::<Vec<_>>())
                 .filter(|o| !o.is_empty()),
             _ => None,
         };
-        let only_ltp = agent_only.as_ref().is_some_and(|o| o.iter().all(|n| n.starts_with("ltp/")));
+        let is_ltp = |n: &String| TestFamily::of(n) == TestFamily::Ltp;
+        let only_ltp = agent_only.as_ref().is_some_and(|o| o.iter().all(is_ltp));
         let with_ltp = match &sel {
             Selection::All => !self.ltp_tests.is_empty(),
             Selection::Own => false,
-            Selection::Only(_) => agent_only.as_ref().is_some_and(|o| o.iter().any(|n| n.starts_with("ltp/"))),
+            Selection::Only(_) => agent_only.as_ref().is_some_and(|o| o.iter().any(is_ltp)),
         };
         // Only LTP: the scenario words would change nothing but the cache key.
         let mut append = if only_ltp {

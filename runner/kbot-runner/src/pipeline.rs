@@ -7,7 +7,7 @@ use crate::lab::{label, Boot, Kernel, Lab};
 use kbot_bisect::Found;
 use kbot_report::{
     short_commit, ArchResult, BisectStep, BootState, BuildState, FirstBad, Outcome, PatchInfo, Regression,
-    RegressionKind, Run, SplatInfo, TestResult, Verdict,
+    RegressionKind, Run, SplatInfo, TestFamily, TestResult, Verdict,
 };
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -34,7 +34,7 @@ impl Check {
     /// what the kernel did) rather than a timing or a comparison that a slow machine could
     /// fake: such a verdict needs no rerun to count.
     pub fn observed(&self) -> bool {
-        matches!(self, Check::Test(t) if t.starts_with("shadow/"))
+        matches!(self, Check::Test(t) if TestFamily::of(t).observed())
     }
 
     pub fn from_name(name: &str) -> Check {
@@ -392,7 +392,7 @@ fn test_evidence(
     let boot = first_bad
         .and_then(|f| b.boots.get(&f))
         .filter(|x| x.tests.iter().any(|t| t.name == name && t.result != Outcome::Pass))
-        .filter(|_| !name.starts_with("scenario/"))
+        .filter(|_| TestFamily::of(name) != TestFamily::Scenario)
         .or(tip);
     let Some(boot) = boot else { return String::new() };
     let t = boot.tests.iter().find(|t| t.name == name).cloned().unwrap_or(TestResult {

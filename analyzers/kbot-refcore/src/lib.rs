@@ -109,19 +109,22 @@ pub mod path {
 
 /// Flags of a mark step (`mark g P MASK FLAGS`): inotify_add_watch's and fanotify_mark's.
 pub mod flag {
-    pub const ONESHOT: u8 = 1;
-    pub const MASK_ADD: u8 = 2;
-    pub const MASK_CREATE: u8 = 4;
-    pub const EXCL_UNLINK: u8 = 8;
+    pub const ONESHOT: u16 = 1;
+    pub const MASK_ADD: u16 = 2;
+    pub const MASK_CREATE: u16 = 4;
+    pub const EXCL_UNLINK: u16 = 8;
     /// IN_ONLYDIR / FAN_MARK_ONLYDIR.
-    pub const ONLYDIR: u8 = 16;
+    pub const ONLYDIR: u16 = 16;
     /// FAN_MARK_IGNORED_MASK (the legacy ignore mask).
-    pub const IGNORED: u8 = 32;
-    pub const SURV: u8 = 64;
+    pub const IGNORED: u16 = 32;
+    pub const SURV: u16 = 64;
     /// FAN_MARK_REMOVE instead of FAN_MARK_ADD.
-    pub const REMOVE: u8 = 128;
-    pub const INOTIFY: u8 = ONESHOT | MASK_ADD | MASK_CREATE | EXCL_UNLINK | ONLYDIR;
-    pub const FANOTIFY: u8 = ONLYDIR | IGNORED | SURV | REMOVE;
+    pub const REMOVE: u16 = 128;
+    /// FAN_MARK_IGNORE (5.19): an ignore mask whose FAN_ONDIR / FAN_EVENT_ON_CHILD take effect.
+    /// On a mark: it has such a mask (the kernel's FSNOTIFY_MARK_FLAG_HAS_IGNORE_FLAGS).
+    pub const IGNORE: u16 = 256;
+    pub const INOTIFY: u16 = ONESHOT | MASK_ADD | MASK_CREATE | EXCL_UNLINK | ONLYDIR;
+    pub const FANOTIFY: u16 = ONLYDIR | IGNORED | SURV | REMOVE | IGNORE;
 }
 
 /// fanotify_init(2)'s `flags`, with the kernel's values (uapi `linux/fanotify.h`), and
@@ -329,7 +332,7 @@ pub enum Op {
         group: u8,
         inode: u8,
         mask: u32,
-        flags: u8,
+        flags: u16,
     },
     /// open(O_RDONLY), read(1), close.
     Cat {
@@ -364,7 +367,7 @@ pub enum Op {
         group: u8,
         inode: u8,
         mask: u32,
-        flags: u8,
+        flags: u16,
         mount: bool,
     },
     /// Reads `/proc/self/fdinfo/<fd>` of the group: one entry per mark (see [`FDINFO_MARK`]).
@@ -583,12 +586,42 @@ struct Mark {
     mask: u32,
     /// The legacy ignore mask (FAN_MARK_IGNORED_MASK): event types only.
     ignore: u32,
-    flags: u8,
+    flags: u16,
     /// The mark's serial (inotify: its watch descriptor).
     wd: u16,
 }
 
 impl Mark {
+    /// `fsnotify_ignore_mask()`: the ignore mask with its event flags. FAN_MARK_IGNORE's are
+    /// its own; a legacy one always applies to directories and applies to children when the
+    /// mark watches them.
+    fn ignore_with_flags(&self) -> u32 {
+        if self.flags & flag::IGNORE != 0 {
+            return self.ignore;
+        }
+        (self.ignore | mask::ISDIR) & !mask::ON_CHILD | (self.mask & mask::ON_CHILD)
+    }
+
+    /// `fsnotify_effective_ignore_mask()`: the events this mark's ignore mask hides of an
+    /// event on a directory (`is_dir`) or on a child of the marked directory (`parent`).
+    fn effective_ignore(&self, is_dir: bool, parent: bool) -> u32 {
+        let events = self.ignore & mask::EVENTS;
+        if events == 0 || (!is_dir && !parent) {
+            return events;
+        }
+        let full = self.ignore_with_flags();
+        if (is_dir && full & mask::ISDIR == 0) || (parent && full & mask::ON_CHILD == 0) {
+            return 0;
+        }
+        events
+    }
+
+    /// `fsnotify_iter_select_report_types()`: a mark on the parent takes part in an event on a
+    /// child only if it watches children (its mask) or ignores events on them (its ignore mask).
+    fn on_children(&self) -> bool {
+        (self.mask | self.ignore_with_flags()) & mask::ON_CHILD != 0
+    }
+
     /// `fsnotify_calc_mask()`: what the object must show interest in for this mark.
     fn calc(&self) -> u32 {
         if self.ignore & mask::EVENTS == 0 {
@@ -813,10 +846,12 @@ impl Model {
             let (m, f) = if inotify {
                 (mk.mask & mask::EVENTS, mk.flags & (flag::ONESHOT | flag::EXCL_UNLINK))
             } else {
-                // fanotify_mark_user_flags(): FAN_MARK_IGNORED_SURV_MODIFY.
+                // fanotify_mark_user_flags(): FAN_MARK_IGNORED_SURV_MODIFY (not whether the
+                // ignore mask is FAN_MARK_IGNORE's: only its FAN_ONDIR / FAN_EVENT_ON_CHILD tell).
                 (mk.mask, mk.flags & flag::SURV)
             };
-            if !out.events.push(Ev { mask: m, inode: mk.inode, task: f, name: FDINFO_MARK }) {
+            // Those flags are all below 256 (FAN_MARK_IGNORE is not shown).
+            if !out.events.push(Ev { mask: m, inode: mk.inode, task: f as u8, name: FDINFO_MARK }) {
                 return Err(Invalid::Capacity);
             }
             if !inotify
@@ -1067,14 +1102,13 @@ impl Model {
         }
     }
 
-    fn add_mark(&mut self, group: u8, inode: u8, m: u32, flags: u8, obj: Obj) -> Result<Ret, Invalid> {
+    fn add_mark(&mut self, group: u8, inode: u8, m: u32, flags: u16, obj: Obj) -> Result<Ret, Invalid> {
         if obj != Obj::Inode && flags & !flag::FANOTIFY != 0 {
             return Err(Invalid::BadArgs);
         }
-        let Some(class) = self.group_class(group) else {
-            return Ok(Ret::Err(EBADF));
-        };
-        let inotify = class == Class::Inotify;
+        // A group number never made is fanotify_mark(2) on a bad fd (what the guest calls).
+        let class = self.group_class(group);
+        let inotify = class == Some(Class::Inotify);
         if flags & !(if inotify { flag::INOTIFY } else { flag::FANOTIFY }) != 0 && obj == Obj::Inode {
             return Err(Invalid::BadArgs);
         }
@@ -1086,14 +1120,21 @@ impl Model {
         if m & !(mask::EVENTS | mask::ISDIR | mask::ON_CHILD) != 0 || m == 0 {
             return Ok(Ret::Err(EINVAL));
         }
+        // "We don't allow FAN_MARK_IGNORE & FAN_MARK_IGNORED_MASK together".
+        if flags & flag::IGNORED != 0 && flags & flag::IGNORE != 0 {
+            return Ok(Ret::Err(EINVAL));
+        }
         let legacy_ignore = flags & flag::IGNORED != 0;
+        let new_ignore = flags & flag::IGNORE != 0;
+        let any_ignore = legacy_ignore || new_ignore;
+        let add = flags & flag::REMOVE == 0;
         // "Event flags (FAN_ONDIR, FAN_EVENT_ON_CHILD) have no effect with
         // FAN_MARK_IGNORED_MASK": they are masked out (and may not be removed either).
         let (mut m, mut umask) =
             if legacy_ignore { (m & !(mask::ISDIR | mask::ON_CHILD), mask::ISDIR | mask::ON_CHILD) } else { (m, 0) };
-        if self.group(group).is_none() {
+        let Some(class) = class.filter(|_| self.group(group).is_some()) else {
             return Ok(Ret::Err(EBADF));
-        }
+        };
         // fanotify_mark(2) on an inotify fd: "verify that this is indeed an fanotify instance".
         if inotify {
             return Ok(Ret::Err(EINVAL));
@@ -1109,6 +1150,21 @@ impl Model {
         };
         if flags & flag::ONLYDIR != 0 && !self.is_dir(node) {
             return Ok(Ret::Err(ENOTDIR));
+        }
+        // fanotify_events_supported(): with FAN_MARK_IGNORE (a 5.17+ API, so strict) the
+        // directory-only bits on a non-directory's inode mark are ENOTDIR.
+        if add && new_ignore && obj == Obj::Inode && !self.is_dir(node) && m & (mask::ISDIR | mask::ON_CHILD) != 0 {
+            return Ok(Ret::Err(ENOTDIR));
+        }
+        // "FAN_MARK_IGNORE requires SURV_MODIFY for sb/mount/dir marks": EINVAL for a
+        // filesystem or mount mark, EISDIR for a directory.
+        if add && new_ignore && flags & flag::SURV == 0 {
+            if obj != Obj::Inode {
+                return Ok(Ret::Err(EINVAL));
+            }
+            if self.is_dir(node) {
+                return Ok(Ret::Err(EISDIR));
+            }
         }
         // FAN_EVENT_ON_CHILD means nothing on a non-directory: masked out, and it is the only
         // umask bit ("umask = FAN_EVENT_ON_CHILD" in do_fanotify_mark() replaces the ignore
@@ -1135,7 +1191,7 @@ impl Model {
         // add an ignore mask, unless that ignore mask is supposed to survive modification
         // changes anyway" -- and it returns 0. Here a file is open for write while a write's
         // open() waits for a permission answer (write access is taken before that event).
-        if flags & flag::REMOVE == 0 && legacy_ignore && flags & flag::SURV == 0 && self.open_for_write(node) {
+        if add && any_ignore && flags & flag::SURV == 0 && self.open_for_write(node) {
             return Ok(Ret::Ok(0));
         }
         let existing = self.mark_of(group, node);
@@ -1145,7 +1201,7 @@ impl Model {
             };
             let mk = self.marks[i].as_mut().expect("found");
             let m = m & !umask;
-            if legacy_ignore {
+            if any_ignore {
                 mk.ignore &= !m;
             } else {
                 mk.mask &= !m;
@@ -1166,11 +1222,18 @@ impl Model {
             }
         };
         let mk = self.marks[i].as_mut().expect("live");
-        if legacy_ignore {
+        // fanotify_may_update_existing_mark(): an ignore mask with effective flags cannot go
+        // back to the legacy kind, nor one that survives modification to one that does not.
+        if (legacy_ignore && mk.flags & flag::IGNORE != 0)
+            || (new_ignore && flags & flag::SURV == 0 && mk.flags & flag::SURV != 0)
+        {
+            return Ok(Ret::Err(EEXIST));
+        }
+        if any_ignore {
             mk.ignore |= m;
-            if flags & flag::SURV != 0 {
-                mk.flags |= flag::SURV;
-            }
+            // fanotify_mark_update_flags(): the mark now has FSNOTIFY_MARK_FLAG_HAS_IGNORE_FLAGS
+            // (kept here as flag::IGNORE) and, once asked, survives modification.
+            mk.flags |= flags & (flag::SURV | flag::IGNORE);
         } else {
             mk.mask |= m;
         }
@@ -1179,7 +1242,7 @@ impl Model {
 
     /// inotify_add_watch(2): an inotify mark always watches children of a directory
     /// (`inotify_arg_to_mask()`); without IN_MASK_ADD the mask *and flags* are replaced.
-    fn inotify_add_watch(&mut self, group: u8, inode: u8, m: u32, flags: u8) -> Result<Ret, Invalid> {
+    fn inotify_add_watch(&mut self, group: u8, inode: u8, m: u32, flags: u16) -> Result<Ret, Invalid> {
         // Bits inotify has no name for (a permission event) or no bits at all: EINVAL before
         // the fd is looked at.
         if m & !(mask::EVENTS & !mask::OPEN_PERM) != 0 || (m == 0 && flags == 0) {
@@ -1298,6 +1361,15 @@ impl Model {
         Ok(())
     }
 
+    /// `__fsnotify_parent()`: the directory holding `node` when some mark on it watches children
+    /// (FS_EVENT_ON_CHILD in its i_fsnotify_mask) and wants event `ev` (with its type bit).
+    fn watching_parent(&self, node: u8, ev: u32) -> Option<u8> {
+        let ino = self.inodes[node as usize];
+        let p = if ino.parent != NO_NODE { self.dirs[ino.parent as usize] } else { None }?;
+        let pm = self.object_mask(p);
+        (pm & mask::ON_CHILD != 0 && pm & mask::ON_CHILD_POSSIBLE & ev != 0).then_some(p)
+    }
+
     /// Union of the object's marks' interest (`i_fsnotify_mask`).
     fn object_mask(&self, node: u8) -> u32 {
         self.marks.iter().flatten().filter(|m| m.inode == node).fold(0, |a, m| a | m.calc())
@@ -1311,24 +1383,15 @@ impl Model {
         let ino = self.inodes[node as usize];
         let is_dir = ino.dir;
         let ev = ev | if is_dir { mask::ISDIR } else { 0 };
-        let parent = if dentry && ino.parent != NO_NODE { self.dirs[ino.parent as usize] } else { None };
-        // __fsnotify_parent(): the parent hears it if some mark on it watches children
-        // (FS_EVENT_ON_CHILD in its i_fsnotify_mask) and wants this event.
-        let parent = parent.filter(|p| {
-            let pm = self.object_mask(*p);
-            pm & mask::ON_CHILD != 0 && pm & mask::ON_CHILD_POSSIBLE & ev != 0
-        });
+        let parent = if dentry { self.watching_parent(node, ev) } else { None };
         let limit = self.queue_limit;
         for g in 0..self.ngroups {
             let Some(class) = self.group(g).map(|x| x.class) else {
                 continue;
             };
             let im = self.mark_of(g, node);
-            // fsnotify_iter_select_report_types(): a parent mark counts only if *it* watches
-            // children.
-            let pm = parent
-                .and_then(|p| self.mark_of(g, p))
-                .filter(|i| self.marks[*i].is_some_and(|m| m.mask & mask::ON_CHILD != 0));
+            let pm =
+                parent.and_then(|p| self.mark_of(g, p)).filter(|i| self.marks[*i].is_some_and(|m| m.on_children()));
             // The filesystem's mark, and the mount's for an event with a path.
             let sm = self.mark_of(g, SB_NODE);
             let mm = if path { self.mark_of(g, MNT_NODE) } else { None };
@@ -1348,9 +1411,11 @@ impl Model {
             let (imk, pmk) = (im.and_then(|i| self.marks[i]), pm.and_then(|i| self.marks[i]));
             let (smk, mmk) = (sm.and_then(|i| self.marks[i]), mm.and_then(|i| self.marks[i]));
             let (mut marks_mask, mut ignore) = (0, 0);
-            for mk in [imk, pmk, smk, mmk].into_iter().flatten() {
-                marks_mask |= mk.mask;
-                ignore |= mk.ignore & mask::EVENTS;
+            for (mk, parent_type) in [(imk, false), (pmk, true), (smk, false), (mmk, false)] {
+                if let Some(mk) = mk {
+                    marks_mask |= mk.mask;
+                    ignore |= mk.effective_ignore(is_dir, parent_type);
+                }
             }
             if ev & mask::EVENTS & marks_mask & !ignore == 0 {
                 continue;
@@ -1441,19 +1506,33 @@ impl Model {
     fn next_perm_group(&self, inode: u8, after: Option<(u8, u8)>) -> Option<u8> {
         let key = |g: u8| (core::cmp::Reverse(self.group(g).map_or(0, |x| x.class.priority())), g);
         let is_dir = self.inodes[inode as usize].dir;
+        let parent = self.watching_parent(inode, mask::OPEN_PERM | if is_dir { mask::ISDIR } else { 0 });
         let mut best: Option<u8> = None;
         for g in 0..self.ngroups {
             if !self.group(g).is_some_and(|x| x.class.can_perm()) {
                 continue;
             }
-            // The group's marks on the file, its mount and its filesystem: the ignore mask of
-            // any of them applies to all (send_to_group()).
+            // The group's marks on the file, its mount and its filesystem (and on a directory
+            // watching its children): the ignore mask of any of them applies to all
+            // (send_to_group(), fsnotify_effective_ignore_mask()).
+            let pm =
+                parent.and_then(|p| self.mark_of(g, p)).filter(|i| self.marks[*i].is_some_and(|m| m.on_children()));
             let (mut want, mut ignore) = (0, 0);
-            for i in [self.mark_of(g, inode), self.mark_of(g, MNT_NODE), self.mark_of(g, SB_NODE)].into_iter().flatten()
-            {
-                let mk = self.marks[i].expect("live");
-                ignore |= mk.ignore;
-                if !(is_dir && mk.mask & mask::ISDIR == 0) {
+            for (i, parent_type) in [
+                (self.mark_of(g, inode), false),
+                (pm, true),
+                (self.mark_of(g, MNT_NODE), false),
+                (self.mark_of(g, SB_NODE), false),
+            ] {
+                let Some(mk) = i.and_then(|i| self.marks[i]) else {
+                    continue;
+                };
+                ignore |= mk.effective_ignore(is_dir, parent_type);
+                // fsnotify_mask_applicable(): to a directory with FAN_ONDIR, to a child with
+                // FAN_EVENT_ON_CHILD.
+                let applies =
+                    (!is_dir || mk.mask & mask::ISDIR != 0) && (!parent_type || mk.mask & mask::ON_CHILD != 0);
+                if applies {
                     want |= mk.mask;
                 }
             }

@@ -753,7 +753,7 @@ fn fdinfo_shows_every_mark_with_its_masks() {
     };
     let mut want = std::vec![
         ev(mask::OPEN | mask::ISDIR | mask::ON_CHILD, ROOT, 0, FDINFO_MARK),
-        Ev { mask: 0, inode: 1, task: flag::SURV, name: FDINFO_MARK },
+        Ev { mask: 0, inode: 1, task: flag::SURV as u8, name: FDINFO_MARK },
         ev(mask::ACCESS, 1, 0, FDINFO_IGNORED),
         // FAN_EVENT_ON_CHILD is dropped from a filesystem mark.
         ev(mask::MODIFY, SB_NODE, 0, FDINFO_MARK),
@@ -762,7 +762,7 @@ fn fdinfo_shows_every_mark_with_its_masks() {
     assert_eq!(fd(&mut m, 0), want);
     // inotify: events and flags; a directory's watch shows no FS_EVENT_ON_CHILD.
     let mut want = std::vec![
-        Ev { mask: mask::OPEN, inode: 2, task: flag::ONESHOT | flag::EXCL_UNLINK, name: FDINFO_MARK },
+        Ev { mask: mask::OPEN, inode: 2, task: (flag::ONESHOT | flag::EXCL_UNLINK) as u8, name: FDINFO_MARK },
         ev(mask::CREATE, ROOT, 0, FDINFO_MARK),
     ];
     want.sort();
@@ -776,4 +776,80 @@ fn fdinfo_shows_every_mark_with_its_masks() {
     assert_eq!(fd(&mut m, 1), [ev(mask::CREATE, ROOT, 0, FDINFO_MARK)]);
     ok(&mut m, 0, Op::Close { group: 1 });
     assert_eq!(run(&mut m, 0, Op::Fdinfo { group: 1 }).ret, Some(Ret::Err(EBADF)));
+}
+
+/// fanotify_mark(2), FAN_MARK_IGNORE (5.19) and do_fanotify_mark()'s checks in 6.12: not with
+/// FAN_MARK_IGNORED_MASK (EINVAL, before the fd); on a directory (EISDIR) or a filesystem or
+/// mount (EINVAL) only with FAN_MARK_IGNORED_SURV_MODIFY; FAN_ONDIR / FAN_EVENT_ON_CHILD on a
+/// file's mark are ENOTDIR ("strict validation ... with v5.17+ APIs"); and
+/// fanotify_may_update_existing_mark(): no going back to the legacy kind, nor from surviving
+/// modification to not (EEXIST).
+#[test]
+fn fan_mark_ignore_errnos() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::CreateGroup(Class::FanNotif));
+    let w = |inode, mask, flags| Op::Watch { group: 0, inode, mask, flags };
+    assert_eq!(err(&mut m, w(0, mask::OPEN, flag::IGNORE | flag::IGNORED)), EINVAL);
+    assert_eq!(
+        err(&mut m, Op::Watch { group: 9, inode: 0, mask: mask::OPEN, flags: flag::IGNORE | flag::IGNORED }),
+        EINVAL
+    );
+    assert_eq!(err(&mut m, w(D0, mask::OPEN, flag::IGNORE)), EISDIR);
+    ok(&mut m, 0, w(D0, mask::OPEN, flag::IGNORE | flag::SURV));
+    let fs = |flags| Op::FsMark { group: 0, inode: 0, mask: mask::OPEN, flags, mount: false };
+    assert_eq!(err(&mut m, fs(flag::IGNORE)), EINVAL);
+    ok(&mut m, 0, fs(flag::IGNORE | flag::SURV));
+    assert_eq!(err(&mut m, w(0, mask::OPEN | mask::ISDIR, flag::IGNORE)), ENOTDIR);
+    assert_eq!(err(&mut m, w(0, mask::OPEN | mask::ON_CHILD, flag::IGNORE | flag::SURV)), ENOTDIR);
+    // The legacy kind may take FAN_ONDIR on a file (it is masked out).
+    ok(&mut m, 0, w(1, mask::OPEN | mask::ISDIR, flag::IGNORED));
+    // A file's mark: FAN_MARK_IGNORE without SURV is fine, then the legacy kind is EEXIST.
+    ok(&mut m, 0, w(0, mask::OPEN, flag::IGNORE));
+    assert_eq!(err(&mut m, w(0, mask::ACCESS, flag::IGNORED)), EEXIST);
+    // A legacy ignore mask may become the new kind; one that survives cannot stop surviving.
+    ok(&mut m, 0, w(1, mask::ACCESS, flag::IGNORE | flag::SURV));
+    assert_eq!(err(&mut m, w(1, mask::OPEN, flag::IGNORE)), EEXIST);
+    ok(&mut m, 0, w(2, mask::OPEN, flag::IGNORED | flag::SURV));
+    ok(&mut m, 0, w(2, mask::OPEN, flag::IGNORED));
+    // Removing a FAN_MARK_IGNORE mask needs no SURV.
+    ok(&mut m, 0, w(D0, mask::OPEN, flag::IGNORE | flag::REMOVE));
+}
+
+/// fsnotify_effective_ignore_mask(): a FAN_MARK_IGNORE mask applies to events on a directory
+/// only with FAN_ONDIR and to events on a child only with FAN_EVENT_ON_CHILD; the legacy kind
+/// always applies to the directory and to children when the mark watches them. A parent mark
+/// whose ignore mask has FAN_EVENT_ON_CHILD takes part in its children's events
+/// (fsnotify_iter_select_report_types()).
+#[test]
+fn fan_mark_ignore_applies_by_its_flags() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::CreateGroup(Class::FanNotif));
+    ok(&mut m, 0, Op::FsMark { group: 0, inode: 0, mask: mask::OPEN | mask::ISDIR, flags: 0, mount: true });
+    let opens = |m: &mut Model| {
+        ok(m, 1, Op::Open { inode: D0 });
+        ok(m, 1, Op::Open { inode: 0 });
+        let mut v: Vec<u8> = evs(m, 0).iter().map(|e| e.inode).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(opens(&mut m), [0, ROOT]);
+    let w = |mask, flags| Op::Watch { group: 0, inode: D0, mask, flags };
+    // Without the flags the directory's own open and its child's are both still reported.
+    ok(&mut m, 0, w(mask::OPEN, flag::IGNORE | flag::SURV));
+    assert_eq!(opens(&mut m), [0, ROOT]);
+    ok(&mut m, 0, w(mask::OPEN | mask::ISDIR, flag::IGNORE | flag::SURV));
+    assert_eq!(opens(&mut m), [0]);
+    ok(&mut m, 0, w(mask::OPEN | mask::ON_CHILD, flag::IGNORE | flag::SURV));
+    assert_eq!(opens(&mut m), Vec::<u8>::new());
+    ok(&mut m, 0, w(mask::ISDIR, flag::IGNORE | flag::REMOVE));
+    assert_eq!(opens(&mut m), [ROOT]);
+    // The legacy kind on another group's directory mark: the directory always, the child not
+    // (the mark does not watch children).
+    ok(&mut m, 0, Op::CreateGroup(Class::FanNotif));
+    ok(&mut m, 0, Op::FsMark { group: 1, inode: 0, mask: mask::OPEN | mask::ISDIR, flags: 0, mount: false });
+    ok(&mut m, 0, Op::Watch { group: 1, inode: D0, mask: mask::OPEN, flags: flag::IGNORED | flag::SURV });
+    ok(&mut m, 1, Op::Open { inode: D0 });
+    ok(&mut m, 1, Op::Open { inode: 0 });
+    let got: Vec<u8> = evs(&mut m, 1).iter().map(|e| e.inode).collect();
+    assert_eq!(got, [0]);
 }

@@ -60,7 +60,7 @@ const MASKS: &[(u32, &str)] = &[
     (mask::ON_CHILD, "child"),
 ];
 
-const FLAGS: &[(u8, &str)] = &[
+const FLAGS: &[(u16, &str)] = &[
     (flag::ONESHOT, "oneshot"),
     (flag::MASK_ADD, "madd"),
     (flag::MASK_CREATE, "mcreate"),
@@ -69,6 +69,7 @@ const FLAGS: &[(u8, &str)] = &[
     (flag::IGNORED, "ignored"),
     (flag::SURV, "surv"),
     (flag::REMOVE, "remove"),
+    (flag::IGNORE, "ignore"),
 ];
 
 const INIT_FLAGS: &[(u16, &str)] = &[
@@ -137,7 +138,7 @@ fn parse_fflags(tok: Option<&str>) -> Result<u8, StepError> {
     })
 }
 
-pub fn flags_name(f: u8) -> String {
+pub fn flags_name(f: u16) -> String {
     FLAGS.iter().filter(|(b, _)| f & b != 0).map(|(_, n)| *n).collect::<Vec<_>>().join("+")
 }
 
@@ -282,7 +283,7 @@ fn parse_mask(tok: Option<&str>) -> Result<u32, StepError> {
     })
 }
 
-fn parse_flags(tok: &str) -> Result<u8, StepError> {
+fn parse_flags(tok: &str) -> Result<u16, StepError> {
     tok.split('+').try_fold(0, |f, p| match FLAGS.iter().find(|(_, n)| *n == p) {
         Some((b, _)) => Ok(f | b),
         None => Err(StepError::UnknownFlag(p.to_string())),
@@ -473,7 +474,7 @@ pub fn event_name(e: &Ev) -> String {
     // An fdinfo line: the mark's mask and flags, or its ignored mask.
     match e.name {
         kbot_refcore::FDINFO_MARK => {
-            let f = if e.task == 0 { String::new() } else { format!(" {}", flags_name(e.task)) };
+            let f = if e.task == 0 { String::new() } else { format!(" {}", flags_name(e.task.into())) };
             return format!("mark {node} {}{f}", mask_name(e.mask));
         }
         kbot_refcore::FDINFO_IGNORED => return format!("ignored {node} {}", mask_name(e.mask)),
@@ -787,7 +788,10 @@ pub fn random(seed: u64, index: u32) -> Scenario {
     let mixed = seed ^ (u64::from(index).wrapping_mul(0xa076_1d64_78bd_642f));
     Scenario {
         name: format!("scenario/random-{seed}-{index}"),
-        steps: with_fdinfo(with_fs_marks(with_inits(generate(mixed, 24), mixed), mixed), mixed),
+        steps: with_fdinfo(
+            with_ignore_marks(with_fs_marks(with_inits(generate(mixed, 24), mixed), mixed), mixed),
+            mixed,
+        ),
     }
 }
 
@@ -891,6 +895,74 @@ fn with_fs_marks(steps: Vec<Step>, seed: u64) -> Vec<Step> {
         }
     }
     out
+}
+
+/// Adds up to three FAN_MARK_IGNORE marks (5.19: ignore masks whose FAN_ONDIR and
+/// FAN_EVENT_ON_CHILD take effect) at random places from a stream of their own, so the rest of
+/// each random scenario stays as it was: inode marks of a live fanotify group on mostly a path
+/// that is there, files and directories, with and without those flags, surviving modification
+/// or not (EISDIR on a directory, ENOTDIR for the flags on a file), a removal now and then; and
+/// now and then a filesystem or mount mark without FAN_MARK_IGNORED_SURV_MODIFY (EINVAL). Not
+/// while a task waits, and not when a later step would become invalid (as in
+/// [`with_fs_marks`]).
+fn with_ignore_marks(steps: Vec<Step>, seed: u64) -> Vec<Step> {
+    let mut r = Rng::new(seed ^ 0x1960_7e00_0000_0004);
+    let mut left = r.below(4) as usize;
+    let mut out: Vec<Step> = Vec::with_capacity(steps.len() + left);
+    let mut m = Model::new(Semantics::Current);
+    for i in 0..=steps.len() {
+        let fan: Vec<u8> = (0..m.groups_created())
+            .filter(|g| m.group_alive(*g) && m.group_class(*g) != Some(Class::Inotify))
+            .collect();
+        if left > 0 && !fan.is_empty() && r.below(6) == 0 {
+            left -= 1;
+            let group = fan[r.below(fan.len() as u64) as usize];
+            let mut path = gen_path(&mut r);
+            for _ in 0..4 {
+                if m.lookup(path).is_some() || r.below(10) == 0 {
+                    break;
+                }
+                path = gen_path(&mut r);
+            }
+            let mut mask = gen_events(&mut r, FAN_EVENTS);
+            // The flags mostly where they mean something (on a file they are ENOTDIR).
+            let one_in = if path::name(path) == path::SELF { 2 } else { 8 };
+            if r.below(one_in) == 0 {
+                mask |= mask::ISDIR;
+            }
+            if r.below(one_in) == 0 {
+                mask |= mask::ON_CHILD;
+            }
+            let op = match r.below(12) {
+                0 => Op::FsMark { group, inode: path, mask, flags: flag::IGNORE, mount: r.below(2) == 0 },
+                1 => Op::Watch { group, inode: path, mask, flags: flag::IGNORE | flag::REMOVE },
+                2..=4 => Op::Watch { group, inode: path, mask, flags: flag::IGNORE },
+                _ => Op::Watch { group, inode: path, mask, flags: flag::IGNORE | flag::SURV },
+            };
+            let waiting = (0..GEN_TASKS).any(|t| m.blocked(t));
+            let idle: Vec<u8> = (0..GEN_TASKS).filter(|t| !m.blocked(*t)).collect();
+            if let (false, Some(&task)) = (waiting, idle.get(r.below(idle.len().max(1) as u64) as usize)) {
+                let s = Step { task, op };
+                let mut probe = m.clone();
+                if probe.step(s).is_ok() && steps[i..].iter().all(|x| probe.step(*x).is_ok()) {
+                    m.step(s).expect("probed");
+                    out.push(s);
+                }
+            }
+        }
+        if let Some(&s) = steps.get(i) {
+            m.step(s).expect("generated steps are valid");
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Whether `s` is one of [`with_ignore_marks`]' steps (the main generator makes no
+/// FAN_MARK_IGNORE marks).
+#[cfg(test)]
+fn is_ignore_mark(s: &Step) -> bool {
+    matches!(s.op, Op::Watch { flags, .. } | Op::FsMark { flags, .. } if flags & flag::IGNORE != 0)
 }
 
 /// A random fanotify_init call: every class (and no class), the reporting modes and their
@@ -1042,6 +1114,7 @@ pub fn corpus() -> Vec<Scenario> {
         c("invalid-calls", "t0 group notif; t0 group inotify; t0 mark g0 i0 perm; t0 mark g0 d0 open+create; t0 mark g0 i0 open onlydir; t0 unmark g0 i5; t0 mark g1 i0 perm; t0 mark g1 d2/i0 open; t0 close g1; t0 mark g1 i0 perm; t0 mark g1 i0 open; t1 rmdir i0; t1 unlink d0; t1 mkdir d1; t1 mkdir d1; t1 create d1/i0; t1 rmdir d1; t1 create d2/i0"),
         c("fanotify-fs-marks", "t0 group notif; t0 fsmark g0 i3 open; t1 mkdir d1; t1 create d1/i0; t1 open i0; t1 open d1/i0; t1 open d1; t0 read g0; t0 mountmark g0 d0 open+ondir+closenw; t1 cat d1/i0; t1 open d1; t0 mark g0 i1 open ignored+surv; t1 open i1; t1 write i2; t0 read g0; t0 fsmark g0 i0 open remove; t1 open i2; t0 read g0; t0 fsmark g0 i0 open remove; t0 fsmark g0 d0 create; t0 group inotify; t0 fsmark g1 i0 open; t0 mountmark g0 i0 attrib; t0 fsmark g0 d2 open; t0 group content; t0 mark g2 i4 perm; t1 open i4; t2 close g0; t0 read g2; t0 allow g2 t1"),
         c("fdinfo", "t0 group inotify; t0 mark g0 i0 modify+attrib oneshot; t0 mark g0 d0 create exclunlink; t0 fdinfo g0; t1 write i0; t0 read g0; t0 fdinfo g0; t0 group notif; t0 mark g1 i1 open+closew; t0 mark g1 i1 open ignored+surv; t0 mark g1 i2 open ignored; t0 mark g1 d0 open+child+ondir; t0 fsmark g1 i3 open+modify; t0 mountmark g1 d0 open; t0 fdinfo g1; t1 write i1; t1 write i2; t0 fdinfo g1; t0 unmark g1 i1; t0 fdinfo g1; t0 group content; t0 fdinfo g2; t0 close g0; t0 fdinfo g0"),
+        c("fan-mark-ignore", "t0 group notif; t0 mountmark g0 d0 open+ondir; t0 mark g0 d0 open ignore+surv; t1 open d0; t1 open i0; t0 read g0; t0 mark g0 d0 open+ondir ignore+surv; t1 open d0; t1 open i0; t0 read g0; t0 mark g0 d0 open+child ignore+surv; t1 open i0; t1 open i1; t0 read g0; t0 fdinfo g0; t0 mark g0 d0 ondir ignore+remove; t1 open d0; t0 read g0; t0 mark g0 d0 open ignore; t0 mark g0 i2 open+ondir ignore; t0 mark g0 i2 open ignore; t0 mark g0 i2 access ignored; t0 mark g0 i3 open ignored+surv; t0 mark g0 i3 open ignore; t0 fsmark g0 i0 open ignore; t0 fsmark g0 i0 access+ondir ignore+surv; t1 cat i2; t1 open d0; t0 read g0; t0 mark g0 i2 open ignore+ignored; t0 mark g0 d0 child ignore+remove; t1 cat i2; t1 write i2; t1 open i2; t0 read g0; t0 fdinfo g0"),
         c("fanotify-init-flags", "t0 init notif rdonly; t0 init content+fid rdonly; t0 init fid+name rdonly; t0 init fid+dfid+name+target rdwr+cloexec; t0 init dfid+name+target rdonly; t0 init pidfd+tid rdonly; t0 init content+precontent rdonly; t0 init notif badacc; t0 init notif rdonly+directory; t0 init unknown rdonly; t0 init audit wronly; t0 init precontent+uqueue+umarks+cloexec+nonblock rdwr+append+noatime+largefile; t0 init notif rdonly unpriv; t0 init fid+uqueue rdonly unpriv; t0 init dfid+name+cloexec rdwr unpriv; t0 init fid+unknown rdonly unpriv"),
     ]
 }
@@ -1103,7 +1176,9 @@ mod tests {
             let rest: Vec<Step> = sc
                 .steps
                 .iter()
-                .filter(|s| !matches!(s.op, Op::Init { .. } | Op::FsMark { .. } | Op::Fdinfo { .. }))
+                .filter(|s| {
+                    !matches!(s.op, Op::Init { .. } | Op::FsMark { .. } | Op::Fdinfo { .. }) && !is_ignore_mark(s)
+                })
                 .copied()
                 .collect();
             assert_eq!(rest, generate(mixed, 24), "{}", sc.name);
@@ -1302,6 +1377,46 @@ mod tests {
         eprintln!("300 scenarios: {fs_ok} filesystem and {mount_ok} mount marks accepted, {refused} refused; they change what is read in {matter}");
         assert!(fs_ok > 50 && mount_ok > 50 && refused > 20, "fs {fs_ok}, mount {mount_ok}, refused {refused}");
         assert!(matter > 30, "filesystem marks change what is read in only {matter} of 300 scenarios");
+    }
+
+    /// Random scenarios make FAN_MARK_IGNORE marks (session 7): accepted ones on files and
+    /// directories, each of its errnos, and in some scenarios what is read or what fdinfo shows
+    /// changes without them.
+    #[test]
+    fn random_scenarios_reach_fan_mark_ignore() {
+        let (mut accepted, mut matter) = (0, 0);
+        let mut errnos = std::collections::BTreeMap::new();
+        for i in 0..300 {
+            let sc = random(4, i);
+            let pred = predict(&sc.steps, Semantics::Current).unwrap();
+            for (s, o) in sc.steps.iter().zip(&pred) {
+                if is_ignore_mark(s) {
+                    match o.ret {
+                        Some(Ret::Ok(_)) => accepted += 1,
+                        Some(Ret::Err(e)) => *errnos.entry(e).or_insert(0) += 1,
+                        None => panic!("a mark blocked"),
+                    }
+                }
+            }
+            let without: Vec<Step> = sc.steps.iter().filter(|s| !is_ignore_mark(s)).copied().collect();
+            let pred2 = predict(&without, Semantics::Current).unwrap();
+            let seen = |p: &[StepObs], st: &[Step]| -> Vec<Vec<Ev>> {
+                st.iter()
+                    .zip(p)
+                    .filter(|(s, _)| matches!(s.op, Op::ReadEvents { .. } | Op::Fdinfo { .. }))
+                    .map(|(_, o)| o.events.clone())
+                    .collect()
+            };
+            if seen(&pred, &sc.steps) != seen(&pred2, &without) {
+                matter += 1;
+            }
+        }
+        eprintln!("300 scenarios: {accepted} FAN_MARK_IGNORE marks accepted, refused {errnos:?}; they change what is seen in {matter}");
+        assert!(accepted > 150, "{accepted}");
+        for e in [kbot_refcore::EINVAL, kbot_refcore::EISDIR, kbot_refcore::ENOTDIR] {
+            assert!(errnos.get(&e).copied().unwrap_or(0) > 3, "errno {e}: {errnos:?}");
+        }
+        assert!(matter > 80, "FAN_MARK_IGNORE marks change what is seen in only {matter} of 300 scenarios");
     }
 
     #[test]

@@ -26,6 +26,7 @@ const FAN_MARK_MOUNT: u32 = 0x10;
 const FAN_MARK_FILESYSTEM: u32 = 0x100;
 const FAN_MARK_IGNORED_MASK: u32 = 0x20;
 const FAN_MARK_IGNORED_SURV_MODIFY: u32 = 0x40;
+const FAN_MARK_IGNORE: u32 = 0x400;
 /// A fanotify_init flag no kernel defines (the model's `init::UNKNOWN`).
 const FAN_INIT_UNKNOWN: u32 = 0x0100_0000;
 /// The kernel's O_LARGEFILE (glibc and musl may define it as 0 on 64-bit arches).
@@ -126,7 +127,7 @@ fn from_kernel(k: u64) -> u32 {
     EVENT_BITS.iter().filter(|(_, kb)| k & kb != 0).fold(0, |a, (b, _)| a | b)
 }
 
-const IN_FLAGS: &[(u8, u32)] = &[
+const IN_FLAGS: &[(u16, u32)] = &[
     (flag::ONLYDIR, 0x0100_0000),
     (flag::EXCL_UNLINK, 0x0400_0000),
     (flag::MASK_CREATE, 0x1000_0000),
@@ -414,7 +415,7 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
     }
 }
 
-fn add_mark(k: &mut Kernel, group: u8, inode: u8, m: u32, flags: u8) -> (Ret, Vec<Ev>) {
+fn add_mark(k: &mut Kernel, group: u8, inode: u8, m: u32, flags: u16) -> (Ret, Vec<Ev>) {
     let (fd, class) = k.group_fd(group);
     let path = cstr(&k.path(inode));
     if class == Some(Class::Inotify) {
@@ -436,12 +437,13 @@ fn add_mark(k: &mut Kernel, group: u8, inode: u8, m: u32, flags: u8) -> (Ret, Ve
 }
 
 /// fanotify_mark(2)'s flags for the model's [`flag`]s (the mark type apart).
-fn fan_mark_flags(flags: u8) -> u32 {
+fn fan_mark_flags(flags: u16) -> u32 {
     let mut kf = if flags & flag::REMOVE != 0 { sys::FAN_MARK_REMOVE } else { sys::FAN_MARK_ADD };
     for (f, b) in [
         (flag::ONLYDIR, FAN_MARK_ONLYDIR),
         (flag::IGNORED, FAN_MARK_IGNORED_MASK),
         (flag::SURV, FAN_MARK_IGNORED_SURV_MODIFY),
+        (flag::IGNORE, FAN_MARK_IGNORE),
     ] {
         if flags & f != 0 {
             kf |= b;
@@ -481,7 +483,7 @@ fn fdinfo(k: &Kernel, group: u8) -> (Ret, Vec<Ev>) {
             evs.push(Ev {
                 mask: from_kernel(m & 0xfff),
                 inode: node(l),
-                task: flags,
+                task: flags as u8,
                 name: kbot_scenario::kbot_refcore::FDINFO_MARK,
             });
             n += 1;
@@ -491,7 +493,7 @@ fn fdinfo(k: &Kernel, group: u8) -> (Ret, Vec<Ev>) {
             evs.push(Ev {
                 mask: from_kernel(m),
                 inode: node(l),
-                task: flags,
+                task: flags as u8,
                 name: kbot_scenario::kbot_refcore::FDINFO_MARK,
             });
             let ignored = fdinfo_field(l, "ignored_mask:").unwrap_or(0);

@@ -1661,13 +1661,18 @@ impl Model {
     }
 
     /// The groups whose marks a wait for `group`'s answer on `inode` pins: on the file's, the
-    /// mount's and the filesystem's mark lists (each sorted in delivery order), the first mark
+    /// mount's, the filesystem's and (when walked) the parent's mark lists (each sorted in
+    /// delivery order), the first mark
     /// of `group` or a group after it. Groups of one priority go by group number here; the
     /// kernel goes by address, which nobody can predict (the generator avoids such ties).
     fn pinned_groups(&self, inode: u8, group: u8) -> u8 {
         let key = |g: u8| (core::cmp::Reverse(self.group(g).map_or(0, |x| x.class.priority())), g);
         let mut pins = 0u8;
-        for obj in [inode, MNT_NODE, SB_NODE] {
+        // The parent's list too when it is walked: when a mark on it watches children for
+        // permission events (by its mask or its ignore mask).
+        let dir = if self.inodes[inode as usize].dir { mask::ISDIR } else { 0 };
+        let parent = self.watching_parent(inode, mask::OPEN_PERM | dir);
+        for obj in [Some(inode), Some(MNT_NODE), Some(SB_NODE), parent].into_iter().flatten() {
             let cursor = self
                 .marks
                 .iter()

@@ -39,6 +39,7 @@ const TABLE: &[(&str, Option<(bool, usize)>)] = &[
     ("12-inotify-merge-wd", Some((false, 0))),
     ("13-fanotify-init-name-dfid", Some((true, 5))),
     ("14-fs-mark-iter-slot", Some((true, 4))),
+    ("15-fan-mark-ignore-flag", None),
 ];
 
 fn examples() -> PathBuf {

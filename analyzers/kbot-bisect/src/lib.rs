@@ -115,14 +115,10 @@ impl<T: Tester> Runner<'_, T> {
     /// yet, one more run when what is known ties.
     fn verdict(&mut self, prefix: usize, check: &str) -> Verdict {
         let checks = self.checks.clone();
-        let mut reason = StepReason::Bisect;
         let mut tries = 0;
         while self.majority(prefix, check) == Verdict::Unknown && tries <= self.retries {
-            if self.counts(prefix, check) != (0, 0) {
-                reason = StepReason::Confirm;
-            }
-            self.run(prefix, reason, &checks);
-            reason = StepReason::Retry;
+            let first = tries == 0 && self.counts(prefix, check) == (0, 0);
+            self.run(prefix, if first { StepReason::Bisect } else { StepReason::Retry }, &checks);
             tries += 1;
         }
         self.majority(prefix, check)
@@ -160,6 +156,33 @@ impl<T: Tester> Runner<'_, T> {
     fn tally(&self, prefix: usize, check: &str) -> String {
         let (g, b) = self.counts(prefix, check);
         format!("failed in {b} of {} runs", g + b)
+    }
+
+    /// Why [`Runner::settle`] could not settle `prefix`: its runs kept disagreeing, or they
+    /// gave no verdict (the kernel did not boot, the agent did not report).
+    fn unsettled(&self, prefix: usize, check: &str) -> String {
+        let (g, b) = self.counts(prefix, check);
+        if g + b >= 2 {
+            format!("patch {prefix} {}: flaky", self.tally(prefix, check))
+        } else {
+            format!("no verdict for patch prefix {prefix} on its reruns ({})", self.tally(prefix, check))
+        }
+    }
+
+    /// An inconclusive result between the highest prefix at or below `good` that two runs
+    /// showed good (a single pass may be a race not hit) and the lowest at or above `bad` that
+    /// two runs showed bad (the tip when none).
+    fn inconclusive(&self, good: usize, bad: usize, n: usize, check: &str, why: String) -> Found {
+        let settled = |p: usize, v: Verdict| {
+            let (g, b) = self.counts(p, check);
+            match v {
+                Verdict::Good => g >= 2 && g > b,
+                _ => b >= 2 && b > g,
+            }
+        };
+        let good = (1..=good).rev().find(|p| settled(*p, Verdict::Good)).unwrap_or(0);
+        let bad = (bad..n).find(|p| settled(*p, Verdict::Bad)).unwrap_or(n);
+        Found::Inconclusive { good, bad, why }
     }
 
     /// The highest prefix below `below` whose verdict for `check` is good (0, the base, when
@@ -211,7 +234,7 @@ fn bisect_one<T: Tester>(r: &mut Runner<'_, T>, n: usize, check: &str, rerun: &[
                 Verdict::Bad => hi = mid,
                 Verdict::Unknown => {
                     let why = format!("no verdict for patch prefix {mid} after {} tries", opts.retries + 1);
-                    return Found::Inconclusive { good: lo, bad: hi, why };
+                    return r.inconclusive(lo, hi, n, check, why);
                 }
             }
         }
@@ -230,8 +253,8 @@ fn bisect_one<T: Tester>(r: &mut Runner<'_, T>, n: usize, check: &str, rerun: &[
                     continue;
                 }
                 Verdict::Unknown => {
-                    let why = format!("patch {hi} {}: flaky", r.tally(hi, check));
-                    return Found::Inconclusive { good: lo, bad: n, why };
+                    let why = r.unsettled(hi, check);
+                    return r.inconclusive(lo, n, n, check, why);
                 }
             }
         }
@@ -246,8 +269,8 @@ fn bisect_one<T: Tester>(r: &mut Runner<'_, T>, n: usize, check: &str, rerun: &[
                 lo = r.last_good_below(hi, check);
             }
             Verdict::Unknown => {
-                let why = format!("patch {lo} {}: flaky", r.tally(lo, check));
-                return Found::Inconclusive { good: 0, bad: hi, why };
+                let why = r.unsettled(lo, check);
+                return r.inconclusive(0, hi, n, check, why);
             }
         }
     }
@@ -366,9 +389,40 @@ mod tests {
         assert_eq!(runs, 3);
     }
 
+    /// Reruns that give no verdict (the kernel stopped booting) are not "flaky", and the range
+    /// reported rests only on settled prefixes: prefix 1 passed once, so it is not named good.
+    #[test]
+    fn reruns_without_a_verdict_are_inconclusive_between_settled_prefixes() {
+        let mut at2 = 0;
+        let mut t = |p: usize, cs: &[String]| {
+            let v = match p {
+                2 => {
+                    at2 += 1;
+                    if at2 == 1 {
+                        Verdict::Bad
+                    } else {
+                        Verdict::Unknown
+                    }
+                }
+                p if p > 2 => Verdict::Bad,
+                _ => Verdict::Good,
+            };
+            cs.iter().map(|c| (c.clone(), v)).collect()
+        };
+        let b = bisect(4, &names(1), &mut t, &Options::default());
+        match &b.found["c0"] {
+            Found::Inconclusive { good, bad, why } => {
+                assert_eq!((*good, *bad), (0, 4), "{why}");
+                assert!(why.starts_with("no verdict for patch prefix 2"), "{why}");
+            }
+            f => panic!("{f:?}"),
+        }
+    }
+
     #[test]
     fn a_third_run_breaks_a_tie_and_an_unbreakable_tie_is_inconclusive() {
-        // Prefix 2 alternates on every run: two good and two bad never settle.
+        // Prefix 2 alternates: bad, good, bad. The third run settles it as bad for c0, and c1
+        // finds those three samples and needs no run of its own.
         let mut runs = 0;
         let mut t = |p: usize, cs: &[String]| {
             if p == 2 {

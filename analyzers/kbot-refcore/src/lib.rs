@@ -18,14 +18,15 @@
 //! rmdir, open/read/write/close (as whole steps), chmod; inotify watches with their flags and
 //! the events a watching directory gets for its children; fanotify marks (fd reporting) on
 //! files and directories with and without `FAN_EVENT_ON_CHILD`/`FAN_ONDIR`, legacy ignore
-//! masks with `FAN_MARK_IGNORED_SURV_MODIFY`; queue overflow; the errno of invalid
+//! masks with `FAN_MARK_IGNORED_SURV_MODIFY` and `FAN_MARK_IGNORE`'s (5.19) whose event flags
+//! take effect; what fdinfo shows of marks; queue overflow; the errno of invalid
 //! `fanotify_mark`/`inotify_add_watch` calls. The rules follow Linux 6.12's
 //! `fs/notify/fsnotify.c` (`send_to_group`, `fsnotify_iter_select_report_types`),
 //! `fanotify_group_event_mask()`, `inotify_handle_inode_event()` and `do_fanotify_mark()`.
 //! Filesystem and mount marks (`FAN_MARK_FILESYSTEM`, `FAN_MARK_MOUNT`) are one mark per
 //! group and kind on [`SB_NODE`] / [`MNT_NODE`], merged with the group's other marks as
 //! `send_to_group()` does. Not modelled: FID/DFID_NAME reporting (marks that need it fail
-//! with EINVAL, as they do for an fd-reporting group), `FAN_MARK_IGNORE` (5.19+ API).
+//! with EINVAL, as they do for an fd-reporting group), `FAN_MARK_EVICTABLE`.
 //!
 //! `no_std` and allocation free (fixed capacities), so the same source can run in the guest
 //! agent, on the host and inside the kernel.
@@ -66,6 +67,18 @@ pub const SB_NODE: u8 = 0xfd;
 /// mark's user-visible [`flag`]s (fanotify `mflags:` SURV; inotify IN_ONESHOT/IN_EXCL_UNLINK in
 /// its mask). A mark with an ignore mask has a second entry, [`FDINFO_IGNORED`].
 pub const FDINFO_MARK: u8 = 0xfc;
+/// An fdinfo entry's flags as its `Ev::task` byte: the mark flags fdinfo shows, with
+/// FAN_MARK_IGNORE's (which does not fit a byte) in the bit of [`flag::REMOVE`] (never a
+/// mark's flag).
+pub fn fdinfo_flags_to_task(f: u16) -> u8 {
+    (f & 0x7f) as u8 | if f & flag::IGNORE != 0 { 0x80 } else { 0 }
+}
+
+/// The inverse of [`fdinfo_flags_to_task`].
+pub fn fdinfo_flags_from_task(t: u8) -> u16 {
+    u16::from(t & 0x7f) | if t & 0x80 != 0 { flag::IGNORE } else { 0 }
+}
+
 /// `Ev::name` of a mark's `ignored_mask:` entry in an [`Op::Fdinfo`] step.
 pub const FDINFO_IGNORED: u8 = 0xfb;
 pub const MNT_NODE: u8 = 0xfe;
@@ -584,7 +597,8 @@ struct Mark {
     group: u8,
     inode: u8,
     mask: u32,
-    /// The legacy ignore mask (FAN_MARK_IGNORED_MASK): event types only.
+    /// The ignore mask: event types only for the legacy kind (FAN_MARK_IGNORED_MASK), with
+    /// FAN_ONDIR / FAN_EVENT_ON_CHILD for FAN_MARK_IGNORE's ([`flag::IGNORE`] in `flags`).
     ignore: u32,
     flags: u16,
     /// The mark's serial (inotify: its watch descriptor).
@@ -846,12 +860,12 @@ impl Model {
             let (m, f) = if inotify {
                 (mk.mask & mask::EVENTS, mk.flags & (flag::ONESHOT | flag::EXCL_UNLINK))
             } else {
-                // fanotify_mark_user_flags(): FAN_MARK_IGNORED_SURV_MODIFY (not whether the
-                // ignore mask is FAN_MARK_IGNORE's: only its FAN_ONDIR / FAN_EVENT_ON_CHILD tell).
-                (mk.mask, mk.flags & flag::SURV)
+                // fanotify_mark_user_flags(): FAN_MARK_IGNORED_SURV_MODIFY, and FAN_MARK_IGNORE
+                // when the mark's ignore mask is that kind (FSNOTIFY_MARK_FLAG_HAS_IGNORE_FLAGS).
+                (mk.mask, mk.flags & (flag::SURV | flag::IGNORE))
             };
-            // Those flags are all below 256 (FAN_MARK_IGNORE is not shown).
-            if !out.events.push(Ev { mask: m, inode: mk.inode, task: f as u8, name: FDINFO_MARK }) {
+            let task = fdinfo_flags_to_task(f);
+            if !out.events.push(Ev { mask: m, inode: mk.inode, task, name: FDINFO_MARK }) {
                 return Err(Invalid::Capacity);
             }
             if !inotify

@@ -853,3 +853,50 @@ fn fan_mark_ignore_applies_by_its_flags() {
     let got: Vec<u8> = evs(&mut m, 1).iter().map(|e| e.inode).collect();
     assert_eq!(got, [0]);
 }
+
+/// fanotify_mark_user_flags(): fdinfo's `mflags:` shows FAN_MARK_IGNORE for a mark whose
+/// ignore mask is that kind (FSNOTIFY_MARK_FLAG_HAS_IGNORE_FLAGS), with SURV.
+#[test]
+fn fdinfo_shows_fan_mark_ignore() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::CreateGroup(Class::FanNotif));
+    ok(&mut m, 0, Op::Watch { group: 0, inode: D0, mask: mask::OPEN | mask::ISDIR, flags: flag::IGNORE | flag::SURV });
+    ok(&mut m, 0, Op::Watch { group: 0, inode: 0, mask: mask::OPEN, flags: flag::IGNORED });
+    let mut got = run(&mut m, 0, Op::Fdinfo { group: 0 }).events.as_slice().to_vec();
+    got.sort();
+    let mut want = std::vec![
+        Ev { mask: 0, inode: ROOT, task: fdinfo_flags_to_task(flag::IGNORE | flag::SURV), name: FDINFO_MARK },
+        ev(mask::OPEN | mask::ISDIR, ROOT, 0, FDINFO_IGNORED),
+        ev(0, 0, 0, FDINFO_MARK),
+        ev(mask::OPEN, 0, 0, FDINFO_IGNORED),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(fdinfo_flags_from_task(fdinfo_flags_to_task(flag::IGNORE | flag::SURV)), flag::IGNORE | flag::SURV);
+}
+
+/// Permission events and ignore masks: a FAN_MARK_IGNORE mask on the file hides the file's
+/// permission event; a directory mark with FAN_EVENT_ON_CHILD asks for its children's
+/// (the parent's mark list is walked: `__fsnotify_parent()`), and the directory's
+/// FAN_MARK_IGNORE mask with FAN_EVENT_ON_CHILD hides them again.
+#[test]
+fn permission_events_through_a_parent_and_ignore_masks() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::CreateGroup(Class::FanContent));
+    ok(&mut m, 0, Op::AddMark { group: 0, inode: 0, mask: mask::OPEN_PERM });
+    ok(&mut m, 0, Op::Watch { group: 0, inode: 0, mask: mask::OPEN_PERM, flags: flag::IGNORE });
+    ok(&mut m, 1, Op::Open { inode: 0 });
+    ok(&mut m, 0, Op::AddMark { group: 0, inode: D0, mask: mask::OPEN_PERM | mask::ON_CHILD });
+    assert_eq!(run(&mut m, 1, Op::Open { inode: 1 }).ret, None, "the child's open waits");
+    assert_eq!(evs(&mut m, 0), [ev(mask::OPEN_PERM, 1, 1, NO_NAME)]);
+    ok(&mut m, 0, Op::Answer { group: 0, waiter: 1, allow: true });
+    ok(
+        &mut m,
+        0,
+        Op::Watch { group: 0, inode: D0, mask: mask::OPEN_PERM | mask::ON_CHILD, flags: flag::IGNORE | flag::SURV },
+    );
+    ok(&mut m, 1, Op::Open { inode: 1 });
+    // Without FAN_EVENT_ON_CHILD in the ignore mask the children are asked again.
+    ok(&mut m, 0, Op::Watch { group: 0, inode: D0, mask: mask::ON_CHILD, flags: flag::IGNORE | flag::REMOVE });
+    assert_eq!(run(&mut m, 1, Op::Open { inode: 1 }).ret, None);
+}

@@ -147,7 +147,7 @@ crate::closed_words! {
     StepReason {
         /// A probe of the binary search.
         Bisect = "bisect",
-        /// The step before gave no verdict (no boot, no report).
+        /// The step before gave no verdict (no boot, no report), or the runs so far tie.
         Retry = "retry",
         /// A rerun of the prefix about to be blamed: a failure is named only when it reproduces.
         Confirm = "confirm",

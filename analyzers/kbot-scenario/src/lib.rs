@@ -474,7 +474,11 @@ pub fn event_name(e: &Ev) -> String {
     // An fdinfo line: the mark's mask and flags, or its ignored mask.
     match e.name {
         kbot_refcore::FDINFO_MARK => {
-            let f = if e.task == 0 { String::new() } else { format!(" {}", flags_name(e.task.into())) };
+            let f = if e.task == 0 {
+                String::new()
+            } else {
+                format!(" {}", flags_name(kbot_refcore::fdinfo_flags_from_task(e.task)))
+            };
             return format!("mark {node} {}{f}", mask_name(e.mask));
         }
         kbot_refcore::FDINFO_IGNORED => return format!("ignored {node} {}", mask_name(e.mask)),
@@ -925,12 +929,13 @@ fn with_ignore_marks(steps: Vec<Step>, seed: u64) -> Vec<Step> {
                 path = gen_path(&mut r);
             }
             let mut mask = gen_events(&mut r, FAN_EVENTS);
-            // The flags mostly where they mean something (on a file they are ENOTDIR). No
-            // permission event in a directory's: its children's permission events would walk
-            // its mark list, where groups of one priority go by address.
+            // The flags mostly where they mean something (on a file they are ENOTDIR). A
+            // permission event now and then in a file's (EINVAL for a notification group); not
+            // in a directory's: its children's permission events would walk its mark list,
+            // where groups of one priority go by address.
             let is_dir = path::name(path) == path::SELF;
-            if is_dir {
-                mask &= !mask::OPEN_PERM;
+            if !is_dir && r.below(4) == 0 {
+                mask |= mask::OPEN_PERM;
             }
             let one_in = if is_dir { 2 } else { 8 };
             if r.below(one_in) == 0 {

@@ -489,11 +489,13 @@ fn fdinfo(k: &Kernel, group: u8) -> (Ret, Vec<Ev>) {
             n += 1;
         } else if l.starts_with("fanotify ") && l.contains("mflags:") {
             let mflags = fdinfo_field(l, "mflags:").unwrap_or(0);
-            let flags = if mflags & 0x40 != 0 { flag::SURV } else { 0 };
+            // FAN_MARK_IGNORED_SURV_MODIFY and FAN_MARK_IGNORE (fanotify_mark_user_flags()).
+            let flags = if mflags & 0x40 != 0 { flag::SURV } else { 0 }
+                | if mflags & u64::from(FAN_MARK_IGNORE) != 0 { flag::IGNORE } else { 0 };
             evs.push(Ev {
                 mask: from_kernel(m),
                 inode: node(l),
-                task: flags as u8,
+                task: kbot_scenario::kbot_refcore::fdinfo_flags_to_task(flags),
                 name: kbot_scenario::kbot_refcore::FDINFO_MARK,
             });
             let ignored = fdinfo_field(l, "ignored_mask:").unwrap_or(0);

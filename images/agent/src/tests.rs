@@ -220,14 +220,19 @@ fn close_groups_while_pending(ctx: &Ctx, groups: &[(&'static str, MakeGroup)]) -
     for (i, &(what, make_group)) in groups.iter().enumerate() {
         let other = ctx.file(&format!("{what}-other"));
         let (tx, rx) = mpsc::channel();
+        let (closing_tx, closing_rx) = mpsc::channel::<()>();
         thread::spawn(move || {
             let r = make_group(&other).map(|fd| {
+                let _ = closing_tx.send(());
                 let t = Instant::now();
                 sys::close(fd);
                 t.elapsed()
             });
             let _ = tx.send(r);
         });
+        // Timed from the close itself (making the group takes its time under load); a group
+        // that could not be made says nothing and its thread ends at once.
+        let _ = closing_rx.recv_timeout(ctx.watchdog);
         let deadline = Instant::now() + ctx.watchdog;
         if i + 1 < groups.len() {
             done[i] = rx.recv_timeout(STAGGER).ok();

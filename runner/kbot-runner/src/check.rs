@@ -104,7 +104,7 @@ impl LtpTests {
         let list = |l: &str| -> Option<Vec<String>> {
             let v: Vec<String> = l
                 .split(',')
-                .map(|t| t.trim().trim_start_matches("ltp/").to_string())
+                .map(|t| t.trim().trim_start_matches(TestFamily::Ltp.prefix()).to_string())
                 .filter(|t| !t.is_empty())
                 .collect();
             (!v.is_empty() && v.iter().all(|t| t != "all")).then_some(v)

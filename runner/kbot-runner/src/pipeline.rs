@@ -182,7 +182,8 @@ fn base(lab: &mut dyn Lab, s: &Prefixes) -> Result<(Kernel, Boot), Box<BaseFailu
     Ok((kb, bb))
 }
 
-/// A result counts only when it reproduces: the tip is booted again for the regressed tests.
+/// A result counts only when it reproduces: the tip is booted again for the regressed tests,
+/// and once more for those that passed the rerun (two runs of three decide).
 /// Returns the confirmed checks and the flaky tests.
 fn confirm(
     lab: &mut dyn Lab,
@@ -200,8 +201,17 @@ fn confirm(
     }
     lab.say("confirm", &format!("rerunning the tip for {}", names.join(", ")));
     let again = lab.boot(n, tip_img, Some(&names), false).map_err(|e| e.0)?;
-    let flaky: Vec<String> =
+    let passed: Vec<String> =
         names.into_iter().filter(|t| kbot_compare::verdict(&again.tests, t) == Verdict::Good).collect();
+    // One failure and one pass: a third run decides (a race the kernel has can go unhit for
+    // one boot, as in bisection).
+    let flaky = if passed.is_empty() {
+        passed
+    } else {
+        lab.say("confirm", &format!("the tip once more for {}", passed.join(", ")));
+        let third = lab.boot(n, tip_img, Some(&passed), false).map_err(|e| e.0)?;
+        passed.into_iter().filter(|t| kbot_compare::verdict(&third.tests, t) == Verdict::Good).collect()
+    };
     let confirmed = regressed.into_iter().filter(|c| !flaky.iter().any(|f| f == c.name())).collect();
     Ok((confirmed, flaky))
 }

@@ -23,7 +23,12 @@ pub fn select(name: Option<&str>, seed: Option<u64>, index: u32, file: Option<&P
         return Ok(Scenario { name: "scenario/file".into(), steps });
     }
     if let Some(n) = name {
-        let n = if n.starts_with("scenario/") { n.to_string() } else { format!("scenario/{n}") };
+        let scenario = kbot_report::TestFamily::Scenario;
+        let n = if kbot_report::TestFamily::of(n) == scenario {
+            n.to_string()
+        } else {
+            format!("{}{n}", scenario.prefix())
+        };
         return from_name(&n).ok_or_else(|| {
             let known: Vec<String> = kbot_scenario::corpus().into_iter().map(|s| s.name).collect();
             Fail::usage(format!(

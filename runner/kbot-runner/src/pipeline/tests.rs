@@ -450,3 +450,35 @@ fn bisections_first_probe_is_offered_for_building_ahead_before_the_tip_boots() {
     run(&mut lab, 1);
     assert!(lab.ahead.is_empty());
 }
+
+/// A one-patch series has no bisection: the tip's rerun decides, and when the rerun passes a
+/// third run breaks the tie (a race missed once is still a regression; a failure seen once in
+/// three runs is flaky).
+#[test]
+fn a_single_patch_failure_is_decided_by_two_runs_of_three() {
+    // Hangs on the tip's first and third boots, passes on the second.
+    let mut lab = FakeLab::new(|p, t, before| {
+        if p == 1 && t == "close_with_pending_perm" && before != 1 {
+            Outcome::Hang
+        } else {
+            Outcome::Pass
+        }
+    });
+    let r = run(&mut lab, 1);
+    let fb: Vec<(&str, Option<u32>)> =
+        r.regressions.iter().map(|g| (g.test.as_str(), g.first_bad.as_ref().map(|f| f.index))).collect();
+    assert_eq!(fb, [("close_with_pending_perm", Some(1))]);
+    assert_eq!(lab.boots_of(1), 3);
+    // Hangs on the first boot only: flaky.
+    let mut lab = FakeLab::new(|p, t, before| {
+        if p == 1 && t == "close_with_pending_perm" && before == 0 {
+            Outcome::Hang
+        } else {
+            Outcome::Pass
+        }
+    });
+    let r = run(&mut lab, 1);
+    assert!(r.regressions.is_empty(), "{:?}", r.regressions);
+    assert_eq!(r.flaky, ["close_with_pending_perm"]);
+    assert_eq!(lab.boots_of(1), 3);
+}

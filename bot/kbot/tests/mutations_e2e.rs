@@ -32,14 +32,14 @@ const TABLE: &[(&str, Option<(bool, usize)>)] = &[
     ("05-parent-access-modify", Some((true, 2))),
     ("06-fanotify-ondir", Some((true, 1))),
     ("07-fanotify-event-on-child", Some((true, 14))),
-    ("08-ignore-surv-modify", Some((true, 2))),
+    ("08-ignore-surv-modify", Some((true, 3))),
     ("09-fanotify-merge", Some((true, 4))),
     ("10-overflow-off-by-one", Some((true, 1))),
     ("11-inotify-mask-create-errno", Some((false, 0))),
     ("12-inotify-merge-wd", Some((false, 0))),
     ("13-fanotify-init-name-dfid", Some((true, 5))),
     ("14-fs-mark-iter-slot", Some((true, 4))),
-    ("15-fan-mark-ignore-flag", Some((true, 1))),
+    ("15-fan-mark-ignore-flag", Some((true, 27))),
 ];
 
 fn examples() -> PathBuf {

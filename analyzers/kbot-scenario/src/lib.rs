@@ -856,9 +856,7 @@ fn with_fs_marks(steps: Vec<Step>, seed: u64) -> Vec<Step> {
     for i in 0..=steps.len() {
         // About one place in eight, once some fanotify group exists (mostly one of those, now
         // and then any group number: an inotify group's or a closed one's errno).
-        let fan: Vec<u8> = (0..m.groups_created())
-            .filter(|g| m.group_alive(*g) && m.group_class(*g) != Some(Class::Inotify))
-            .collect();
+        let fan = fanotify_groups(&m);
         if left > 0 && !fan.is_empty() && r.below(8) == 0 {
             left -= 1;
             let group = if r.below(10) == 0 {
@@ -866,31 +864,13 @@ fn with_fs_marks(steps: Vec<Step>, seed: u64) -> Vec<Step> {
             } else {
                 fan[r.below(fan.len() as u64) as usize]
             };
-            // Mostly a path that is there.
-            let mut path = gen_path(&mut r);
-            for _ in 0..4 {
-                if m.lookup(path).is_some() || r.below(10) == 0 {
-                    break;
-                }
-                path = gen_path(&mut r);
-            }
+            let path = path_mostly_there(&mut r, &m);
             let op = gen_fs_mark(&mut r, group, path);
             let mount = matches!(op, Op::FsMark { mount: true, .. });
             let twin = kinds.iter().any(|(p, k, g)| *g != group && *k == mount && *p == prio(group));
-            // Not while a task waits: the kernel resumes its mark lists where it left them,
-            // and a mark added meanwhile may be passed over (the model looks afresh).
-            let waiting = (0..GEN_TASKS).any(|t| m.blocked(t));
-            let idle: Vec<u8> = (0..GEN_TASKS).filter(|t| !m.blocked(*t)).collect();
-            if let Some(&task) = idle.get(r.below(idle.len().max(1) as u64) as usize) {
-                let s = Step { task, op };
-                // The rest must still run as generated.
-                let mut probe = m.clone();
-                let ok = !ambiguous(group) && !twin && !waiting;
-                if ok && probe.step(s).is_ok() && steps[i..].iter().all(|x| probe.step(*x).is_ok()) {
-                    m.step(s).expect("probed");
-                    kinds.push((prio(group), mount, group));
-                    out.push(s);
-                }
+            if let Some(s) = insert_mark(&mut r, &mut m, op, &steps[i..], !ambiguous(group) && !twin) {
+                kinds.push((prio(group), mount, group));
+                out.push(s);
             }
         }
         if let Some(&s) = steps.get(i) {
@@ -899,6 +879,42 @@ fn with_fs_marks(steps: Vec<Step>, seed: u64) -> Vec<Step> {
         }
     }
     out
+}
+
+/// The live fanotify groups of `m`.
+fn fanotify_groups(m: &Model) -> Vec<u8> {
+    (0..m.groups_created()).filter(|g| m.group_alive(*g) && m.group_class(*g) != Some(Class::Inotify)).collect()
+}
+
+/// A random path, mostly one that is there (up to four more tries).
+fn path_mostly_there(r: &mut Rng, m: &Model) -> u8 {
+    let mut path = gen_path(r);
+    for _ in 0..4 {
+        if m.lookup(path).is_some() || r.below(10) == 0 {
+            break;
+        }
+        path = gen_path(r);
+    }
+    path
+}
+
+/// Steps `m` with `op` by an idle task when `ok` and no task waits (the kernel resumes its
+/// mark lists where a waiter left them, and a mark added meanwhile may be passed over; the
+/// model looks afresh), and only if `rest` still runs as generated after it.
+fn insert_mark(r: &mut Rng, m: &mut Model, op: Op, rest: &[Step], ok: bool) -> Option<Step> {
+    let waiting = (0..GEN_TASKS).any(|t| m.blocked(t));
+    let idle: Vec<u8> = (0..GEN_TASKS).filter(|t| !m.blocked(*t)).collect();
+    let task = *idle.get(r.below(idle.len().max(1) as u64) as usize)?;
+    let s = Step { task, op };
+    if !ok || waiting {
+        return None;
+    }
+    let mut probe = m.clone();
+    if probe.step(s).is_ok() && rest.iter().all(|x| probe.step(*x).is_ok()) {
+        m.step(s).expect("probed");
+        return Some(s);
+    }
+    None
 }
 
 /// Adds up to three FAN_MARK_IGNORE marks (5.19: ignore masks whose FAN_ONDIR and
@@ -915,19 +931,11 @@ fn with_ignore_marks(steps: Vec<Step>, seed: u64) -> Vec<Step> {
     let mut out: Vec<Step> = Vec::with_capacity(steps.len() + left);
     let mut m = Model::new(Semantics::Current);
     for i in 0..=steps.len() {
-        let fan: Vec<u8> = (0..m.groups_created())
-            .filter(|g| m.group_alive(*g) && m.group_class(*g) != Some(Class::Inotify))
-            .collect();
+        let fan = fanotify_groups(&m);
         if left > 0 && !fan.is_empty() && r.below(6) == 0 {
             left -= 1;
             let group = fan[r.below(fan.len() as u64) as usize];
-            let mut path = gen_path(&mut r);
-            for _ in 0..4 {
-                if m.lookup(path).is_some() || r.below(10) == 0 {
-                    break;
-                }
-                path = gen_path(&mut r);
-            }
+            let path = path_mostly_there(&mut r, &m);
             let mut mask = gen_events(&mut r, FAN_EVENTS);
             // The flags mostly where they mean something (on a file they are ENOTDIR). A
             // permission event now and then in a file's (EINVAL for a notification group); not
@@ -950,15 +958,8 @@ fn with_ignore_marks(steps: Vec<Step>, seed: u64) -> Vec<Step> {
                 2..=4 => Op::Watch { group, inode: path, mask, flags: flag::IGNORE },
                 _ => Op::Watch { group, inode: path, mask, flags: flag::IGNORE | flag::SURV },
             };
-            let waiting = (0..GEN_TASKS).any(|t| m.blocked(t));
-            let idle: Vec<u8> = (0..GEN_TASKS).filter(|t| !m.blocked(*t)).collect();
-            if let (false, Some(&task)) = (waiting, idle.get(r.below(idle.len().max(1) as u64) as usize)) {
-                let s = Step { task, op };
-                let mut probe = m.clone();
-                if probe.step(s).is_ok() && steps[i..].iter().all(|x| probe.step(*x).is_ok()) {
-                    m.step(s).expect("probed");
-                    out.push(s);
-                }
+            if let Some(s) = insert_mark(&mut r, &mut m, op, &steps[i..], true) {
+                out.push(s);
             }
         }
         if let Some(&s) = steps.get(i) {

@@ -124,18 +124,24 @@ impl<T: Tester> Runner<'_, T> {
         self.majority(prefix, check)
     }
 
+    /// The verdict at `prefix` when two runs of `check` agree and outnumber the others.
+    fn settled(&self, prefix: usize, check: &str) -> Option<Verdict> {
+        match self.counts(prefix, check) {
+            (g, b) if g >= 2 && g > b => Some(Verdict::Good),
+            (g, b) if b >= 2 && b > g => Some(Verdict::Bad),
+            _ => None,
+        }
+    }
+
     /// Reruns `prefix` (for `checks`) until two runs of `check` agree, at most three verdicts
     /// (plus retries for runs without one); Unknown if they never do.
     fn settle(&mut self, prefix: usize, check: &str, reason: StepReason, checks: &[String]) -> Verdict {
         let mut unknown = 0;
         loop {
+            if let Some(v) = self.settled(prefix, check) {
+                return v;
+            }
             let (g, b) = self.counts(prefix, check);
-            if g >= 2 && g > b {
-                return Verdict::Good;
-            }
-            if b >= 2 && b > g {
-                return Verdict::Bad;
-            }
             if g + b >= 3 || unknown > self.retries {
                 return Verdict::Unknown;
             }
@@ -173,15 +179,8 @@ impl<T: Tester> Runner<'_, T> {
     /// showed good (a single pass may be a race not hit) and the lowest at or above `bad` that
     /// two runs showed bad (the tip when none).
     fn inconclusive(&self, good: usize, bad: usize, n: usize, check: &str, why: String) -> Found {
-        let settled = |p: usize, v: Verdict| {
-            let (g, b) = self.counts(p, check);
-            match v {
-                Verdict::Good => g >= 2 && g > b,
-                _ => b >= 2 && b > g,
-            }
-        };
-        let good = (1..=good).rev().find(|p| settled(*p, Verdict::Good)).unwrap_or(0);
-        let bad = (bad..n).find(|p| settled(*p, Verdict::Bad)).unwrap_or(n);
+        let good = (1..=good).rev().find(|p| self.settled(*p, check) == Some(Verdict::Good)).unwrap_or(0);
+        let bad = (bad..n).find(|p| self.settled(*p, check) == Some(Verdict::Bad)).unwrap_or(n);
         Found::Inconclusive { good, bad, why }
     }
 

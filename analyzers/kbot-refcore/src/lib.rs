@@ -1384,6 +1384,12 @@ impl Model {
         (pm & mask::ON_CHILD != 0 && pm & mask::ON_CHILD_POSSIBLE & ev != 0).then_some(p)
     }
 
+    /// `group`'s mark on the watching `parent` if it takes part in a child's event
+    /// ([`Mark::on_children`]).
+    fn parent_mark(&self, group: u8, parent: Option<u8>) -> Option<usize> {
+        parent.and_then(|p| self.mark_of(group, p)).filter(|i| self.marks[*i].is_some_and(|m| m.on_children()))
+    }
+
     /// Union of the object's marks' interest (`i_fsnotify_mask`).
     fn object_mask(&self, node: u8) -> u32 {
         self.marks.iter().flatten().filter(|m| m.inode == node).fold(0, |a, m| a | m.calc())
@@ -1404,8 +1410,7 @@ impl Model {
                 continue;
             };
             let im = self.mark_of(g, node);
-            let pm =
-                parent.and_then(|p| self.mark_of(g, p)).filter(|i| self.marks[*i].is_some_and(|m| m.on_children()));
+            let pm = self.parent_mark(g, parent);
             // The filesystem's mark, and the mount's for an event with a path.
             let sm = self.mark_of(g, SB_NODE);
             let mm = if path { self.mark_of(g, MNT_NODE) } else { None };
@@ -1529,8 +1534,7 @@ impl Model {
             // The group's marks on the file, its mount and its filesystem (and on a directory
             // watching its children): the ignore mask of any of them applies to all
             // (send_to_group(), fsnotify_effective_ignore_mask()).
-            let pm =
-                parent.and_then(|p| self.mark_of(g, p)).filter(|i| self.marks[*i].is_some_and(|m| m.on_children()));
+            let pm = self.parent_mark(g, parent);
             let (mut want, mut ignore) = (0, 0);
             for (i, parent_type) in [
                 (self.mark_of(g, inode), false),

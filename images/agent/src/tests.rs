@@ -88,9 +88,10 @@ pub const TESTS: &[(&str, TestFn)] = &[
 
 /// The seed's two hang tests, run as one when both are asked for: one permission event is
 /// made pending, and then both unrelated groups are closed, the second 0.3 s into the first's
-/// wait, each under its own watchdog (3.3 s instead of 6 s on a kernel that stalls). The waiter is inside its wait before either close
-/// starts, so on a kernel that makes a grace period wait for it every close that needs a grace
-/// period waits, whichever starts it; on one that does not, none does. (Two pending events,
+/// wait, each under its own watchdog (3.3 s instead of 6 s on a kernel that stalls). The
+/// waiter is inside its wait before either close starts, so on a kernel that makes a grace
+/// period wait for it every close that needs a grace period waits, whichever starts it; on one
+/// that does not, none does. (Two pending events,
 /// one per test, would not do: a grace period that one close starts does not wait for a
 /// reader that enters later, so the other close could finish early: seen on arm64.)
 pub const TOGETHER: [&str; 2] = ["inotify_close_with_pending_perm", "fanotify_close_with_pending_perm"];

@@ -90,7 +90,11 @@ impl Inbox {
     }
 
     pub fn serve(&self) -> Child {
-        let child = Command::new("public-inbox-httpd")
+        // One process (-W0): killing it closes the listening socket. With a worker, the
+        // worker outlived a killed master for a moment and answered the readiness probe of a
+        // restart whose new server could not bind (CI rehearsal: "error sending request").
+        let mut child = Command::new("public-inbox-httpd")
+            .arg("-W0")
             .arg("-l")
             .arg(format!("http://127.0.0.1:{}", self.port))
             .env("PI_CONFIG", self.config())
@@ -103,6 +107,7 @@ impl Inbox {
             assert!(t.elapsed() < Duration::from_secs(20), "public-inbox-httpd did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
+        assert!(child.try_wait().unwrap().is_none(), "public-inbox-httpd exited: port {} taken?", self.port);
         child
     }
 

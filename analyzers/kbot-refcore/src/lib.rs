@@ -81,6 +81,14 @@ pub fn fdinfo_flags_from_task(t: u8) -> u16 {
 
 /// `Ev::name` of a mark's `ignored_mask:` entry in an [`Op::Fdinfo`] step.
 pub const FDINFO_IGNORED: u8 = 0xfb;
+/// `Ev::name` of the name "." that a group with FAN_REPORT_NAME gets in the DFID_NAME record
+/// of an event on a directory itself (`copy_info_records_to_user()`).
+pub const DOT_NAME: u8 = 0xfa;
+/// `Ev::task` of an event whose task the kernel does not fix: the DELETE_SELF of a file
+/// unlinked while pinned comes with the final dput, by whichever task drops the last
+/// reference (a released permission waiter, or the listener closing the event's fd). The
+/// comparison accepts any task for it.
+pub const ANY_TASK: u8 = 0xfe;
 pub const MNT_NODE: u8 = 0xfe;
 
 pub const EPERM: i32 = 1;
@@ -274,6 +282,10 @@ pub mod mask {
     /// Events a fanotify group reporting fds may ask for (FANOTIFY_FD_EVENTS); the others
     /// need FAN_REPORT_FID (fanotify_mark(2): EINVAL).
     pub const FAN_FD: u32 = OPEN | OPEN_PERM | ACCESS | MODIFY | CLOSE_WRITE | CLOSE_NOWRITE;
+    /// Directory entry events (ALL_FSNOTIFY_DIRENT_EVENTS of the model).
+    pub const DIRENT: u32 = CREATE | DELETE | MOVED_FROM | MOVED_TO;
+    /// FANOTIFY_DIRONLY_EVENT_BITS: what a strict fanotify_mark(2) refuses on a file's mark.
+    pub const DIR_ONLY: u32 = DIRENT | ISDIR | ON_CHILD;
     /// Events that fsnotify_parent() may report to a watching parent (FS_EVENTS_POSS_ON_CHILD).
     pub const ON_CHILD_POSSIBLE: u32 = OPEN | OPEN_PERM | ACCESS | MODIFY | ATTRIB | CLOSE_WRITE | CLOSE_NOWRITE;
 }
@@ -311,6 +323,12 @@ impl Class {
 pub enum Op {
     /// Returns the new group's id (groups are numbered in creation order).
     CreateGroup(Class),
+    /// A notification group (FAN_CLASS_NOTIF) that reports file handles: `report` is its
+    /// [`init::FID_BITS`] (FAN_REPORT_FID, _DIR_FID, _NAME, _TARGET_FID). An invalid mix fails
+    /// as fanotify_init(2) does and makes no group.
+    FidGroup {
+        report: u16,
+    },
     AddMark {
         group: u8,
         inode: u8,
@@ -418,8 +436,12 @@ pub struct Ev {
     pub inode: u8,
     /// The task whose access caused it (for permission events: the waiter); 0 for inotify.
     pub task: u8,
-    /// The child's name (inotify events for a watching directory), else [`NO_NAME`].
+    /// The child's name (inotify events for a watching directory; a fanotify group's
+    /// DFID_NAME record, [`DOT_NAME`] for "."), else [`NO_NAME`].
     pub name: u8,
+    /// A fanotify group reporting file handles: the node of its DFID or DFID_NAME record,
+    /// else [`NO_NODE`] (`inode` is then the node of its FID record, or [`NO_NODE`]).
+    pub dir: u8,
 }
 
 /// A fixed-capacity list.
@@ -530,6 +552,8 @@ struct Queued {
 #[derive(Clone, Copy, Debug)]
 struct Group {
     class: Class,
+    /// [`init::FID_BITS`] of a group that reports file handles; 0: it reports fds.
+    report: u16,
     alive: bool,
     queue: List<Queued, MAX_QUEUE>,
 }
@@ -545,7 +569,9 @@ impl Group {
     /// instead (once until it is read), *before* any merge is tried; otherwise the event is
     /// merged the way the kernel merges: inotify drops an event identical to the last one
     /// queued (not IN_MOVED_*: their cookies differ); fanotify folds it into an unread event
-    /// of the same object and task. Returns false when the event was not queued as itself.
+    /// of the same object and task (`fanotify_should_merge()`: with file handles the same
+    /// records, and both on a directory or both not). Returns false when the event was not
+    /// queued as itself.
     fn insert(&mut self, ev: Ev, perm: bool, limit: usize) -> Result<bool, Invalid> {
         self.insert_wd(ev, perm, 0, limit)
     }
@@ -555,7 +581,7 @@ impl Group {
         if self.q_len() >= limit {
             let queued = self.queue.as_slice().iter().any(|q| !q.reported && q.ev.mask == mask::OVERFLOW);
             if !queued {
-                let ov = Ev { mask: mask::OVERFLOW, inode: NO_NODE, task: 0, name: NO_NAME };
+                let ov = Ev { mask: mask::OVERFLOW, inode: NO_NODE, task: 0, name: NO_NAME, dir: NO_NODE };
                 if !self.queue.push(Queued { ev: ov, perm: false, reported: false, wd: 0 }) {
                     return Err(Invalid::Capacity);
                 }
@@ -570,7 +596,11 @@ impl Group {
                 return Ok(false);
             }
         } else if let Some(q) = self.queue.items[..n].iter_mut().find(|q| {
-            !q.perm && !q.reported && q.ev.mask != mask::OVERFLOW && q.ev.inode == ev.inode && q.ev.task == ev.task
+            !q.perm
+                && !q.reported
+                && q.ev.mask != mask::OVERFLOW
+                && (q.ev.inode, q.ev.dir, q.ev.name, q.ev.task) == (ev.inode, ev.dir, ev.name, ev.task)
+                && q.ev.mask & mask::ISDIR == ev.mask & mask::ISDIR
         }) {
             q.ev.mask |= ev.mask;
             return Ok(false);
@@ -643,6 +673,67 @@ impl Mark {
         }
         let modify = if self.flags & flag::SURV == 0 { mask::MODIFY } else { 0 };
         self.mask | modify | self.ignore
+    }
+}
+
+/// The event a group reporting file handles (`report`: its [`init::FID_BITS`]) reads, in the
+/// model's terms (see [`Ev::dir`]): `fanotify_alloc_event()` picks the objects and
+/// `copy_info_records_to_user()` the record types. `node` is the event's object (for a
+/// directory entry event, `dirent`, the entry's), `dir` the directory passed with it (the
+/// parent of a non-directory, or the directory of the entry) and `name` the entry's name.
+#[allow(clippy::too_many_arguments)]
+fn fid_event(report: u16, m: u32, node: u8, is_dir: bool, dir: Option<u8>, name: u8, task: u8, dirent: bool) -> Ev {
+    let ondir = m & mask::ISDIR != 0;
+    let target = report & init::REPORT_TARGET_FID != 0;
+    // fanotify_fid_inode(): the directory for an entry event, unless TARGET_FID.
+    let mut id = if dirent && !target { dir } else { Some(node) };
+    // fanotify_dfid_inode(): the directory of an entry event, a directory itself, else the
+    // parent passed with the event.
+    let dirid = if dirent {
+        dir
+    } else if is_dir {
+        Some(node)
+    } else {
+        dir
+    };
+    let (mut child, mut name_event, mut file_name) = (None, false, dir.map(|_| name));
+    if report & init::REPORT_DIR_FID != 0 && dirid.is_some() {
+        // fanotify_report_child_fid(): with TARGET_FID for entry events, else with FID for
+        // non-directories.
+        let child_fid = if dirent { target } else { report & init::REPORT_FID != 0 && !ondir };
+        if child_fid && id != dirid {
+            child = id;
+        }
+        id = dirid;
+        if report & init::REPORT_NAME == 0 {
+            name_event = child.is_some();
+            file_name = None;
+        } else if dirent || !ondir {
+            name_event = true;
+        }
+    } else {
+        file_name = None;
+    }
+    let ev = Ev { mask: m & (mask::EVENTS | mask::ISDIR), inode: NO_NODE, task, name: NO_NAME, dir: NO_NODE };
+    if name_event && (file_name.is_some() || child.is_some()) {
+        // A DFID_NAME (or DFID) record, then the child's FID record.
+        return Ev {
+            dir: dirid.unwrap_or(NO_NODE),
+            name: file_name.unwrap_or(NO_NAME),
+            inode: child.unwrap_or(NO_NODE),
+            ..ev
+        };
+    }
+    let id = id.unwrap_or(NO_NODE);
+    if report & init::FID_BITS == init::REPORT_FID {
+        Ev { inode: id, ..ev }
+    } else if report & init::REPORT_NAME != 0 && ondir {
+        // "if name was not recorded in an event on a directory, report the name '.'".
+        Ev { dir: id, name: DOT_NAME, ..ev }
+    } else if dirent || ondir {
+        Ev { dir: id, ..ev }
+    } else {
+        Ev { inode: id, ..ev }
     }
 }
 
@@ -836,6 +927,21 @@ impl Model {
         self.inodes.get(node as usize).is_some_and(|i| i.dir)
     }
 
+    /// The [`init::FID_BITS`] a group reports with (0: fds, or no such group).
+    pub fn group_report(&self, g: u8) -> u16 {
+        self.group(g).map_or(0, |x| x.report)
+    }
+
+    fn create_group(&mut self, class: Class, report: u16) -> Ret {
+        if self.ngroups as usize >= MAX_GROUPS {
+            return Ret::Err(EMFILE);
+        }
+        let g = self.ngroups;
+        self.groups[g as usize] = Some(Group { class, report, alive: true, queue: List::default() });
+        self.ngroups += 1;
+        Ret::Ok(g as i32)
+    }
+
     fn group(&self, g: u8) -> Option<&Group> {
         self.groups.get(g as usize).and_then(|x| x.as_ref()).filter(|x| x.alive)
     }
@@ -865,12 +971,18 @@ impl Model {
                 (mk.mask, mk.flags & (flag::SURV | flag::IGNORE))
             };
             let task = fdinfo_flags_to_task(f);
-            if !out.events.push(Ev { mask: m, inode: mk.inode, task, name: FDINFO_MARK }) {
+            if !out.events.push(Ev { mask: m, inode: mk.inode, task, name: FDINFO_MARK, dir: NO_NODE }) {
                 return Err(Invalid::Capacity);
             }
             if !inotify
                 && mk.ignore != 0
-                && !out.events.push(Ev { mask: mk.ignore, inode: mk.inode, task: 0, name: FDINFO_IGNORED })
+                && !out.events.push(Ev {
+                    mask: mk.ignore,
+                    inode: mk.inode,
+                    task: 0,
+                    name: FDINFO_IGNORED,
+                    dir: NO_NODE,
+                })
             {
                 return Err(Invalid::Capacity);
             }
@@ -944,14 +1056,14 @@ impl Model {
     fn take(&mut self, s: Step, step_no: u16, out: &mut Outcome) -> Result<Option<Ret>, Invalid> {
         let t = s.task as usize;
         let ret = match s.op {
-            Op::CreateGroup(class) => {
-                if self.ngroups as usize >= MAX_GROUPS {
-                    Some(Ret::Err(EMFILE))
-                } else {
-                    let g = self.ngroups;
-                    self.groups[g as usize] = Some(Group { class, alive: true, queue: List::default() });
-                    self.ngroups += 1;
-                    Some(Ret::Ok(g as i32))
+            Op::CreateGroup(class) => Some(self.create_group(class, 0)),
+            Op::FidGroup { report } => {
+                if report & !init::FID_BITS != 0 {
+                    return Err(Invalid::BadArgs);
+                }
+                match fanotify_init_errno(report, 0, false) {
+                    Some(e) => Some(Ret::Err(e)),
+                    None => Some(self.create_group(Class::FanNotif, report)),
                 }
             }
             Op::AddMark { group, inode, mask } => Some(self.add_mark(group, inode, mask, 0, Obj::Inode)?),
@@ -999,7 +1111,7 @@ impl Model {
                         let n = self.new_node(false, d, nm)?;
                         self.entries[d as usize][nm as usize] = Some(n);
                         self.last[d as usize][nm as usize] = n;
-                        self.notify_dirent(mask::CREATE, dn, nm)?;
+                        self.notify_dirent(mask::CREATE, dn, nm, n, s.task)?;
                         Some(Ret::Ok(0))
                     }
                 }
@@ -1016,7 +1128,8 @@ impl Model {
                     self.dirs[k as usize] = Some(n);
                     self.last[k as usize][MAX_INODES] = n;
                     self.entries[k as usize] = [None; MAX_INODES];
-                    self.notify_dirent(mask::CREATE | mask::ISDIR, MAX_INODES as u8, path::dir_entry_name(k))?;
+                    let name = path::dir_entry_name(k);
+                    self.notify_dirent(mask::CREATE | mask::ISDIR, MAX_INODES as u8, name, n, s.task)?;
                     Some(Ret::Ok(0))
                 }
             }
@@ -1032,8 +1145,9 @@ impl Model {
                         Some(Ret::Err(ENOTEMPTY))
                     } else {
                         self.dirs[k as usize] = None;
-                        self.unlinked(n)?;
-                        self.notify_dirent(mask::DELETE | mask::ISDIR, MAX_INODES as u8, path::dir_entry_name(k))?;
+                        self.unlinked(n, s.task)?;
+                        let name = path::dir_entry_name(k);
+                        self.notify_dirent(mask::DELETE | mask::ISDIR, MAX_INODES as u8, name, n, s.task)?;
                         Some(Ret::Ok(0))
                     }
                 } else {
@@ -1051,9 +1165,9 @@ impl Model {
                     // pins it), then IN_DELETE to the directory.
                     self.notify(mask::ATTRIB, n, s.task, false, false)?;
                     self.entries[d][path::name(inode) as usize] = None;
-                    self.unlinked(n)?;
+                    self.unlinked(n, s.task)?;
                     let dn = self.dirs[d].expect("looked up");
-                    self.notify_dirent(mask::DELETE, dn, path::name(inode))?;
+                    self.notify_dirent(mask::DELETE, dn, path::name(inode), n, s.task)?;
                     Some(Ret::Ok(0))
                 }
             },
@@ -1075,14 +1189,14 @@ impl Model {
                         self.inodes[n as usize].name = path::name(to);
                         // fsnotify_move(): IN_MOVED_FROM, IN_MOVED_TO, IN_ATTRIB on a replaced
                         // target, IN_MOVE_SELF; the target's dentry goes at the final dput.
-                        self.notify_dirent(mask::MOVED_FROM, fdn, path::name(from))?;
-                        self.notify_dirent(mask::MOVED_TO, tdn, path::name(to))?;
+                        self.notify_dirent(mask::MOVED_FROM, fdn, path::name(from), n, s.task)?;
+                        self.notify_dirent(mask::MOVED_TO, tdn, path::name(to), n, s.task)?;
                         if let Some(tg) = target {
                             self.notify(mask::ATTRIB, tg, s.task, false, false)?;
                         }
                         self.notify(mask::MOVE_SELF, n, s.task, false, false)?;
                         if let Some(tg) = target {
-                            self.unlinked(tg)?;
+                            self.unlinked(tg, s.task)?;
                         }
                         Some(Ret::Ok(0))
                     }
@@ -1106,10 +1220,10 @@ impl Model {
     }
 
     /// A node lost its last name: it goes now unless something pins its dentry.
-    fn unlinked(&mut self, n: u8) -> Result<(), Invalid> {
+    fn unlinked(&mut self, n: u8, task: u8) -> Result<(), Invalid> {
         self.inodes[n as usize].unlinked = true;
         if self.pins(n) == 0 {
-            self.evict(n)
+            self.evict(n, task)
         } else {
             self.inodes[n as usize].evict_pending = true;
             Ok(())
@@ -1156,7 +1270,10 @@ impl Model {
         if m & mask::PERM != 0 && !class.can_perm() {
             return Ok(Ret::Err(EINVAL));
         }
-        if m & !(mask::FAN_FD | mask::ISDIR | mask::ON_CHILD) != 0 {
+        // "Events that do not carry enough information to report event->fd require a group
+        // that supports reporting fid. Those events are not supported on a mount mark."
+        let report = self.group_report(group);
+        if m & !(mask::FAN_FD | mask::ISDIR | mask::ON_CHILD) != 0 && (report == 0 || obj == Obj::Mount) {
             return Ok(Ret::Err(EINVAL));
         }
         let Some(node) = self.lookup(inode) else {
@@ -1165,11 +1282,14 @@ impl Model {
         if flags & flag::ONLYDIR != 0 && !self.is_dir(node) {
             return Ok(Ret::Err(ENOTDIR));
         }
-        // fanotify_events_supported(): with FAN_MARK_IGNORE (a 5.17+ API, so strict) the
-        // directory-only bits on a non-directory's inode mark are ENOTDIR.
-        if add && new_ignore && obj == Obj::Inode && !self.is_dir(node) && m & (mask::ISDIR | mask::ON_CHILD) != 0 {
+        // fanotify_events_supported(): with FAN_MARK_IGNORE or in a FAN_REPORT_TARGET_FID group
+        // (5.17+ APIs, so strict) the directory-only bits on a non-directory's inode mark are
+        // ENOTDIR.
+        let strict = new_ignore || report & init::REPORT_TARGET_FID != 0;
+        if add && strict && obj == Obj::Inode && !self.is_dir(node) && m & mask::DIR_ONLY != 0 {
             return Ok(Ret::Err(ENOTDIR));
         }
+        let on_dir = obj == Obj::Inode && self.is_dir(node);
         // "FAN_MARK_IGNORE requires SURV_MODIFY for sb/mount/dir marks": EINVAL for a
         // filesystem or mount mark, EISDIR for a directory.
         if add && new_ignore && flags & flag::SURV == 0 {
@@ -1201,6 +1321,12 @@ impl Model {
                 }
             }
         };
+        // "If group needs to report parent fid, register for getting events with parent/name
+        // info for non-directory": FAN_EVENT_ON_CHILD on such a mark (fdinfo shows it), which
+        // makes `__fsnotify_parent()` pass the parent and name for its events.
+        if report & init::REPORT_DIR_FID != 0 && add && !any_ignore && !on_dir {
+            m |= mask::ON_CHILD;
+        }
         // do_fanotify_mark(): "If some other task has this inode open for write we should not
         // add an ignore mask, unless that ignore mask is supposed to survive modification
         // changes anyway" -- and it returns 0. Here a file is open for write while a write's
@@ -1304,7 +1430,8 @@ impl Model {
         if class != Class::Inotify {
             // fanotify_mark(FAN_MARK_REMOVE) of every event bit the class may hold (and the
             // event flags): the mark goes unless an ignore mask remains.
-            let all = mask::FAN_FD & !if class.can_perm() { 0 } else { mask::PERM };
+            let every = if g.report == 0 { mask::FAN_FD } else { mask::EVENTS };
+            let all = every & !if class.can_perm() { 0 } else { mask::PERM };
             return self.add_mark(group, inode, all | mask::ISDIR | mask::ON_CHILD, flag::REMOVE, Obj::Inode);
         }
         // inotify names the watch by wd: the object the path named when it was watched.
@@ -1322,20 +1449,24 @@ impl Model {
         let limit = self.queue_limit;
         if let Some(g) = self.group_mut(mark.group) {
             if g.class == Class::Inotify {
-                g.notify_wd(Ev { mask: mask::IGNORED, inode: mark.inode, task: 0, name: NO_NAME }, mark.wd, limit)?;
+                g.notify_wd(
+                    Ev { mask: mask::IGNORED, inode: mark.inode, task: 0, name: NO_NAME, dir: NO_NODE },
+                    mark.wd,
+                    limit,
+                )?;
             }
         }
         Ok(())
     }
 
-    /// The last dentry of an unlinked node goes (`fsnotify_inoderemove()`): IN_DELETE_SELF,
-    /// then its marks are destroyed (IN_IGNORED).
-    fn evict(&mut self, inode: u8) -> Result<(), Invalid> {
+    /// The last dentry of an unlinked node goes (`fsnotify_inoderemove()`, in `task`):
+    /// IN_DELETE_SELF, then its marks are destroyed (IN_IGNORED).
+    fn evict(&mut self, inode: u8, task: u8) -> Result<(), Invalid> {
         self.inodes[inode as usize].evict_pending = false;
         if !self.inodes[inode as usize].exists {
             return Ok(());
         }
-        self.notify(mask::DELETE_SELF, inode, 0, false, false)?;
+        self.notify(mask::DELETE_SELF, inode, task, false, false)?;
         self.inodes[inode as usize].exists = false;
         for m in 0..MAX_MARKS {
             if self.marks[m].is_some_and(|mk| mk.inode == inode) {
@@ -1355,7 +1486,8 @@ impl Model {
             .groups
             .iter()
             .flatten()
-            .filter(|g| g.alive && g.class != Class::Inotify)
+            // Events with file handles hold no path.
+            .filter(|g| g.alive && g.class != Class::Inotify && g.report == 0)
             .map(|g| g.queue.as_slice().iter().filter(|q| q.ev.inode == inode).count())
             .sum();
         waiters + events
@@ -1363,7 +1495,7 @@ impl Model {
 
     fn maybe_evict(&mut self, inode: u8) -> Result<(), Invalid> {
         if self.inodes[inode as usize].evict_pending && self.pins(inode) == 0 {
-            self.evict(inode)?;
+            self.evict(inode, ANY_TASK)?;
         }
         Ok(())
     }
@@ -1458,7 +1590,7 @@ impl Model {
                     }
                     let name = if name == NO_NAME { NO_NAME } else { name };
                     let grp = self.group_mut(g).expect("live");
-                    grp.notify_wd(Ev { mask: out, inode: on, task: 0, name }, mk.wd, limit)?;
+                    grp.notify_wd(Ev { mask: out, inode: on, task: 0, name, dir: NO_NODE }, mk.wd, limit)?;
                     if mk.flags & flag::ONESHOT != 0 {
                         self.destroy_mark(idx)?;
                     }
@@ -1469,7 +1601,10 @@ impl Model {
             // files and directories; a mark applies to a directory only with FAN_ONDIR and to
             // a child only with FAN_EVENT_ON_CHILD; legacy ignore masks apply to both (their
             // flags are implied). FAN_ONDIR is not reported in this mode.
-            if !path {
+            // fanotify_group_event_mask(): reporting fds needs a path; reporting file handles
+            // does not (see fid_event() for what it reports).
+            let report = self.group_report(g);
+            if report == 0 && !path {
                 continue;
             }
             // Filesystem and mount marks apply like the object's own (to a directory only with
@@ -1487,20 +1622,39 @@ impl Model {
                 }
                 fmask |= mk.mask;
             }
-            let test = ev & fmask & !ignore & mask::EVENTS;
-            if test != 0 {
-                let grp = self.group_mut(g).expect("live");
-                grp.notify(Ev { mask: test, inode: node, task, name: NO_NAME }, limit)?;
+            let test = ev & fmask & !ignore & (mask::EVENTS | mask::ISDIR);
+            if test & mask::EVENTS == 0 {
+                continue;
             }
+            let e = if report == 0 {
+                Ev { mask: test & mask::EVENTS, inode: node, task, name: NO_NAME, dir: NO_NODE }
+            } else {
+                // `__fsnotify_parent()` passes the parent and the name for a non-directory's
+                // event when a mark wants them (a DIR_FID group's marks always do: see
+                // add_mark()) or the parent watches children; `fsnotify_inode()` passes none.
+                let dir = if dentry && !is_dir { self.dirs[ino.parent as usize] } else { None };
+                // "Do we have a directory inode to report?"
+                if report & init::REPORT_FID == 0 && dir.is_none() && !is_dir {
+                    continue;
+                }
+                fid_event(report, test, node, is_dir, dir, ino.name, task, false)
+            };
+            self.group_mut(g).expect("live").notify(e, limit)?;
         }
         Ok(())
     }
 
-    /// A directory entry event (create, delete, moves): to the directory's own marks with
-    /// the entry's name. Only inotify can hear them here (fanotify needs FID reporting).
-    fn notify_dirent(&mut self, ev: u32, dir: u8, name: u8) -> Result<(), Invalid> {
+    /// A directory entry event (create, delete, moves) about `child`, by `task`: to the
+    /// directory's own marks with the entry's name, and to filesystem marks. fanotify hears
+    /// them only when it reports file handles (`fsnotify_name()` has no path).
+    fn notify_dirent(&mut self, ev: u32, dir: u8, name: u8, child: u8, task: u8) -> Result<(), Invalid> {
         let limit = self.queue_limit;
         for g in 0..self.ngroups {
+            let report = self.group_report(g);
+            if report != 0 {
+                self.notify_dirent_fid(g, report, ev, dir, name, child, task)?;
+                continue;
+            }
             if self.group(g).map(|x| x.class) != Some(Class::Inotify) {
                 continue;
             }
@@ -1512,12 +1666,43 @@ impl Model {
                 continue;
             }
             let grp = self.group_mut(g).expect("live");
-            grp.notify_wd(Ev { mask: ev, inode: dir, task: 0, name }, mk.wd, limit)?;
+            grp.notify_wd(Ev { mask: ev, inode: dir, task: 0, name, dir: NO_NODE }, mk.wd, limit)?;
             if mk.flags & flag::ONESHOT != 0 {
                 self.destroy_mark(i)?;
             }
         }
         Ok(())
+    }
+
+    /// [`Model::notify_dirent`] for group `g`, which reports file handles (`report`): the
+    /// directory's inode mark and the filesystem's mark (no mount mark: no path), each applying
+    /// to a subdirectory's entry only with FAN_ONDIR.
+    #[allow(clippy::too_many_arguments)]
+    fn notify_dirent_fid(
+        &mut self,
+        g: u8,
+        report: u16,
+        ev: u32,
+        dir: u8,
+        name: u8,
+        child: u8,
+        task: u8,
+    ) -> Result<(), Invalid> {
+        let ondir = ev & mask::ISDIR != 0;
+        let (mut fmask, mut ignore) = (0, 0);
+        for mk in [self.mark_of(g, dir), self.mark_of(g, SB_NODE)].into_iter().flatten().filter_map(|i| self.marks[i]) {
+            ignore |= mk.effective_ignore(ondir, false);
+            if !ondir || mk.mask & mask::ISDIR != 0 {
+                fmask |= mk.mask;
+            }
+        }
+        let test = ev & fmask & !ignore & (mask::EVENTS | mask::ISDIR);
+        if test & mask::EVENTS == 0 {
+            return Ok(());
+        }
+        let e = fid_event(report, test, child, ondir, Some(dir), name, task, true);
+        let limit = self.queue_limit;
+        self.group_mut(g).expect("live").notify(e, limit)
     }
 
     /// The next group interested in a permission event on `inode`, after `after`
@@ -1580,7 +1765,7 @@ impl Model {
         out: &mut Outcome,
     ) -> Result<Option<Ret>, Invalid> {
         while let Some(g) = self.next_perm_group(inode, after) {
-            let ev = Ev { mask: mask::OPEN_PERM, inode, task, name: NO_NAME };
+            let ev = Ev { mask: mask::OPEN_PERM, inode, task, name: NO_NAME, dir: NO_NODE };
             let limit = self.queue_limit;
             let grp = self.group_mut(g).expect("live group");
             let prio = grp.class.priority();

@@ -2,6 +2,7 @@ extern crate std;
 
 use super::*;
 use proptest::prelude::*;
+use std::vec;
 use std::vec::Vec;
 
 fn run(m: &mut Model, task: u8, op: Op) -> Outcome {
@@ -19,7 +20,7 @@ fn pending_open(m: &mut Model) -> u8 {
     assert_eq!(run(m, 1, Op::Open { inode: 0 }).ret, None, "open must block");
     let r = run(m, 0, Op::ReadEvents { group: g });
     assert_eq!(r.ret, Some(Ret::Ok(1)));
-    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN_PERM, inode: 0, task: 1, name: NO_NAME }]);
+    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN_PERM, inode: 0, task: 1, name: NO_NAME, dir: NO_NODE }]);
     g
 }
 
@@ -118,7 +119,7 @@ fn groups_are_asked_in_priority_order_and_deny_stops_delivery() {
     assert_eq!(r.released.as_slice()[0].ret, Ret::Ok(0));
     // The notification group sees the open afterwards.
     let r = run(&mut m, 0, Op::ReadEvents { group: 2 });
-    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 0, task: 1, name: NO_NAME }]);
+    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 0, task: 1, name: NO_NAME, dir: NO_NODE }]);
     // A deny by the first group: the second never hears of the access.
     assert_eq!(run(&mut m, 3, Op::Open { inode: 0 }).ret, None);
     run(&mut m, 0, Op::ReadEvents { group: 1 });
@@ -168,12 +169,12 @@ fn notifications_merge_like_the_kernel() {
     assert_eq!(
         fan.events.as_slice(),
         &[
-            Ev { mask: mask::OPEN, inode: 0, task: 1, name: NO_NAME },
-            Ev { mask: mask::OPEN, inode: 0, task: 2, name: NO_NAME }
+            Ev { mask: mask::OPEN, inode: 0, task: 1, name: NO_NAME, dir: NO_NODE },
+            Ev { mask: mask::OPEN, inode: 0, task: 2, name: NO_NAME, dir: NO_NODE }
         ]
     );
     let ino = run(&mut m, 0, Op::ReadEvents { group: 1 });
-    assert_eq!(ino.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 0, task: 0, name: NO_NAME }]);
+    assert_eq!(ino.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 0, task: 0, name: NO_NAME, dir: NO_NODE }]);
 }
 
 #[test]
@@ -187,12 +188,12 @@ fn queued_fanotify_events_keep_an_unlinked_file_alive() {
     assert_eq!(run(&mut m, 1, Op::Unlink { inode: 2 }).ret, Some(Ret::Ok(0)));
     // The unread FAN_OPEN holds the path: no IN_IGNORED yet, only IN_OPEN.
     let r = run(&mut m, 0, Op::ReadEvents { group: 1 });
-    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 2, task: 0, name: NO_NAME }]);
+    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::OPEN, inode: 2, task: 0, name: NO_NAME, dir: NO_NODE }]);
     // fanotify removes marks by path: gone with the name.
     assert_eq!(run(&mut m, 0, Op::RemoveMark { group: 0, inode: 2 }).ret, Some(Ret::Err(ENOENT)));
     run(&mut m, 0, Op::ReadEvents { group: 0 });
     let r = run(&mut m, 0, Op::ReadEvents { group: 1 });
-    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::IGNORED, inode: 2, task: 0, name: NO_NAME }]);
+    assert_eq!(r.events.as_slice(), &[Ev { mask: mask::IGNORED, inode: 2, task: 0, name: NO_NAME, dir: NO_NODE }]);
 }
 
 #[test]
@@ -226,6 +227,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         prop_oneof![Just(Class::Inotify), Just(Class::FanNotif), Just(Class::FanContent), Just(Class::FanPreContent)];
     prop_oneof![
         class.prop_map(Op::CreateGroup),
+        (0u16..16).prop_map(|r| Op::FidGroup { report: r << 9 }),
         (0u8..6, 0..INODES, prop_oneof![Just(mask::OPEN), Just(mask::OPEN_PERM), Just(mask::OPEN | mask::OPEN_PERM)])
             .prop_map(|(group, inode, mask)| Op::AddMark { group, inode, mask }),
         (0u8..6, 0..INODES).prop_map(|(group, inode)| Op::RemoveMark { group, inode }),
@@ -374,7 +376,7 @@ const D1: u8 = path::of(1, path::SELF);
 const ROOT: u8 = MAX_INODES as u8;
 
 fn ev(mask: u32, inode: u8, task: u8, name: u8) -> Ev {
-    Ev { mask, inode, task, name }
+    Ev { mask, inode, task, name, dir: NO_NODE }
 }
 
 /// inotify(7): "When monitoring a directory, the events marked above with an asterisk (*)
@@ -753,7 +755,7 @@ fn fdinfo_shows_every_mark_with_its_masks() {
     };
     let mut want = std::vec![
         ev(mask::OPEN | mask::ISDIR | mask::ON_CHILD, ROOT, 0, FDINFO_MARK),
-        Ev { mask: 0, inode: 1, task: flag::SURV as u8, name: FDINFO_MARK },
+        Ev { mask: 0, inode: 1, task: flag::SURV as u8, name: FDINFO_MARK, dir: NO_NODE },
         ev(mask::ACCESS, 1, 0, FDINFO_IGNORED),
         // FAN_EVENT_ON_CHILD is dropped from a filesystem mark.
         ev(mask::MODIFY, SB_NODE, 0, FDINFO_MARK),
@@ -762,7 +764,13 @@ fn fdinfo_shows_every_mark_with_its_masks() {
     assert_eq!(fd(&mut m, 0), want);
     // inotify: events and flags; a directory's watch shows no FS_EVENT_ON_CHILD.
     let mut want = std::vec![
-        Ev { mask: mask::OPEN, inode: 2, task: (flag::ONESHOT | flag::EXCL_UNLINK) as u8, name: FDINFO_MARK },
+        Ev {
+            mask: mask::OPEN,
+            inode: 2,
+            task: (flag::ONESHOT | flag::EXCL_UNLINK) as u8,
+            name: FDINFO_MARK,
+            dir: NO_NODE
+        },
         ev(mask::CREATE, ROOT, 0, FDINFO_MARK),
     ];
     want.sort();
@@ -865,7 +873,13 @@ fn fdinfo_shows_fan_mark_ignore() {
     let mut got = run(&mut m, 0, Op::Fdinfo { group: 0 }).events.as_slice().to_vec();
     got.sort();
     let mut want = std::vec![
-        Ev { mask: 0, inode: ROOT, task: fdinfo_flags_to_task(flag::IGNORE | flag::SURV), name: FDINFO_MARK },
+        Ev {
+            mask: 0,
+            inode: ROOT,
+            task: fdinfo_flags_to_task(flag::IGNORE | flag::SURV),
+            name: FDINFO_MARK,
+            dir: NO_NODE
+        },
         ev(mask::OPEN | mask::ISDIR, ROOT, 0, FDINFO_IGNORED),
         ev(0, 0, 0, FDINFO_MARK),
         ev(mask::OPEN, 0, 0, FDINFO_IGNORED),
@@ -899,4 +913,152 @@ fn permission_events_through_a_parent_and_ignore_masks() {
     // Without FAN_EVENT_ON_CHILD in the ignore mask the children are asked again.
     ok(&mut m, 0, Op::Watch { group: 0, inode: D0, mask: mask::ON_CHILD, flags: flag::IGNORE | flag::REMOVE });
     assert_eq!(run(&mut m, 1, Op::Open { inode: 1 }).ret, None);
+}
+
+// FAN_REPORT_FID / DIR_FID / NAME / TARGET_FID (fanotify_init(2), fanotify(7)).
+
+const FID: u16 = init::REPORT_FID;
+const DFID_NAME: u16 = init::REPORT_DIR_FID | init::REPORT_NAME;
+
+/// An event of a group reporting file handles: `dir`/`name` the DFID(_NAME) record,
+/// `inode` the FID record ([`NO_NODE`]: none).
+fn fev(mask: u32, inode: u8, dir: u8, name: u8, task: u8) -> Ev {
+    Ev { mask, inode, task, name, dir }
+}
+
+/// fanotify(7): with FAN_REPORT_FID "the events FAN_CREATE, FAN_DELETE, FAN_MOVE ... the
+/// file handle identifies the directory"; FAN_ONDIR is reported for events on directories;
+/// FAN_ATTRIB and FAN_DELETE_SELF, which need file handles, are EINVAL for an fd group
+/// (fanotify_mark(2)) and on a mount mark.
+#[test]
+fn fid_groups_report_the_directory_for_entry_events() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::CreateGroup(Class::FanNotif));
+    ok(&mut m, 0, Op::FidGroup { report: FID });
+    ok(&mut m, 1, Op::Unlink { inode: 5 });
+    let dirent = mask::CREATE | mask::DELETE | mask::ISDIR;
+    assert_eq!(err(&mut m, Op::Watch { group: 0, inode: D0, mask: dirent, flags: 0 }), EINVAL);
+    assert_eq!(err(&mut m, Op::FsMark { group: 1, inode: D0, mask: mask::ATTRIB, flags: 0, mount: true }), EINVAL);
+    ok(&mut m, 0, Op::FsMark { group: 1, inode: D0, mask: mask::ATTRIB, flags: 0, mount: false });
+    ok(&mut m, 0, Op::Watch { group: 1, inode: D0, mask: dirent, flags: 0 });
+    ok(&mut m, 1, Op::Create { inode: 5 });
+    ok(&mut m, 2, Op::Mkdir { inode: D1 });
+    ok(&mut m, 2, Op::Attrib { inode: 5 });
+    ok(&mut m, 2, Op::Attrib { inode: 5 });
+    let i5 = m.lookup(5).unwrap();
+    // Two chmods of one file by one task merge; the create and the mkdir do not (FAN_ONDIR).
+    assert_eq!(
+        evs(&mut m, 1),
+        [
+            fev(mask::CREATE, ROOT, NO_NODE, NO_NAME, 1),
+            fev(mask::CREATE | mask::ISDIR, ROOT, NO_NODE, NO_NAME, 2),
+            fev(mask::ATTRIB, i5, NO_NODE, NO_NAME, 2),
+        ]
+    );
+}
+
+/// fanotify(7): FAN_REPORT_DFID_NAME reports "the directory file handle and the name of the
+/// entry"; for an event on a directory itself the name is "."; with FAN_REPORT_FID too the
+/// child's file handle follows in a second record; DIR_FID marks on files ask for the
+/// parent (FAN_EVENT_ON_CHILD shows in fdinfo).
+#[test]
+fn dfid_name_groups_report_parent_and_name() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::FidGroup { report: DFID_NAME });
+    ok(&mut m, 0, Op::FidGroup { report: DFID_NAME | FID });
+    ok(&mut m, 1, Op::Unlink { inode: 6 });
+    for g in 0..2 {
+        ok(&mut m, 0, Op::Watch { group: g, inode: 3, mask: mask::OPEN | mask::ATTRIB, flags: 0 });
+        ok(&mut m, 0, Op::Watch { group: g, inode: D0, mask: mask::OPEN | mask::ISDIR | mask::CREATE, flags: 0 });
+    }
+    let info = run(&mut m, 0, Op::Fdinfo { group: 0 });
+    assert!(info.events.as_slice().contains(&Ev {
+        mask: mask::OPEN | mask::ATTRIB | mask::ON_CHILD,
+        inode: 3,
+        task: 0,
+        name: FDINFO_MARK,
+        dir: NO_NODE
+    }));
+    ok(&mut m, 1, Op::Open { inode: 3 });
+    ok(&mut m, 1, Op::Open { inode: D0 });
+    ok(&mut m, 1, Op::Create { inode: 6 });
+    ok(&mut m, 2, Op::Unlink { inode: 3 });
+    assert_eq!(
+        evs(&mut m, 0),
+        [
+            fev(mask::OPEN, NO_NODE, ROOT, 3, 1),
+            fev(mask::OPEN | mask::ISDIR, NO_NODE, ROOT, DOT_NAME, 1),
+            fev(mask::CREATE, NO_NODE, ROOT, 6, 1),
+        ]
+    );
+    // The unlinked file's FAN_ATTRIB (link count) has no parent: only FID can report it.
+    assert_eq!(
+        evs(&mut m, 1),
+        [
+            fev(mask::OPEN, 3, ROOT, 3, 1),
+            fev(mask::OPEN | mask::ISDIR, NO_NODE, ROOT, DOT_NAME, 1),
+            fev(mask::CREATE, NO_NODE, ROOT, 6, 1),
+            fev(mask::ATTRIB, 3, NO_NODE, NO_NAME, 2),
+        ]
+    );
+    // FAN_REPORT_NAME needs FAN_REPORT_DIR_FID (fanotify_init(2): EINVAL); no group is made.
+    assert_eq!(err(&mut m, Op::FidGroup { report: init::REPORT_NAME }), EINVAL);
+    assert_eq!(m.groups_created(), 2);
+}
+
+/// fanotify_init(2): FAN_REPORT_TARGET_FID reports the child's file handle with entry
+/// events; fanotify_mark(2): ENOTDIR for entry events or FAN_ONDIR on a file's mark in such
+/// a group (strict validation).
+#[test]
+fn target_fid_reports_the_entry() {
+    let mut m = Model::new(Semantics::Current);
+    let target = DFID_NAME | FID | init::REPORT_TARGET_FID;
+    ok(&mut m, 0, Op::FidGroup { report: target });
+    ok(&mut m, 1, Op::Unlink { inode: 7 });
+    assert_eq!(err(&mut m, Op::Watch { group: 0, inode: 2, mask: mask::CREATE, flags: 0 }), ENOTDIR);
+    assert_eq!(err(&mut m, Op::Watch { group: 0, inode: 2, mask: mask::OPEN | mask::ISDIR, flags: 0 }), ENOTDIR);
+    ok(&mut m, 0, Op::Watch { group: 0, inode: D0, mask: mask::CREATE | mask::MOVED_TO | mask::ISDIR, flags: 0 });
+    ok(&mut m, 1, Op::Create { inode: 7 });
+    ok(&mut m, 1, Op::Mkdir { inode: D1 });
+    ok(&mut m, 1, Op::Rename { from: path::of(0, 1), to: path::of(0, 2) });
+    let (i7, d1) = (m.lookup(7).unwrap(), m.lookup(D1).unwrap());
+    assert_eq!(
+        evs(&mut m, 0),
+        [
+            fev(mask::CREATE, i7, ROOT, 7, 1),
+            fev(mask::CREATE | mask::ISDIR, d1, ROOT, path::dir_entry_name(1), 1),
+            fev(mask::MOVED_TO, 1, ROOT, 2, 1),
+        ]
+    );
+}
+
+/// DIR_FID without FID has nothing to report for a file's event that comes without its
+/// parent (FAN_DELETE_SELF, FAN_MOVE_SELF): fanotify_group_event_mask() drops it. The
+/// DELETE_SELF of a file unlinked while a queued fd event pins it comes with the final
+/// dput, from whichever task drops it last (ANY_TASK).
+#[test]
+fn events_without_a_parent() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::FidGroup { report: init::REPORT_DIR_FID });
+    ok(&mut m, 0, Op::FidGroup { report: init::REPORT_DIR_FID | FID });
+    ok(&mut m, 0, Op::CreateGroup(Class::FanNotif));
+    for g in 0..2 {
+        ok(
+            &mut m,
+            0,
+            Op::FsMark { group: g, inode: D0, mask: mask::DELETE_SELF | mask::MOVE_SELF, flags: 0, mount: false },
+        );
+    }
+    ok(&mut m, 0, Op::AddMark { group: 2, inode: 4, mask: mask::OPEN });
+    ok(&mut m, 1, Op::Rename { from: 0, to: 1 });
+    ok(&mut m, 1, Op::Open { inode: 4 });
+    ok(&mut m, 1, Op::Unlink { inode: 4 });
+    assert_eq!(evs(&mut m, 0), []);
+    assert_eq!(
+        evs(&mut m, 1),
+        [fev(mask::MOVE_SELF, 0, NO_NODE, NO_NAME, 1), fev(mask::DELETE_SELF, 1, NO_NODE, NO_NAME, 1)]
+    );
+    // Reading the fd group's event drops the last pin of i4.
+    assert_eq!(evs(&mut m, 2), [ev(mask::OPEN, 4, 1, NO_NAME)]);
+    assert_eq!(evs(&mut m, 1), [fev(mask::DELETE_SELF, 4, NO_NODE, NO_NAME, ANY_TASK)]);
 }

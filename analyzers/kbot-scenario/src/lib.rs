@@ -2,7 +2,9 @@
 //! the guest agent runs against the real kernel and refcore predicts.
 //!
 //! Text format, one step per `;` or line: `t<task> <verb> <args>` with verbs
-//! `group inotify|notif|content|precontent`, `mark g<G> i<I> open|perm|open+perm`,
+//! `group inotify|notif|content|precontent` (or `group REPORT`, a notification group that
+//! reports file handles: `fid`, `dfid`, `name`, `target` joined by `+`),
+//! `mark g<G> i<I> open|perm|open+perm`,
 //! `unmark g<G> i<I>`, `open i<I>`, `read g<G>`, `allow g<G> t<W>`, `deny g<G> t<W>`,
 //! `unlink i<I>`, `close g<G>`. Groups are numbered in creation order.
 //!
@@ -176,6 +178,7 @@ pub fn format_step(s: &Step) -> String {
     let t = s.task;
     match s.op {
         Op::CreateGroup(c) => format!("t{t} group {}", class_name(c)),
+        Op::FidGroup { report } => format!("t{t} group {}", init_flags_name(report)),
         Op::AddMark { group, inode, mask } => {
             format!("t{t} mark g{group} {} {}", path_name(inode), mask_name(mask))
         }
@@ -325,13 +328,18 @@ pub fn parse_step(text: &str) -> Result<Step, StepError> {
     }
     let verb = w.next().ok_or(StepError::Missing("verb"))?;
     let op = match verb {
-        "group" => Op::CreateGroup(match w.next() {
-            Some("inotify") => Class::Inotify,
-            Some("notif") => Class::FanNotif,
-            Some("content") => Class::FanContent,
-            Some("precontent") => Class::FanPreContent,
-            other => return Err(StepError::UnknownClass(other.map(str::to_string))),
-        }),
+        "group" => match w.next() {
+            Some("inotify") => Op::CreateGroup(Class::Inotify),
+            Some("notif") => Op::CreateGroup(Class::FanNotif),
+            Some("content") => Op::CreateGroup(Class::FanContent),
+            Some("precontent") => Op::CreateGroup(Class::FanPreContent),
+            // A notification group reporting file handles: `fid`, `dfid+name`, ...
+            Some(r) => match parse_init_flags(Some(r)) {
+                Ok(report) if report != 0 && report & !init::FID_BITS == 0 => Op::FidGroup { report },
+                _ => return Err(StepError::UnknownClass(Some(r.to_string()))),
+            },
+            None => return Err(StepError::UnknownClass(None)),
+        },
         "mark" => {
             let (group, inode, mask) = (num(w.next(), 'g', "group")?, parse_path(w.next())?, parse_mask(w.next())?);
             match w.next() {
@@ -484,8 +492,18 @@ pub fn event_name(e: &Ev) -> String {
         kbot_refcore::FDINFO_IGNORED => return format!("ignored {node} {}", mask_name(e.mask)),
         _ => {}
     }
-    let name = if e.name == NO_NAME { String::new() } else { format!(" {}", entry_name(e.name)) };
-    format!("{} {node} t{}{name}", mask_name(e.mask), e.task)
+    let name = match e.name {
+        NO_NAME => String::new(),
+        kbot_refcore::DOT_NAME => " .".to_string(),
+        n => format!(" {}", entry_name(n)),
+    };
+    let task = if e.task == kbot_refcore::ANY_TASK { "t*".to_string() } else { format!("t{}", e.task) };
+    if e.dir != NO_NODE {
+        // A group reporting file handles: the DFID(_NAME) record, then the FID record if any.
+        let fid = if e.inode == NO_NODE { String::new() } else { format!(" fid {node}") };
+        return format!("{} dfid n{}{name}{fid} {task}", mask_name(e.mask), e.dir);
+    }
+    format!("{} {node} {task}{name}", mask_name(e.mask))
 }
 
 fn events_name(evs: &[Ev]) -> String {
@@ -506,11 +524,20 @@ pub fn compare_step(step: &Step, want: &StepObs, got: &StepObs) -> Option<String
     if want.ret != got.ret {
         return Some(format!("{s}: model: {}; kernel: {}", ret_name(want.ret), ret_name(got.ret)));
     }
-    let key = |e: &Ev| (e.mask, e.inode, e.task, e.name);
-    let (we, ge): (Vec<_>, Vec<_>) = (
+    let key = |e: &Ev| (e.mask, e.inode, e.task, e.name, e.dir);
+    let (we, mut ge): (Vec<_>, Vec<_>) = (
         sorted(&want.events.iter().map(key).collect::<Vec<_>>()),
         sorted(&got.events.iter().map(key).collect::<Vec<_>>()),
     );
+    // An event the model leaves to any task (kbot_refcore::ANY_TASK) matches the kernel's
+    // event that is the same but for its task.
+    for w in we.iter().filter(|w| w.2 == kbot_refcore::ANY_TASK) {
+        let same = |g: &(u32, u8, u8, u8, u8)| (g.0, g.1, g.3, g.4) == (w.0, w.1, w.3, w.4);
+        if let Some(g) = ge.iter_mut().find(|g| g.2 != kbot_refcore::ANY_TASK && same(g)) {
+            g.2 = kbot_refcore::ANY_TASK;
+        }
+    }
+    ge.sort();
     if we != ge {
         return Some(format!(
             "{s}: model read {}; kernel read {}",

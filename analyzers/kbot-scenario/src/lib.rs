@@ -820,7 +820,10 @@ pub fn random(seed: u64, index: u32) -> Scenario {
     Scenario {
         name: format!("scenario/random-{seed}-{index}"),
         steps: with_fdinfo(
-            with_ignore_marks(with_fs_marks(with_inits(generate(mixed, 24), mixed), mixed), mixed),
+            with_fid_group(
+                with_ignore_marks(with_fs_marks(with_inits(generate(mixed, 24), mixed), mixed), mixed),
+                mixed,
+            ),
             mixed,
         ),
     }
@@ -997,6 +1000,174 @@ fn with_ignore_marks(steps: Vec<Step>, seed: u64) -> Vec<Step> {
     out
 }
 
+/// Reporting modes of the groups [`with_fid_group`] makes: every valid mix, and an invalid
+/// one (FAN_REPORT_NAME without FAN_REPORT_DIR_FID).
+const FID_REPORTS: &[u16] = &[
+    init::REPORT_FID,
+    init::REPORT_FID,
+    init::REPORT_DIR_FID,
+    init::REPORT_DIR_FID | init::REPORT_NAME,
+    init::REPORT_DIR_FID | init::REPORT_NAME,
+    init::REPORT_FID | init::REPORT_DIR_FID,
+    init::REPORT_FID | init::REPORT_DIR_FID | init::REPORT_NAME,
+    init::REPORT_FID | init::REPORT_DIR_FID | init::REPORT_NAME,
+    init::REPORT_FID | init::REPORT_DIR_FID | init::REPORT_NAME | init::REPORT_TARGET_FID,
+    init::REPORT_FID | init::REPORT_DIR_FID | init::REPORT_NAME | init::REPORT_TARGET_FID,
+    init::REPORT_NAME,
+];
+
+/// Every event a group reporting file handles may ask for.
+const FID_EVENTS: &[u32] = IN_EVENTS;
+
+/// A mark for a group reporting file handles: every event (half the time all of them), on
+/// files, directories, the filesystem, or (where such events are EINVAL) the mount; ignore
+/// masks of both kinds, removal.
+fn gen_fid_mark(r: &mut Rng, group: u8, path: u8, fs_ok: bool, mount_ok: bool) -> Op {
+    let mut mask = if r.below(3) == 0 { FID_EVENTS.iter().fold(0, |a, b| a | b) } else { gen_events(r, FID_EVENTS) };
+    let is_dir = path::name(path) == path::SELF;
+    if r.below(if is_dir { 2 } else { 6 }) == 0 {
+        mask |= mask::ISDIR;
+    }
+    if r.below(if is_dir { 2 } else { 8 }) == 0 {
+        mask |= mask::ON_CHILD;
+    }
+    let flags = match r.below(12) {
+        0 | 1 => flag::IGNORED | if r.below(2) == 0 { flag::SURV } else { 0 },
+        2 => flag::IGNORE | flag::SURV,
+        3 => flag::REMOVE,
+        4 if r.below(3) == 0 => flag::ONLYDIR,
+        _ => 0,
+    };
+    match r.below(10) {
+        0..=1 if fs_ok => Op::FsMark { group, inode: path, mask, flags, mount: false },
+        2 if mount_ok => {
+            // Mostly events a mount mark may carry.
+            let mask = if r.below(3) == 0 { mask } else { gen_events(r, FAN_EVENTS) | (mask & mask::ISDIR) };
+            Op::FsMark { group, inode: path, mask, flags, mount: true }
+        }
+        _ if flags == 0 => Op::AddMark { group, inode: path, mask },
+        _ => Op::Watch { group, inode: path, mask, flags },
+    }
+}
+
+/// The step with each group number `g` as `f(g)`.
+fn renumber(s: Step, mut f: impl FnMut(u8) -> u8) -> Step {
+    let op = match s.op {
+        Op::AddMark { group, inode, mask } => Op::AddMark { group: f(group), inode, mask },
+        Op::RemoveMark { group, inode } => Op::RemoveMark { group: f(group), inode },
+        Op::ReadEvents { group } => Op::ReadEvents { group: f(group) },
+        Op::Answer { group, waiter, allow } => Op::Answer { group: f(group), waiter, allow },
+        Op::Close { group } => Op::Close { group: f(group) },
+        Op::Watch { group, inode, mask, flags } => Op::Watch { group: f(group), inode, mask, flags },
+        Op::FsMark { group, inode, mask, flags, mount } => Op::FsMark { group: f(group), inode, mask, flags, mount },
+        Op::Fdinfo { group } => Op::Fdinfo { group: f(group) },
+        op => op,
+    };
+    Step { op, ..s }
+}
+
+/// The group a step names, if any.
+#[cfg(test)]
+fn group_of(s: &Step) -> Option<u8> {
+    let mut g = None;
+    renumber(*s, |x| {
+        g = Some(x);
+        x
+    });
+    g
+}
+
+/// A random scenario without [`with_fid_group`]'s group and its steps: what the other
+/// streams made.
+#[cfg(test)]
+fn without_fid_group(steps: &[Step]) -> Vec<Step> {
+    // It is made before any other group (an fdinfo of a group not made yet may come first).
+    let Some(at) = steps.iter().position(|s| matches!(s.op, Op::FidGroup { .. })) else {
+        return steps.to_vec();
+    };
+    let Op::FidGroup { report } = steps[at].op else { unreachable!() };
+    let made = kbot_refcore::fanotify_init_errno(report, 0, false).is_none();
+    let mut out = steps[..at].to_vec();
+    out.extend(steps[at + 1..].iter().filter(|s| !made || group_of(s) != Some(0)).map(|s| {
+        if made {
+            renumber(*s, |g| g - 1)
+        } else {
+            *s
+        }
+    }));
+    out
+}
+
+/// In two scenarios of three, a group that reports file handles (FAN_REPORT_FID, DIR_FID,
+/// NAME, TARGET_FID; from a stream of its own) made first, so it hears the whole scenario;
+/// the other steps keep their meaning with every group number one higher. It gets one to four
+/// marks and one to three reads at random places, and a read at the end. No filesystem or mount
+/// mark when another notification group has one of that kind (a permission waiter pins the
+/// next group's mark on those lists, and groups of one priority go by address), and not while
+/// a task waits, nor when a later step would become invalid (as in [`with_fs_marks`]).
+fn with_fid_group(steps: Vec<Step>, seed: u64) -> Vec<Step> {
+    let mut r = Rng::new(seed ^ 0xf1d0_0000_0000_0005);
+    if r.below(3) == 0 {
+        return steps;
+    }
+    let report = FID_REPORTS[r.below(FID_REPORTS.len() as u64) as usize];
+    let make = Step { task: r.below(u64::from(GEN_TASKS)) as u8, op: Op::FidGroup { report } };
+    let mut m = Model::new(Semantics::Current);
+    m.step(make).expect("a group can be made");
+    if m.groups_created() == 0 {
+        // Refused (EINVAL): no group number taken, nothing else changes.
+        let mut out = vec![make];
+        out.extend(steps);
+        return out;
+    }
+    let steps: Vec<Step> = steps.into_iter().map(|s| renumber(s, |g| g + 1)).collect();
+    let mut end = m.clone();
+    for s in &steps {
+        end.step(*s).expect("generated steps are valid");
+    }
+    // Another notification-priority group's filesystem (mount) mark, made or tried.
+    let twin = |mount: bool| {
+        steps.iter().any(|s| {
+            matches!(s.op, Op::FsMark { group, mount: k, .. }
+                if k == mount && end.group_class(group).is_none_or(|c| c.priority() == 0))
+        })
+    };
+    let (fs_ok, mount_ok) = (!twin(false), !twin(true));
+    let mut marks = 1 + r.below(4) as usize;
+    let mut reads = 1 + r.below(3) as usize;
+    let mut out = vec![make];
+    for i in 0..=steps.len() {
+        // Marks early on, reads anywhere.
+        if marks > 0 && r.below(3) == 0 {
+            marks -= 1;
+            let path = path_mostly_there(&mut r, &m);
+            let op = gen_fid_mark(&mut r, 0, path, fs_ok, mount_ok);
+            if let Some(s) = insert_mark(&mut r, &mut m, op, &steps[i..], true) {
+                out.push(s);
+            }
+        }
+        if reads > 0 && r.below(8) == 0 {
+            reads -= 1;
+            let idle: Vec<u8> = (0..GEN_TASKS).filter(|t| !m.blocked(*t)).collect();
+            if let Some(&task) = idle.get(r.below(idle.len().max(1) as u64) as usize) {
+                let s = Step { task, op: Op::ReadEvents { group: 0 } };
+                m.step(s).expect("reading is always valid");
+                out.push(s);
+            }
+        }
+        if let Some(&s) = steps.get(i) {
+            m.step(s).expect("generated steps are valid");
+            out.push(s);
+        }
+    }
+    if let Some(task) = (0..GEN_TASKS).find(|t| !m.blocked(*t)) {
+        let s = Step { task, op: Op::ReadEvents { group: 0 } };
+        m.step(s).expect("reading is always valid");
+        out.push(s);
+    }
+    out
+}
+
 /// Whether `s` is one of [`with_ignore_marks`]' steps (the main generator makes no
 /// FAN_MARK_IGNORE marks).
 #[cfg(test)]
@@ -1154,6 +1325,7 @@ pub fn corpus() -> Vec<Scenario> {
         c("fanotify-fs-marks", "t0 group notif; t0 fsmark g0 i3 open; t1 mkdir d1; t1 create d1/i0; t1 open i0; t1 open d1/i0; t1 open d1; t0 read g0; t0 mountmark g0 d0 open+ondir+closenw; t1 cat d1/i0; t1 open d1; t0 mark g0 i1 open ignored+surv; t1 open i1; t1 write i2; t0 read g0; t0 fsmark g0 i0 open remove; t1 open i2; t0 read g0; t0 fsmark g0 i0 open remove; t0 fsmark g0 d0 create; t0 group inotify; t0 fsmark g1 i0 open; t0 mountmark g0 i0 attrib; t0 fsmark g0 d2 open; t0 group content; t0 mark g2 i4 perm; t1 open i4; t2 close g0; t0 read g2; t0 allow g2 t1"),
         c("fdinfo", "t0 group inotify; t0 mark g0 i0 modify+attrib oneshot; t0 mark g0 d0 create exclunlink; t0 fdinfo g0; t1 write i0; t0 read g0; t0 fdinfo g0; t0 group notif; t0 mark g1 i1 open+closew; t0 mark g1 i1 open ignored+surv; t0 mark g1 i2 open ignored; t0 mark g1 d0 open+child+ondir; t0 fsmark g1 i3 open+modify; t0 mountmark g1 d0 open; t0 fdinfo g1; t1 write i1; t1 write i2; t0 fdinfo g1; t0 unmark g1 i1; t0 fdinfo g1; t0 group content; t0 fdinfo g2; t0 close g0; t0 fdinfo g0"),
         c("fan-mark-ignore", "t0 group notif; t0 mountmark g0 d0 open+ondir; t0 mark g0 d0 open ignore+surv; t1 open d0; t1 open i0; t0 read g0; t0 mark g0 d0 open+ondir ignore+surv; t1 open d0; t1 open i0; t0 read g0; t0 mark g0 d0 open+child ignore+surv; t1 open i0; t1 open i1; t0 read g0; t0 fdinfo g0; t0 mark g0 d0 ondir ignore+remove; t1 open d0; t0 read g0; t0 mark g0 d0 open ignore; t0 mark g0 i2 open+ondir ignore; t0 mark g0 i2 open ignore; t0 mark g0 i2 access ignored; t0 mark g0 i3 open ignored+surv; t0 mark g0 i3 open ignore; t0 fsmark g0 i0 open ignore; t0 fsmark g0 i0 access+ondir ignore+surv; t1 cat i2; t1 open d0; t0 read g0; t0 mark g0 i2 open ignore+ignored; t0 mark g0 d0 child ignore+remove; t1 cat i2; t1 write i2; t1 open i2; t0 read g0; t0 fdinfo g0"),
+        c("fanotify-fid", "t0 group fid+dfid+name; t0 group fid; t0 group fid+dfid+name+target; t0 group dfid; t1 unlink i5; t0 mark g0 d0 create+delete+movedfrom+movedto+ondir+open+attrib; t0 mark g0 i3 open+attrib+closenw; t0 fsmark g1 d0 attrib+deleteself+moveself+create+ondir; t0 mountmark g1 d0 attrib; t0 mark g2 d0 create+movedto+delete+ondir; t0 mark g2 i2 create; t0 mark g3 i1 moveself+attrib; t1 create i5; t1 mkdir d1; t2 chmod i3; t2 cat i3; t2 cat i3; t1 open d0; t1 rename i1 d1/i0; t2 unlink i4; t0 read g0; t0 read g1; t0 read g2; t0 read g3; t0 fdinfo g0; t0 fdinfo g3"),
         c("fanotify-init-flags", "t0 init notif rdonly; t0 init content+fid rdonly; t0 init fid+name rdonly; t0 init fid+dfid+name+target rdwr+cloexec; t0 init dfid+name+target rdonly; t0 init pidfd+tid rdonly; t0 init content+precontent rdonly; t0 init notif badacc; t0 init notif rdonly+directory; t0 init unknown rdonly; t0 init audit wronly; t0 init precontent+uqueue+umarks+cloexec+nonblock rdwr+append+noatime+largefile; t0 init notif rdonly unpriv; t0 init fid+uqueue rdonly unpriv; t0 init dfid+name+cloexec rdwr unpriv; t0 init fid+unknown rdonly unpriv"),
     ]
 }
@@ -1212,8 +1384,7 @@ mod tests {
         for i in 0..200 {
             let sc = random(5, i);
             let mixed = 5 ^ (u64::from(i).wrapping_mul(0xa076_1d64_78bd_642f));
-            let rest: Vec<Step> = sc
-                .steps
+            let rest: Vec<Step> = without_fid_group(&sc.steps)
                 .iter()
                 .filter(|s| {
                     !matches!(s.op, Op::Init { .. } | Op::FsMark { .. } | Op::Fdinfo { .. }) && !is_ignore_mark(s)

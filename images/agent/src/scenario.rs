@@ -6,7 +6,8 @@
 
 use crate::sys;
 use kbot_scenario::kbot_refcore::{
-    fflag, flag, init, mask, path, Class, Ev, Op, Ret, Semantics, Step, MAX_INODES, MAX_TASKS, NO_NAME, NO_NODE,
+    fflag, flag, init, mask, path, Class, Ev, Op, Ret, Semantics, Step, DOT_NAME, MAX_INODES, MAX_TASKS, NO_NAME,
+    NO_NODE,
 };
 use kbot_scenario::{compare_step, format, predict_with, shrink, signature, Scenario, StepObs};
 use std::collections::HashMap;
@@ -164,6 +165,12 @@ struct Kernel {
     perm: HashMap<(u8, u8), RawFd>,
     tid_task: HashMap<i32, u8>,
     classes: Vec<Class>,
+    /// Each group's FAN_REPORT_*FID bits (0: it reports fds).
+    reports: Vec<u16>,
+    /// The model's node of each file handle (type and bytes, as `name_to_handle_at(2)` gives
+    /// them) and the scenario filesystem's fsid: what fid records are mapped back by.
+    fh_node: HashMap<(i32, Vec<u8>), u8>,
+    fsid: [i32; 2],
     /// The model's node of each kernel inode number, and of each path (the node it named
     /// last: what the model resolves a watch's wd by).
     ino_node: HashMap<u64, u8>,
@@ -193,6 +200,9 @@ impl Kernel {
         if let Ok(md) = std::fs::metadata(self.path(p)) {
             self.ino_node.insert(std::os::unix::fs::MetadataExt::ino(&md), node);
         }
+        if let Some(fh) = file_handle(&self.path(p)) {
+            self.fh_node.insert(fh, node);
+        }
         self.path_node.insert(p, node);
     }
 
@@ -203,6 +213,37 @@ impl Kernel {
             Some(Some((fd, c))) => (*fd, Some(*c)),
             _ => (-1, self.classes.get(g as usize).copied()),
         }
+    }
+}
+
+/// `name_to_handle_at(2)` of a path: the handle's type and bytes.
+fn file_handle(p: &str) -> Option<(i32, Vec<u8>)> {
+    // struct file_handle: handle_bytes, handle_type, then up to MAX_HANDLE_SZ (128) bytes.
+    let mut buf = [0u8; 8 + 128];
+    buf[..4].copy_from_slice(&128u32.to_ne_bytes());
+    let mut mount_id: libc::c_int = 0;
+    let c = cstr(p);
+    // SAFETY: a buffer as large as handle_bytes says, valid path and mount id pointers.
+    let r = unsafe {
+        libc::syscall(libc::SYS_name_to_handle_at, libc::AT_FDCWD, c.as_ptr(), buf.as_mut_ptr(), &mut mount_id, 0)
+    };
+    if r != 0 {
+        return None;
+    }
+    let len = (u32::from_ne_bytes(buf[..4].try_into().ok()?) as usize).min(128);
+    Some((i32::from_ne_bytes(buf[4..8].try_into().ok()?), buf[8..8 + len].to_vec()))
+}
+
+/// The fsid `statfs(2)` reports for a path (what fanotify's fid records carry).
+fn fsid_of(p: &str) -> [i32; 2] {
+    let c = cstr(p);
+    // SAFETY: statfs into a zeroed struct; fsid_t is two ints.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        if libc::statfs(c.as_ptr(), &mut st) != 0 {
+            return [0, 0];
+        }
+        std::mem::transmute::<libc::fsid_t, [i32; 2]>(st.f_fsid)
     }
 }
 
@@ -254,6 +295,23 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
             let mut k = lock();
             k.groups.push(Some((fd as RawFd, class)));
             k.classes.push(class);
+            k.reports.push(0);
+            (Ret::Ok(k.groups.len() as i32 - 1), vec![])
+        }
+        Op::FidGroup { report } => {
+            // A notification group reporting file handles (the model's init bits are the
+            // kernel's), thread ids like the others.
+            let flags = sys::FAN_CLASS_NOTIF | sys::FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID | u32::from(report);
+            let ev = (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32;
+            // SAFETY: plain syscall with integer arguments.
+            let fd = unsafe { libc::syscall(libc::SYS_fanotify_init, flags, ev) };
+            if fd < 0 {
+                return (Ret::Err(errno()), vec![]);
+            }
+            let mut k = lock();
+            k.groups.push(Some((fd as RawFd, Class::FanNotif)));
+            k.classes.push(Class::FanNotif);
+            k.reports.push(report);
             (Ret::Ok(k.groups.len() as i32 - 1), vec![])
         }
         Op::AddMark { group, inode, mask: m } => add_mark(&mut lock(), group, inode, m, 0),
@@ -281,8 +339,11 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
             }
             let path = cstr(&k.path(inode));
             // Remove every bit the group's class may hold (a permission bit in the mask of a
-            // notification group is EINVAL even for removal), and the event flags.
-            let all = to_kernel(mask::FAN_FD & !if class.is_some_and(Class::can_perm) { 0 } else { mask::PERM })
+            // notification group is EINVAL even for removal; events that need file handles in
+            // a group reporting fds too), and the event flags.
+            let every =
+                if k.reports.get(group as usize).is_some_and(|r| *r != 0) { mask::EVENTS } else { mask::FAN_FD };
+            let all = to_kernel(every & !if class.is_some_and(Class::can_perm) { 0 } else { mask::PERM })
                 | FAN_ONDIR
                 | FAN_EVENT_ON_CHILD;
             // SAFETY: as above.
@@ -485,6 +546,7 @@ fn fdinfo(k: &Kernel, group: u8) -> (Ret, Vec<Ev>) {
                 inode: node(l),
                 task: flags as u8,
                 name: kbot_scenario::kbot_refcore::FDINFO_MARK,
+                dir: NO_NODE,
             });
             n += 1;
         } else if l.starts_with("fanotify ") && l.contains("mflags:") {
@@ -497,6 +559,7 @@ fn fdinfo(k: &Kernel, group: u8) -> (Ret, Vec<Ev>) {
                 inode: node(l),
                 task: kbot_scenario::kbot_refcore::fdinfo_flags_to_task(flags),
                 name: kbot_scenario::kbot_refcore::FDINFO_MARK,
+                dir: NO_NODE,
             });
             let ignored = fdinfo_field(l, "ignored_mask:").unwrap_or(0);
             if ignored != 0 {
@@ -505,6 +568,7 @@ fn fdinfo(k: &Kernel, group: u8) -> (Ret, Vec<Ev>) {
                     inode: node(l),
                     task: 0,
                     name: kbot_scenario::kbot_refcore::FDINFO_IGNORED,
+                    dir: NO_NODE,
                 });
             }
             n += 1;
@@ -542,7 +606,7 @@ fn read_events(k: &mut Kernel, group: u8) -> (Ret, Vec<Ev>) {
             let (wd, m, len) = (word(0) as i32, word(4), word(12) as usize);
             let inode = if wd < 0 { NO_NODE } else { k.wd_inode.get(&(group, wd)).copied().unwrap_or(NO_NODE - 1) };
             let name = if len == 0 { NO_NAME } else { name_id(&buf[off + 16..(off + 16 + len).min(n)]) };
-            evs.push(Ev { mask: from_kernel(m as u64), inode, task: 0, name });
+            evs.push(Ev { mask: from_kernel(m as u64), inode, task: 0, name, dir: NO_NODE });
             off += 16 + len;
         }
     } else {
@@ -551,9 +615,17 @@ fn read_events(k: &mut Kernel, group: u8) -> (Ret, Vec<Ev>) {
             let m = u64::from_ne_bytes(buf[off + 8..off + 16].try_into().unwrap());
             let efd = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().unwrap());
             let tid = i32::from_ne_bytes(buf[off + 20..off + 24].try_into().unwrap());
+            let meta_len = u16::from_ne_bytes(buf[off + 6..off + 8].try_into().unwrap()) as usize;
+            let (mut dir, mut name, mut fid) = (NO_NODE, NO_NAME, NO_NODE);
+            if k.reports.get(group as usize).is_some_and(|r| *r != 0) {
+                let end = (off + len).min(n);
+                (dir, name, fid) = fid_records(k, &buf[(off + meta_len).min(end)..end]);
+            }
             let mut st: libc::stat = unsafe { std::mem::zeroed() };
             // SAFETY: fstat into a zeroed struct.
-            let inode = if efd >= 0 && unsafe { libc::fstat(efd, &mut st) } == 0 {
+            let inode = if fid != NO_NODE {
+                fid
+            } else if efd >= 0 && unsafe { libc::fstat(efd, &mut st) } == 0 {
                 k.ino_node.get(&(st.st_ino as u64)).copied().unwrap_or(NO_NODE - 1)
             } else {
                 NO_NODE
@@ -564,10 +636,10 @@ fn read_events(k: &mut Kernel, group: u8) -> (Ret, Vec<Ev>) {
                 if let Some(old) = k.perm.insert((group, task), efd) {
                     sys::close(old);
                 }
-            } else {
+            } else if efd >= 0 {
                 sys::close(efd);
             }
-            evs.push(Ev { mask: mm, inode, task, name: NO_NAME });
+            evs.push(Ev { mask: mm, inode, task, name, dir });
             if len < 24 {
                 break;
             }
@@ -575,6 +647,49 @@ fn read_events(k: &mut Kernel, group: u8) -> (Ret, Vec<Ev>) {
         }
     }
     (Ret::Ok(evs.len() as i32), evs)
+}
+
+/// A fanotify event's info records in the model's terms: the DFID / DFID_NAME record's node
+/// and name, and the FID record's node (see `Ev::dir`). A handle of another filesystem, or one
+/// the agent never saw, maps to a node no scenario has.
+fn fid_records(k: &Kernel, mut rec: &[u8]) -> (u8, u8, u8) {
+    const FID: u8 = 1;
+    const DFID_NAME: u8 = 2;
+    const DFID: u8 = 3;
+    let (mut dir, mut name, mut fid) = (NO_NODE, NO_NAME, NO_NODE);
+    while rec.len() >= 4 {
+        let (ty, len) = (rec[0], u16::from_ne_bytes([rec[2], rec[3]]) as usize);
+        if len < 4 || len > rec.len() {
+            break;
+        }
+        let body = &rec[..len];
+        rec = &rec[len..];
+        // fanotify_event_info_fid: header, fsid, then a struct file_handle and a name.
+        if body.len() < 20 {
+            continue;
+        }
+        let int = |i: usize| i32::from_ne_bytes(body[i..i + 4].try_into().unwrap());
+        let (fsid, bytes, htype) = ([int(4), int(8)], int(12) as usize, int(16));
+        let fh_end = (20 + bytes).min(body.len());
+        let node = if fsid != k.fsid {
+            NO_NODE - 2
+        } else {
+            k.fh_node.get(&(htype, body[20..fh_end].to_vec())).copied().unwrap_or(NO_NODE - 1)
+        };
+        match ty {
+            FID => fid = node,
+            DFID | DFID_NAME => {
+                dir = node;
+                if ty == DFID_NAME {
+                    let raw = &body[fh_end..];
+                    let s = &raw[..raw.iter().position(|b| *b == 0).unwrap_or(raw.len())];
+                    name = if s == b"." { DOT_NAME } else { name_id(s) };
+                }
+            }
+            _ => {}
+        }
+    }
+    (dir, name, fid)
 }
 
 struct Actor {
@@ -626,6 +741,7 @@ pub fn run_once(steps: &[Step], dir: &str, t: &Timing) -> Result<(), Diverged> {
     }
     // The root is node 8; objects the steps create are numbered from 9 on.
     kern.learn(path::of(0, path::SELF), MAX_INODES as u8);
+    kern.fsid = fsid_of(dir);
     kern.next_node = MAX_INODES as u8 + 1;
     let k = Arc::new(Mutex::new(kern));
     let mut actors: Vec<Option<Actor>> = (0..MAX_TASKS).map(|_| None).collect();

@@ -819,6 +819,10 @@ pub struct Model {
     steps: u16,
     /// Marks made so far (each mark's serial: an inotify watch descriptor).
     made: u16,
+    /// The task that drops the last reference to the file of a waiter being released: the
+    /// waiter itself, or [`ANY_TASK`] when the listener holds the fd of its permission event
+    /// (read) and closes it meanwhile.
+    last_ref: u8,
 }
 
 impl Model {
@@ -837,6 +841,7 @@ impl Model {
             tasks: [Task { state: State::Idle, in_srcu: false, since: 0 }; MAX_TASKS],
             steps: 0,
             made: 0,
+            last_ref: ANY_TASK,
         };
         for i in 0..MAX_INODES {
             m.inodes[i] = Inode { exists: true, data: true, parent: 0, name: i as u8, ..Inode::default() };
@@ -1213,8 +1218,13 @@ impl Model {
             }),
         };
         // Reading, answering and closing drop events that may have pinned an unlinked file.
-        if matches!(s.op, Op::ReadEvents { .. } | Op::Answer { .. } | Op::Close { .. }) {
-            self.maybe_evict_all()?;
+        // Who drops the last reference: the reader (the event's path, and the fd the reader
+        // closes at once) or the closer; after an answer the answerer (closing the event's fd)
+        // races the released waiter (freeing the event, closing its file).
+        match s.op {
+            Op::ReadEvents { .. } | Op::Close { .. } => self.maybe_evict_all(s.task)?,
+            Op::Answer { .. } => self.maybe_evict_all(ANY_TASK)?,
+            _ => {}
         }
         Ok(ret)
     }
@@ -1493,16 +1503,18 @@ impl Model {
         waiters + events
     }
 
-    fn maybe_evict(&mut self, inode: u8) -> Result<(), Invalid> {
+    /// A pending eviction of `inode` happens when nothing pins it any more, in `task` (see
+    /// [`ANY_TASK`]).
+    fn maybe_evict(&mut self, inode: u8, task: u8) -> Result<(), Invalid> {
         if self.inodes[inode as usize].evict_pending && self.pins(inode) == 0 {
-            self.evict(inode, ANY_TASK)?;
+            self.evict(inode, task)?;
         }
         Ok(())
     }
 
-    fn maybe_evict_all(&mut self) -> Result<(), Invalid> {
+    fn maybe_evict_all(&mut self, task: u8) -> Result<(), Invalid> {
         for i in 0..self.nnodes {
-            self.maybe_evict(i)?;
+            self.maybe_evict(i, task)?;
         }
         Ok(())
     }
@@ -1820,8 +1832,10 @@ impl Model {
         if was_reader {
             self.reader_left(task, out);
         }
+        // The waiter's file and event go in the waiter, racing the listener's close of the
+        // event's fd if it read the event.
         if let Some(i) = inode {
-            self.maybe_evict(i)?;
+            self.maybe_evict(i, self.last_ref)?;
         }
         self.release_user_waits(out);
         Ok(())
@@ -1945,6 +1959,7 @@ impl Model {
         };
         g.queue.remove(i);
         let prio = g.class.priority();
+        self.last_ref = ANY_TASK;
         self.resume(waiter, group, prio, allow, out)?;
         Ok(Ret::Ok(0))
     }
@@ -1959,6 +1974,7 @@ impl Model {
         let prio = g.class.priority();
         let queue = core::mem::take(&mut g.queue);
         for q in queue.as_slice().iter().filter(|q| q.perm) {
+            self.last_ref = if q.reported { ANY_TASK } else { q.ev.task };
             self.resume(q.ev.task, group, prio, true, out)?;
         }
         let mut had_marks = false;

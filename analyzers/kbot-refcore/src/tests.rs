@@ -1035,7 +1035,8 @@ fn target_fid_reports_the_entry() {
 /// DIR_FID without FID has nothing to report for a file's event that comes without its
 /// parent (FAN_DELETE_SELF, FAN_MOVE_SELF): fanotify_group_event_mask() drops it. The
 /// DELETE_SELF of a file unlinked while a queued fd event pins it comes with the final
-/// dput, from whichever task drops it last (ANY_TASK).
+/// dput, in the task that reads that event (it closes the event's fd at once); after an
+/// answer the answerer and the released waiter race for it (ANY_TASK).
 #[test]
 fn events_without_a_parent() {
     let mut m = Model::new(Semantics::Current);
@@ -1060,5 +1061,12 @@ fn events_without_a_parent() {
     );
     // Reading the fd group's event drops the last pin of i4.
     assert_eq!(evs(&mut m, 2), [ev(mask::OPEN, 4, 1, NO_NAME)]);
-    assert_eq!(evs(&mut m, 1), [fev(mask::DELETE_SELF, 4, NO_NODE, NO_NAME, ANY_TASK)]);
+    assert_eq!(evs(&mut m, 1), [fev(mask::DELETE_SELF, 4, NO_NODE, NO_NAME, 0)]);
+    ok(&mut m, 0, Op::CreateGroup(Class::FanContent));
+    ok(&mut m, 0, Op::AddMark { group: 3, inode: 5, mask: mask::OPEN_PERM });
+    assert_eq!(run(&mut m, 2, Op::Open { inode: 5 }).ret, None);
+    ok(&mut m, 1, Op::Unlink { inode: 5 });
+    assert_eq!(evs(&mut m, 3), [ev(mask::OPEN_PERM, 5, 2, NO_NAME)]);
+    ok(&mut m, 0, Op::Answer { group: 3, waiter: 2, allow: true });
+    assert_eq!(evs(&mut m, 1), [fev(mask::DELETE_SELF, 5, NO_NODE, NO_NAME, ANY_TASK)]);
 }

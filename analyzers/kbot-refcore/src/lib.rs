@@ -724,16 +724,29 @@ fn fid_event(report: u16, m: u32, node: u8, is_dir: bool, dir: Option<u8>, name:
             ..ev
         };
     }
-    let id = id.unwrap_or(NO_NODE);
+    // A fid event: one object; which record type it is read as depends on the mask it has
+    // when it is read (merged events of one object may mix entry and other events).
+    Ev { inode: id.unwrap_or(NO_NODE), ..ev }
+}
+
+/// How a queued event of a group reporting file handles is read (`copy_info_records_to_user()`):
+/// a fid event ([`fid_event`]: one object, no `dir`) becomes a FID record, or a DFID one (for
+/// entry events and events on directories, with "." in a DFID_NAME record when names are
+/// reported); name events are read as queued.
+fn read_as(report: u16, e: Ev) -> Ev {
+    if report == 0 || e.dir != NO_NODE || e.inode == NO_NODE || e.mask == mask::OVERFLOW {
+        return e;
+    }
+    let ondir = e.mask & mask::ISDIR != 0;
     if report & init::FID_BITS == init::REPORT_FID {
-        Ev { inode: id, ..ev }
+        e
     } else if report & init::REPORT_NAME != 0 && ondir {
         // "if name was not recorded in an event on a directory, report the name '.'".
-        Ev { dir: id, name: DOT_NAME, ..ev }
-    } else if dirent || ondir {
-        Ev { dir: id, ..ev }
+        Ev { dir: e.inode, name: DOT_NAME, inode: NO_NODE, ..e }
+    } else if e.mask & mask::DIRENT != 0 || ondir {
+        Ev { dir: e.inode, inode: NO_NODE, ..e }
     } else {
-        Ev { inode: id, ..ev }
+        e
     }
 }
 
@@ -1931,7 +1944,7 @@ impl Model {
                 i += 1;
                 continue;
             }
-            out.events.push(q.ev);
+            out.events.push(read_as(g.report, q.ev));
             if q.perm {
                 g.queue.items[i].reported = true;
                 i += 1;

@@ -1070,3 +1070,19 @@ fn events_without_a_parent() {
     ok(&mut m, 0, Op::Answer { group: 3, waiter: 2, allow: true });
     assert_eq!(evs(&mut m, 1), [fev(mask::DELETE_SELF, 5, NO_NODE, NO_NAME, ANY_TASK)]);
 }
+
+/// fanotify_should_merge(): two fid events of one object by one task merge whatever their
+/// types, and the record is chosen by the merged mask: a DIR_FID group's file event (read as
+/// the parent's FID record) merged with an entry event in that directory is read as DFID.
+#[test]
+fn fid_events_merge_by_object_and_read_by_mask() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::FidGroup { report: init::REPORT_DIR_FID });
+    ok(&mut m, 2, Op::Unlink { inode: 2 });
+    ok(&mut m, 0, Op::FsMark { group: 0, inode: 0, mask: mask::CREATE | mask::MODIFY, flags: 0, mount: false });
+    ok(&mut m, 3, Op::Write { inode: 1 });
+    assert_eq!(evs(&mut m, 0), [fev(mask::MODIFY, ROOT, NO_NODE, NO_NAME, 3)]);
+    ok(&mut m, 3, Op::Create { inode: 2 });
+    ok(&mut m, 3, Op::Write { inode: 2 });
+    assert_eq!(evs(&mut m, 0), [fev(mask::CREATE | mask::MODIFY, NO_NODE, ROOT, NO_NAME, 3)]);
+}

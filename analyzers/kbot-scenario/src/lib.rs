@@ -1006,8 +1006,9 @@ const FID_REPORTS: &[u16] = &[
     init::REPORT_FID,
     init::REPORT_FID,
     init::REPORT_DIR_FID,
+    init::REPORT_DIR_FID,
     init::REPORT_DIR_FID | init::REPORT_NAME,
-    init::REPORT_DIR_FID | init::REPORT_NAME,
+    init::REPORT_FID | init::REPORT_DIR_FID,
     init::REPORT_FID | init::REPORT_DIR_FID,
     init::REPORT_FID | init::REPORT_DIR_FID | init::REPORT_NAME,
     init::REPORT_FID | init::REPORT_DIR_FID | init::REPORT_NAME,
@@ -1025,10 +1026,12 @@ const FID_EVENTS: &[u32] = IN_EVENTS;
 fn gen_fid_mark(r: &mut Rng, group: u8, path: u8, fs_ok: bool, mount_ok: bool) -> Op {
     let mut mask = if r.below(3) == 0 { FID_EVENTS.iter().fold(0, |a, b| a | b) } else { gen_events(r, FID_EVENTS) };
     let is_dir = path::name(path) == path::SELF;
-    if r.below(if is_dir { 2 } else { 6 }) == 0 {
+    let ondir = if is_dir { r.below(3) != 0 } else { r.below(6) == 0 };
+    if ondir {
         mask |= mask::ISDIR;
     }
-    if r.below(if is_dir { 2 } else { 8 }) == 0 {
+    let child = if is_dir { r.below(3) != 0 } else { r.below(8) == 0 };
+    if child {
         mask |= mask::ON_CHILD;
     }
     let flags = match r.below(12) {
@@ -1101,7 +1104,7 @@ fn without_fid_group(steps: &[Step]) -> Vec<Step> {
 /// In two scenarios of three, a group that reports file handles (FAN_REPORT_FID, DIR_FID,
 /// NAME, TARGET_FID; from a stream of its own) made first, so it hears the whole scenario;
 /// the other steps keep their meaning with every group number one higher. It gets one to four
-/// marks and one to three reads at random places, and a read at the end. No filesystem or mount
+/// marks and two to five reads at random places, and a read at the end. No filesystem or mount
 /// mark when another notification group has one of that kind (a permission waiter pins the
 /// next group's mark on those lists, and groups of one priority go by address), and not while
 /// a task waits, nor when a later step would become invalid (as in [`with_fs_marks`]).
@@ -1134,19 +1137,24 @@ fn with_fid_group(steps: Vec<Step>, seed: u64) -> Vec<Step> {
     };
     let (fs_ok, mount_ok) = (!twin(false), !twin(true));
     let mut marks = 1 + r.below(4) as usize;
-    let mut reads = 1 + r.below(3) as usize;
+    let mut reads = 2 + r.below(4) as usize;
     let mut out = vec![make];
     for i in 0..=steps.len() {
         // Marks early on, reads anywhere.
         if marks > 0 && r.below(3) == 0 {
             marks -= 1;
-            let path = path_mostly_there(&mut r, &m);
+            // Directories often (entry events, "." records), the root most (it sees most).
+            let path = match r.below(10) {
+                0..=2 => path::of(0, path::SELF),
+                3 => path::of(1 + r.below(2) as u8, path::SELF),
+                _ => path_mostly_there(&mut r, &m),
+            };
             let op = gen_fid_mark(&mut r, 0, path, fs_ok, mount_ok);
             if let Some(s) = insert_mark(&mut r, &mut m, op, &steps[i..], true) {
                 out.push(s);
             }
         }
-        if reads > 0 && r.below(8) == 0 {
+        if reads > 0 && r.below(5) == 0 {
             reads -= 1;
             let idle: Vec<u8> = (0..GEN_TASKS).filter(|t| !m.blocked(*t)).collect();
             if let Some(&task) = idle.get(r.below(idle.len().max(1) as u64) as usize) {
@@ -1592,6 +1600,56 @@ mod tests {
     /// Random scenarios make FAN_MARK_IGNORE marks (session 7): accepted ones on files and
     /// directories, each of its errnos, and in some scenarios what is read or what fdinfo shows
     /// changes without them.
+    #[test]
+    fn random_scenarios_reach_fid_groups() {
+        let (mut made, mut accepted) = (0, 0);
+        let mut errnos = std::collections::BTreeMap::new();
+        // Records read: FID only, DFID, DFID_NAME with a name, with ".", and with the child's FID.
+        let mut kinds = [0usize; 5];
+        for i in 0..300 {
+            let sc = random(6, i);
+            let pred = predict(&sc.steps, Semantics::Current).unwrap();
+            let Some(at) = sc.steps.iter().position(|s| matches!(s.op, Op::FidGroup { .. })) else { continue };
+            if pred[at].ret != Some(Ret::Ok(0)) {
+                continue;
+            }
+            made += 1;
+            for (s, o) in sc.steps.iter().zip(&pred).skip(at + 1) {
+                match s.op {
+                    Op::AddMark { group: 0, .. } | Op::Watch { group: 0, .. } | Op::FsMark { group: 0, .. } => {
+                        match o.ret {
+                            Some(Ret::Ok(_)) => accepted += 1,
+                            Some(Ret::Err(e)) => *errnos.entry(e).or_insert(0) += 1,
+                            None => panic!("a mark blocked"),
+                        }
+                    }
+                    Op::ReadEvents { group: 0 } => {
+                        for e in o.events.iter().filter(|e| e.mask != mask::OVERFLOW) {
+                            let k = match (e.dir, e.name, e.inode) {
+                                (NO_NODE, _, _) => 0,
+                                (_, NO_NAME, NO_NODE) => 1,
+                                (_, kbot_refcore::DOT_NAME, _) => 3,
+                                (_, _, NO_NODE) => 2,
+                                _ => 4,
+                            };
+                            kinds[k] += 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        eprintln!("300 scenarios: {made} with a group reporting file handles; marks {accepted} accepted, refused {errnos:?}; events read as FID, DFID, DFID_NAME, \".\", with the child's FID: {kinds:?}");
+        assert!(made > 150, "{made}");
+        assert!(accepted > 250, "{accepted}");
+        for e in [kbot_refcore::EINVAL, kbot_refcore::ENOTDIR, kbot_refcore::ENOENT] {
+            assert!(errnos.get(&e).copied().unwrap_or(0) > 3, "errno {e}: {errnos:?}");
+        }
+        // A "." record needs a group reporting names and an event on a directory itself,
+        // which the main stream makes now and then (the corpus has one).
+        assert!(kinds.iter().enumerate().all(|(i, k)| *k > if i == 3 { 3 } else { 10 }), "{kinds:?}");
+    }
+
     #[test]
     fn random_scenarios_reach_fan_mark_ignore() {
         let (mut accepted, mut matter) = (0, 0);

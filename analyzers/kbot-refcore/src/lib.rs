@@ -25,8 +25,10 @@
 //! `fanotify_group_event_mask()`, `inotify_handle_inode_event()` and `do_fanotify_mark()`.
 //! Filesystem and mount marks (`FAN_MARK_FILESYSTEM`, `FAN_MARK_MOUNT`) are one mark per
 //! group and kind on [`SB_NODE`] / [`MNT_NODE`], merged with the group's other marks as
-//! `send_to_group()` does. Not modelled: FID/DFID_NAME reporting (marks that need it fail
-//! with EINVAL, as they do for an fd-reporting group), `FAN_MARK_EVICTABLE`.
+//! `send_to_group()` does. Groups that report file handles (`FAN_REPORT_FID`, `_DIR_FID`,
+//! `_NAME`, `_TARGET_FID`; [`Op::FidGroup`]) get entry events and events without a path, with
+//! the records `fanotify_alloc_event()` and `copy_info_records_to_user()` choose ([`Ev::dir`]).
+//! Not modelled: `FAN_RENAME`, `FAN_REPORT_PIDFD` records, `FAN_MARK_EVICTABLE`.
 //!
 //! `no_std` and allocation free (fixed capacities), so the same source can run in the guest
 //! agent, on the host and inside the kernel.
@@ -898,6 +900,11 @@ impl Model {
     }
 
     /// Live groups with unread events.
+    /// How many tasks wait for `group`'s answer to a permission event.
+    pub fn perm_waiters(&self, group: u8) -> usize {
+        self.tasks.iter().filter(|t| matches!(t.state, State::PermWait { group: g, .. } if g == group)).count()
+    }
+
     pub fn unread_groups(&self) -> List<u8, MAX_GROUPS> {
         let mut out = List::default();
         for (g, grp) in self.groups.iter().enumerate() {

@@ -900,6 +900,15 @@ impl Model {
     }
 
     /// Live groups with unread events.
+    /// The live groups (one bit each) whose mark on `node` has an event of `ev` in its mask.
+    pub fn groups_marking(&self, node: u8, ev: u32) -> u8 {
+        self.marks
+            .iter()
+            .flatten()
+            .filter(|mk| mk.inode == node && mk.mask & ev != 0 && self.group(mk.group).is_some())
+            .fold(0, |a, mk| a | 1 << mk.group)
+    }
+
     /// How many tasks wait for `group`'s answer to a permission event.
     pub fn perm_waiters(&self, group: u8) -> usize {
         self.tasks.iter().filter(|t| matches!(t.state, State::PermWait { group: g, .. } if g == group)).count()

@@ -757,10 +757,13 @@ pub fn generate(seed: u64, len: usize) -> Vec<Step> {
             }
             21..=29 if ngroups > 0 => gen_mark(&mut r, group, classes[group as usize]),
             30..=32 if ngroups > 0 => {
-                if let Some(node) = m.lookup(inode) {
+                // The path removed, not the one drawn first (a permission mark forgotten while
+                // it stays let a second group of its priority ask for the same file).
+                let p = if r.below(3) == 0 { gen_path(&mut r) } else { inode };
+                if let Some(node) = m.lookup(p) {
                     perm_marks.retain(|x| *x != (group, node));
                 }
-                Op::RemoveMark { group, inode: if r.below(3) == 0 { gen_path(&mut r) } else { inode } }
+                Op::RemoveMark { group, inode: p }
             }
             // Keep two tasks free so the scenario can always go on.
             33..=47 if idle.len() > 2 => {
@@ -1602,6 +1605,37 @@ mod tests {
     /// Random scenarios make FAN_MARK_IGNORE marks (session 7): accepted ones on files and
     /// directories, each of its errnos, and in some scenarios what is read or what fdinfo shows
     /// changes without them.
+    /// The kernel orders groups of one priority by address: two of them asking for permission
+    /// on one file at once would make the order (and what each reads) unpredictable, so the
+    /// generator never lets that happen.
+    #[test]
+    fn random_scenarios_never_have_two_permission_groups_of_one_priority_on_a_file() {
+        // Seed 162 is where a trust run met the generator's one lapse (a permission mark it
+        // forgot while the mark stayed).
+        for (seed, i) in (0..3000).map(|i| (8, i)).chain((0..100).map(|i| (162, i))) {
+            let sc = random(seed, i);
+            let mut m = Model::new(Semantics::Current);
+            for (k, s) in sc.steps.iter().enumerate() {
+                m.step(*s).unwrap();
+                for node in 0..kbot_refcore::MAX_NODES as u8 {
+                    let asking = m.groups_marking(node, mask::OPEN_PERM);
+                    for a in 0..8u8 {
+                        for b in a + 1..8u8 {
+                            let both = asking & (1 << a) != 0 && asking & (1 << b) != 0;
+                            let prio = |g: u8| m.group_class(g).map(Class::priority);
+                            assert!(
+                                !both || prio(a) != prio(b),
+                                "{} step {}: groups {a} and {b} both ask on node {node}",
+                                sc.name,
+                                k + 1
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn random_scenarios_reach_fid_groups() {
         let (mut made, mut accepted) = (0, 0);

@@ -92,6 +92,9 @@ pub const DOT_NAME: u8 = 0xfa;
 /// comparison accepts any task for it.
 pub const ANY_TASK: u8 = 0xfe;
 pub const MNT_NODE: u8 = 0xfe;
+/// A pipe the scenario holds open (both ends) from the start: an object of a pseudo
+/// filesystem (pipefs, SB_NOUSER), named by its fd ([`Op::PipeMark`]). Nothing happens on it.
+pub const PIPE_NODE: u8 = 0xf9;
 
 pub const EPERM: i32 = 1;
 pub const ENOENT: i32 = 2;
@@ -103,12 +106,15 @@ pub const EISDIR: i32 = 21;
 pub const EINVAL: i32 = 22;
 pub const EMFILE: i32 = 24;
 pub const ENOTEMPTY: i32 = 39;
+pub const EOPNOTSUPP: i32 = 95;
 
 /// Paths are one byte: `dir << 4 | name`, name `0..8` for `i<name>`, [`path::SELF`] for the
 /// directory itself. The legacy inodes `0..8` are `d0/i0..i7`, so old scenarios keep their
 /// meaning.
 pub mod path {
     pub const SELF: u8 = 15;
+    /// Not a path: the scenario's pipe, named by its fd ([`super::Op::PipeMark`]).
+    pub const PIPE: u8 = 0xff;
     pub const fn of(dir: u8, name: u8) -> u8 {
         dir << 4 | name
     }
@@ -402,6 +408,14 @@ pub enum Op {
         mask: u32,
         flags: u16,
         mount: bool,
+    },
+    /// fanotify_mark(2) of the scenario's pipe ([`PIPE_NODE`]) by its fd (no path), on the
+    /// pipe itself, its mount or its filesystem; `flags` as for [`Op::FsMark`].
+    PipeMark {
+        group: u8,
+        mask: u32,
+        flags: u16,
+        obj: MarkObj,
     },
     /// Reads `/proc/self/fdinfo/<fd>` of the group: one entry per mark (see [`FDINFO_MARK`]).
     Fdinfo {
@@ -754,7 +768,7 @@ fn read_as(report: u16, e: Ev) -> Ev {
 
 /// What a fanotify mark is on (`FAN_MARK_INODE`, `FAN_MARK_MOUNT`, `FAN_MARK_FILESYSTEM`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Obj {
+pub enum MarkObj {
     Inode,
     Mount,
     Fs,
@@ -1100,12 +1114,15 @@ impl Model {
                     None => Some(self.create_group(Class::FanNotif, report)),
                 }
             }
-            Op::AddMark { group, inode, mask } => Some(self.add_mark(group, inode, mask, 0, Obj::Inode)?),
-            Op::Watch { group, inode, mask, flags } => Some(self.add_mark(group, inode, mask, flags, Obj::Inode)?),
+            Op::AddMark { group, inode, mask } => Some(self.add_mark(group, inode, mask, 0, MarkObj::Inode)?),
+            Op::Watch { group, inode, mask, flags } => {
+                Some(self.add_mark(group, inode, mask, flags, MarkObj::Inode)?)
+            }
             Op::FsMark { group, inode, mask, flags, mount } => {
-                Some(self.add_mark(group, inode, mask, flags, if mount { Obj::Mount } else { Obj::Fs })?)
+                Some(self.add_mark(group, inode, mask, flags, if mount { MarkObj::Mount } else { MarkObj::Fs })?)
             }
             Op::RemoveMark { group, inode } => Some(self.remove_mark(group, inode)?),
+            Op::PipeMark { group, mask, flags, obj } => Some(self.add_mark(group, path::PIPE, mask, flags, obj)?),
             Op::Open { inode } | Op::Cat { inode } | Op::Write { inode } => {
                 let access = match s.op {
                     Op::Open { .. } => Access::Open,
@@ -1269,17 +1286,20 @@ impl Model {
         }
     }
 
-    fn add_mark(&mut self, group: u8, inode: u8, m: u32, flags: u16, obj: Obj) -> Result<Ret, Invalid> {
-        if obj != Obj::Inode && flags & !flag::FANOTIFY != 0 {
+    fn add_mark(&mut self, group: u8, inode: u8, m: u32, flags: u16, obj: MarkObj) -> Result<Ret, Invalid> {
+        if obj != MarkObj::Inode && flags & !flag::FANOTIFY != 0 {
             return Err(Invalid::BadArgs);
         }
         // A group number never made is fanotify_mark(2) on a bad fd (what the guest calls).
         let class = self.group_class(group);
         let inotify = class == Some(Class::Inotify);
-        if flags & !(if inotify { flag::INOTIFY } else { flag::FANOTIFY }) != 0 && obj == Obj::Inode {
+        let pipe = inode == path::PIPE;
+        // The pipe is always marked with fanotify_mark(2) (on an inotify fd: EINVAL).
+        let via_inotify = inotify && obj == MarkObj::Inode && !pipe;
+        if flags & !(if via_inotify { flag::INOTIFY } else { flag::FANOTIFY }) != 0 {
             return Err(Invalid::BadArgs);
         }
-        if inotify && obj == Obj::Inode {
+        if via_inotify {
             return self.inotify_add_watch(group, inode, m, flags);
         }
         // do_fanotify_mark(), in its order: mask bits, then the fd, then the group's class,
@@ -1312,27 +1332,39 @@ impl Model {
         // "Events that do not carry enough information to report event->fd require a group
         // that supports reporting fid. Those events are not supported on a mount mark."
         let report = self.group_report(group);
-        if m & !(mask::FAN_FD | mask::ISDIR | mask::ON_CHILD) != 0 && (report == 0 || obj == Obj::Mount) {
+        if m & !(mask::FAN_FD | mask::ISDIR | mask::ON_CHILD) != 0 && (report == 0 || obj == MarkObj::Mount) {
             return Ok(Ret::Err(EINVAL));
         }
-        let Some(node) = self.lookup(inode) else {
+        let Some(node) = (if pipe { Some(PIPE_NODE) } else { self.lookup(inode) }) else {
             return Ok(Ret::Err(ENOENT));
         };
         if flags & flag::ONLYDIR != 0 && !self.is_dir(node) {
             return Ok(Ret::Err(ENOTDIR));
         }
+        // fanotify_events_supported(): "mount and sb marks are not allowed on kernel internal
+        // pseudo fs, like pipe_mnt" (SB_NOUSER).
+        if add && pipe && obj != MarkObj::Inode {
+            return Ok(Ret::Err(EINVAL));
+        }
         // fanotify_events_supported(): with FAN_MARK_IGNORE or in a FAN_REPORT_TARGET_FID group
         // (5.17+ APIs, so strict) the directory-only bits on a non-directory's inode mark are
         // ENOTDIR.
         let strict = new_ignore || report & init::REPORT_TARGET_FID != 0;
-        if add && strict && obj == Obj::Inode && !self.is_dir(node) && m & mask::DIR_ONLY != 0 {
+        if add && strict && obj == MarkObj::Inode && !self.is_dir(node) && m & mask::DIR_ONLY != 0 {
             return Ok(Ret::Err(ENOTDIR));
         }
-        let on_dir = obj == Obj::Inode && self.is_dir(node);
+        let on_dir = obj == MarkObj::Inode && self.is_dir(node);
+        if pipe && obj != MarkObj::Inode {
+            // Removal. Kernel fact (a corpus run): pipefs reports a nonzero fsid, so
+            // fanotify_test_fsid() passes, and fanotify_test_fid() refuses a filesystem or mount
+            // mark where file handles cannot be decoded (EOPNOTSUPP); a group reporting fds
+            // finds no such mark (ENOENT).
+            return Ok(Ret::Err(if report != 0 { EOPNOTSUPP } else { ENOENT }));
+        }
         // "FAN_MARK_IGNORE requires SURV_MODIFY for sb/mount/dir marks": EINVAL for a
         // filesystem or mount mark, EISDIR for a directory.
         if add && new_ignore && flags & flag::SURV == 0 {
-            if obj != Obj::Inode {
+            if obj != MarkObj::Inode {
                 return Ok(Ret::Err(EINVAL));
             }
             if self.is_dir(node) {
@@ -1349,11 +1381,11 @@ impl Model {
         // Filesystem and mount marks: likewise, and the mark is on the filesystem (mount),
         // whichever object named it ("umask = FAN_EVENT_ON_CHILD" in do_fanotify_mark()).
         let node = match obj {
-            Obj::Inode => node,
-            Obj::Mount | Obj::Fs => {
+            MarkObj::Inode => node,
+            MarkObj::Mount | MarkObj::Fs => {
                 m &= !mask::ON_CHILD;
                 umask = mask::ON_CHILD;
-                if obj == Obj::Mount {
+                if obj == MarkObj::Mount {
                     MNT_NODE
                 } else {
                     SB_NODE
@@ -1471,7 +1503,7 @@ impl Model {
             // event flags): the mark goes unless an ignore mask remains.
             let every = if g.report == 0 { mask::FAN_FD } else { mask::EVENTS };
             let all = every & !if class.can_perm() { 0 } else { mask::PERM };
-            return self.add_mark(group, inode, all | mask::ISDIR | mask::ON_CHILD, flag::REMOVE, Obj::Inode);
+            return self.add_mark(group, inode, all | mask::ISDIR | mask::ON_CHILD, flag::REMOVE, MarkObj::Inode);
         }
         // inotify names the watch by wd: the object the path named when it was watched.
         let Some(m) = self.last_at(inode).and_then(|n| self.mark_of(group, n)) else {

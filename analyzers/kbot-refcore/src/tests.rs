@@ -1086,3 +1086,31 @@ fn fid_events_merge_by_object_and_read_by_mask() {
     ok(&mut m, 3, Op::Write { inode: 2 });
     assert_eq!(evs(&mut m, 0), [fev(mask::CREATE | mask::MODIFY, NO_NODE, ROOT, NO_NAME, 3)]);
 }
+
+/// fanotify_mark(2) of a pipe by its fd (no path): "mount and sb marks are not allowed on
+/// kernel internal pseudo fs, like pipe_mnt" (EINVAL on adding; removing one finds nothing, or
+/// in a group reporting file handles cannot decode them: EOPNOTSUPP); an inode mark on the pipe
+/// is allowed, also a permission one and one needing file handles in such a group; FAN_MARK_ONLYDIR:
+/// ENOTDIR; an inotify fd: EINVAL.
+#[test]
+fn marks_on_a_pipe() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::CreateGroup(Class::FanContent));
+    ok(&mut m, 0, Op::FidGroup { report: FID });
+    ok(&mut m, 0, Op::CreateGroup(Class::Inotify));
+    let pipe = |group, mask, flags, obj| Op::PipeMark { group, mask, flags, obj };
+    assert_eq!(err(&mut m, pipe(0, mask::OPEN, 0, MarkObj::Fs)), EINVAL);
+    assert_eq!(err(&mut m, pipe(0, mask::OPEN, 0, MarkObj::Mount)), EINVAL);
+    assert_eq!(err(&mut m, pipe(0, mask::OPEN, flag::REMOVE, MarkObj::Fs)), ENOENT);
+    assert_eq!(err(&mut m, pipe(1, mask::ATTRIB, flag::REMOVE, MarkObj::Fs)), EOPNOTSUPP);
+    assert_eq!(err(&mut m, pipe(2, mask::OPEN, 0, MarkObj::Inode)), EINVAL);
+    assert_eq!(err(&mut m, pipe(0, mask::OPEN, flag::ONLYDIR, MarkObj::Inode)), ENOTDIR);
+    assert_eq!(err(&mut m, pipe(0, mask::CREATE, 0, MarkObj::Inode)), EINVAL);
+    ok(&mut m, 0, pipe(0, mask::OPEN_PERM, 0, MarkObj::Inode));
+    ok(&mut m, 0, pipe(1, mask::CREATE | mask::ATTRIB, 0, MarkObj::Inode));
+    let info = run(&mut m, 0, Op::Fdinfo { group: 1 });
+    assert_eq!(
+        info.events.as_slice(),
+        &[Ev { mask: mask::CREATE | mask::ATTRIB, inode: PIPE_NODE, task: 0, name: FDINFO_MARK, dir: NO_NODE }]
+    );
+}

@@ -15,6 +15,9 @@
 //! `movedfrom`, `movedto`, `deleteself`, `moveself`, `ondir`, `child`) and flags (`oneshot`,
 //! `madd`, `mcreate`, `exclunlink`, `onlydir`, `ignored`, `surv`, `remove`).
 //!
+//! `pipemark g<G> MASK [FLAGS]` (and `pipe-mountmark`, `pipe-fsmark`) calls fanotify_mark(2)
+//! on the scenario's pipe by its fd (a pseudo filesystem's object).
+//!
 //! `init FLAGS FFLAGS` calls fanotify_init(2) and closes what it makes (only the errno is
 //! compared): FLAGS `notif` or joined by `+` from `content`, `precontent`, `cloexec`,
 //! `nonblock`, `uqueue`, `umarks`, `audit`, `pidfd`, `tid`, `fid`, `dfid`, `name`, `target`,
@@ -22,7 +25,9 @@
 //! `append`, `nonblock`, `cloexec`, `noatime`, `largefile`, `directory`; `unpriv` at the end
 //! makes the call as an unprivileged user.
 
-use kbot_refcore::{fflag, flag, init, mask, path, Class, Ev, Model, Op, Ret, Semantics, Step, NO_NAME, NO_NODE};
+use kbot_refcore::{
+    fflag, flag, init, mask, path, Class, Ev, MarkObj, Model, Op, Ret, Semantics, Step, NO_NAME, NO_NODE,
+};
 
 pub use kbot_refcore;
 
@@ -193,6 +198,16 @@ pub fn format_step(s: &Step) -> String {
             if flags == 0 { String::new() } else { format!(" {}", flags_name(flags)) }
         ),
         Op::RemoveMark { group, inode } => format!("t{t} unmark g{group} {}", path_name(inode)),
+        Op::PipeMark { group, mask, flags, obj } => format!(
+            "t{t} {} g{group} {}{}",
+            match obj {
+                MarkObj::Inode => "pipemark",
+                MarkObj::Mount => "pipe-mountmark",
+                MarkObj::Fs => "pipe-fsmark",
+            },
+            mask_name(mask),
+            if flags == 0 { String::new() } else { format!(" {}", flags_name(flags)) }
+        ),
         Op::Open { inode } => format!("t{t} open {}", path_name(inode)),
         Op::Cat { inode } => format!("t{t} cat {}", path_name(inode)),
         Op::Write { inode } => format!("t{t} write {}", path_name(inode)),
@@ -352,6 +367,16 @@ pub fn parse_step(text: &str) -> Result<Step, StepError> {
             let flags = w.next().map(parse_flags).transpose()?.unwrap_or(0);
             Op::FsMark { group, inode, mask, flags, mount: verb == "mountmark" }
         }
+        "pipemark" | "pipe-mountmark" | "pipe-fsmark" => {
+            let (group, mask) = (num(w.next(), 'g', "group")?, parse_mask(w.next())?);
+            let flags = w.next().map(parse_flags).transpose()?.unwrap_or(0);
+            let obj = match verb {
+                "pipemark" => MarkObj::Inode,
+                "pipe-mountmark" => MarkObj::Mount,
+                _ => MarkObj::Fs,
+            };
+            Op::PipeMark { group, mask, flags, obj }
+        }
         "unmark" => Op::RemoveMark { group: num(w.next(), 'g', "group")?, inode: parse_path(w.next())? },
         "open" => Op::Open { inode: parse_path(w.next())? },
         "cat" => Op::Cat { inode: parse_path(w.next())? },
@@ -458,6 +483,7 @@ pub fn errno_name(e: i32) -> String {
         22 => "EINVAL (22)".into(),
         39 => "ENOTEMPTY (39)".into(),
         24 => "EMFILE (24)".into(),
+        95 => "EOPNOTSUPP (95)".into(),
         n => format!("errno {n}"),
     }
 }
@@ -477,6 +503,7 @@ pub fn event_name(e: &Ev) -> String {
         NO_NODE => "-".to_string(),
         kbot_refcore::SB_NODE => "fs".to_string(),
         kbot_refcore::MNT_NODE => "mount".to_string(),
+        kbot_refcore::PIPE_NODE => "pipe".to_string(),
         n => format!("n{n}"),
     };
     // An fdinfo line: the mark's mask and flags, or its ignored mask.
@@ -825,8 +852,11 @@ pub fn random(seed: u64, index: u32) -> Scenario {
     Scenario {
         name: format!("scenario/random-{seed}-{index}"),
         steps: with_fdinfo(
-            with_fid_group(
-                with_ignore_marks(with_fs_marks(with_inits(generate(mixed, 24), mixed), mixed), mixed),
+            with_pipe_mark(
+                with_fid_group(
+                    with_ignore_marks(with_fs_marks(with_inits(generate(mixed, 24), mixed), mixed), mixed),
+                    mixed,
+                ),
                 mixed,
             ),
             mixed,
@@ -1181,6 +1211,47 @@ fn with_fid_group(steps: Vec<Step>, seed: u64) -> Vec<Step> {
     out
 }
 
+/// In one scenario of three, a fanotify_mark(2) of the scenario's pipe (a pseudo
+/// filesystem's object) by any group made so far, from a stream of its own: on the pipe, its
+/// mount or its filesystem (EINVAL: SB_NOUSER), added or removed, now and then an ignore mask
+/// or FAN_MARK_ONLYDIR. Nothing happens on the pipe, so it changes nothing but that call's
+/// result and what fdinfo shows.
+fn with_pipe_mark(steps: Vec<Step>, seed: u64) -> Vec<Step> {
+    let mut r = Rng::new(seed ^ 0x919e_0000_0000_0006);
+    if r.below(3) != 0 {
+        return steps;
+    }
+    let at = r.below(steps.len() as u64 + 1) as usize;
+    let mut m = Model::new(Semantics::Current);
+    let mut out = Vec::with_capacity(steps.len() + 1);
+    for (i, s) in steps.iter().enumerate() {
+        if i == at {
+            break;
+        }
+        m.step(*s).expect("generated steps are valid");
+        out.push(*s);
+    }
+    let group = r.below(u64::from(m.groups_created()).max(1)) as u8;
+    let mut mask = if r.below(2) == 0 { gen_events(&mut r, FAN_EVENTS) } else { gen_events(&mut r, FID_EVENTS) };
+    if r.below(5) == 0 {
+        mask |= mask::OPEN_PERM;
+    }
+    let flags = match r.below(10) {
+        0 => flag::IGNORED,
+        1 => flag::IGNORE | if r.below(2) == 0 { flag::SURV } else { 0 },
+        2 => flag::REMOVE,
+        3 => flag::ONLYDIR,
+        _ => 0,
+    };
+    let obj = [MarkObj::Inode, MarkObj::Inode, MarkObj::Inode, MarkObj::Mount, MarkObj::Fs][r.below(5) as usize];
+    let op = Op::PipeMark { group, mask, flags, obj };
+    if let Some(s) = insert_mark(&mut r, &mut m, op, &steps[at..], true) {
+        out.push(s);
+    }
+    out.extend_from_slice(&steps[at..]);
+    out
+}
+
 /// Whether `s` is one of [`with_ignore_marks`]' steps (the main generator makes no
 /// FAN_MARK_IGNORE marks).
 #[cfg(test)]
@@ -1339,6 +1410,7 @@ pub fn corpus() -> Vec<Scenario> {
         c("fdinfo", "t0 group inotify; t0 mark g0 i0 modify+attrib oneshot; t0 mark g0 d0 create exclunlink; t0 fdinfo g0; t1 write i0; t0 read g0; t0 fdinfo g0; t0 group notif; t0 mark g1 i1 open+closew; t0 mark g1 i1 open ignored+surv; t0 mark g1 i2 open ignored; t0 mark g1 d0 open+child+ondir; t0 fsmark g1 i3 open+modify; t0 mountmark g1 d0 open; t0 fdinfo g1; t1 write i1; t1 write i2; t0 fdinfo g1; t0 unmark g1 i1; t0 fdinfo g1; t0 group content; t0 fdinfo g2; t0 close g0; t0 fdinfo g0"),
         c("fan-mark-ignore", "t0 group notif; t0 mountmark g0 d0 open+ondir; t0 mark g0 d0 open ignore+surv; t1 open d0; t1 open i0; t0 read g0; t0 mark g0 d0 open+ondir ignore+surv; t1 open d0; t1 open i0; t0 read g0; t0 mark g0 d0 open+child ignore+surv; t1 open i0; t1 open i1; t0 read g0; t0 fdinfo g0; t0 mark g0 d0 ondir ignore+remove; t1 open d0; t0 read g0; t0 mark g0 d0 open ignore; t0 mark g0 i2 open+ondir ignore; t0 mark g0 i2 open ignore; t0 mark g0 i2 access ignored; t0 mark g0 i3 open ignored+surv; t0 mark g0 i3 open ignore; t0 fsmark g0 i0 open ignore; t0 fsmark g0 i0 access+ondir ignore+surv; t1 cat i2; t1 open d0; t0 read g0; t0 mark g0 i2 open ignore+ignored; t0 mark g0 d0 child ignore+remove; t1 cat i2; t1 write i2; t1 open i2; t0 read g0; t0 fdinfo g0"),
         c("fanotify-fid", "t0 group fid+dfid+name; t0 group fid; t0 group fid+dfid+name+target; t0 group dfid; t1 unlink i5; t0 mark g0 d0 create+delete+movedfrom+movedto+ondir+open+attrib; t0 mark g0 i3 open+attrib+closenw; t0 fsmark g1 d0 attrib+deleteself+moveself+create+ondir; t0 mountmark g1 d0 attrib; t0 mark g2 d0 create+movedto+delete+ondir; t0 mark g2 i2 create; t0 mark g3 i1 moveself+attrib; t1 create i5; t1 mkdir d1; t2 chmod i3; t2 cat i3; t2 cat i3; t1 open d0; t1 rename i1 d1/i0; t2 unlink i4; t0 read g0; t0 read g1; t0 read g2; t0 read g3; t0 fdinfo g0; t0 fdinfo g3"),
+        c("pipe-marks", "t0 group notif; t0 group fid; t0 group content; t0 group inotify; t0 pipemark g0 open+modify; t0 pipe-fsmark g0 open; t0 pipe-mountmark g0 open; t0 pipe-fsmark g0 open remove; t0 pipe-fsmark g1 attrib remove; t0 pipemark g1 attrib+modify; t0 pipemark g2 perm; t0 pipemark g3 open; t0 pipemark g0 open onlydir; t0 pipemark g0 access ignored; t0 pipemark g0 create; t0 pipemark g1 create; t0 pipemark g0 modify remove; t0 pipemark g2 access ignore; t0 fdinfo g0; t0 fdinfo g1; t0 fdinfo g2"),
         c("fanotify-init-flags", "t0 init notif rdonly; t0 init content+fid rdonly; t0 init fid+name rdonly; t0 init fid+dfid+name+target rdwr+cloexec; t0 init dfid+name+target rdonly; t0 init pidfd+tid rdonly; t0 init content+precontent rdonly; t0 init notif badacc; t0 init notif rdonly+directory; t0 init unknown rdonly; t0 init audit wronly; t0 init precontent+uqueue+umarks+cloexec+nonblock rdwr+append+noatime+largefile; t0 init notif rdonly unpriv; t0 init fid+uqueue rdonly unpriv; t0 init dfid+name+cloexec rdwr unpriv; t0 init fid+unknown rdonly unpriv"),
     ]
 }
@@ -1400,7 +1472,8 @@ mod tests {
             let rest: Vec<Step> = without_fid_group(&sc.steps)
                 .iter()
                 .filter(|s| {
-                    !matches!(s.op, Op::Init { .. } | Op::FsMark { .. } | Op::Fdinfo { .. }) && !is_ignore_mark(s)
+                    !matches!(s.op, Op::Init { .. } | Op::FsMark { .. } | Op::Fdinfo { .. } | Op::PipeMark { .. })
+                        && !is_ignore_mark(s)
                 })
                 .copied()
                 .collect();
@@ -1633,6 +1706,24 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn random_scenarios_reach_pipe_marks() {
+        let mut results = std::collections::BTreeMap::new();
+        for i in 0..600 {
+            let sc = random(9, i);
+            let pred = predict(&sc.steps, Semantics::Current).unwrap();
+            for (s, o) in sc.steps.iter().zip(&pred) {
+                if matches!(s.op, Op::PipeMark { .. }) {
+                    *results.entry(o.ret.expect("a mark never blocks")).or_insert(0) += 1;
+                }
+            }
+        }
+        eprintln!("600 scenarios: pipe marks {results:?}");
+        for r in [Ret::Ok(0), Ret::Err(kbot_refcore::EINVAL), Ret::Err(kbot_refcore::ENOTDIR)] {
+            assert!(results.get(&r).copied().unwrap_or(0) > 5, "{r:?}: {results:?}");
         }
     }
 

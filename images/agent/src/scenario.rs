@@ -6,8 +6,8 @@
 
 use crate::sys;
 use kbot_scenario::kbot_refcore::{
-    fflag, flag, init, mask, path, Class, Ev, Op, Ret, Semantics, Step, DOT_NAME, MAX_INODES, MAX_TASKS, NO_NAME,
-    NO_NODE,
+    fflag, flag, init, mask, path, Class, Ev, MarkObj, Op, Ret, Semantics, Step, DOT_NAME, MAX_INODES, MAX_TASKS,
+    NO_NAME, NO_NODE, PIPE_NODE,
 };
 use kbot_scenario::{compare_step, format, predict_with, shrink, signature, Scenario, StepObs};
 use std::collections::HashMap;
@@ -171,11 +171,22 @@ struct Kernel {
     /// them) and the scenario filesystem's fsid: what fid records are mapped back by.
     fh_node: HashMap<(i32, Vec<u8>), u8>,
     fsid: [i32; 2],
+    /// The scenario's pipe (read end, write end): the model's PIPE_NODE.
+    pipe: Option<(RawFd, RawFd)>,
     /// The model's node of each kernel inode number, and of each path (the node it named
     /// last: what the model resolves a watch's wd by).
-    ino_node: HashMap<u64, u8>,
+    ino_node: HashMap<(u64, u64), u8>,
     path_node: HashMap<u8, u8>,
     next_node: u8,
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        if let Some((r, w)) = self.pipe.take() {
+            sys::close(r);
+            sys::close(w);
+        }
+    }
 }
 
 impl Kernel {
@@ -198,7 +209,8 @@ impl Kernel {
 
     fn learn(&mut self, p: u8, node: u8) {
         if let Ok(md) = std::fs::metadata(self.path(p)) {
-            self.ino_node.insert(std::os::unix::fs::MetadataExt::ino(&md), node);
+            use std::os::unix::fs::MetadataExt;
+            self.ino_node.insert((kdev(md.dev()), md.ino()), node);
         }
         if let Some(fh) = file_handle(&self.path(p)) {
             self.fh_node.insert(fh, node);
@@ -245,6 +257,13 @@ fn fsid_of(p: &str) -> [i32; 2] {
         }
         std::mem::transmute::<libc::fsid_t, [i32; 2]>(st.f_fsid)
     }
+}
+
+/// A device number as the kernel keeps it (`MAJOR << 20 | MINOR`, what fdinfo prints as
+/// `sdev:`), from the one stat(2) gives: objects are (device, inode) pairs (a pipe's inode
+/// number may be a tmpfs file's too).
+fn kdev(st_dev: u64) -> u64 {
+    (u64::from(libc::major(st_dev)) << 20) | u64::from(libc::minor(st_dev))
 }
 
 fn errno() -> i32 {
@@ -325,6 +344,23 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
             // SAFETY: valid fd or -1, valid path; on 64-bit arches the mask is one register.
             let r =
                 unsafe { libc::syscall(libc::SYS_fanotify_mark, fd, kf, to_kernel(m), libc::AT_FDCWD, path.as_ptr()) };
+            (ret_of(r), vec![])
+        }
+        Op::PipeMark { group, mask: m, flags, obj } => {
+            let k = lock();
+            let (fd, _) = k.group_fd(group);
+            let pipe = k.pipe.map_or(-1, |p| p.0);
+            let kf = fan_mark_flags(flags)
+                | match obj {
+                    MarkObj::Inode => 0,
+                    MarkObj::Mount => FAN_MARK_MOUNT,
+                    MarkObj::Fs => FAN_MARK_FILESYSTEM,
+                };
+            // fanotify_mark(2) with no path: the object is the pipe's fd.
+            // SAFETY: valid fds or -1, a null path; on 64-bit arches the mask is one register.
+            let r = unsafe {
+                libc::syscall(libc::SYS_fanotify_mark, fd, kf, to_kernel(m), pipe, std::ptr::null::<libc::c_char>())
+            };
             (ret_of(r), vec![])
         }
         Op::RemoveMark { group, inode } => {
@@ -530,7 +566,7 @@ fn fdinfo(k: &Kernel, group: u8) -> (Ret, Vec<Ev>) {
         Err(e) => return (Ret::Err(e.raw_os_error().unwrap_or(libc::EIO)), vec![]),
     };
     let node = |l: &str| match fdinfo_field(l, "ino:") {
-        Some(ino) => k.ino_node.get(&ino).copied().unwrap_or(NO_NODE - 1),
+        Some(ino) => k.ino_node.get(&(fdinfo_field(l, "sdev:").unwrap_or(0), ino)).copied().unwrap_or(NO_NODE - 1),
         None if l.contains("mnt_id:") => kbot_scenario::kbot_refcore::MNT_NODE,
         None => kbot_scenario::kbot_refcore::SB_NODE,
     };
@@ -626,7 +662,7 @@ fn read_events(k: &mut Kernel, group: u8) -> (Ret, Vec<Ev>) {
             let inode = if fid != NO_NODE {
                 fid
             } else if efd >= 0 && unsafe { libc::fstat(efd, &mut st) } == 0 {
-                k.ino_node.get(&(st.st_ino as u64)).copied().unwrap_or(NO_NODE - 1)
+                k.ino_node.get(&(kdev(st.st_dev), st.st_ino as u64)).copied().unwrap_or(NO_NODE - 1)
             } else {
                 NO_NODE
             };
@@ -733,7 +769,8 @@ pub fn run_once(steps: &[Step], dir: &str, t: &Timing) -> Result<(), Diverged> {
     if t.own_fs {
         sys::mount("tmpfs", dir, "tmpfs").map_err(|e| diverged(format!("mount a tmpfs on {dir}: {e}"), "setup"))?;
     }
-    let mut kern = Kernel { dir: dir.to_string(), ..Default::default() };
+    let mut kern = Kernel::default();
+    kern.dir = dir.to_string();
     for i in 0..MAX_INODES as u8 {
         let p = kern.path(i);
         std::fs::write(&p, "kbot\n").map_err(|e| diverged(format!("create {p}: {e}"), "setup"))?;
@@ -742,6 +779,16 @@ pub fn run_once(steps: &[Step], dir: &str, t: &Timing) -> Result<(), Diverged> {
     // The root is node 8; objects the steps create are numbered from 9 on.
     kern.learn(path::of(0, path::SELF), MAX_INODES as u8);
     kern.fsid = fsid_of(dir);
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: a two-int array for pipe2.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == 0 {
+        kern.pipe = Some((fds[0], fds[1]));
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat of our own fd into a zeroed struct.
+        if unsafe { libc::fstat(fds[0], &mut st) } == 0 {
+            kern.ino_node.insert((kdev(st.st_dev), st.st_ino as u64), PIPE_NODE);
+        }
+    }
     kern.next_node = MAX_INODES as u8 + 1;
     let k = Arc::new(Mutex::new(kern));
     let mut actors: Vec<Option<Actor>> = (0..MAX_TASKS).map(|_| None).collect();

@@ -70,15 +70,15 @@ pub const SB_NODE: u8 = 0xfd;
 /// its mask). A mark with an ignore mask has a second entry, [`FDINFO_IGNORED`].
 pub const FDINFO_MARK: u8 = 0xfc;
 /// An fdinfo entry's flags as its `Ev::task` byte: the mark flags fdinfo shows, with
-/// FAN_MARK_IGNORE's (which does not fit a byte) in the bit of [`flag::REMOVE`] (never a
-/// mark's flag).
+/// FAN_MARK_IGNORE's and FAN_MARK_EVICTABLE's (which do not fit a byte) in the bits of
+/// [`flag::REMOVE`] and [`flag::MASK_CREATE`] (never a mark's flags).
 pub fn fdinfo_flags_to_task(f: u16) -> u8 {
-    (f & 0x7f) as u8 | if f & flag::IGNORE != 0 { 0x80 } else { 0 }
+    (f & 0x7b) as u8 | if f & flag::IGNORE != 0 { 0x80 } else { 0 } | if f & flag::EVICTABLE != 0 { 0x04 } else { 0 }
 }
 
 /// The inverse of [`fdinfo_flags_to_task`].
 pub fn fdinfo_flags_from_task(t: u8) -> u16 {
-    u16::from(t & 0x7f) | if t & 0x80 != 0 { flag::IGNORE } else { 0 }
+    u16::from(t & 0x7b) | if t & 0x80 != 0 { flag::IGNORE } else { 0 } | if t & 0x04 != 0 { flag::EVICTABLE } else { 0 }
 }
 
 /// `Ev::name` of a mark's `ignored_mask:` entry in an [`Op::Fdinfo`] step.
@@ -152,8 +152,12 @@ pub mod flag {
     /// FAN_MARK_IGNORE (5.19): an ignore mask whose FAN_ONDIR / FAN_EVENT_ON_CHILD take effect.
     /// On a mark: it has such a mask (the kernel's FSNOTIFY_MARK_FLAG_HAS_IGNORE_FLAGS).
     pub const IGNORE: u16 = 256;
+    /// FAN_MARK_EVICTABLE (5.19): an inode mark that does not pin its inode (on the mark:
+    /// FSNOTIFY_MARK_FLAG_NO_IREF). A tmpfs inode goes only when it is gone, so such a mark
+    /// behaves like any other here; its rules are its errnos and fdinfo's `mflags:`.
+    pub const EVICTABLE: u16 = 512;
     pub const INOTIFY: u16 = ONESHOT | MASK_ADD | MASK_CREATE | EXCL_UNLINK | ONLYDIR;
-    pub const FANOTIFY: u16 = ONLYDIR | IGNORED | SURV | REMOVE | IGNORE;
+    pub const FANOTIFY: u16 = ONLYDIR | IGNORED | SURV | REMOVE | IGNORE | EVICTABLE;
 }
 
 /// fanotify_init(2)'s `flags`, with the kernel's values (uapi `linux/fanotify.h`), and
@@ -1014,9 +1018,10 @@ impl Model {
             let (m, f) = if inotify {
                 (mk.mask & mask::EVENTS, mk.flags & (flag::ONESHOT | flag::EXCL_UNLINK))
             } else {
-                // fanotify_mark_user_flags(): FAN_MARK_IGNORED_SURV_MODIFY, and FAN_MARK_IGNORE
-                // when the mark's ignore mask is that kind (FSNOTIFY_MARK_FLAG_HAS_IGNORE_FLAGS).
-                (mk.mask, mk.flags & (flag::SURV | flag::IGNORE))
+                // fanotify_mark_user_flags(): FAN_MARK_IGNORED_SURV_MODIFY, FAN_MARK_EVICTABLE,
+                // and FAN_MARK_IGNORE when the mark's ignore mask is that kind
+                // (FSNOTIFY_MARK_FLAG_HAS_IGNORE_FLAGS).
+                (mk.mask, mk.flags & (flag::SURV | flag::IGNORE | flag::EVICTABLE))
             };
             let task = fdinfo_flags_to_task(f);
             if !out.events.push(Ev { mask: m, inode: mk.inode, task, name: FDINFO_MARK, dir: NO_NODE }) {
@@ -1329,6 +1334,10 @@ impl Model {
         if m & mask::PERM != 0 && !class.can_perm() {
             return Ok(Ret::Err(EINVAL));
         }
+        // "Evictable is only relevant for inode marks".
+        if flags & flag::EVICTABLE != 0 && obj != MarkObj::Inode {
+            return Ok(Ret::Err(EINVAL));
+        }
         // "Events that do not carry enough information to report event->fd require a group
         // that supports reporting fid. Those events are not supported on a mount mark."
         let report = self.group_report(group);
@@ -1428,17 +1437,25 @@ impl Model {
             None => {
                 let slot = self.marks.iter().position(Option::is_none).ok_or(Invalid::Capacity)?;
                 self.made += 1;
-                self.marks[slot] = Some(Mark { group, inode: node, mask: 0, ignore: 0, flags: 0, wd: self.made });
+                // fanotify_add_new_mark(): an evictable mark holds no inode reference.
+                let f = flags & flag::EVICTABLE;
+                self.marks[slot] = Some(Mark { group, inode: node, mask: 0, ignore: 0, flags: f, wd: self.made });
                 slot
             }
         };
         let mk = self.marks[i].as_mut().expect("live");
-        // fanotify_may_update_existing_mark(): an ignore mask with effective flags cannot go
-        // back to the legacy kind, nor one that survives modification to one that does not.
-        if (legacy_ignore && mk.flags & flag::IGNORE != 0)
+        // fanotify_may_update_existing_mark(): a mark that pins its inode cannot become
+        // evictable, an ignore mask with effective flags cannot go back to the legacy kind, nor
+        // one that survives modification to one that does not.
+        if (flags & flag::EVICTABLE != 0 && mk.flags & flag::EVICTABLE == 0)
+            || (legacy_ignore && mk.flags & flag::IGNORE != 0)
             || (new_ignore && flags & flag::SURV == 0 && mk.flags & flag::SURV != 0)
         {
             return Ok(Ret::Err(EEXIST));
+        }
+        // fanotify_mark_update_flags(): "NO_IREF may be removed from a mark, but not added".
+        if flags & flag::EVICTABLE == 0 {
+            mk.flags &= !flag::EVICTABLE;
         }
         if any_ignore {
             mk.ignore |= m;

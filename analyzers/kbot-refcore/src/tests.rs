@@ -1114,3 +1114,33 @@ fn marks_on_a_pipe() {
         &[Ev { mask: mask::CREATE | mask::ATTRIB, inode: PIPE_NODE, task: 0, name: FDINFO_MARK, dir: NO_NODE }]
     );
 }
+
+/// fanotify_mark(2): FAN_MARK_EVICTABLE "is only relevant for inode marks" (EINVAL on a
+/// filesystem or mount); a mark that pins its inode cannot become evictable (EEXIST), an
+/// evictable one updated without the flag pins it from then on; fdinfo's `mflags:` shows it.
+#[test]
+fn evictable_marks() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::CreateGroup(Class::FanNotif));
+    let mark = |inode, mask, flags| Op::Watch { group: 0, inode, mask, flags };
+    assert_eq!(
+        err(&mut m, Op::FsMark { group: 0, inode: 0, mask: mask::OPEN, flags: flag::EVICTABLE, mount: false }),
+        EINVAL
+    );
+    ok(&mut m, 0, mark(0, mask::OPEN, flag::EVICTABLE));
+    ok(&mut m, 0, mark(1, mask::OPEN, 0));
+    assert_eq!(err(&mut m, mark(1, mask::ACCESS, flag::EVICTABLE)), EEXIST);
+    ok(&mut m, 0, mark(0, mask::ACCESS, flag::EVICTABLE));
+    let shown = |m: &mut Model| {
+        run(m, 0, Op::Fdinfo { group: 0 })
+            .events
+            .as_slice()
+            .iter()
+            .map(|e| (e.inode, fdinfo_flags_from_task(e.task)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(shown(&mut m), [(0, flag::EVICTABLE), (1, 0)]);
+    ok(&mut m, 0, mark(0, mask::MODIFY, 0));
+    assert_eq!(shown(&mut m), [(0, 0), (1, 0)]);
+    assert_eq!(err(&mut m, mark(0, mask::MODIFY, flag::EVICTABLE)), EEXIST);
+}

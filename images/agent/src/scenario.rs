@@ -28,6 +28,7 @@ const FAN_MARK_FILESYSTEM: u32 = 0x100;
 const FAN_MARK_IGNORED_MASK: u32 = 0x20;
 const FAN_MARK_IGNORED_SURV_MODIFY: u32 = 0x40;
 const FAN_MARK_IGNORE: u32 = 0x400;
+const FAN_MARK_EVICTABLE: u32 = 0x200;
 /// A fanotify_init flag no kernel defines (the model's `init::UNKNOWN`).
 const FAN_INIT_UNKNOWN: u32 = 0x0100_0000;
 /// The kernel's O_LARGEFILE (glibc and musl may define it as 0 on 64-bit arches).
@@ -541,6 +542,7 @@ fn fan_mark_flags(flags: u16) -> u32 {
         (flag::IGNORED, FAN_MARK_IGNORED_MASK),
         (flag::SURV, FAN_MARK_IGNORED_SURV_MODIFY),
         (flag::IGNORE, FAN_MARK_IGNORE),
+        (flag::EVICTABLE, FAN_MARK_EVICTABLE),
     ] {
         if flags & f != 0 {
             kf |= b;
@@ -589,7 +591,8 @@ fn fdinfo(k: &Kernel, group: u8) -> (Ret, Vec<Ev>) {
             let mflags = fdinfo_field(l, "mflags:").unwrap_or(0);
             // FAN_MARK_IGNORED_SURV_MODIFY and FAN_MARK_IGNORE (fanotify_mark_user_flags()).
             let flags = if mflags & 0x40 != 0 { flag::SURV } else { 0 }
-                | if mflags & u64::from(FAN_MARK_IGNORE) != 0 { flag::IGNORE } else { 0 };
+                | if mflags & u64::from(FAN_MARK_IGNORE) != 0 { flag::IGNORE } else { 0 }
+                | if mflags & u64::from(FAN_MARK_EVICTABLE) != 0 { flag::EVICTABLE } else { 0 };
             evs.push(Ev {
                 mask: from_kernel(m),
                 inode: node(l),

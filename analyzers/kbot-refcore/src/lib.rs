@@ -28,7 +28,9 @@
 //! `send_to_group()` does. Groups that report file handles (`FAN_REPORT_FID`, `_DIR_FID`,
 //! `_NAME`, `_TARGET_FID`; [`Op::FidGroup`]) get entry events and events without a path, with
 //! the records `fanotify_alloc_event()` and `copy_info_records_to_user()` choose ([`Ev::dir`]).
-//! Not modelled: `FAN_RENAME`, `FAN_REPORT_PIDFD` records, `FAN_MARK_EVICTABLE`.
+//! A pipe ([`PIPE_NODE`]) is the pseudo filesystem object marks may name; `FAN_MARK_EVICTABLE`
+//! has its errnos and fdinfo flag. Not modelled: `FAN_RENAME`, `FAN_REPORT_PIDFD` records,
+//! eviction under memory pressure.
 //!
 //! `no_std` and allocation free (fixed capacities), so the same source can run in the guest
 //! agent, on the host and inside the kernel.

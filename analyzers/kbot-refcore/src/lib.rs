@@ -88,11 +88,6 @@ pub const FDINFO_IGNORED: u8 = 0xfb;
 /// `Ev::name` of the name "." that a group with FAN_REPORT_NAME gets in the DFID_NAME record
 /// of an event on a directory itself (`copy_info_records_to_user()`).
 pub const DOT_NAME: u8 = 0xfa;
-/// `Ev::task` of an event whose task the kernel does not fix: the DELETE_SELF of a file
-/// unlinked while pinned comes with the final dput, by whichever task drops the last
-/// reference (a released permission waiter, or the listener closing the event's fd). The
-/// comparison accepts any task for it.
-pub const ANY_TASK: u8 = 0xfe;
 pub const MNT_NODE: u8 = 0xfe;
 /// A pipe the scenario holds open (both ends) from the start: an object of a pseudo
 /// filesystem (pipefs, SB_NOUSER), named by its fd ([`Op::PipeMark`]). Nothing happens on it.
@@ -833,6 +828,9 @@ struct Inode {
     /// Where it is (or was last): parent directory index and name.
     parent: u8,
     name: u8,
+    /// The parent directory's node (its dentry's `d_parent`): after an rmdir or a new mkdir
+    /// of that name, an unlinked file that something still pins keeps the old one.
+    parent_node: u8,
 }
 
 /// The model's state.
@@ -854,10 +852,6 @@ pub struct Model {
     steps: u16,
     /// Marks made so far (each mark's serial: an inotify watch descriptor).
     made: u16,
-    /// The task that drops the last reference to the file of a waiter being released: the
-    /// waiter itself, or [`ANY_TASK`] when the listener holds the fd of its permission event
-    /// (read) and closes it meanwhile.
-    last_ref: u8,
 }
 
 impl Model {
@@ -876,16 +870,29 @@ impl Model {
             tasks: [Task { state: State::Idle, in_srcu: false, since: 0 }; MAX_TASKS],
             steps: 0,
             made: 0,
-            last_ref: ANY_TASK,
         };
         for i in 0..MAX_INODES {
-            m.inodes[i] = Inode { exists: true, data: true, parent: 0, name: i as u8, ..Inode::default() };
+            m.inodes[i] = Inode {
+                exists: true,
+                data: true,
+                parent: 0,
+                name: i as u8,
+                parent_node: MAX_INODES as u8,
+                ..Inode::default()
+            };
             m.entries[0][i] = Some(i as u8);
             m.last[0][i] = i as u8;
         }
         let root = MAX_INODES;
-        m.inodes[root] =
-            Inode { exists: true, dir: true, data: true, parent: NO_NODE, name: NO_NAME, ..Inode::default() };
+        m.inodes[root] = Inode {
+            exists: true,
+            dir: true,
+            data: true,
+            parent: NO_NODE,
+            name: NO_NAME,
+            parent_node: NO_NODE,
+            ..Inode::default()
+        };
         m.dirs[0] = Some(root as u8);
         m.last[0][MAX_INODES] = root as u8;
         m
@@ -1063,7 +1070,8 @@ impl Model {
         }
         let n = self.nnodes;
         self.nnodes += 1;
-        self.inodes[n as usize] = Inode { exists: true, dir, parent, name, ..Inode::default() };
+        let parent_node = self.dirs[parent as usize].unwrap_or(NO_NODE);
+        self.inodes[n as usize] = Inode { exists: true, dir, parent, name, parent_node, ..Inode::default() };
         Ok(n)
     }
 
@@ -1244,6 +1252,7 @@ impl Model {
                         self.entries[td][path::name(to) as usize] = Some(n);
                         self.last[td][path::name(to) as usize] = n;
                         self.inodes[n as usize].parent = td as u8;
+                        self.inodes[n as usize].parent_node = tdn;
                         self.inodes[n as usize].name = path::name(to);
                         // fsnotify_move(): IN_MOVED_FROM, IN_MOVED_TO, IN_ATTRIB on a replaced
                         // target, IN_MOVE_SELF; the target's dentry goes at the final dput.
@@ -1272,11 +1281,11 @@ impl Model {
         };
         // Reading, answering and closing drop events that may have pinned an unlinked file.
         // Who drops the last reference: the reader (the event's path, and the fd the reader
-        // closes at once) or the closer; after an answer the answerer (closing the event's fd)
-        // races the released waiter (freeing the event, closing its file).
+        // closes at once) or the closer; after an answer the released waiter (freeing the
+        // event, closing its file; the guest closes the event's fd before it answers).
         match s.op {
             Op::ReadEvents { .. } | Op::Close { .. } => self.maybe_evict_all(s.task)?,
-            Op::Answer { .. } => self.maybe_evict_all(ANY_TASK)?,
+            Op::Answer { waiter, .. } => self.maybe_evict_all(waiter)?,
             _ => {}
         }
         Ok(ret)
@@ -1563,6 +1572,11 @@ impl Model {
                 self.destroy_mark(m)?;
             }
         }
+        // The dentry's end drops its parent's, which may have been the last.
+        let p = self.inodes[inode as usize].parent_node;
+        if p != NO_NODE {
+            self.maybe_evict(p, task)?;
+        }
         Ok(())
     }
 
@@ -1580,11 +1594,17 @@ impl Model {
             .filter(|g| g.alive && g.class != Class::Inotify && g.report == 0)
             .map(|g| g.queue.as_slice().iter().filter(|q| q.ev.inode == inode).count())
             .sum();
-        waiters + events
+        // A directory removed while an unlinked file in it is pinned: that file's dentry holds
+        // its parent's (`d_delete()` only unhashes a dentry others hold).
+        let children = self.inodes[..self.nnodes as usize]
+            .iter()
+            .filter(|c| c.exists && c.evict_pending && c.parent_node == inode)
+            .count();
+        waiters + events + children
     }
 
-    /// A pending eviction of `inode` happens when nothing pins it any more, in `task` (see
-    /// [`ANY_TASK`]).
+    /// A pending eviction of `inode` happens when nothing pins it any more, in `task` (the one
+    /// dropping the last reference).
     fn maybe_evict(&mut self, inode: u8, task: u8) -> Result<(), Invalid> {
         if self.inodes[inode as usize].evict_pending && self.pins(inode) == 0 {
             self.evict(inode, task)?;
@@ -1603,7 +1623,7 @@ impl Model {
     /// (FS_EVENT_ON_CHILD in its i_fsnotify_mask) and wants event `ev` (with its type bit).
     fn watching_parent(&self, node: u8, ev: u32) -> Option<u8> {
         let ino = self.inodes[node as usize];
-        let p = if ino.parent != NO_NODE { self.dirs[ino.parent as usize] } else { None }?;
+        let p = Some(ino.parent_node).filter(|p| *p != NO_NODE)?;
         let pm = self.object_mask(p);
         (pm & mask::ON_CHILD != 0 && pm & mask::ON_CHILD_POSSIBLE & ev != 0).then_some(p)
     }
@@ -1724,7 +1744,7 @@ impl Model {
                 // `__fsnotify_parent()` passes the parent and the name for a non-directory's
                 // event when a mark wants them (a DIR_FID group's marks always do: see
                 // add_mark()) or the parent watches children; `fsnotify_inode()` passes none.
-                let dir = if dentry && !is_dir { self.dirs[ino.parent as usize] } else { None };
+                let dir = if dentry && !is_dir { Some(ino.parent_node).filter(|p| *p != NO_NODE) } else { None };
                 // "Do we have a directory inode to report?"
                 if report & init::REPORT_FID == 0 && dir.is_none() && !is_dir {
                     continue;
@@ -1912,10 +1932,10 @@ impl Model {
         if was_reader {
             self.reader_left(task, out);
         }
-        // The waiter's file and event go in the waiter, racing the listener's close of the
-        // event's fd if it read the event.
+        // The waiter's file and event go last, in the waiter (the guest closes a permission
+        // event's fd before it answers or closes the group).
         if let Some(i) = inode {
-            self.maybe_evict(i, self.last_ref)?;
+            self.maybe_evict(i, task)?;
         }
         self.release_user_waits(out);
         Ok(())
@@ -2039,7 +2059,6 @@ impl Model {
         };
         g.queue.remove(i);
         let prio = g.class.priority();
-        self.last_ref = ANY_TASK;
         self.resume(waiter, group, prio, allow, out)?;
         Ok(Ret::Ok(0))
     }
@@ -2054,7 +2073,6 @@ impl Model {
         let prio = g.class.priority();
         let queue = core::mem::take(&mut g.queue);
         for q in queue.as_slice().iter().filter(|q| q.perm) {
-            self.last_ref = if q.reported { ANY_TASK } else { q.ev.task };
             self.resume(q.ev.task, group, prio, true, out)?;
         }
         let mut had_marks = false;

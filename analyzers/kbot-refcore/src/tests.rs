@@ -572,6 +572,7 @@ fn filesystem_and_mount_marks() {
         ok(&mut m, 1, Op::Open { inode: path::of(1, 0) });
         ok(&mut m, 1, Op::Open { inode: D1 });
         let (d1, f) = (m.lookup(D1).unwrap(), m.lookup(path::of(1, 0)).unwrap());
+        assert_ne!(d1, f);
         assert_eq!(evs(&mut m, 0), [ev(mask::OPEN, 0, 1, NO_NAME), ev(mask::OPEN, f, 1, NO_NAME)], "mount={mount}");
         // FAN_ONDIR: directories too.
         ok(&mut m, 0, Op::FsMark { group: 0, inode: 0, mask: mask::OPEN | mask::ISDIR, flags: 0, mount });
@@ -1036,7 +1037,7 @@ fn target_fid_reports_the_entry() {
 /// parent (FAN_DELETE_SELF, FAN_MOVE_SELF): fanotify_group_event_mask() drops it. The
 /// DELETE_SELF of a file unlinked while a queued fd event pins it comes with the final
 /// dput, in the task that reads that event (it closes the event's fd at once); after an
-/// answer the answerer and the released waiter race for it (ANY_TASK).
+/// answer, in the released waiter (the guest closes the event's fd before answering).
 #[test]
 fn events_without_a_parent() {
     let mut m = Model::new(Semantics::Current);
@@ -1068,7 +1069,7 @@ fn events_without_a_parent() {
     ok(&mut m, 1, Op::Unlink { inode: 5 });
     assert_eq!(evs(&mut m, 3), [ev(mask::OPEN_PERM, 5, 2, NO_NAME)]);
     ok(&mut m, 0, Op::Answer { group: 3, waiter: 2, allow: true });
-    assert_eq!(evs(&mut m, 1), [fev(mask::DELETE_SELF, 5, NO_NODE, NO_NAME, ANY_TASK)]);
+    assert_eq!(evs(&mut m, 1), [fev(mask::DELETE_SELF, 5, NO_NODE, NO_NAME, 2)]);
 }
 
 /// fanotify_should_merge(): two fid events of one object by one task merge whatever their
@@ -1143,4 +1144,40 @@ fn evictable_marks() {
     ok(&mut m, 0, mark(0, mask::MODIFY, 0));
     assert_eq!(shown(&mut m), [(0, 0), (1, 0)]);
     assert_eq!(err(&mut m, mark(0, mask::MODIFY, flag::EVICTABLE)), EEXIST);
+}
+
+/// d_delete() only unhashes a dentry that others hold: a directory removed while an unlinked
+/// file in it is still pinned (a waiter in open()) goes after that file, with the same task,
+/// and the file's events keep naming the old directory as their parent.
+#[test]
+fn a_removed_directory_waits_for_its_pinned_child() {
+    let mut m = Model::new(Semantics::Current);
+    ok(&mut m, 0, Op::Mkdir { inode: D1 });
+    ok(&mut m, 0, Op::Create { inode: path::of(1, 0) });
+    let (d1, f) = (m.lookup(D1).unwrap(), m.lookup(path::of(1, 0)).unwrap());
+    assert_ne!(d1, f);
+    ok(&mut m, 0, Op::CreateGroup(Class::FanContent));
+    ok(&mut m, 0, Op::FidGroup { report: init::REPORT_DIR_FID });
+    ok(&mut m, 0, Op::AddMark { group: 0, inode: path::of(1, 0), mask: mask::OPEN_PERM });
+    let all = mask::OPEN | mask::DELETE_SELF | mask::DELETE | mask::ISDIR;
+    ok(&mut m, 0, Op::FsMark { group: 1, inode: D0, mask: all, flags: 0, mount: false });
+    assert_eq!(run(&mut m, 1, Op::Open { inode: path::of(1, 0) }).ret, None);
+    ok(&mut m, 2, Op::Unlink { inode: path::of(1, 0) });
+    ok(&mut m, 2, Op::Rmdir { inode: D1 });
+    // The entry is gone at once; the directory's own end waits.
+    assert_eq!(
+        evs(&mut m, 1),
+        [fev(mask::DELETE, NO_NODE, d1, NO_NAME, 2), fev(mask::DELETE | mask::ISDIR, NO_NODE, ROOT, NO_NAME, 2)]
+    );
+    assert_eq!(evs(&mut m, 0), [ev(mask::OPEN_PERM, f, 1, NO_NAME)]);
+    ok(&mut m, 0, Op::Answer { group: 0, waiter: 1, allow: true });
+    assert_eq!(
+        evs(&mut m, 1),
+        [
+            // DIR_FID without FID: the file's open reported by its (old) parent; its own
+            // DELETE_SELF has no directory to report.
+            fev(mask::OPEN, d1, NO_NODE, NO_NAME, 1),
+            fev(mask::DELETE_SELF | mask::ISDIR, NO_NODE, d1, NO_NAME, 1),
+        ]
+    );
 }

@@ -479,11 +479,14 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
             let ev = k.perm.remove(&(group, waiter));
             let resp = [ev.unwrap_or(fd.max(0)), if allow { sys::FAN_ALLOW as i32 } else { sys::FAN_DENY as i32 }];
             drop(k);
-            // SAFETY: an 8-byte fanotify_response.
-            let r = unsafe { libc::write(fd, resp.as_ptr().cast(), 8) };
+            // The event's fd goes before the answer (the kernel finds the event by the number
+            // it gave), so the released waiter drops the file's last reference: an unlinked
+            // file's DELETE_SELF then comes from the waiter, not from whichever task is last.
             if let Some(e) = ev {
                 sys::close(e);
             }
+            // SAFETY: an 8-byte fanotify_response.
+            let r = unsafe { libc::write(fd, resp.as_ptr().cast(), 8) };
             (ret_of(r as libc::c_long), vec![])
         }
         Op::Unlink { inode } => {
@@ -502,13 +505,14 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
                 let stale: Vec<RawFd> = keys.iter().filter_map(|key| k.perm.remove(key)).collect();
                 (fd, stale)
             };
-            // SAFETY: closing our fd (or -1: EBADF); may block in the kernel, no lock held.
-            let r = unsafe { libc::close(fd) };
-            let ret = ret_of(r as libc::c_long);
+            // Read permission events' fds first, so a waiter the close releases drops its
+            // file's last reference (as after an answer).
             for e in stale {
                 sys::close(e);
             }
-            (ret, vec![])
+            // SAFETY: closing our fd (or -1: EBADF); may block in the kernel, no lock held.
+            let r = unsafe { libc::close(fd) };
+            (ret_of(r as libc::c_long), vec![])
         }
     }
 }

@@ -228,6 +228,12 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
         class.prop_map(Op::CreateGroup),
         (0u16..16).prop_map(|r| Op::FidGroup { report: r << 9 }),
+        (0u8..6, any::<u32>(), any::<u16>(), 0u8..3).prop_map(|(group, mask, flags, o)| Op::PipeMark {
+            group,
+            mask: mask & (mask::EVENTS | mask::ISDIR | mask::ON_CHILD),
+            flags: flags & flag::FANOTIFY,
+            obj: [MarkObj::Inode, MarkObj::Mount, MarkObj::Fs][o as usize],
+        }),
         (0u8..6, 0..INODES, prop_oneof![Just(mask::OPEN), Just(mask::OPEN_PERM), Just(mask::OPEN | mask::OPEN_PERM)])
             .prop_map(|(group, inode, mask)| Op::AddMark { group, inode, mask }),
         (0u8..6, 0..INODES).prop_map(|(group, inode)| Op::RemoveMark { group, inode }),

@@ -696,23 +696,17 @@ impl Mark {
 /// The event a group reporting file handles (`report`: its [`init::FID_BITS`]) reads, in the
 /// model's terms (see [`Ev::dir`]): `fanotify_alloc_event()` picks the objects and
 /// `copy_info_records_to_user()` the record types. `node` is the event's object (for a
-/// directory entry event, `dirent`, the entry's), `dir` the directory passed with it (the
-/// parent of a non-directory, or the directory of the entry) and `name` the entry's name.
-#[allow(clippy::too_many_arguments)]
-fn fid_event(report: u16, m: u32, node: u8, is_dir: bool, dir: Option<u8>, name: u8, task: u8, dirent: bool) -> Ev {
+/// directory entry event, `dirent`, the entry's; FAN_ONDIR in `m` says it is a directory),
+/// `dir` the directory passed with it (the parent of a non-directory, or the directory of the
+/// entry) and `name` the entry's name.
+fn fid_event(report: u16, m: u32, node: u8, dir: Option<u8>, name: u8, task: u8, dirent: bool) -> Ev {
     let ondir = m & mask::ISDIR != 0;
     let target = report & init::REPORT_TARGET_FID != 0;
     // fanotify_fid_inode(): the directory for an entry event, unless TARGET_FID.
     let mut id = if dirent && !target { dir } else { Some(node) };
     // fanotify_dfid_inode(): the directory of an entry event, a directory itself, else the
     // parent passed with the event.
-    let dirid = if dirent {
-        dir
-    } else if is_dir {
-        Some(node)
-    } else {
-        dir
-    };
+    let dirid = if !dirent && ondir { Some(node) } else { dir };
     let (mut child, mut name_event, mut file_name) = (None, false, dir.map(|_| name));
     if report & init::REPORT_DIR_FID != 0 && dirid.is_some() {
         // fanotify_report_child_fid(): with TARGET_FID for entry events, else with FID for
@@ -825,12 +819,11 @@ struct Inode {
     evict_pending: bool,
     /// Has data (read(1) returns 1 and so sends IN_ACCESS).
     data: bool,
-    /// Where it is (or was last): parent directory index and name.
-    parent: u8,
+    /// Its name where it is (or was last).
     name: u8,
     /// The parent directory's node (its dentry's `d_parent`): after an rmdir or a new mkdir
     /// of that name, an unlinked file that something still pins keeps the old one.
-    parent_node: u8,
+    parent: u8,
 }
 
 /// The model's state.
@@ -872,27 +865,14 @@ impl Model {
             made: 0,
         };
         for i in 0..MAX_INODES {
-            m.inodes[i] = Inode {
-                exists: true,
-                data: true,
-                parent: 0,
-                name: i as u8,
-                parent_node: MAX_INODES as u8,
-                ..Inode::default()
-            };
+            m.inodes[i] =
+                Inode { exists: true, data: true, name: i as u8, parent: MAX_INODES as u8, ..Inode::default() };
             m.entries[0][i] = Some(i as u8);
             m.last[0][i] = i as u8;
         }
         let root = MAX_INODES;
-        m.inodes[root] = Inode {
-            exists: true,
-            dir: true,
-            data: true,
-            parent: NO_NODE,
-            name: NO_NAME,
-            parent_node: NO_NODE,
-            ..Inode::default()
-        };
+        m.inodes[root] =
+            Inode { exists: true, dir: true, data: true, name: NO_NAME, parent: NO_NODE, ..Inode::default() };
         m.dirs[0] = Some(root as u8);
         m.last[0][MAX_INODES] = root as u8;
         m
@@ -926,7 +906,6 @@ impl Model {
         out
     }
 
-    /// Live groups with unread events.
     /// The live groups (one bit each) whose mark on `node` has an event of `ev` in its mask.
     pub fn groups_marking(&self, node: u8, ev: u32) -> u8 {
         self.marks
@@ -941,6 +920,7 @@ impl Model {
         self.tasks.iter().filter(|t| matches!(t.state, State::PermWait { group: g, .. } if g == group)).count()
     }
 
+    /// Live groups with unread events.
     pub fn unread_groups(&self) -> List<u8, MAX_GROUPS> {
         let mut out = List::default();
         for (g, grp) in self.groups.iter().enumerate() {
@@ -1064,14 +1044,15 @@ impl Model {
         self.marks.iter().position(|m| m.is_some_and(|m| m.group == group && m.inode == inode))
     }
 
-    fn new_node(&mut self, dir: bool, parent: u8, name: u8) -> Result<u8, Invalid> {
+    /// A new object named `name` in directory `d<parent_dir>`.
+    fn new_node(&mut self, dir: bool, parent_dir: u8, name: u8) -> Result<u8, Invalid> {
         if self.nnodes as usize >= MAX_NODES {
             return Err(Invalid::Capacity);
         }
         let n = self.nnodes;
         self.nnodes += 1;
-        let parent_node = self.dirs[parent as usize].unwrap_or(NO_NODE);
-        self.inodes[n as usize] = Inode { exists: true, dir, parent, name, parent_node, ..Inode::default() };
+        let parent = self.dirs[parent_dir as usize].unwrap_or(NO_NODE);
+        self.inodes[n as usize] = Inode { exists: true, dir, parent, name, ..Inode::default() };
         Ok(n)
     }
 
@@ -1251,8 +1232,7 @@ impl Model {
                         self.entries[fd][path::name(from) as usize] = None;
                         self.entries[td][path::name(to) as usize] = Some(n);
                         self.last[td][path::name(to) as usize] = n;
-                        self.inodes[n as usize].parent = td as u8;
-                        self.inodes[n as usize].parent_node = tdn;
+                        self.inodes[n as usize].parent = tdn;
                         self.inodes[n as usize].name = path::name(to);
                         // fsnotify_move(): IN_MOVED_FROM, IN_MOVED_TO, IN_ATTRIB on a replaced
                         // target, IN_MOVE_SELF; the target's dentry goes at the final dput.
@@ -1573,7 +1553,7 @@ impl Model {
             }
         }
         // The dentry's end drops its parent's, which may have been the last.
-        let p = self.inodes[inode as usize].parent_node;
+        let p = self.inodes[inode as usize].parent;
         if p != NO_NODE {
             self.maybe_evict(p, task)?;
         }
@@ -1598,7 +1578,7 @@ impl Model {
         // its parent's (`d_delete()` only unhashes a dentry others hold).
         let children = self.inodes[..self.nnodes as usize]
             .iter()
-            .filter(|c| c.exists && c.evict_pending && c.parent_node == inode)
+            .filter(|c| c.exists && c.evict_pending && c.parent == inode)
             .count();
         waiters + events + children
     }
@@ -1623,7 +1603,7 @@ impl Model {
     /// (FS_EVENT_ON_CHILD in its i_fsnotify_mask) and wants event `ev` (with its type bit).
     fn watching_parent(&self, node: u8, ev: u32) -> Option<u8> {
         let ino = self.inodes[node as usize];
-        let p = Some(ino.parent_node).filter(|p| *p != NO_NODE)?;
+        let p = Some(ino.parent).filter(|p| *p != NO_NODE)?;
         let pm = self.object_mask(p);
         (pm & mask::ON_CHILD != 0 && pm & mask::ON_CHILD_POSSIBLE & ev != 0).then_some(p)
     }
@@ -1744,12 +1724,12 @@ impl Model {
                 // `__fsnotify_parent()` passes the parent and the name for a non-directory's
                 // event when a mark wants them (a DIR_FID group's marks always do: see
                 // add_mark()) or the parent watches children; `fsnotify_inode()` passes none.
-                let dir = if dentry && !is_dir { Some(ino.parent_node).filter(|p| *p != NO_NODE) } else { None };
+                let dir = if dentry && !is_dir { Some(ino.parent).filter(|p| *p != NO_NODE) } else { None };
                 // "Do we have a directory inode to report?"
                 if report & init::REPORT_FID == 0 && dir.is_none() && !is_dir {
                     continue;
                 }
-                fid_event(report, test, node, is_dir, dir, ino.name, task, false)
+                fid_event(report, test, node, dir, ino.name, task, false)
             };
             self.group_mut(g).expect("live").notify(e, limit)?;
         }
@@ -1762,9 +1742,8 @@ impl Model {
     fn notify_dirent(&mut self, ev: u32, dir: u8, name: u8, child: u8, task: u8) -> Result<(), Invalid> {
         let limit = self.queue_limit;
         for g in 0..self.ngroups {
-            let report = self.group_report(g);
-            if report != 0 {
-                self.notify_dirent_fid(g, report, ev, dir, name, child, task)?;
+            if self.group_report(g) != 0 {
+                self.notify_dirent_fid(g, ev, dir, name, child, task)?;
                 continue;
             }
             if self.group(g).map(|x| x.class) != Some(Class::Inotify) {
@@ -1786,20 +1765,10 @@ impl Model {
         Ok(())
     }
 
-    /// [`Model::notify_dirent`] for group `g`, which reports file handles (`report`): the
-    /// directory's inode mark and the filesystem's mark (no mount mark: no path), each applying
-    /// to a subdirectory's entry only with FAN_ONDIR.
-    #[allow(clippy::too_many_arguments)]
-    fn notify_dirent_fid(
-        &mut self,
-        g: u8,
-        report: u16,
-        ev: u32,
-        dir: u8,
-        name: u8,
-        child: u8,
-        task: u8,
-    ) -> Result<(), Invalid> {
+    /// [`Model::notify_dirent`] for group `g`, which reports file handles: the directory's
+    /// inode mark and the filesystem's mark (no mount mark: no path), each applying to a
+    /// subdirectory's entry only with FAN_ONDIR.
+    fn notify_dirent_fid(&mut self, g: u8, ev: u32, dir: u8, name: u8, child: u8, task: u8) -> Result<(), Invalid> {
         let ondir = ev & mask::ISDIR != 0;
         let (mut fmask, mut ignore) = (0, 0);
         for mk in [self.mark_of(g, dir), self.mark_of(g, SB_NODE)].into_iter().flatten().filter_map(|i| self.marks[i]) {
@@ -1812,7 +1781,7 @@ impl Model {
         if test & mask::EVENTS == 0 {
             return Ok(());
         }
-        let e = fid_event(report, test, child, ondir, Some(dir), name, task, true);
+        let e = fid_event(self.group_report(g), test, child, Some(dir), name, task, true);
         let limit = self.queue_limit;
         self.group_mut(g).expect("live").notify(e, limit)
     }

@@ -1000,7 +1000,7 @@ fn with_ignore_marks(steps: Vec<Step>, seed: u64) -> Vec<Step> {
             // permission event now and then in a file's (EINVAL for a notification group); not
             // in a directory's: its children's permission events would walk its mark list,
             // where groups of one priority go by address.
-            let is_dir = path::name(path) == path::SELF;
+            let is_dir = path::is_dir(path);
             if !is_dir && r.below(4) == 0 {
                 mask |= mask::OPEN_PERM;
             }
@@ -1054,7 +1054,7 @@ const FID_EVENTS: &[u32] = IN_EVENTS;
 /// masks of both kinds, removal.
 fn gen_fid_mark(r: &mut Rng, group: u8, path: u8, fs_ok: bool, mount_ok: bool) -> Op {
     let mut mask = if r.below(3) == 0 { FID_EVENTS.iter().fold(0, |a, b| a | b) } else { gen_events(r, FID_EVENTS) };
-    let is_dir = path::name(path) == path::SELF;
+    let is_dir = path::is_dir(path);
     let ondir = if is_dir { r.below(3) != 0 } else { r.below(6) == 0 };
     if ondir {
         mask |= mask::ISDIR;
@@ -1096,7 +1096,20 @@ fn renumber(s: Step, mut f: impl FnMut(u8) -> u8) -> Step {
         Op::Watch { group, inode, mask, flags } => Op::Watch { group: f(group), inode, mask, flags },
         Op::FsMark { group, inode, mask, flags, mount } => Op::FsMark { group: f(group), inode, mask, flags, mount },
         Op::Fdinfo { group } => Op::Fdinfo { group: f(group) },
-        op => op,
+        Op::PipeMark { group, mask, flags, obj } => Op::PipeMark { group: f(group), mask, flags, obj },
+        // Every step that names no group (listed, so a new step that does is not missed).
+        op @ (Op::CreateGroup(_)
+        | Op::FidGroup { .. }
+        | Op::Open { .. }
+        | Op::Cat { .. }
+        | Op::Write { .. }
+        | Op::Attrib { .. }
+        | Op::Create { .. }
+        | Op::Mkdir { .. }
+        | Op::Rmdir { .. }
+        | Op::Rename { .. }
+        | Op::Unlink { .. }
+        | Op::Init { .. }) => op,
     };
     Step { op, ..s }
 }
@@ -1221,10 +1234,7 @@ fn with_pipe_mark(steps: Vec<Step>, seed: u64) -> Vec<Step> {
     let at = r.below(steps.len() as u64 + 1) as usize;
     let mut m = Model::new(Semantics::Current);
     let mut out = Vec::with_capacity(steps.len() + 1);
-    for (i, s) in steps.iter().enumerate() {
-        if i == at {
-            break;
-        }
+    for s in &steps[..at] {
         m.step(*s).expect("generated steps are valid");
         out.push(*s);
     }

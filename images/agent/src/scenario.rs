@@ -219,6 +219,23 @@ impl Kernel {
         self.path_node.insert(p, node);
     }
 
+    /// A group made (its fd, or the errno): the next group id, as the model numbers them.
+    fn made(&mut self, fd: Result<RawFd, i32>, class: Class, report: u16) -> (Ret, Vec<Ev>) {
+        let fd = match fd {
+            Ok(fd) => fd,
+            Err(e) => return (Ret::Err(e), vec![]),
+        };
+        self.groups.push(Some((fd, class)));
+        self.classes.push(class);
+        self.reports.push(report);
+        (Ret::Ok(self.groups.len() as i32 - 1), vec![])
+    }
+
+    /// Whether group `g` reports file handles (else fds, or it is inotify's).
+    fn reports_fids(&self, g: u8) -> bool {
+        self.reports.get(g as usize).is_some_and(|r| *r != 0)
+    }
+
     /// The group's fd (-1 once closed) and class (also once closed: a call on a closed
     /// group goes to the same syscall, which checks its arguments before the fd).
     fn group_fd(&self, g: u8) -> (RawFd, Option<Class>) {
@@ -267,6 +284,24 @@ fn kdev(st_dev: u64) -> u64 {
     (u64::from(libc::major(st_dev)) << 20) | u64::from(libc::minor(st_dev))
 }
 
+/// fanotify_init(2) for a scenario group: `flags` (class and reporting mode), non-blocking,
+/// thread ids, events opened read-only.
+fn fanotify_group(flags: u32) -> Result<RawFd, i32> {
+    let flags = flags | sys::FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID;
+    let ev = (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32;
+    // SAFETY: plain syscall with integer arguments.
+    fd_or_errno(unsafe { libc::syscall(libc::SYS_fanotify_init, flags, ev) })
+}
+
+/// A syscall's new fd, or its errno (read at once, before anything else may set it).
+fn fd_or_errno(r: libc::c_long) -> Result<RawFd, i32> {
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r as RawFd)
+    }
+}
+
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
@@ -293,46 +328,20 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
     let lock = || k.lock().unwrap_or_else(|e| e.into_inner());
     match step.op {
         Op::CreateGroup(class) => {
-            // SAFETY: plain syscalls with integer arguments.
-            let fd = unsafe {
-                match class {
-                    Class::Inotify => libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) as libc::c_long,
-                    _ => {
-                        let c = match class {
-                            Class::FanNotif => sys::FAN_CLASS_NOTIF,
-                            Class::FanContent => sys::FAN_CLASS_CONTENT,
-                            _ => FAN_CLASS_PRE_CONTENT,
-                        };
-                        let flags = c | sys::FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID;
-                        let ev = (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32;
-                        libc::syscall(libc::SYS_fanotify_init, flags, ev)
-                    }
+            let fd = match class {
+                // SAFETY: plain syscall with integer arguments.
+                Class::Inotify => {
+                    fd_or_errno(unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) }.into())
                 }
+                Class::FanNotif => fanotify_group(sys::FAN_CLASS_NOTIF),
+                Class::FanContent => fanotify_group(sys::FAN_CLASS_CONTENT),
+                Class::FanPreContent => fanotify_group(FAN_CLASS_PRE_CONTENT),
             };
-            if fd < 0 {
-                return (Ret::Err(errno()), vec![]);
-            }
-            let mut k = lock();
-            k.groups.push(Some((fd as RawFd, class)));
-            k.classes.push(class);
-            k.reports.push(0);
-            (Ret::Ok(k.groups.len() as i32 - 1), vec![])
+            lock().made(fd, class, 0)
         }
+        // A notification group reporting file handles (the model's init bits are the kernel's).
         Op::FidGroup { report } => {
-            // A notification group reporting file handles (the model's init bits are the
-            // kernel's), thread ids like the others.
-            let flags = sys::FAN_CLASS_NOTIF | sys::FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID | u32::from(report);
-            let ev = (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32;
-            // SAFETY: plain syscall with integer arguments.
-            let fd = unsafe { libc::syscall(libc::SYS_fanotify_init, flags, ev) };
-            if fd < 0 {
-                return (Ret::Err(errno()), vec![]);
-            }
-            let mut k = lock();
-            k.groups.push(Some((fd as RawFd, Class::FanNotif)));
-            k.classes.push(Class::FanNotif);
-            k.reports.push(report);
-            (Ret::Ok(k.groups.len() as i32 - 1), vec![])
+            lock().made(fanotify_group(sys::FAN_CLASS_NOTIF | u32::from(report)), Class::FanNotif, report)
         }
         Op::AddMark { group, inode, mask: m } => add_mark(&mut lock(), group, inode, m, 0),
         Op::Watch { group, inode, mask: m, flags } => add_mark(&mut lock(), group, inode, m, flags),
@@ -378,8 +387,7 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
             // Remove every bit the group's class may hold (a permission bit in the mask of a
             // notification group is EINVAL even for removal; events that need file handles in
             // a group reporting fds too), and the event flags.
-            let every =
-                if k.reports.get(group as usize).is_some_and(|r| *r != 0) { mask::EVENTS } else { mask::FAN_FD };
+            let every = if k.reports_fids(group) { mask::EVENTS } else { mask::FAN_FD };
             let all = to_kernel(every & !if class.is_some_and(Class::can_perm) { 0 } else { mask::PERM })
                 | FAN_ONDIR
                 | FAN_EVENT_ON_CHILD;
@@ -660,7 +668,7 @@ fn read_events(k: &mut Kernel, group: u8) -> (Ret, Vec<Ev>) {
             let tid = i32::from_ne_bytes(buf[off + 20..off + 24].try_into().unwrap());
             let meta_len = u16::from_ne_bytes(buf[off + 6..off + 8].try_into().unwrap()) as usize;
             let (mut dir, mut name, mut fid) = (NO_NODE, NO_NAME, NO_NODE);
-            if k.reports.get(group as usize).is_some_and(|r| *r != 0) {
+            if k.reports_fids(group) {
                 let end = (off + len).min(n);
                 (dir, name, fid) = fid_records(k, &buf[(off + meta_len).min(end)..end]);
             }

@@ -256,8 +256,8 @@ pub enum StepError {
     TaskOutOfRange(u8),
     #[error("unknown fanotify_init flag {0:?} (notif, content, precontent, cloexec, nonblock, uqueue, umarks, audit, pidfd, tid, fid, dfid, name, target, fderror, unknown; event file flags rdonly, wronly, rdwr, badacc, append, nonblock, cloexec, noatime, largefile, directory)")]
     UnknownInitFlag(String),
-    #[error("unknown group class {0:?}")]
-    UnknownClass(Option<String>),
+    #[error("unknown group class {0:?} (inotify, notif, content, precontent, or a reporting mode: fid, dfid, name, target joined by +)")]
+    UnknownClass(String),
     #[error("unknown step {0:?}")]
     UnknownStep(String),
     #[error("unexpected {0:?}")]
@@ -354,9 +354,9 @@ pub fn parse_step(text: &str) -> Result<Step, StepError> {
             // A notification group reporting file handles: `fid`, `dfid+name`, ...
             Some(r) => match parse_init_flags(Some(r)) {
                 Ok(report) if report != 0 && report & !init::FID_BITS == 0 => Op::FidGroup { report },
-                _ => return Err(StepError::UnknownClass(Some(r.to_string()))),
+                _ => return Err(StepError::UnknownClass(r.to_string())),
             },
-            None => return Err(StepError::UnknownClass(None)),
+            None => return Err(StepError::Missing("group class")),
         },
         "mark" => {
             let (group, inode, mask) = (num(w.next(), 'g', "group")?, parse_path(w.next())?, parse_mask(w.next())?);
@@ -1522,8 +1522,15 @@ mod tests {
         let msg = |t: &str| parse(t).unwrap_err().to_string();
         assert_eq!(msg("t0 fly g0"), r#"step 1 ("t0 fly g0"): unknown step "fly""#);
         assert_eq!(msg("# c\nt0 open i0; t0 open x3"), r#"step 2 ("t0 open x3"): inode should look like iN, not "x3""#);
-        assert_eq!(msg("t0 group weird"), r#"step 1 ("t0 group weird"): unknown group class Some("weird")"#);
-        assert_eq!(msg("t0 group"), r#"step 1 ("t0 group"): unknown group class None"#);
+        assert_eq!(
+            msg("t0 group weird"),
+            r#"step 1 ("t0 group weird"): unknown group class "weird" (inotify, notif, content, precontent, or a reporting mode: fid, dfid, name, target joined by +)"#
+        );
+        assert_eq!(
+            msg("t0 group fid+content"),
+            r#"step 1 ("t0 group fid+content"): unknown group class "fid+content" (inotify, notif, content, precontent, or a reporting mode: fid, dfid, name, target joined by +)"#
+        );
+        assert_eq!(msg("t0 group"), r#"step 1 ("t0 group"): missing group class"#);
         assert_eq!(msg("t9 open i0"), r#"step 1 ("t9 open i0"): task t9 out of range (at most 8 tasks)"#);
         assert_eq!(msg("t0 open i8"), r#"step 1 ("t0 open i8"): inode i8 out of range"#);
         assert_eq!(msg("t0 mark g0 i0 write"), r#"step 1 ("t0 mark g0 i0 write"): unknown mask "write" (open, perm)"#);

@@ -249,6 +249,11 @@ struct CheckCli {
     /// A task of an LTP test stuck in D state (no context switch) this long is a hang, in ms.
     #[arg(long, value_name = "MS", default_value_t = 5000)]
     ltp_hang_ms: u64,
+    /// In bisection and confirmation boots, run an LTP test that passes again, up to N runs in
+    /// all (30 s at most; the first run that does not pass decides): a race the kernel has can
+    /// go unhit in one run, and a pass there can name the wrong patch.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    ltp_repeat: u32,
     /// Run make, checkpatch and QEMU directly on the host instead of in the bubblewrap sandbox.
     /// Only for series you trust: a Makefile in a patch runs any command at build time.
     #[arg(long)]
@@ -307,6 +312,7 @@ fn check_cmd(c: CheckCli, quiet: bool) -> Result<i32, Fail> {
                 budget_ms: c.ltp_budget * 1000,
                 runtime_mul: c.ltp_runtime_mul.to_string(),
                 all_fs: c.ltp_all_fs,
+                repeat: c.ltp_repeat,
                 ..kbot_runner::lab::LtpBoot::default()
             },
         })

@@ -50,6 +50,19 @@ pub struct Params {
     pub test_limit_ms: u64,
     /// The mkfs-made filesystems LTP may use (None: every one the guest has tools for).
     pub fs: Option<Vec<String>>,
+    /// Runs of a test that keeps passing (`kbot.ltp_repeat`, 1: once). The runner asks for
+    /// more in bisection and confirmation boots: a race the kernel has (fanotify07's) can go
+    /// unhit in one run, and there a pass names the culprit.
+    pub repeat: u32,
+}
+
+/// The time a test's repeats may take in all: a pass of fanotify07 takes well under a
+/// second; a race test that runs for a set time is not repeated past this.
+pub const REPEAT_TIME: Duration = Duration::from_secs(30);
+
+/// Whether a test that passed `runs` times in a row, `spent` in all, runs once more.
+pub fn again(runs: u32, repeat: u32, spent: Duration) -> bool {
+    runs < repeat && spent < REPEAT_TIME
 }
 
 /// Every mkfs tool of the guest, when some are left out (see [`prepare_guest`]).
@@ -380,6 +393,16 @@ mod tests {
         let mut f = family(10, &procs);
         f.sort();
         assert_eq!(f, [10, 11, 12, 13]);
+    }
+
+    #[test]
+    fn a_passing_test_repeats_up_to_the_count_and_the_time() {
+        let s = Duration::from_secs;
+        assert!(!again(1, 1, s(0)), "once by default");
+        assert!(again(1, 5, s(1)));
+        assert!(again(4, 5, s(4)));
+        assert!(!again(5, 5, s(4)), "five runs in all");
+        assert!(!again(2, 5, REPEAT_TIME), "a slow test stops repeating");
     }
 
     #[test]

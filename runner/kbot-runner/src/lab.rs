@@ -93,6 +93,10 @@ pub struct LtpBoot {
     /// kernel's one ext4 driver serves all three, so they repeat the same fsnotify paths
     /// (ext4 and tmpfs are the kernel's two filesystems) at double the suite's cost.
     pub all_fs: bool,
+    /// Runs of a passing LTP test in the boots of bisection and confirmation (the first run
+    /// that does not pass decides): one pass of fanotify07 on a kernel with the seed's stall
+    /// is not rare, and there a pass can name the wrong patch.
+    pub repeat: u32,
 }
 
 impl Default for LtpBoot {
@@ -105,6 +109,7 @@ impl Default for LtpBoot {
             runtime_mul: "0.1".into(),
             limit_ms: 300_000,
             all_fs: false,
+            repeat: 5,
         }
     }
 }
@@ -123,7 +128,11 @@ enum Selection {
     All,
     /// kbot's own tests and scenarios, no LTP.
     Own,
+    /// The base's LTP tests.
     Only(Vec<String>),
+    /// These tests again (bisection, confirmation, the base's control): LTP's passes are
+    /// repeated.
+    Rerun(Vec<String>),
 }
 
 /// One VM run before its console is read.
@@ -375,10 +384,65 @@ impl Lab for QemuLab<'_> {
             let ltp = self.run_vm(0, image, Selection::Only(self.ltp_tests.clone()), false)?;
             return Ok(self.finish(prefix, vec![own, ltp]));
         }
-        let sel = only.map_or(Selection::All, |o| Selection::Only(o.to_vec()));
+        let sel = only.map_or(Selection::All, |o| Selection::Rerun(o.to_vec()));
         let raw = self.run_vm(prefix, image, sel, shrink)?;
         Ok(self.finish(prefix, vec![raw]))
     }
+}
+
+/// The agent's words on a boot's command line, and what the boot runs.
+struct AgentWords {
+    append: String,
+    /// The agent's selection (`kbot.only`), shadow rules left out.
+    agent_only: Option<Vec<String>>,
+    with_ltp: bool,
+    only_ltp: bool,
+}
+
+fn agent_words(p: &BootParams, sel: &Selection, prefix: usize, shrink: bool, ltp_tests: &[String]) -> AgentWords {
+    // Shadow rules are not tests of the agent: they watch whatever runs. When only they are
+    // in question, run everything so the same activity happens.
+    let agent_only: Option<Vec<String>> = match sel {
+        Selection::Only(o) | Selection::Rerun(o) => {
+            Some(o.iter().filter(|n| !TestFamily::of(n).observed()).cloned().collect::<Vec<_>>())
+                .filter(|o| !o.is_empty())
+        }
+        _ => None,
+    };
+    let is_ltp = |n: &String| TestFamily::of(n) == TestFamily::Ltp;
+    let only_ltp = agent_only.as_ref().is_some_and(|o| o.iter().all(is_ltp));
+    let with_ltp = match sel {
+        Selection::All => !ltp_tests.is_empty(),
+        Selection::Own => false,
+        Selection::Only(_) | Selection::Rerun(_) => agent_only.as_ref().is_some_and(|o| o.iter().any(is_ltp)),
+    };
+    // Only LTP: the scenario words would change nothing but the cache key.
+    let mut append = if only_ltp {
+        "kbot.random=0 kbot.shrink_ms=0".to_string()
+    } else {
+        format!(
+            "kbot.watchdog_ms={} kbot.seed={} kbot.random={}{}",
+            p.watchdog_ms,
+            p.seed,
+            p.random,
+            if shrink { "" } else { " kbot.shrink_ms=0" }
+        )
+    };
+    if let Some(l) = &p.ltp {
+        append += &l.words();
+        // A rerun of the base is the control for the tip's reruns: twice as many runs, so a
+        // test that fails now and then on the base is seen to.
+        if with_ltp && matches!(sel, Selection::Rerun(_)) && l.repeat > 1 {
+            append += &format!(" kbot.ltp_repeat={}", if prefix == 0 { 2 * l.repeat } else { l.repeat });
+        }
+    }
+    if matches!(sel, Selection::Own) {
+        append += " kbot.ltp=off";
+    }
+    if let Some(o) = &agent_only {
+        append += &format!(" kbot.only={}", o.join(","));
+    }
+    AgentWords { append, agent_only, with_ltp, only_ltp }
 }
 
 impl QemuLab<'_> {
@@ -420,41 +484,8 @@ impl QemuLab<'_> {
         let commit = short_commit(&self.commits[prefix]).to_string();
         let log = self.dir.join(format!("console-{prefix}-{commit}-{}.log", self.boots));
         let p = self.params;
-        // Shadow rules are not tests of the agent: they watch whatever runs. When only they are
-        // in question, run everything so the same activity happens.
-        let agent_only: Option<Vec<String>> = match &sel {
-            Selection::Only(o) => Some(o.iter().filter(|n| !TestFamily::of(n).observed()).cloned().collect::<Vec<_>>())
-                .filter(|o| !o.is_empty()),
-            _ => None,
-        };
-        let is_ltp = |n: &String| TestFamily::of(n) == TestFamily::Ltp;
-        let only_ltp = agent_only.as_ref().is_some_and(|o| o.iter().all(is_ltp));
-        let with_ltp = match &sel {
-            Selection::All => !self.ltp_tests.is_empty(),
-            Selection::Own => false,
-            Selection::Only(_) => agent_only.as_ref().is_some_and(|o| o.iter().any(is_ltp)),
-        };
-        // Only LTP: the scenario words would change nothing but the cache key.
-        let mut append = if only_ltp {
-            "kbot.random=0 kbot.shrink_ms=0".to_string()
-        } else {
-            format!(
-                "kbot.watchdog_ms={} kbot.seed={} kbot.random={}{}",
-                p.watchdog_ms,
-                p.seed,
-                p.random,
-                if shrink { "" } else { " kbot.shrink_ms=0" }
-            )
-        };
-        if let Some(l) = &p.ltp {
-            append += &l.words();
-        }
-        if matches!(sel, Selection::Own) {
-            append += " kbot.ltp=off";
-        }
-        if let Some(o) = &agent_only {
-            append += &format!(" kbot.only={}", o.join(","));
-        }
+        let AgentWords { append, agent_only, with_ltp, only_ltp } =
+            agent_words(p, &sel, prefix, shrink, &self.ltp_tests);
         let ltp_time = match (&p.ltp, with_ltp) {
             (Some(l), true) => Duration::from_millis(l.budget_ms + l.limit_ms.min(l.budget_ms)),
             _ => Duration::ZERO,
@@ -472,11 +503,14 @@ impl QemuLab<'_> {
         let what = match &sel {
             Selection::Own if prefix == 0 => format!("{} (kbot's tests)", label(prefix, self.n())),
             Selection::Only(_) if only_ltp && prefix == 0 => format!("{} (LTP)", label(prefix, self.n())),
+            Selection::Rerun(_) if prefix == 0 => format!("{} (control)", label(prefix, self.n())),
             _ => label(prefix, self.n()),
         };
         // Only the base's boots are cached: content-addressed by kernel, initramfs and command
         // line, so a new agent, LTP build or parameter is a new key.
-        let cache = (prefix == 0).then(|| self.boot_cache_dir(&spec)).flatten();
+        // The base's control is a fresh sample each time, not a cached one.
+        let fresh = matches!(sel, Selection::Rerun(_));
+        let cache = (prefix == 0 && !fresh).then(|| self.boot_cache_dir(&spec)).flatten();
         if let Some(c) = &cache {
             if let Some(raw) = cached_boot(c, &log, agent_only.clone()) {
                 self.say("boot", &format!("{what}: cached result ({:.0}s when it ran)", raw.seconds));
@@ -676,5 +710,57 @@ fn store_boot(dir: &Path, raw: &RawBoot) {
         });
     if ok.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> BootParams {
+        BootParams {
+            watchdog_ms: 3000,
+            seed: 1,
+            random: 8,
+            vm_timeout: Duration::from_secs(60),
+            jobs: 2,
+            build_timeout: Duration::from_secs(60),
+            ltp: Some(LtpBoot::default()),
+        }
+    }
+
+    fn rerun(names: &[&str]) -> Selection {
+        Selection::Rerun(names.iter().map(|n| n.to_string()).collect())
+    }
+
+    #[test]
+    fn ltp_passes_repeat_only_in_reruns() {
+        let p = params();
+        let ltp = ["ltp/fanotify07".to_string()];
+        let w = agent_words(&p, &rerun(&["inotify_close_with_pending_perm", "ltp/fanotify07"]), 2, false, &ltp);
+        assert!(w.append.contains(" kbot.ltp_repeat=5 "), "{}", w.append);
+        assert!(w.append.ends_with(" kbot.only=inotify_close_with_pending_perm,ltp/fanotify07"));
+        // The base's control runs twice as many.
+        let control = agent_words(&p, &rerun(&["ltp/fanotify07"]), 0, false, &ltp);
+        assert!(control.append.contains(" kbot.ltp_repeat=10 "), "{}", control.append);
+        // The tip's first boot and the base's LTP boot run each test once.
+        let base_ltp = Selection::Only(ltp.to_vec());
+        for (sel, prefix) in [(Selection::All, 3), (base_ltp, 0)] {
+            let w = agent_words(&p, &sel, prefix, true, &ltp);
+            assert!(w.with_ltp && !w.append.contains("ltp_repeat"), "{}", w.append);
+        }
+        // A rerun without an LTP test in question has nothing to repeat.
+        let own = agent_words(&p, &rerun(&["inotify_close_with_pending_perm"]), 2, false, &ltp);
+        assert!(!own.with_ltp && !own.append.contains("ltp_repeat"), "{}", own.append);
+        let once = BootParams { ltp: Some(LtpBoot { repeat: 1, ..LtpBoot::default() }), ..params() };
+        assert!(!agent_words(&once, &rerun(&["ltp/fanotify07"]), 2, false, &ltp).append.contains("ltp_repeat"));
+    }
+
+    #[test]
+    fn shadow_rules_alone_rerun_everything() {
+        let w = agent_words(&params(), &rerun(&["shadow/wait-in-srcu"]), 2, false, &[]);
+        assert!(w.agent_only.is_none() && !w.append.contains("kbot.only"), "{}", w.append);
+        let l = agent_words(&params(), &rerun(&["shadow/wait-in-srcu", "ltp/fanotify07"]), 2, false, &[]);
+        assert!(l.only_ltp && l.append.starts_with("kbot.random=0 kbot.shrink_ms=0"), "{}", l.append);
     }
 }

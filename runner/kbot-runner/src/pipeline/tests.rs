@@ -254,6 +254,42 @@ fn a_failure_that_does_not_reproduce_is_flaky_not_a_regression() {
     assert_eq!(r.bisect_steps.last().map(|s| s.reason.as_str()), Some("confirm"));
 }
 
+/// LTP's reruns repeat a passing test; the base runs an LTP test that regressed again first,
+/// as their control.
+#[test]
+fn an_ltp_hang_is_controlled_on_the_base_then_bisected() {
+    let mut lab = FakeLab::new(hangs_from("ltp/fanotify07", 2));
+    lab.tests.push("ltp/fanotify07");
+    let r = run(&mut lab, 3);
+    let fb: Vec<(&str, Option<u32>)> =
+        r.regressions.iter().map(|g| (g.test.as_str(), g.first_bad.as_ref().map(|f| f.index))).collect();
+    assert_eq!(fb, [("ltp/fanotify07", Some(2))]);
+    assert!(r.flaky.is_empty());
+    // Base, tip, then the base again for just the LTP test, before any bisection step.
+    assert_eq!(lab.boots[2], (0, Some(vec!["ltp/fanotify07".to_string()])), "{:?}", lab.boots);
+    assert!(lab.boots[3..].iter().all(|(p, _)| *p > 0));
+    // kbot's own tests need no control: a hang of one is bisected with no base rerun.
+    let mut own = FakeLab::new(hangs_from("close_with_pending_perm", 2));
+    own.tests.push("ltp/fanotify07");
+    run(&mut own, 3);
+    assert_eq!(own.boots_of(0), 1, "{:?}", own.boots);
+}
+
+#[test]
+fn an_ltp_test_that_fails_on_the_base_when_repeated_is_flaky() {
+    // Passes the base's first boot, fails its control and every later boot.
+    let mut lab =
+        FakeLab::new(
+            |p, t, before| if t == "ltp/fanotify10" && (p > 0 || before > 0) { Outcome::Fail } else { Outcome::Pass },
+        );
+    lab.tests.push("ltp/fanotify10");
+    let r = run(&mut lab, 3);
+    assert!(r.regressions.is_empty(), "{r:?}");
+    assert_eq!(r.flaky, ["ltp/fanotify10"]);
+    assert!(r.bisect_steps.is_empty(), "nothing to bisect: {:?}", r.bisect_steps);
+    assert_eq!(lab.boots.iter().map(|b| b.0).collect::<Vec<_>>(), [0, 3, 0]);
+}
+
 #[test]
 fn a_test_broken_on_the_base_is_not_a_regression() {
     let mut lab = FakeLab::new(|_, t, _| if t == "perm_allow_deny" { Outcome::Fail } else { Outcome::Pass });

@@ -92,6 +92,11 @@ pub const MNT_NODE: u8 = 0xfe;
 /// A pipe the scenario holds open (both ends) from the start: an object of a pseudo
 /// filesystem (pipefs, SB_NOUSER), named by its fd ([`Op::PipeMark`]). Nothing happens on it.
 pub const PIPE_NODE: u8 = 0xf9;
+/// `Ev::task` of an unprivileged group's event ([`Op::FidGroup`] with `unpriv`): such a group
+/// cannot have FAN_REPORT_TID, so the event's pid is the thread group's, and it is shown only
+/// to a reader of that same process (`copy_event_to_user()`), else 0. The scenario's tasks are
+/// threads of one process, which also reads: every event shows that process.
+pub const PROCESS_TASK: u8 = 0xf0;
 
 pub const EPERM: i32 = 1;
 pub const ENOENT: i32 = 2;
@@ -337,6 +342,10 @@ pub enum Op {
     /// as fanotify_init(2) does and makes no group.
     FidGroup {
         report: u16,
+        /// Made without CAP_SYS_ADMIN (5.13+; the agent makes it as user `nobody`): no
+        /// filesystem or mount marks (EPERM, whoever calls fanotify_mark(2)), and events show
+        /// the process, not the thread ([`PROCESS_TASK`]).
+        unpriv: bool,
     },
     AddMark {
         group: u8,
@@ -571,6 +580,8 @@ struct Group {
     class: Class,
     /// [`init::FID_BITS`] of a group that reports file handles; 0: it reports fds.
     report: u16,
+    /// Made without CAP_SYS_ADMIN (FANOTIFY_UNPRIV).
+    unpriv: bool,
     alive: bool,
     queue: List<Queued, MAX_QUEUE>,
 }
@@ -635,6 +646,8 @@ impl Group {
     }
 
     fn notify(&mut self, ev: Ev, limit: usize) -> Result<(), Invalid> {
+        // The pid an unprivileged group keeps is the process's: events of its threads merge.
+        let ev = if self.unpriv { Ev { task: PROCESS_TASK, ..ev } } else { ev };
         self.insert(ev, false, limit).map(|_| ())
     }
 }
@@ -973,12 +986,12 @@ impl Model {
         self.group(g).map_or(0, |x| x.report)
     }
 
-    fn create_group(&mut self, class: Class, report: u16) -> Ret {
+    fn create_group(&mut self, class: Class, report: u16, unpriv: bool) -> Ret {
         if self.ngroups as usize >= MAX_GROUPS {
             return Ret::Err(EMFILE);
         }
         let g = self.ngroups;
-        self.groups[g as usize] = Some(Group { class, report, alive: true, queue: List::default() });
+        self.groups[g as usize] = Some(Group { class, report, unpriv, alive: true, queue: List::default() });
         self.ngroups += 1;
         Ret::Ok(g as i32)
     }
@@ -1100,14 +1113,14 @@ impl Model {
     fn take(&mut self, s: Step, step_no: u16, out: &mut Outcome) -> Result<Option<Ret>, Invalid> {
         let t = s.task as usize;
         let ret = match s.op {
-            Op::CreateGroup(class) => Some(self.create_group(class, 0)),
-            Op::FidGroup { report } => {
+            Op::CreateGroup(class) => Some(self.create_group(class, 0, false)),
+            Op::FidGroup { report, unpriv } => {
                 if report & !init::FID_BITS != 0 {
                     return Err(Invalid::BadArgs);
                 }
-                match fanotify_init_errno(report, 0, false) {
+                match fanotify_init_errno(report, 0, unpriv) {
                     Some(e) => Some(Ret::Err(e)),
-                    None => Some(self.create_group(Class::FanNotif, report)),
+                    None => Some(self.create_group(Class::FanNotif, report, unpriv)),
                 }
             }
             Op::AddMark { group, inode, mask } => Some(self.add_mark(group, inode, mask, 0, MarkObj::Inode)?),
@@ -1321,6 +1334,12 @@ impl Model {
         // fanotify_mark(2) on an inotify fd: "verify that this is indeed an fanotify instance".
         if inotify {
             return Ok(Ret::Err(EINVAL));
+        }
+        // "An unprivileged user is not allowed to setup mount nor filesystem marks. This also
+        // includes setting up such marks by a group that was initialized by an unprivileged
+        // user" (and removing them: the check comes before the command).
+        if obj != MarkObj::Inode && self.group(group).is_some_and(|g| g.unpriv) {
+            return Ok(Ret::Err(EPERM));
         }
         if m & mask::PERM != 0 && !class.can_perm() {
             return Ok(Ret::Err(EINVAL));

@@ -227,7 +227,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         prop_oneof![Just(Class::Inotify), Just(Class::FanNotif), Just(Class::FanContent), Just(Class::FanPreContent)];
     prop_oneof![
         class.prop_map(Op::CreateGroup),
-        (0u16..16).prop_map(|r| Op::FidGroup { report: r << 9 }),
+        (0u16..16, any::<bool>()).prop_map(|(r, unpriv)| Op::FidGroup { report: r << 9, unpriv }),
         (0u8..6, any::<u32>(), any::<u16>(), 0u8..3).prop_map(|(group, mask, flags, o)| Op::PipeMark {
             group,
             mask: mask & (mask::EVENTS | mask::ISDIR | mask::ON_CHILD),
@@ -941,7 +941,7 @@ fn fev(mask: u32, inode: u8, dir: u8, name: u8, task: u8) -> Ev {
 fn fid_groups_report_the_directory_for_entry_events() {
     let mut m = Model::new(Semantics::Current);
     ok(&mut m, 0, Op::CreateGroup(Class::FanNotif));
-    ok(&mut m, 0, Op::FidGroup { report: FID });
+    ok(&mut m, 0, Op::FidGroup { report: FID, unpriv: false });
     ok(&mut m, 1, Op::Unlink { inode: 5 });
     let dirent = mask::CREATE | mask::DELETE | mask::ISDIR;
     assert_eq!(err(&mut m, Op::Watch { group: 0, inode: D0, mask: dirent, flags: 0 }), EINVAL);
@@ -964,6 +964,40 @@ fn fid_groups_report_the_directory_for_entry_events() {
     );
 }
 
+/// fanotify_init(2): without CAP_SYS_ADMIN a group must report file handles and may not
+/// report thread ids; fanotify_mark(2): "EPERM ... an unprivileged user ... mount or
+/// filesystem mark" (for such a group whoever calls). fanotify(7): an unprivileged listener
+/// sees the pid only of its own process; without FAN_REPORT_TID that is the thread group's,
+/// so the events of two threads on one file merge.
+#[test]
+fn unprivileged_groups_mark_inodes_only_and_see_their_process() {
+    let mut m = Model::new(Semantics::Current);
+    assert_eq!(err(&mut m, Op::Init { flags: init::REPORT_FID | init::REPORT_TID, fflags: 0, unpriv: true }), EPERM);
+    ok(&mut m, 0, Op::FidGroup { report: FID, unpriv: true });
+    ok(&mut m, 0, Op::FidGroup { report: FID, unpriv: false });
+    for g in [0, 1] {
+        ok(&mut m, 0, Op::Watch { group: g, inode: 5, mask: mask::ATTRIB, flags: 0 });
+    }
+    for mount in [false, true] {
+        let fs = Op::FsMark { group: 0, inode: D0, mask: mask::OPEN, flags: 0, mount };
+        assert_eq!(err(&mut m, fs), EPERM);
+        // Before the mount mark's own EINVAL for events that need file handles, and on removal.
+        let attrib = Op::FsMark { group: 0, inode: D0, mask: mask::ATTRIB, flags: flag::REMOVE, mount };
+        assert_eq!(err(&mut m, attrib), EPERM);
+        assert_eq!(err(&mut m, Op::PipeMark { group: 0, mask: mask::OPEN, flags: 0, obj: MarkObj::Fs }), EPERM);
+    }
+    // A bad class still fails as EINVAL, before the privilege check.
+    assert_eq!(err(&mut m, Op::FsMark { group: 1, inode: D0, mask: mask::ATTRIB, flags: 0, mount: true }), EINVAL);
+    ok(&mut m, 1, Op::Attrib { inode: 5 });
+    ok(&mut m, 2, Op::Attrib { inode: 5 });
+    let i5 = m.lookup(5).unwrap();
+    assert_eq!(evs(&mut m, 0), [fev(mask::ATTRIB, i5, NO_NODE, NO_NAME, PROCESS_TASK)]);
+    assert_eq!(
+        evs(&mut m, 1),
+        [fev(mask::ATTRIB, i5, NO_NODE, NO_NAME, 1), fev(mask::ATTRIB, i5, NO_NODE, NO_NAME, 2)]
+    );
+}
+
 /// fanotify(7): FAN_REPORT_DFID_NAME reports "the directory file handle and the name of the
 /// entry"; for an event on a directory itself the name is "."; with FAN_REPORT_FID too the
 /// child's file handle follows in a second record; DIR_FID marks on files ask for the
@@ -971,8 +1005,8 @@ fn fid_groups_report_the_directory_for_entry_events() {
 #[test]
 fn dfid_name_groups_report_parent_and_name() {
     let mut m = Model::new(Semantics::Current);
-    ok(&mut m, 0, Op::FidGroup { report: DFID_NAME });
-    ok(&mut m, 0, Op::FidGroup { report: DFID_NAME | FID });
+    ok(&mut m, 0, Op::FidGroup { report: DFID_NAME, unpriv: false });
+    ok(&mut m, 0, Op::FidGroup { report: DFID_NAME | FID, unpriv: false });
     ok(&mut m, 1, Op::Unlink { inode: 6 });
     for g in 0..2 {
         ok(&mut m, 0, Op::Watch { group: g, inode: 3, mask: mask::OPEN | mask::ATTRIB, flags: 0 });
@@ -1009,7 +1043,7 @@ fn dfid_name_groups_report_parent_and_name() {
         ]
     );
     // FAN_REPORT_NAME needs FAN_REPORT_DIR_FID (fanotify_init(2): EINVAL); no group is made.
-    assert_eq!(err(&mut m, Op::FidGroup { report: init::REPORT_NAME }), EINVAL);
+    assert_eq!(err(&mut m, Op::FidGroup { report: init::REPORT_NAME, unpriv: false }), EINVAL);
     assert_eq!(m.groups_created(), 2);
 }
 
@@ -1020,7 +1054,7 @@ fn dfid_name_groups_report_parent_and_name() {
 fn target_fid_reports_the_entry() {
     let mut m = Model::new(Semantics::Current);
     let target = DFID_NAME | FID | init::REPORT_TARGET_FID;
-    ok(&mut m, 0, Op::FidGroup { report: target });
+    ok(&mut m, 0, Op::FidGroup { report: target, unpriv: false });
     ok(&mut m, 1, Op::Unlink { inode: 7 });
     assert_eq!(err(&mut m, Op::Watch { group: 0, inode: 2, mask: mask::CREATE, flags: 0 }), ENOTDIR);
     assert_eq!(err(&mut m, Op::Watch { group: 0, inode: 2, mask: mask::OPEN | mask::ISDIR, flags: 0 }), ENOTDIR);
@@ -1047,8 +1081,8 @@ fn target_fid_reports_the_entry() {
 #[test]
 fn events_without_a_parent() {
     let mut m = Model::new(Semantics::Current);
-    ok(&mut m, 0, Op::FidGroup { report: init::REPORT_DIR_FID });
-    ok(&mut m, 0, Op::FidGroup { report: init::REPORT_DIR_FID | FID });
+    ok(&mut m, 0, Op::FidGroup { report: init::REPORT_DIR_FID, unpriv: false });
+    ok(&mut m, 0, Op::FidGroup { report: init::REPORT_DIR_FID | FID, unpriv: false });
     ok(&mut m, 0, Op::CreateGroup(Class::FanNotif));
     for g in 0..2 {
         ok(
@@ -1084,7 +1118,7 @@ fn events_without_a_parent() {
 #[test]
 fn fid_events_merge_by_object_and_read_by_mask() {
     let mut m = Model::new(Semantics::Current);
-    ok(&mut m, 0, Op::FidGroup { report: init::REPORT_DIR_FID });
+    ok(&mut m, 0, Op::FidGroup { report: init::REPORT_DIR_FID, unpriv: false });
     ok(&mut m, 2, Op::Unlink { inode: 2 });
     ok(&mut m, 0, Op::FsMark { group: 0, inode: 0, mask: mask::CREATE | mask::MODIFY, flags: 0, mount: false });
     ok(&mut m, 3, Op::Write { inode: 1 });
@@ -1103,7 +1137,7 @@ fn fid_events_merge_by_object_and_read_by_mask() {
 fn marks_on_a_pipe() {
     let mut m = Model::new(Semantics::Current);
     ok(&mut m, 0, Op::CreateGroup(Class::FanContent));
-    ok(&mut m, 0, Op::FidGroup { report: FID });
+    ok(&mut m, 0, Op::FidGroup { report: FID, unpriv: false });
     ok(&mut m, 0, Op::CreateGroup(Class::Inotify));
     let pipe = |group, mask, flags, obj| Op::PipeMark { group, mask, flags, obj };
     assert_eq!(err(&mut m, pipe(0, mask::OPEN, 0, MarkObj::Fs)), EINVAL);
@@ -1163,7 +1197,7 @@ fn a_removed_directory_waits_for_its_pinned_child() {
     let (d1, f) = (m.lookup(D1).unwrap(), m.lookup(path::of(1, 0)).unwrap());
     assert_ne!(d1, f);
     ok(&mut m, 0, Op::CreateGroup(Class::FanContent));
-    ok(&mut m, 0, Op::FidGroup { report: init::REPORT_DIR_FID });
+    ok(&mut m, 0, Op::FidGroup { report: init::REPORT_DIR_FID, unpriv: false });
     ok(&mut m, 0, Op::AddMark { group: 0, inode: path::of(1, 0), mask: mask::OPEN_PERM });
     let all = mask::OPEN | mask::DELETE_SELF | mask::DELETE | mask::ISDIR;
     ok(&mut m, 0, Op::FsMark { group: 1, inode: D0, mask: all, flags: 0, mount: false });

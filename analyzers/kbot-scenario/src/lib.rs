@@ -184,7 +184,9 @@ pub fn format_step(s: &Step) -> String {
     let t = s.task;
     match s.op {
         Op::CreateGroup(c) => format!("t{t} group {}", class_name(c)),
-        Op::FidGroup { report } => format!("t{t} group {}", init_flags_name(report)),
+        Op::FidGroup { report, unpriv } => {
+            format!("t{t} group {}{}", init_flags_name(report), if unpriv { " unpriv" } else { "" })
+        }
         Op::AddMark { group, inode, mask } => {
             format!("t{t} mark g{group} {} {}", path_name(inode), mask_name(mask))
         }
@@ -258,6 +260,8 @@ pub enum StepError {
     UnknownInitFlag(String),
     #[error("unknown group class {0:?} (inotify, notif, content, precontent, or a reporting mode: fid, dfid, name, target joined by +)")]
     UnknownClass(String),
+    #[error("unexpected {0:?} after a reporting mode (only \"unpriv\": made by an unprivileged user)")]
+    UnknownGroupWord(String),
     #[error("unknown step {0:?}")]
     UnknownStep(String),
     #[error("unexpected {0:?}")]
@@ -352,8 +356,13 @@ pub fn parse_step(text: &str) -> Result<Step, StepError> {
             Some("content") => Op::CreateGroup(Class::FanContent),
             Some("precontent") => Op::CreateGroup(Class::FanPreContent),
             // A notification group reporting file handles: `fid`, `dfid+name`, ...
+            // ... made by an unprivileged user: `fid unpriv`.
             Some(r) => match parse_init_flags(Some(r)) {
-                Ok(report) if report != 0 && report & !init::FID_BITS == 0 => Op::FidGroup { report },
+                Ok(report) if report != 0 && report & !init::FID_BITS == 0 => match w.next() {
+                    None => Op::FidGroup { report, unpriv: false },
+                    Some("unpriv") => Op::FidGroup { report, unpriv: true },
+                    Some(x) => return Err(StepError::UnknownGroupWord(x.to_string())),
+                },
                 _ => return Err(StepError::UnknownClass(r.to_string())),
             },
             None => return Err(StepError::Missing("group class")),
@@ -1133,8 +1142,8 @@ fn without_fid_group(steps: &[Step]) -> Vec<Step> {
     let Some(at) = steps.iter().position(|s| matches!(s.op, Op::FidGroup { .. })) else {
         return steps.to_vec();
     };
-    let Op::FidGroup { report } = steps[at].op else { unreachable!() };
-    let made = kbot_refcore::fanotify_init_errno(report, 0, false).is_none();
+    let Op::FidGroup { report, unpriv } = steps[at].op else { unreachable!() };
+    let made = kbot_refcore::fanotify_init_errno(report, 0, unpriv).is_none();
     let mut out = steps[..at].to_vec();
     out.extend(steps[at + 1..].iter().filter(|s| !made || group_of(s) != Some(0)).map(|s| {
         if made {
@@ -1159,7 +1168,10 @@ fn with_fid_group(steps: Vec<Step>, seed: u64) -> Vec<Step> {
         return steps;
     }
     let report = FID_REPORTS[r.below(FID_REPORTS.len() as u64) as usize];
-    let make = Step { task: r.below(u64::from(GEN_TASKS)) as u8, op: Op::FidGroup { report } };
+    // One in four made by an unprivileged user (a stream of its own, so the rest of the
+    // scenario is what it was without).
+    let unpriv = Rng::new(seed ^ 0x0e9e_0000_0000_0007).below(4) == 0;
+    let make = Step { task: r.below(u64::from(GEN_TASKS)) as u8, op: Op::FidGroup { report, unpriv } };
     let mut m = Model::new(Semantics::Current);
     m.step(make).expect("a group can be made");
     if m.groups_created() == 0 {
@@ -1421,6 +1433,7 @@ pub fn corpus() -> Vec<Scenario> {
         c("fan-mark-evictable", "t0 group notif; t0 mark g0 i0 open evictable; t0 fdinfo g0; t0 mark g0 i0 access; t0 mark g0 i0 modify evictable; t0 mark g0 i1 open+closenw evictable; t0 fsmark g0 d0 open evictable; t0 mountmark g0 d0 open evictable; t1 cat i1; t0 read g0; t0 mark g0 i1 modify evictable; t0 mark g0 i1 access ignored+surv+evictable; t0 fdinfo g0; t1 unlink i1; t0 fdinfo g0"),
         c("rmdir-pinned-child", "t0 mkdir d1; t0 create d1/i0; t0 group content; t0 group dfid; t0 group inotify; t0 mark g0 d1/i0 perm; t0 fsmark g1 d0 open+closenw; t0 mark g1 d1 deleteself+ondir; t0 mark g2 d1 deleteself+open; t1 open d1/i0; t2 unlink d1/i0; t2 rmdir d1; t0 read g1; t0 read g2; t0 read g0; t2 mkdir d1; t0 allow g0 t1; t0 read g1; t0 read g2"),
         c("pipe-marks", "t0 group notif; t0 group fid; t0 group content; t0 group inotify; t0 pipemark g0 open+modify; t0 pipe-fsmark g0 open; t0 pipe-mountmark g0 open; t0 pipe-fsmark g0 open remove; t0 pipe-fsmark g1 attrib remove; t0 pipemark g1 attrib+modify; t0 pipemark g2 perm; t0 pipemark g3 open; t0 pipemark g0 open onlydir; t0 pipemark g0 access ignored; t0 pipemark g0 create; t0 pipemark g1 create; t0 pipemark g0 modify remove; t0 pipemark g2 access ignore; t0 fdinfo g0; t0 fdinfo g1; t0 fdinfo g2"),
+        c("fanotify-unpriv", "t0 group fid+dfid+name unpriv; t0 group fid unpriv; t0 group fid; t0 mark g0 d0 create+delete+attrib+ondir; t0 mark g1 i1 attrib+open+closenw; t0 mark g2 i1 attrib; t0 fsmark g0 d0 attrib; t0 mountmark g1 d0 open; t0 fsmark g1 d0 attrib remove; t0 pipe-fsmark g0 open; t0 pipemark g0 open; t1 chmod i1; t2 chmod i1; t1 unlink i5; t2 create i5; t2 mkdir d1; t1 chmod d0; t2 cat i1; t0 read g0; t0 read g1; t0 read g2; t0 fdinfo g0; t0 fdinfo g1"),
         c("fanotify-init-flags", "t0 init notif rdonly; t0 init content+fid rdonly; t0 init fid+name rdonly; t0 init fid+dfid+name+target rdwr+cloexec; t0 init dfid+name+target rdonly; t0 init pidfd+tid rdonly; t0 init content+precontent rdonly; t0 init notif badacc; t0 init notif rdonly+directory; t0 init unknown rdonly; t0 init audit wronly; t0 init precontent+uqueue+umarks+cloexec+nonblock rdwr+append+noatime+largefile; t0 init notif rdonly unpriv; t0 init fid+uqueue rdonly unpriv; t0 init dfid+name+cloexec rdwr unpriv; t0 init fid+unknown rdonly unpriv"),
     ]
 }
@@ -1792,6 +1805,44 @@ mod tests {
         // A "." record needs a group reporting names and an event on a directory itself,
         // which the main stream makes now and then (the corpus has one).
         assert!(kinds.iter().enumerate().all(|(i, k)| *k > if i == 3 { 6 } else { 20 }), "{kinds:?}");
+    }
+
+    /// A quarter of the groups reporting file handles are unprivileged: their filesystem and
+    /// mount marks are refused (EPERM), their inode marks hear events that show the process.
+    #[test]
+    fn random_scenarios_reach_unprivileged_groups() {
+        let (mut made, mut eperm, mut process_events) = (0, 0, 0);
+        for i in 0..600 {
+            let sc = random(8, i);
+            let pred = predict(&sc.steps, Semantics::Current).unwrap();
+            let Some(at) = sc.steps.iter().position(|s| matches!(s.op, Op::FidGroup { unpriv: true, .. })) else {
+                continue;
+            };
+            if pred[at].ret != Some(Ret::Ok(0)) {
+                continue;
+            }
+            made += 1;
+            for (s, o) in sc.steps.iter().zip(&pred).skip(at + 1) {
+                match s.op {
+                    Op::FsMark { group: 0, .. } | Op::PipeMark { group: 0, obj: MarkObj::Fs | MarkObj::Mount, .. } => {
+                        assert_eq!(o.ret, Some(Ret::Err(kbot_refcore::EPERM)), "{}", format_step(s));
+                        eperm += 1;
+                    }
+                    Op::ReadEvents { group: 0 } => {
+                        let evs = o.events.iter().filter(|e| e.mask != mask::OVERFLOW);
+                        assert!(evs.clone().all(|e| e.task == kbot_refcore::PROCESS_TASK), "{:?}", o.events);
+                        process_events += evs.count();
+                    }
+                    _ => {}
+                }
+            }
+        }
+        eprintln!("600 scenarios: {made} unprivileged groups, {eperm} marks refused, {process_events} events read");
+        assert!((60..200).contains(&made), "{made}");
+        assert!(eperm > 10 && process_events > 40, "{eperm} {process_events}");
+        let text = "t0 group fid+dfid+name unpriv";
+        assert_eq!(format_step(&parse_step(text).unwrap()), text);
+        assert_eq!(parse_step("t0 group fid root"), Err(StepError::UnknownGroupWord("root".into())));
     }
 
     #[test]

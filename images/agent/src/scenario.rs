@@ -7,7 +7,7 @@
 use crate::sys;
 use kbot_scenario::kbot_refcore::{
     fflag, flag, init, mask, path, Class, Ev, MarkObj, Op, Ret, Semantics, Step, DOT_NAME, MAX_INODES, MAX_TASKS,
-    NO_NAME, NO_NODE, PIPE_NODE,
+    NO_NAME, NO_NODE, PIPE_NODE, PROCESS_TASK,
 };
 use kbot_scenario::{compare_step, format, predict_with, shrink, signature, Scenario, StepObs};
 use std::collections::HashMap;
@@ -38,43 +38,82 @@ const KERNEL_O_LARGEFILE: u32 = 0o400000;
 const KERNEL_O_LARGEFILE: u32 = 0o100000;
 
 /// fanotify_init as user `nobody` (no capabilities), in a child process: raw syscalls change
-/// only the child's one thread. The errno comes back as the exit status (0: it succeeded).
-fn init_unprivileged(flags: u32, event_f_flags: u32) -> Ret {
+/// only the child's one thread. The child says its errno or fd on a pipe and waits; the new
+/// group's fd is taken with pidfd_getfd(2) (the guest kernel has no sockets for SCM_RIGHTS).
+/// -1: the child could not say.
+fn init_unprivileged(flags: u32, event_f_flags: u32) -> Result<RawFd, i32> {
+    let (mut said, mut release) = ([0; 2], [0; 2]);
+    // SAFETY: pipe2 fills two fds each.
+    unsafe {
+        if libc::pipe2(said.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(errno());
+        }
+        if libc::pipe2(release.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            let e = errno();
+            for fd in said {
+                sys::close(fd);
+            }
+            return Err(e);
+        }
+    }
     // SAFETY: fork; the child makes raw syscalls only and leaves with _exit.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        // SAFETY: as above.
+        // SAFETY: as above; the buffers are live stack values.
         unsafe {
+            libc::close(said[0]);
+            libc::close(release[1]);
             let nobody: libc::c_long = 65534;
-            if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0
-                || libc::syscall(libc::SYS_setresgid, nobody, nobody, nobody) != 0
-                || libc::syscall(libc::SYS_setresuid, nobody, nobody, nobody) != 0
+            let mut msg: [i32; 2] = [-1, -1];
+            if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) == 0
+                && libc::syscall(libc::SYS_setresgid, nobody, nobody, nobody) == 0
+                && libc::syscall(libc::SYS_setresuid, nobody, nobody, nobody) == 0
             {
-                libc::_exit(255);
+                let fd = libc::syscall(libc::SYS_fanotify_init, flags, event_f_flags) as i32;
+                msg = if fd < 0 { [*libc::__errno_location(), -1] } else { [0, fd] };
             }
-            let fd = libc::syscall(libc::SYS_fanotify_init, flags, event_f_flags);
-            libc::_exit(if fd < 0 { *libc::__errno_location() } else { 0 });
+            libc::write(said[1], msg.as_ptr().cast(), 8);
+            // Until the parent has taken the fd (it closes its end).
+            let mut b = 0u8;
+            libc::read(release[0], (&mut b as *mut u8).cast(), 1);
+            libc::_exit(0);
         }
     }
-    if pid < 0 {
-        return Ret::Err(errno());
-    }
-    let mut status = 0;
-    loop {
+    sys::close(said[1]);
+    sys::close(release[0]);
+    let mut msg: [i32; 2] = [-1, -1];
+    let got = if pid < 0 {
+        Err(errno())
+    } else {
+        // SAFETY: reading 8 bytes into a live array; pidfd calls with integer arguments.
+        unsafe {
+            if libc::read(said[0], msg.as_mut_ptr().cast(), 8) != 8 {
+                Err(-1)
+            } else if msg[0] != 0 {
+                Err(msg[0])
+            } else {
+                let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
+                let fd = if pidfd < 0 { -1 } else { libc::syscall(libc::SYS_pidfd_getfd, pidfd, msg[1], 0) };
+                if pidfd >= 0 {
+                    libc::close(pidfd as RawFd);
+                }
+                if fd < 0 {
+                    Err(-1)
+                } else {
+                    // pidfd_getfd sets FD_CLOEXEC on the new fd.
+                    Ok(fd as RawFd)
+                }
+            }
+        }
+    };
+    sys::close(said[0]);
+    sys::close(release[1]);
+    if pid > 0 {
+        let mut status = 0;
         // SAFETY: waiting for our own child with a valid status pointer.
-        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
-            break;
-        }
-        if errno() != libc::EINTR {
-            return Ret::Err(-1);
-        }
+        while unsafe { libc::waitpid(pid, &mut status, 0) } != pid && errno() == libc::EINTR {}
     }
-    match libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)) {
-        Some(0) => Ret::Ok(0),
-        Some(e) => Ret::Err(e),
-        // Killed: not an errno; the comparison shows it as a difference.
-        None => Ret::Err(-1),
-    }
+    got
 }
 
 /// fanotify_init's arguments for the model's [`init`] and [`fflag`] bits.
@@ -340,8 +379,14 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
             lock().made(fd, class, 0)
         }
         // A notification group reporting file handles (the model's init bits are the kernel's).
-        Op::FidGroup { report } => {
+        Op::FidGroup { report, unpriv: false } => {
             lock().made(fanotify_group(sys::FAN_CLASS_NOTIF | u32::from(report)), Class::FanNotif, report)
+        }
+        // Without FAN_REPORT_TID, which needs CAP_SYS_ADMIN.
+        Op::FidGroup { report, unpriv: true } => {
+            let flags = sys::FAN_CLASS_NOTIF | u32::from(report) | sys::FAN_CLOEXEC | FAN_NONBLOCK;
+            let fd = init_unprivileged(flags, (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32);
+            lock().made(fd, Class::FanNotif, report)
         }
         Op::AddMark { group, inode, mask: m } => add_mark(&mut lock(), group, inode, m, 0),
         Op::Watch { group, inode, mask: m, flags } => add_mark(&mut lock(), group, inode, m, flags),
@@ -470,7 +515,8 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
         Op::Init { flags, fflags, unpriv } => {
             let (f, e) = init_args(flags, fflags);
             if unpriv {
-                return (init_unprivileged(f, e), vec![]);
+                let r = init_unprivileged(f, e).map(sys::close);
+                return (r.map_or_else(Ret::Err, |_| Ret::Ok(0)), vec![]);
             }
             // SAFETY: plain syscall with integer arguments.
             let fd = unsafe { libc::syscall(libc::SYS_fanotify_init, f, e) };
@@ -682,7 +728,13 @@ fn read_events(k: &mut Kernel, group: u8) -> (Ret, Vec<Ev>) {
                 NO_NODE
             };
             let mm = from_kernel(m);
-            let task = if mm == mask::OVERFLOW { 0 } else { k.tid_task.get(&tid).copied().unwrap_or(u8::MAX) };
+            // An unprivileged group shows the process's pid (no FAN_REPORT_TID): the agent's.
+            let task = match k.tid_task.get(&tid) {
+                _ if mm == mask::OVERFLOW => 0,
+                Some(t) => *t,
+                None if tid as u32 == std::process::id() => PROCESS_TASK,
+                None => u8::MAX,
+            };
             if m & sys::FAN_OPEN_PERM != 0 {
                 if let Some(old) = k.perm.insert((group, task), efd) {
                     sys::close(old);

@@ -229,7 +229,8 @@ pub struct ArchResult {
     pub base: Run,
     pub tip: Run,
     pub regressions: Vec<Regression>,
-    /// Tests that failed on the tip once but not on a rerun.
+    /// Tests that failed on the tip once but not on its reruns, or (LTP) not every repeated
+    /// run on the base either: not regressions.
     #[serde(default)]
     pub flaky: Vec<String>,
     #[serde(default)]

@@ -536,7 +536,8 @@ pub fn event_name(e: &Ev) -> String {
         kbot_refcore::DOT_NAME => " .".to_string(),
         n => format!(" {}", entry_name(n)),
     };
-    let task = format!("t{}", e.task);
+    // An unprivileged group's event names the process, not a thread.
+    let task = if e.task == kbot_refcore::PROCESS_TASK { "tP".to_string() } else { format!("t{}", e.task) };
     if e.dir != NO_NODE {
         // A group reporting file handles: the DFID(_NAME) record, then the FID record if any.
         let fid = if e.inode == NO_NODE { String::new() } else { format!(" fid {node}") };
@@ -1831,6 +1832,7 @@ mod tests {
                     Op::ReadEvents { group: 0 } => {
                         let evs = o.events.iter().filter(|e| e.mask != mask::OVERFLOW);
                         assert!(evs.clone().all(|e| e.task == kbot_refcore::PROCESS_TASK), "{:?}", o.events);
+                        assert!(evs.clone().all(|e| event_name(e).contains(" tP")), "{}", events_name(&o.events));
                         process_events += evs.count();
                     }
                     _ => {}

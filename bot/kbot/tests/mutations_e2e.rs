@@ -24,7 +24,7 @@ const SCENARIOS: usize = 60;
 /// good news: update this table and README's). `None`: not measured yet (the test fails
 /// and says so). Recorded 2026-11-30 on Debian 6.12.117 (README, "Measured power"); session 7
 /// re-measured every row with fdinfo and FAN_MARK_IGNORE marks in the random scenarios, session
-/// 8 with groups reporting file handles and pipe marks.
+/// 8 with groups reporting file handles and pipe marks, session 9 with unprivileged groups.
 const TABLE: &[(&str, Option<(bool, usize)>)] = &[
     ("01-inotify-oneshot", Some((true, 1))),
     ("02-inotify-mask-add", Some((false, 0))),
@@ -34,15 +34,16 @@ const TABLE: &[(&str, Option<(bool, usize)>)] = &[
     ("06-fanotify-ondir", Some((true, 4))),
     ("07-fanotify-event-on-child", Some((true, 20))),
     ("08-ignore-surv-modify", Some((true, 7))),
-    ("09-fanotify-merge", Some((true, 14))),
+    ("09-fanotify-merge", Some((true, 15))),
     ("10-overflow-off-by-one", Some((true, 1))),
     ("11-inotify-mask-create-errno", Some((false, 0))),
     ("12-inotify-merge-wd", Some((false, 0))),
     ("13-fanotify-init-name-dfid", Some((true, 8))),
     ("14-fs-mark-iter-slot", Some((true, 8))),
     ("15-fan-mark-ignore-flag", Some((true, 34))),
-    ("16-fid-child-record", Some((true, 10))),
+    ("16-fid-child-record", Some((true, 11))),
     ("17-fid-parent-needed", Some((true, 8))),
+    ("18-unpriv-fs-mark", Some((true, 3))),
 ];
 
 fn examples() -> PathBuf {

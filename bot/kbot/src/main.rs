@@ -250,7 +250,7 @@ struct CheckCli {
     #[arg(long, value_name = "MS", default_value_t = 5000)]
     ltp_hang_ms: u64,
     /// In bisection and confirmation boots, run an LTP test that passes again, up to N runs in
-    /// all (30 s at most; the first run that does not pass decides): a race the kernel has can
+    /// all (no new run after 30 s; the first that fails or hangs decides): a race the kernel has can
     /// go unhit in one run, and a pass there can name the wrong patch.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     ltp_repeat: u32,

@@ -57,6 +57,11 @@ pub trait Lab {
     /// (tests and `shadow/` rules), `prefix` (bisection's first probe) will be wanted next, so
     /// a lab may build it ahead meanwhile.
     fn build_ahead(&mut self, _prefix: usize, _bad_on_base: &[String]) {}
+    /// How often a rerun (`boot` with `only`) runs an LTP test that passes; the base's rerun
+    /// runs it twice as often. 1: reruns are single runs, and the base needs no control.
+    fn ltp_repeat(&self) -> u32 {
+        1
+    }
 }
 
 /// How a prefix is named in progress lines and errors.
@@ -321,6 +326,10 @@ impl QemuLab<'_> {
 impl Lab for QemuLab<'_> {
     fn arch(&self) -> Arch {
         self.arch
+    }
+
+    fn ltp_repeat(&self) -> u32 {
+        self.params.ltp.as_ref().map_or(1, |l| l.repeat)
     }
 
     fn say(&self, stage: &str, msg: &str) {

@@ -30,6 +30,8 @@ struct FakeLab {
     violates: Box<dyn Fn(usize) -> bool>,
     kernels: Vec<usize>,
     boots: Vec<(usize, Option<Vec<String>>)>,
+    /// What `Lab::ltp_repeat` says (as `kbot check`'s default).
+    repeat: u32,
     /// `build_ahead` calls, with how many boots came before each, and the last one's list of
     /// what failed on the base.
     ahead: Vec<(usize, usize)>,
@@ -48,6 +50,7 @@ impl FakeLab {
             violates: Box::new(|_| false),
             kernels: Vec::new(),
             boots: Vec::new(),
+            repeat: 5,
             ahead: Vec::new(),
             bad_on_base: Vec::new(),
         }
@@ -64,6 +67,10 @@ impl Lab for FakeLab {
     }
 
     fn say(&self, _stage: &str, _msg: &str) {}
+
+    fn ltp_repeat(&self) -> u32 {
+        self.repeat
+    }
 
     fn build_ahead(&mut self, prefix: usize, bad_on_base: &[String]) {
         self.ahead.push((prefix, self.boots.len()));
@@ -288,6 +295,25 @@ fn an_ltp_test_that_fails_on_the_base_when_repeated_is_flaky() {
     assert_eq!(r.flaky, ["ltp/fanotify10"]);
     assert!(r.bisect_steps.is_empty(), "nothing to bisect: {:?}", r.bisect_steps);
     assert_eq!(lab.boots.iter().map(|b| b.0).collect::<Vec<_>>(), [0, 3, 0]);
+    // Also in a one-patch series, whose tip is confirmed by reruns of its own.
+    let mut one = FakeLab::new(|p, t, before| {
+        if t == "ltp/fanotify10" && (p > 0 || before > 0) || t == "perm_allow_deny" && p == 1 && before == 0 {
+            Outcome::Fail
+        } else {
+            Outcome::Pass
+        }
+    });
+    one.tests.push("ltp/fanotify10");
+    let r = run(&mut one, 1);
+    assert!(r.regressions.is_empty(), "{r:?}");
+    assert_eq!(r.flaky, ["ltp/fanotify10", "perm_allow_deny"]);
+    // Single reruns need no control; an LTP failure is then judged by the reruns alone.
+    let mut once = FakeLab::new(hangs_from("ltp/fanotify07", 2));
+    once.tests.push("ltp/fanotify07");
+    once.repeat = 1;
+    let r = run(&mut once, 3);
+    assert_eq!(once.boots_of(0), 1, "{:?}", once.boots);
+    assert_eq!(r.regressions.len(), 1);
 }
 
 #[test]

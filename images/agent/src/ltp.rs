@@ -65,6 +65,38 @@ pub fn again(runs: u32, repeat: u32, spent: Duration) -> bool {
     runs < repeat && spent < REPEAT_TIME
 }
 
+/// A test's deciding run after its repeats: its result and verdict, how many runs counted and
+/// the time of all of them.
+pub struct Repeated<R> {
+    pub result: R,
+    pub verdict: kbot_ltp::Verdict,
+    pub runs: u32,
+    pub spent: Duration,
+}
+
+/// Runs a test that passed again (`next(run number)` gives a run's result, verdict and time)
+/// while [`again`] and `more()` (the boot's LTP budget) allow. Only a failure or a hang
+/// overrides the passes: the first one decides; a skip (LTP's own time budget, a missing
+/// device) says nothing about the kernel and ends the repeats with the pass.
+pub fn repeat<R>(
+    first: (R, kbot_ltp::Verdict, Duration),
+    repeat: u32,
+    more: impl Fn() -> bool,
+    mut next: impl FnMut(u32) -> (R, kbot_ltp::Verdict, Duration),
+) -> Repeated<R> {
+    let (result, verdict, spent) = first;
+    let mut r = Repeated { result, verdict, runs: 1, spent };
+    while r.verdict == kbot_ltp::Verdict::Pass && again(r.runs, repeat, r.spent) && more() {
+        let (result, verdict, took) = next(r.runs + 1);
+        r.spent += took;
+        if verdict == kbot_ltp::Verdict::Skip {
+            break;
+        }
+        r = Repeated { result, verdict, runs: r.runs + 1, spent: r.spent };
+    }
+    r
+}
+
 /// Every mkfs tool of the guest, when some are left out (see [`prepare_guest`]).
 pub const MKFS_ALL: &str = "/kbot-mkfs/all";
 /// Only the kept ones.
@@ -403,6 +435,37 @@ mod tests {
         assert!(again(4, 5, s(4)));
         assert!(!again(5, 5, s(4)), "five runs in all");
         assert!(!again(2, 5, REPEAT_TIME), "a slow test stops repeating");
+    }
+
+    #[test]
+    fn the_first_failure_or_hang_decides_and_a_skip_keeps_the_pass() {
+        use kbot_ltp::Verdict::{Fail, Hang, Pass, Skip};
+        let s = Duration::from_secs;
+        let drive = |first: kbot_ltp::Verdict, then: &[kbot_ltp::Verdict], n: u32, each: u64| {
+            let mut calls = Vec::new();
+            let r = repeat(
+                (1u32, first, s(each)),
+                n,
+                || true,
+                |k| {
+                    calls.push(k);
+                    (k, then[k as usize - 2], s(each))
+                },
+            );
+            (r.result, r.verdict, r.runs, r.spent.as_secs(), calls)
+        };
+        assert_eq!(drive(Pass, &[Pass, Fail, Pass], 5, 1), (3, Fail, 3, 3, vec![2, 3]));
+        assert_eq!(drive(Pass, &[Pass, Pass, Pass, Pass], 5, 1), (5, Pass, 5, 5, vec![2, 3, 4, 5]));
+        assert_eq!(drive(Pass, &[Hang], 5, 1), (2, Hang, 2, 2, vec![2]));
+        // The skipped run's time counts; its verdict does not.
+        assert_eq!(drive(Pass, &[Pass, Skip, Fail], 5, 1), (2, Pass, 2, 3, vec![2, 3]));
+        // A first run that did not pass is not repeated, nor is one run asked for.
+        assert_eq!(drive(Fail, &[], 5, 1), (1, Fail, 1, 1, vec![]));
+        assert_eq!(drive(Pass, &[], 1, 1), (1, Pass, 1, 1, vec![]));
+        // No new run after REPEAT_TIME (a 20 s test runs twice), nor past the boot's budget.
+        assert_eq!(drive(Pass, &[Pass, Pass], 5, 20), (2, Pass, 2, 40, vec![2]));
+        let r = repeat((0, Pass, s(1)), 5, || false, |_| panic!("the budget is spent"));
+        assert_eq!(r.runs, 1);
     }
 
     #[test]

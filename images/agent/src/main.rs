@@ -309,26 +309,25 @@ fn main() {
             r.took += first;
             j = kbot_ltp::judge(&r.output, &r.end);
         }
-        // A pass is run again when asked (bisection): the first run that does not pass decides.
-        let mut runs = 1;
-        let mut spent = r.took;
-        while j.verdict == kbot_ltp::Verdict::Pass
-            && ltp::again(runs, p.ltp.repeat, spent)
-            && ltp_started.elapsed() < Duration::from_millis(p.ltp_budget_ms)
-        {
-            emit(&format!("# {name}: passed; run {} of up to {}", runs + 1, p.ltp.repeat));
-            let again = ltp::run(t, &p.ltp, every_fs, &dump, out);
-            spent += again.took;
-            let ja = kbot_ltp::judge(&again.output, &again.end);
-            // Only a failure or a hang overrides the passes (a skip, e.g. LTP's own time
-            // budget, says nothing about the kernel): stop there with the pass.
-            if ja.verdict == kbot_ltp::Verdict::Skip {
-                emit(&format!("# {name}: run {} skipped: no more repeats", runs + 1));
-                break;
-            }
-            runs += 1;
-            (r, j) = (again, ja);
-        }
+        // A pass is run again when asked (bisection): the first failure or hang decides.
+        let budget = Duration::from_millis(p.ltp_budget_ms);
+        let first = j.verdict;
+        let rep = ltp::repeat(
+            (j, first, r.took),
+            p.ltp.repeat,
+            || ltp_started.elapsed() < budget,
+            |k| {
+                emit(&format!("# {name}: passed; run {k} of up to {}", p.ltp.repeat));
+                let again = ltp::run(t, &p.ltp, every_fs, &dump, out);
+                let ja = kbot_ltp::judge(&again.output, &again.end);
+                if ja.verdict == kbot_ltp::Verdict::Skip {
+                    emit(&format!("# {name}: run {k} skipped: no more repeats"));
+                }
+                let v = ja.verdict;
+                (ja, v, again.took)
+            },
+        );
+        let (j, runs, spent) = (rep.result, rep.runs, rep.spent);
         // The summary starts with the verdict word, which the result line already says.
         let why = j.summary.strip_prefix(&format!("{}: ", j.verdict.as_str())).unwrap_or(&j.summary);
         let why = match (runs, j.verdict) {

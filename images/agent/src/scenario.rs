@@ -323,11 +323,17 @@ fn kdev(st_dev: u64) -> u64 {
     (u64::from(libc::major(st_dev)) << 20) | u64::from(libc::minor(st_dev))
 }
 
-/// fanotify_init(2) for a scenario group: `flags` (class and reporting mode), non-blocking,
-/// thread ids, events opened read-only.
+/// fanotify_init(2)'s arguments for a scenario group: `flags` (class and reporting mode),
+/// non-blocking, thread ids when `tid` (an unprivileged group may not have them), events
+/// opened read-only.
+fn group_args(flags: u32, tid: bool) -> (u32, u32) {
+    let flags = flags | sys::FAN_CLOEXEC | FAN_NONBLOCK | if tid { FAN_REPORT_TID } else { 0 };
+    (flags, (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32)
+}
+
+/// fanotify_init(2) for a scenario group made by the agent (privileged): see [`group_args`].
 fn fanotify_group(flags: u32) -> Result<RawFd, i32> {
-    let flags = flags | sys::FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID;
-    let ev = (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32;
+    let (flags, ev) = group_args(flags, true);
     // SAFETY: plain syscall with integer arguments.
     fd_or_errno(unsafe { libc::syscall(libc::SYS_fanotify_init, flags, ev) })
 }
@@ -384,9 +390,8 @@ fn perform(k: &Mutex<Kernel>, step: &Step) -> (Ret, Vec<Ev>) {
         }
         // Without FAN_REPORT_TID, which needs CAP_SYS_ADMIN.
         Op::FidGroup { report, unpriv: true } => {
-            let flags = sys::FAN_CLASS_NOTIF | u32::from(report) | sys::FAN_CLOEXEC | FAN_NONBLOCK;
-            let fd = init_unprivileged(flags, (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32);
-            lock().made(fd, Class::FanNotif, report)
+            let (flags, ev) = group_args(sys::FAN_CLASS_NOTIF | u32::from(report), false);
+            lock().made(init_unprivileged(flags, ev), Class::FanNotif, report)
         }
         Op::AddMark { group, inode, mask: m } => add_mark(&mut lock(), group, inode, m, 0),
         Op::Watch { group, inode, mask: m, flags } => add_mark(&mut lock(), group, inode, m, flags),

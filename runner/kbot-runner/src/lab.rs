@@ -98,9 +98,9 @@ pub struct LtpBoot {
     /// kernel's one ext4 driver serves all three, so they repeat the same fsnotify paths
     /// (ext4 and tmpfs are the kernel's two filesystems) at double the suite's cost.
     pub all_fs: bool,
-    /// Runs of a passing LTP test in the boots of bisection and confirmation (the first run
-    /// that does not pass decides): one pass of fanotify07 on a kernel with the seed's stall
-    /// is not rare, and there a pass can name the wrong patch.
+    /// Runs of a passing LTP test in the boots of bisection and confirmation (the first that
+    /// fails or hangs decides; the base's control runs twice as many): one pass of fanotify07
+    /// on a kernel with the seed's stall is not rare, and there a pass can name the wrong patch.
     pub repeat: u32,
 }
 
